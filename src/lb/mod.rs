@@ -1,0 +1,91 @@
+//! Pure balancing logic: no DPDK, no threads, no allocation on the per-packet path.
+//!
+//! - [`snapshot`]: the immutable forwarding state workers read (services, backends with
+//!   their precomputed 12-byte L2 header, schedules), built by the control plane.
+//! - [`sched`]: WRR / RR schedules, precomputed as sequences so a pick is O(1).
+//! - [`flow`]: the per-worker flow table (fixed capacity, seeded hash, bounded probing).
+//! - [`tcp_state`]: IPVS's input-only TCP state table (DR sees client->server only).
+//! - [`pipeline`]: `process(frame, &snapshot, &mut local, now) -> Verdict`.
+pub mod flow;
+pub mod pipeline;
+pub mod sched;
+pub mod snapshot;
+pub mod tcp_state;
+pub mod verdict;
+
+pub use pipeline::{process, LocalState};
+pub use snapshot::Snapshot;
+pub use verdict::{DropReason, Verdict};
+
+/// Coarse time for flow expiry: tenths of a second since the worker started.
+pub type Tick = u32;
+pub const TICKS_PER_SEC: u32 = 10;
+
+/// L4 protocol of a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl Proto {
+    pub fn number(self) -> u8 {
+        match self {
+            Proto::Tcp => crate::wire::ipv4::protocol::TCP,
+            Proto::Udp => crate::wire::ipv4::protocol::UDP,
+        }
+    }
+    /// ipvsadm's spelling in listings.
+    pub fn ipvsadm_name(self) -> &'static str {
+        match self {
+            Proto::Tcp => "TCP",
+            Proto::Udp => "UDP",
+        }
+    }
+}
+
+/// Scheduler of a service (ipvsadm `-s`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SchedKind {
+    #[default]
+    Wrr,
+    Rr,
+}
+
+impl SchedKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            SchedKind::Wrr => "wrr",
+            SchedKind::Rr => "rr",
+        }
+    }
+}
+
+/// What happens to a removed backend's flows on their next packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnRemoved {
+    /// Schedule the flow afresh on a remaining backend (IPVS `expire_nodest_conn=1`-like).
+    #[default]
+    Reschedule,
+    /// Drop its packets until the entry expires (IPVS `expire_nodest_conn=0`).
+    Drop,
+}
+
+/// Flow timeouts in seconds (IPVS defaults: `ipvsadm --set 900 120 300`, SYN 60, CLOSE 10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub tcp: u32,
+    pub tcp_fin: u32,
+    pub udp: u32,
+    pub syn: u32,
+    pub close: u32,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts { tcp: 900, tcp_fin: 120, udp: 300, syn: 60, close: 10 }
+    }
+}

@@ -1,0 +1,211 @@
+//! `process`: one frame in, one verdict out, DESIGN.md "Forwarding semantics" 1-8.
+//!
+//! Pure and DPDK-free: it reads the snapshot, reads and writes only the worker's own
+//! [`LocalState`], and rewrites the frame in place (the 12 MAC bytes for a forward; the
+//! whole ARP or ICMP message for a reply). It never allocates and never panics: every
+//! length is validated by a `wire` view before it is used.
+use super::flow::{FlowKey, FlowTable, Slot};
+use super::snapshot::{Service, Snapshot, MAX_SERVICES};
+use super::tcp_state::{self, State};
+use super::verdict::{DropReason, Neighbor, Verdict};
+use super::{OnRemoved, Tick};
+use crate::wire::arp::{self, ArpPacket};
+use crate::wire::ethernet::{self, ethertype};
+use crate::wire::icmp::{self, IcmpPacket};
+use crate::wire::ipv4::{protocol, Ipv4Packet};
+use crate::wire::tcp::{flags, TcpPacket};
+use crate::wire::udp::UdpPacket;
+use crate::wire::{Error, Mac};
+
+/// Everything a worker owns that the pipeline writes: its flow table and its scheduler
+/// cursors (one per service index).
+pub struct LocalState {
+    pub flows: FlowTable,
+    cursors: Box<[u32]>,
+}
+
+impl LocalState {
+    /// `worker` offsets the scheduler cursors so workers start on different backends.
+    pub fn new(flow_capacity: usize, worker: usize) -> Self {
+        Self::with_table(FlowTable::new(flow_capacity), worker)
+    }
+    pub fn with_table(flows: FlowTable, worker: usize) -> Self {
+        LocalState { flows, cursors: vec![worker as u32; MAX_SERVICES].into_boxed_slice() }
+    }
+}
+
+use DropReason as D;
+
+/// Processes one frame. See the module docs and DESIGN.md for the order of checks.
+#[inline]
+pub fn process(frame: &mut [u8], snap: &Snapshot, local: &mut LocalState, now: Tick) -> Verdict {
+    // 1-2. Ethernet (+ one 802.1Q tag), destination MAC filter.
+    let l2 = match ethernet::parse(frame) {
+        Ok(l2) => l2,
+        Err(_) => return Verdict::Drop(D::Runt),
+    };
+    let dst = ethernet::dst(frame);
+    if dst != snap.port_mac.0 && dst != Mac::BROADCAST.0 {
+        return Verdict::Drop(D::NotForUs);
+    }
+    match l2.ethertype {
+        ethertype::IPV4 => ipv4(frame, l2.l3_offset, snap, local, now),
+        ethertype::ARP => arp_in(frame, l2.l3_offset, snap),
+        _ => Verdict::Drop(D::UnsupportedEthertype),
+    }
+}
+
+/// Sends a reply back where the frame came from: dst = old src, src = port MAC.
+#[inline]
+fn turn_around(frame: &mut [u8], port_mac: Mac) {
+    let src = ethernet::src(frame);
+    frame[0..6].copy_from_slice(&src);
+    frame[6..12].copy_from_slice(&port_mac.0);
+}
+
+// 3. ARP: answer for VIPs and the director IP; learn backends' MACs.
+fn arp_in(frame: &mut [u8], off: usize, snap: &Snapshot) -> Verdict {
+    let (oper, sha, spa, tpa) = match ArpPacket::new_checked(&frame[off..]) {
+        Ok(a) => (a.oper(), a.sha(), a.spa(), a.tpa()),
+        Err(_) => return Verdict::Drop(D::ArpMalformed),
+    };
+    let mac = Mac(sha);
+    let learned = (snap.is_backend_ip(spa) && !mac.is_multicast() && mac != Mac::ZERO)
+        .then_some(Neighbor { ip: spa, mac });
+    let for_us = snap.is_vip(tpa) || (tpa == snap.dip && snap.dip != 0);
+    // A gratuitous ARP (sender == target) announces; it is not a question to answer.
+    if oper == arp::OP_REQUEST && for_us && spa != tpa {
+        // The view was validated just above on the same bytes.
+        if let Ok(mut a) = ArpPacket::new_checked(&mut frame[off..]) {
+            a.make_reply(snap.port_mac.0);
+        }
+        turn_around(frame, snap.port_mac);
+        return Verdict::ArpReply { learned };
+    }
+    match learned {
+        Some(n) => Verdict::ArpLearned(n),
+        None => Verdict::Drop(D::ArpIgnored),
+    }
+}
+
+// 4-8. IPv4.
+fn ipv4(frame: &mut [u8], off: usize, snap: &Snapshot, local: &mut LocalState, now: Tick) -> Verdict {
+    let (saddr, daddr, proto, hl, total, non_first) = match Ipv4Packet::new_checked(&frame[off..]) {
+        Ok(ip) => {
+            if !ip.verify_checksum() {
+                return Verdict::Drop(D::Ipv4BadChecksum);
+            }
+            (ip.src(), ip.dst(), ip.protocol(), ip.header_len(), ip.total_len(), ip.is_non_first_fragment())
+        }
+        Err(Error::Truncated) => return Verdict::Drop(D::Ipv4Truncated),
+        Err(Error::Malformed) => return Verdict::Drop(D::Ipv4Malformed),
+    };
+    if non_first {
+        return Verdict::Drop(D::Fragment);
+    }
+    let l4 = off + hl..off + total;
+    let (sport, dport, tcp_flags) = match proto {
+        protocol::TCP => match TcpPacket::new_checked(&frame[l4]) {
+            Ok(t) => (t.src_port(), t.dst_port(), t.flags()),
+            Err(_) => return Verdict::Drop(D::L4Malformed),
+        },
+        protocol::UDP => match UdpPacket::new_checked(&frame[l4]) {
+            Ok(u) => (u.src_port(), u.dst_port(), 0),
+            Err(_) => return Verdict::Drop(D::L4Malformed),
+        },
+        protocol::ICMP => return icmp_in(frame, off, daddr, snap),
+        _ => return Verdict::Drop(D::NoService),
+    };
+    // 5. Service match.
+    let Some((si, svc)) = snap.service(daddr, dport, proto) else {
+        return Verdict::Drop(D::NoService);
+    };
+    // 6. Flow lookup, scheduling.
+    let key = FlowKey { saddr, daddr, sport, dport, proto };
+    let tcp = proto == protocol::TCP;
+    // IPVS `is_new_conn`: SYN without ACK (and we also exclude RST).
+    let new_syn = tcp && tcp_flags & (flags::SYN | flags::ACK | flags::RST) == flags::SYN;
+    let (slot, new_flow) = match local.flows.find(&key, now) {
+        Slot::Hit(idx) => {
+            let e = *local.flows.entry(idx);
+            let keep = match snap.backend(e.slot, e.incarnation) {
+                // A backend that is still there keeps its flows, draining or not, unless
+                // a fresh SYN arrives on a draining backend or a closing entry.
+                Some(b) => b.mac.is_some() && !(new_syn && (b.weight == 0 || e.state().is_closing())),
+                None if new_syn => false,
+                None if svc.on_removed == OnRemoved::Drop => return Verdict::Drop(D::BackendRemoved),
+                None => false,
+            };
+            let entry = local.flows.entry_mut(idx);
+            if keep {
+                let st = if tcp { tcp_state::next(e.state(), tcp_flags) } else { State::Udp };
+                entry.state = st as u8;
+                entry.expires = now.saturating_add(snap.timeouts.of(st));
+                (e.slot, false)
+            } else {
+                let Some(slot) = pick(svc, si, &mut local.cursors) else {
+                    return Verdict::Drop(D::NoBackend);
+                };
+                let st = if tcp { tcp_state::next(State::None, tcp_flags) } else { State::Udp };
+                let entry = local.flows.entry_mut(idx);
+                entry.slot = slot;
+                entry.incarnation = snap.backends[usize::from(slot)].incarnation;
+                entry.state = st as u8;
+                entry.expires = now.saturating_add(snap.timeouts.of(st));
+                (slot, true)
+            }
+        }
+        Slot::Vacant(idx) => {
+            if tcp && !new_syn {
+                return Verdict::Drop(D::TcpNoFlow);
+            }
+            let Some(slot) = pick(svc, si, &mut local.cursors) else {
+                return Verdict::Drop(D::NoBackend);
+            };
+            let st = if tcp { State::SynRecv } else { State::Udp };
+            let inc = snap.backends[usize::from(slot)].incarnation;
+            local.flows.insert_at(idx, &key, slot, inc, st, now.saturating_add(snap.timeouts.of(st)), now);
+            (slot, true)
+        }
+    };
+    // 7. Rewrite the MACs; the IP packet is not touched.
+    frame[..12].copy_from_slice(&snap.backends[usize::from(slot)].l2);
+    // 8. The caller transmits on its own queue.
+    Verdict::Forward { slot, new_flow }
+}
+
+/// Next backend of `svc` for this worker. The schedule only holds present backends with
+/// weight > 0 and a known MAC.
+#[inline]
+fn pick(svc: &Service, si: u16, cursors: &mut [u32]) -> Option<u16> {
+    let seq = &svc.schedule;
+    if seq.is_empty() {
+        return None;
+    }
+    let c = &mut cursors[usize::from(si)];
+    // The cursor may be past the end after a swap shortened the schedule.
+    let i = (*c as usize) % seq.len();
+    *c = if i + 1 == seq.len() { 0 } else { (i + 1) as u32 };
+    Some(seq[i])
+}
+
+// ICMP echo request to a VIP or the director IP: answered by the director.
+fn icmp_in(frame: &mut [u8], off: usize, daddr: u32, snap: &Snapshot) -> Verdict {
+    if !(snap.is_vip(daddr) || (daddr == snap.dip && snap.dip != 0)) {
+        return Verdict::Drop(D::NoService);
+    }
+    let Ok(mut ip) = Ipv4Packet::new_checked(&mut frame[off..]) else {
+        return Verdict::Drop(D::Ipv4Malformed); // validated by the caller already
+    };
+    match IcmpPacket::new_checked(ip.payload_mut()) {
+        Ok(mut m) if m.msg_type() == icmp::ECHO_REQUEST && m.code() == 0 && m.verify_checksum() => {
+            m.make_echo_reply();
+        }
+        _ => return Verdict::Drop(D::IcmpUnhandled),
+    }
+    ip.swap_addrs();
+    ip.set_ttl(64);
+    ip.fill_checksum();
+    turn_around(frame, snap.port_mac);
+    Verdict::IcmpReply
+}

@@ -1,0 +1,234 @@
+//! The immutable forwarding state every worker reads.
+//!
+//! The control plane builds a new `Snapshot` for every change (config reload, drlbadm
+//! command, a backend MAC learned by ARP) and publishes it with an epoch swap. Workers
+//! never write to it.
+//!
+//! Backends are addressed by a *slot* that the control plane keeps stable across
+//! snapshots for as long as the backend exists, plus an *incarnation* that changes when
+//! a slot is reused. A flow entry stores both, so after any number of swaps a flow
+//! finds its backend again in O(1), and a flow whose backend was removed (slot empty, or
+//! reused by another backend) is recognised as such.
+use super::sched;
+use super::tcp_state::TimeoutTicks;
+use super::{OnRemoved, Proto, SchedKind, Timeouts};
+use crate::wire::Mac;
+
+/// Marks an empty slot in the service hash.
+const NO_SERVICE: u16 = u16::MAX;
+/// Slots are u16; the last value is reserved.
+pub const MAX_SLOTS: usize = u16::MAX as usize;
+/// Services are u16 indices; the last value marks "none".
+pub const MAX_SERVICES: usize = 4096;
+
+#[derive(Debug, Clone)]
+pub struct Backend {
+    pub ip: u32,
+    pub port: u16,
+    pub weight: u32,
+    pub mac: Option<Mac>,
+    /// Destination MAC (the backend) then source MAC (the port): the whole DR rewrite.
+    pub l2: [u8; 12],
+    pub incarnation: u16,
+    pub service: u16,
+    pub present: bool,
+}
+
+impl Backend {
+    fn absent() -> Self {
+        Backend { ip: 0, port: 0, weight: 0, mac: None, l2: [0; 12], incarnation: 0, service: 0, present: false }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Service {
+    pub vip: u32,
+    pub port: u16,
+    pub proto: Proto,
+    pub sched: SchedKind,
+    pub on_removed: OnRemoved,
+    /// Slots of this service's backends, in configuration order.
+    pub backends: Vec<u16>,
+    /// The pick sequence (slots); empty when no backend is eligible.
+    pub schedule: Box<[u16]>,
+}
+
+/// Input to [`Snapshot::build`]: one backend as the control plane knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendSpec {
+    pub slot: u16,
+    pub incarnation: u16,
+    pub ip: u32,
+    pub port: u16,
+    pub weight: u32,
+    pub mac: Option<Mac>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceSpec {
+    pub vip: u32,
+    pub port: u16,
+    pub proto: Proto,
+    pub sched: SchedKind,
+    pub on_removed: OnRemoved,
+    pub backends: Vec<BackendSpec>,
+}
+
+#[derive(Debug)]
+pub struct Snapshot {
+    pub generation: u64,
+    pub port_mac: Mac,
+    /// Director IP (host order).
+    pub dip: u32,
+    pub services: Vec<Service>,
+    svc_table: Box<[u16]>,
+    svc_mask: usize,
+    pub backends: Vec<Backend>,
+    /// Sorted, unique backend IPs: ARP from these is learned.
+    neighbors: Vec<u32>,
+    /// Sorted, unique VIPs: ARP and ICMP echo for these are answered.
+    vips: Vec<u32>,
+    pub timeouts: TimeoutTicks,
+    pub raw_timeouts: Timeouts,
+}
+
+#[inline(always)]
+fn svc_hash(vip: u32, port: u16, proto: u8) -> usize {
+    let x = (u64::from(vip) << 24) ^ (u64::from(port) << 8) ^ u64::from(proto);
+    (x.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40) as usize
+}
+
+impl Snapshot {
+    /// Builds a snapshot. Errors name the service whose schedule is too long or a slot
+    /// out of range; the control plane validates configs so these do not happen there.
+    pub fn build(
+        generation: u64,
+        port_mac: Mac,
+        dip: u32,
+        timeouts: Timeouts,
+        specs: &[ServiceSpec],
+    ) -> Result<Snapshot, String> {
+        if specs.len() >= MAX_SERVICES {
+            return Err(format!("{} services; at most {} are supported", specs.len(), MAX_SERVICES - 1));
+        }
+        let max_slot = specs.iter().flat_map(|s| s.backends.iter()).map(|b| usize::from(b.slot)).max();
+        let mut backends = vec![Backend::absent(); max_slot.map_or(0, |m| m + 1)];
+        let mut services = Vec::with_capacity(specs.len());
+        let mut neighbors = Vec::new();
+        let mut vips = Vec::new();
+        for (si, s) in specs.iter().enumerate() {
+            let mut eligible = Vec::new();
+            for b in &s.backends {
+                if usize::from(b.slot) >= MAX_SLOTS {
+                    return Err(format!("backend slot {} out of range", b.slot));
+                }
+                let mut l2 = [0u8; 12];
+                if let Some(m) = b.mac {
+                    l2[..6].copy_from_slice(&m.0);
+                }
+                l2[6..].copy_from_slice(&port_mac.0);
+                backends[usize::from(b.slot)] = Backend {
+                    ip: b.ip,
+                    port: b.port,
+                    weight: b.weight,
+                    mac: b.mac,
+                    l2,
+                    incarnation: b.incarnation,
+                    service: si as u16,
+                    present: true,
+                };
+                neighbors.push(b.ip);
+                if b.mac.is_some() {
+                    eligible.push((b.slot, b.weight));
+                }
+            }
+            let schedule = sched::build(s.sched, &eligible).ok_or_else(|| {
+                format!(
+                    "service {}:{}: the weights' cycle (sum/gcd) exceeds {} picks",
+                    std::net::Ipv4Addr::from(s.vip),
+                    s.port,
+                    sched::MAX_CYCLE
+                )
+            })?;
+            vips.push(s.vip);
+            services.push(Service {
+                vip: s.vip,
+                port: s.port,
+                proto: s.proto,
+                sched: s.sched,
+                on_removed: s.on_removed,
+                backends: s.backends.iter().map(|b| b.slot).collect(),
+                schedule: schedule.into_boxed_slice(),
+            });
+        }
+        neighbors.sort_unstable();
+        neighbors.dedup();
+        vips.sort_unstable();
+        vips.dedup();
+        let size = (services.len() * 2).max(8).next_power_of_two();
+        let mut svc_table = vec![NO_SERVICE; size].into_boxed_slice();
+        let mask = size - 1;
+        for (i, s) in services.iter().enumerate() {
+            let mut h = svc_hash(s.vip, s.port, s.proto.number()) & mask;
+            while svc_table[h] != NO_SERVICE {
+                let o = &services[usize::from(svc_table[h])];
+                if (o.vip, o.port, o.proto) == (s.vip, s.port, s.proto) {
+                    return Err(format!("duplicate service {}:{}", std::net::Ipv4Addr::from(s.vip), s.port));
+                }
+                h = (h + 1) & mask;
+            }
+            svc_table[h] = i as u16;
+        }
+        Ok(Snapshot {
+            generation,
+            port_mac,
+            dip,
+            services,
+            svc_table,
+            svc_mask: mask,
+            backends,
+            neighbors,
+            vips,
+            timeouts: TimeoutTicks::new(&timeouts),
+            raw_timeouts: timeouts,
+        })
+    }
+
+    /// The service for (VIP, port, IP protocol number), if any.
+    #[inline]
+    pub fn service(&self, vip: u32, port: u16, proto: u8) -> Option<(u16, &Service)> {
+        let mut h = svc_hash(vip, port, proto) & self.svc_mask;
+        loop {
+            let i = self.svc_table[h];
+            if i == NO_SERVICE {
+                return None;
+            }
+            let s = &self.services[usize::from(i)];
+            if s.vip == vip && s.port == port && s.proto.number() == proto {
+                return Some((i, s));
+            }
+            h = (h + 1) & self.svc_mask;
+        }
+    }
+
+    /// The backend in `slot` if it is present and still the same incarnation.
+    #[inline]
+    pub fn backend(&self, slot: u16, incarnation: u16) -> Option<&Backend> {
+        match self.backends.get(usize::from(slot)) {
+            Some(b) if b.present && b.incarnation == incarnation => Some(b),
+            _ => None,
+        }
+    }
+
+    pub fn is_vip(&self, ip: u32) -> bool {
+        self.vips.binary_search(&ip).is_ok()
+    }
+
+    pub fn is_backend_ip(&self, ip: u32) -> bool {
+        self.neighbors.binary_search(&ip).is_ok()
+    }
+
+    pub fn vips(&self) -> &[u32] {
+        &self.vips
+    }
+}

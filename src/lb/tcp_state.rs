@@ -1,0 +1,153 @@
+//! TCP connection states as IPVS tracks them for DR, where the director sees only the
+//! client->server half: the "INPUT-ONLY" table of `net/netfilter/ipvs/ip_vs_proto_tcp.c`,
+//! restricted to the states reachable from NONE in that table (sNO sES sSR sFW sTW sCL).
+//!
+//! The flag that drives a transition is chosen in IPVS's order: RST, then SYN, then FIN,
+//! then ACK (`tcp_state_idx`). A segment with none of them leaves the state unchanged.
+//!
+//! ```text
+//!            sNO  sES  sSR  sFW  sTW  sCL      (current state)
+//!   syn      sSR  sES  sSR  sSR  sSR  sSR
+//!   fin      sCL  sFW  sTW  sFW  sTW  sCL
+//!   ack      sES  sES  sES  sFW  sTW  sCL
+//!   rst      sCL  sCL  sSR  sCL  sCL  sCL
+//! ```
+//! Timeouts (IPVS defaults, configurable): ESTABLISHED `tcp` 900 s, SYN_RECV 60 s,
+//! FIN_WAIT and TIME_WAIT `tcp_fin` 120 s, CLOSE 10 s. UDP flows use `udp` 300 s.
+use super::{Tick, Timeouts, TICKS_PER_SEC};
+use crate::wire::tcp::flags;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[repr(u8)]
+pub enum State {
+    #[default]
+    None = 0,
+    Established = 1,
+    SynRecv = 2,
+    FinWait = 3,
+    TimeWait = 4,
+    Close = 5,
+    /// Not TCP: a UDP flow.
+    Udp = 6,
+}
+
+impl State {
+    pub fn from_u8(v: u8) -> State {
+        match v {
+            1 => State::Established,
+            2 => State::SynRecv,
+            3 => State::FinWait,
+            4 => State::TimeWait,
+            5 => State::Close,
+            6 => State::Udp,
+            _ => State::None,
+        }
+    }
+    /// ipvsadm -lnc spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            State::None => "NONE",
+            State::Established => "ESTABLISHED",
+            State::SynRecv => "SYN_RECV",
+            State::FinWait => "FIN_WAIT",
+            State::TimeWait => "TIME_WAIT",
+            State::Close => "CLOSE",
+            State::Udp => "UDP",
+        }
+    }
+    /// IPVS counts ESTABLISHED as an active connection and every other state as inactive.
+    pub fn is_active(self) -> bool {
+        self == State::Established
+    }
+    /// States in which a new SYN starts a new connection (IPVS `conn_reuse_mode`, with the
+    /// FIN_WAIT bit set, since that is the last state a DR director sees).
+    pub fn is_closing(self) -> bool {
+        matches!(self, State::FinWait | State::TimeWait | State::Close)
+    }
+}
+
+const NO: State = State::None;
+const ES: State = State::Established;
+const SR: State = State::SynRecv;
+const FW: State = State::FinWait;
+const TW: State = State::TimeWait;
+const CL: State = State::Close;
+
+/// Rows: syn, fin, ack, rst. Columns: current state None..Close.
+const TABLE: [[State; 6]; 4] = [
+    /* syn */ [SR, ES, SR, SR, SR, SR],
+    /* fin */ [CL, FW, TW, FW, TW, CL],
+    /* ack */ [ES, ES, ES, FW, TW, CL],
+    /* rst */ [CL, CL, SR, CL, CL, CL],
+];
+
+/// The state after a client->server segment with `tcp_flags`.
+#[inline]
+pub fn next(cur: State, tcp_flags: u8) -> State {
+    let row = if tcp_flags & flags::RST != 0 {
+        3
+    } else if tcp_flags & flags::SYN != 0 {
+        0
+    } else if tcp_flags & flags::FIN != 0 {
+        1
+    } else if tcp_flags & flags::ACK != 0 {
+        2
+    } else {
+        return cur;
+    };
+    let col = cur as usize;
+    if col >= 6 {
+        return cur;
+    }
+    TABLE[row][col]
+}
+
+/// Timeouts converted to ticks once, indexed by state.
+#[derive(Debug, Clone, Copy)]
+pub struct TimeoutTicks([Tick; 7]);
+
+impl TimeoutTicks {
+    pub fn new(t: &Timeouts) -> Self {
+        let s = |v: u32| v.saturating_mul(TICKS_PER_SEC);
+        // None is never stored; give it the SYN timeout for safety.
+        TimeoutTicks([s(t.syn), s(t.tcp), s(t.syn), s(t.tcp_fin), s(t.tcp_fin), s(t.close), s(t.udp)])
+    }
+    #[inline]
+    pub fn of(&self, st: State) -> Tick {
+        self.0[st as usize]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::tcp::flags::*;
+
+    #[test]
+    fn handshake_and_close() {
+        let s = next(State::None, SYN);
+        assert_eq!(s, State::SynRecv);
+        let s = next(s, ACK);
+        assert_eq!(s, State::Established);
+        let s = next(s, ACK | PSH);
+        assert_eq!(s, State::Established);
+        let s = next(s, FIN | ACK);
+        assert_eq!(s, State::FinWait);
+        let s = next(s, ACK);
+        assert_eq!(s, State::FinWait);
+        assert_eq!(next(State::Established, RST | ACK), State::Close);
+        assert_eq!(next(State::SynRecv, FIN), State::TimeWait);
+        assert_eq!(next(State::Established, 0), State::Established);
+        assert_eq!(next(State::Close, SYN), State::SynRecv);
+    }
+
+    #[test]
+    fn timeouts_by_state() {
+        let t = TimeoutTicks::new(&Timeouts::default());
+        assert_eq!(t.of(State::Established), 9000);
+        assert_eq!(t.of(State::SynRecv), 600);
+        assert_eq!(t.of(State::FinWait), 1200);
+        assert_eq!(t.of(State::Close), 100);
+        assert_eq!(t.of(State::Udp), 3000);
+    }
+}

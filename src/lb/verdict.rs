@@ -1,0 +1,73 @@
+//! What the pipeline decided for one frame. Every outcome has a counter.
+use crate::wire::Mac;
+
+/// A backend's address learned from ARP, handed to the manager.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Neighbor {
+    pub ip: u32,
+    pub mac: Mac,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// L2 header rewritten to the backend in `slot`; transmit.
+    Forward { slot: u16, new_flow: bool },
+    /// Frame turned into an ARP reply in place; transmit. `learned` when the asker is a backend.
+    ArpReply { learned: Option<Neighbor> },
+    /// Frame turned into an ICMP echo reply in place; transmit.
+    IcmpReply,
+    /// An ARP frame from a backend: its MAC is learned, the frame is consumed.
+    ArpLearned(Neighbor),
+    /// Not transmitted; counted under the reason.
+    Drop(DropReason),
+}
+
+macro_rules! drop_reasons {
+    ($($variant:ident => $name:literal, $doc:literal;)*) => {
+        /// Why a frame was dropped. The names are the counter and metric label values.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[repr(u8)]
+        pub enum DropReason { $(#[doc = $doc] $variant,)* }
+        impl DropReason {
+            pub const ALL: &'static [DropReason] = &[$(DropReason::$variant,)*];
+            pub const COUNT: usize = Self::ALL.len();
+            pub fn name(self) -> &'static str {
+                match self { $(DropReason::$variant => $name,)* }
+            }
+            pub fn describe(self) -> &'static str {
+                match self { $(DropReason::$variant => $doc,)* }
+            }
+        }
+    };
+}
+
+drop_reasons! {
+    NotForUs => "not_for_us", "destination MAC is neither the port's nor broadcast";
+    Runt => "runt", "shorter than an Ethernet (+802.1Q) header";
+    UnsupportedEthertype => "unsupported_ethertype", "not IPv4 or ARP (IPv6, QinQ, a second VLAN tag, ...)";
+    ArpMalformed => "arp_malformed", "ARP too short or not Ethernet/IPv4";
+    ArpIgnored => "arp_ignored", "ARP neither for a VIP or the director IP nor from a backend";
+    Ipv4Malformed => "ipv4_malformed", "IPv4 version != 4, IHL < 5 or total length < header";
+    Ipv4Truncated => "ipv4_truncated", "IPv4 total length beyond the frame, or under 20 bytes";
+    Ipv4BadChecksum => "ipv4_bad_checksum", "IPv4 header checksum wrong";
+    Fragment => "fragment", "non-first IPv4 fragment (carries no ports)";
+    NoService => "no_service", "destination IP, port and protocol match no service";
+    L4Malformed => "l4_malformed", "TCP or UDP header short or inconsistent";
+    IcmpUnhandled => "icmp_unhandled", "ICMP to a VIP that is not a valid echo request";
+    TcpNoFlow => "tcp_no_flow", "TCP segment without SYN and without a flow entry (IPVS sloppy_tcp=0)";
+    NoBackend => "no_backend", "no backend with weight > 0 and a known MAC";
+    BackendRemoved => "backend_removed", "flow's backend was removed and on_backend_removed = drop";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn names_unique() {
+        let mut n: Vec<_> = DropReason::ALL.iter().map(|r| r.name()).collect();
+        n.sort();
+        n.dedup();
+        assert_eq!(n.len(), DropReason::COUNT);
+        assert_eq!(DropReason::ALL[DropReason::NoBackend as usize], DropReason::NoBackend);
+    }
+}

@@ -1,0 +1,69 @@
+//! The Internet checksum (RFC 1071) and its incremental update (RFC 1624).
+
+/// Ones'-complement sum of `data` folded to 16 bits (not inverted).
+#[inline]
+pub fn sum(data: &[u8]) -> u16 {
+    let mut acc: u32 = 0;
+    let mut chunks = data.chunks_exact(2);
+    for c in &mut chunks {
+        acc += u32::from(u16::from_be_bytes([c[0], c[1]]));
+    }
+    if let [last] = chunks.remainder() {
+        acc += u32::from(*last) << 8;
+    }
+    fold(acc)
+}
+
+#[inline(always)]
+fn fold(mut acc: u32) -> u16 {
+    while acc > 0xffff {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    acc as u16
+}
+
+/// The checksum field value for `data` (whose checksum field must be zero).
+#[inline]
+pub fn checksum(data: &[u8]) -> u16 {
+    !sum(data)
+}
+
+/// True when `data`, checksum field included, sums to 0xffff (a valid checksum).
+#[inline]
+pub fn verify(data: &[u8]) -> bool {
+    sum(data) == 0xffff
+}
+
+/// RFC 1624 eqn. 3: the new checksum after one 16-bit word changes from `old` to `new`.
+#[inline]
+pub fn update16(csum: u16, old: u16, new: u16) -> u16 {
+    let acc = u32::from(!csum) + u32::from(!old) + u32::from(new);
+    !fold(acc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc1071_example() {
+        // RFC 1071 section 3 example: sum of these words is 0xddf2.
+        let d = [0x00, 0x01, 0xf2, 0x03, 0xf4, 0xf5, 0xf6, 0xf7];
+        assert_eq!(sum(&d), 0xddf2);
+    }
+
+    #[test]
+    fn incremental_matches_full() {
+        let mut d = [0x45u8, 0, 0, 60, 0x12, 0x34, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
+        let c = checksum(&d);
+        d[10..12].copy_from_slice(&c.to_be_bytes());
+        assert!(verify(&d));
+        // change the TTL/protocol word
+        let old = u16::from_be_bytes([d[8], d[9]]);
+        d[8] = 63;
+        let new = u16::from_be_bytes([d[8], d[9]]);
+        let c2 = update16(c, old, new);
+        d[10..12].copy_from_slice(&c2.to_be_bytes());
+        assert!(verify(&d));
+    }
+}
