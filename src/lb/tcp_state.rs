@@ -66,7 +66,6 @@ impl State {
     }
 }
 
-const NO: State = State::None;
 const ES: State = State::Established;
 const SR: State = State::SynRecv;
 const FW: State = State::FinWait;

@@ -7,6 +7,7 @@
 //! host-order `u32`, which is what the flow table hashes.
 
 pub mod arp;
+pub mod builder;
 pub mod checksum;
 pub mod ethernet;
 pub mod icmp;
@@ -39,9 +40,4 @@ pub(crate) fn be32(b: &[u8], at: usize) -> u32 {
 #[inline(always)]
 pub(crate) fn put16(b: &mut [u8], at: usize, v: u16) {
     b[at..at + 2].copy_from_slice(&v.to_be_bytes());
-}
-
-#[inline(always)]
-pub(crate) fn put32(b: &mut [u8], at: usize, v: u32) {
-    b[at..at + 4].copy_from_slice(&v.to_be_bytes());
 }

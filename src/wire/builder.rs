@@ -1,0 +1,146 @@
+//! Builds well-formed frames: for tests, the pcap generator (`drlb-gen`) and benchmarks.
+//! Not used on the forwarding path (it allocates).
+use super::{arp, checksum, ethernet::ethertype, ipv4::protocol, tcp::flags, Mac};
+
+/// Minimum Ethernet frame without FCS; shorter frames are zero-padded.
+pub const MIN_FRAME: usize = 60;
+
+fn eth(dst: Mac, src: Mac, et: u16) -> Vec<u8> {
+    let mut f = Vec::with_capacity(128);
+    f.extend_from_slice(&dst.0);
+    f.extend_from_slice(&src.0);
+    f.extend_from_slice(&et.to_be_bytes());
+    f
+}
+
+fn pad(mut f: Vec<u8>, len: usize) -> Vec<u8> {
+    if f.len() < len {
+        f.resize(len, 0);
+    }
+    f
+}
+
+fn ipv4_header(src: u32, dst: u32, proto: u8, l4_len: usize) -> [u8; 20] {
+    let mut h = [0u8; 20];
+    h[0] = 0x45;
+    h[2..4].copy_from_slice(&((20 + l4_len) as u16).to_be_bytes());
+    h[4..6].copy_from_slice(&0x1234u16.to_be_bytes());
+    h[6] = 0x40; // DF
+    h[8] = 64;
+    h[9] = proto;
+    h[12..16].copy_from_slice(&src.to_be_bytes());
+    h[16..20].copy_from_slice(&dst.to_be_bytes());
+    let c = checksum::checksum(&h);
+    h[10..12].copy_from_slice(&c.to_be_bytes());
+    h
+}
+
+fn l4_checksum(src: u32, dst: u32, proto: u8, seg: &[u8]) -> u16 {
+    let mut pseudo = Vec::with_capacity(12 + seg.len());
+    pseudo.extend_from_slice(&src.to_be_bytes());
+    pseudo.extend_from_slice(&dst.to_be_bytes());
+    pseudo.extend_from_slice(&[0, proto]);
+    pseudo.extend_from_slice(&(seg.len() as u16).to_be_bytes());
+    pseudo.extend_from_slice(seg);
+    checksum::checksum(&pseudo)
+}
+
+/// Description of an IPv4 TCP/UDP frame.
+#[derive(Debug, Clone, Copy)]
+pub struct Flow {
+    pub dst_mac: Mac,
+    pub src_mac: Mac,
+    pub saddr: u32,
+    pub daddr: u32,
+    pub sport: u16,
+    pub dport: u16,
+}
+
+/// A TCP segment with `tcp_flags` and `payload` bytes of payload, padded to `min_len`.
+pub fn tcp(f: &Flow, tcp_flags: u8, payload: usize, min_len: usize) -> Vec<u8> {
+    let mut seg = vec![0u8; 20 + payload];
+    seg[0..2].copy_from_slice(&f.sport.to_be_bytes());
+    seg[2..4].copy_from_slice(&f.dport.to_be_bytes());
+    seg[4..8].copy_from_slice(&1000u32.to_be_bytes());
+    if tcp_flags & flags::ACK != 0 {
+        seg[8..12].copy_from_slice(&1u32.to_be_bytes());
+    }
+    seg[12] = 0x50;
+    seg[13] = tcp_flags;
+    seg[14..16].copy_from_slice(&65535u16.to_be_bytes());
+    for (i, b) in seg[20..].iter_mut().enumerate() {
+        *b = i as u8;
+    }
+    let c = l4_checksum(f.saddr, f.daddr, protocol::TCP, &seg);
+    seg[16..18].copy_from_slice(&c.to_be_bytes());
+    let mut fr = eth(f.dst_mac, f.src_mac, ethertype::IPV4);
+    fr.extend_from_slice(&ipv4_header(f.saddr, f.daddr, protocol::TCP, seg.len()));
+    fr.extend_from_slice(&seg);
+    pad(fr, min_len)
+}
+
+/// A UDP datagram with `payload` bytes, padded to `min_len`.
+pub fn udp(f: &Flow, payload: usize, min_len: usize) -> Vec<u8> {
+    let mut seg = vec![0u8; 8 + payload];
+    seg[0..2].copy_from_slice(&f.sport.to_be_bytes());
+    seg[2..4].copy_from_slice(&f.dport.to_be_bytes());
+    seg[4..6].copy_from_slice(&((8 + payload) as u16).to_be_bytes());
+    for (i, b) in seg[8..].iter_mut().enumerate() {
+        *b = i as u8;
+    }
+    let c = l4_checksum(f.saddr, f.daddr, protocol::UDP, &seg);
+    seg[6..8].copy_from_slice(&c.to_be_bytes());
+    let mut fr = eth(f.dst_mac, f.src_mac, ethertype::IPV4);
+    fr.extend_from_slice(&ipv4_header(f.saddr, f.daddr, protocol::UDP, seg.len()));
+    fr.extend_from_slice(&seg);
+    pad(fr, min_len)
+}
+
+/// An ICMP echo request (id 0x1234, seq `seq`, 8 bytes of data).
+pub fn icmp_echo(dst_mac: Mac, src_mac: Mac, saddr: u32, daddr: u32, seq: u16) -> Vec<u8> {
+    icmp_echo_msg(8, dst_mac, src_mac, saddr, daddr, seq)
+}
+
+/// An ICMP echo message of `msg_type` (8 request, 0 reply), otherwise as [`icmp_echo`].
+pub fn icmp_echo_msg(msg_type: u8, dst_mac: Mac, src_mac: Mac, saddr: u32, daddr: u32, seq: u16) -> Vec<u8> {
+    let mut m = vec![msg_type, 0, 0, 0, 0x12, 0x34];
+    m.extend_from_slice(&seq.to_be_bytes());
+    m.extend_from_slice(b"drlbping");
+    let c = checksum::checksum(&m);
+    m[2..4].copy_from_slice(&c.to_be_bytes());
+    let mut fr = eth(dst_mac, src_mac, ethertype::IPV4);
+    fr.extend_from_slice(&ipv4_header(saddr, daddr, protocol::ICMP, m.len()));
+    fr.extend_from_slice(&m);
+    pad(fr, MIN_FRAME)
+}
+
+/// An ARP request or reply frame. `dst` is the Ethernet destination.
+pub fn arp_frame(dst: Mac, oper: u16, sha: Mac, spa: u32, tha: Mac, tpa: u32) -> Vec<u8> {
+    let mut fr = eth(dst, sha, ethertype::ARP);
+    let mut a = [0u8; arp::PACKET_LEN];
+    a[0..2].copy_from_slice(&1u16.to_be_bytes());
+    a[2..4].copy_from_slice(&0x0800u16.to_be_bytes());
+    a[4] = 6;
+    a[5] = 4;
+    a[6..8].copy_from_slice(&oper.to_be_bytes());
+    a[8..14].copy_from_slice(&sha.0);
+    a[14..18].copy_from_slice(&spa.to_be_bytes());
+    a[18..24].copy_from_slice(&tha.0);
+    a[24..28].copy_from_slice(&tpa.to_be_bytes());
+    fr.extend_from_slice(&a);
+    pad(fr, MIN_FRAME)
+}
+
+/// Inserts an 802.1Q tag with `tci` after the MAC addresses.
+pub fn with_vlan(frame: &[u8], tci: u16) -> Vec<u8> {
+    let mut f = frame[..12].to_vec();
+    f.extend_from_slice(&ethertype::VLAN.to_be_bytes());
+    f.extend_from_slice(&tci.to_be_bytes());
+    f.extend_from_slice(&frame[12..]);
+    f
+}
+
+/// Parses "a.b.c.d" to a host-order u32 (panics on bad input: test/tool helper).
+pub fn ip(s: &str) -> u32 {
+    u32::from(s.parse::<std::net::Ipv4Addr>().expect("IPv4 address"))
+}
