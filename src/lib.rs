@@ -7,5 +7,8 @@
 //! - [`dataplane`]: the worker loop; [`control`]: manager, config, ARP resolution.
 #![deny(unsafe_code)]
 
+pub mod control;
+pub mod dpdk;
 pub mod lb;
+pub mod sync;
 pub mod wire;

@@ -16,8 +16,8 @@ use crate::wire::Mac;
 
 /// Marks an empty slot in the service hash.
 const NO_SERVICE: u16 = u16::MAX;
-/// Slots are u16; the last value is reserved.
-pub const MAX_SLOTS: usize = u16::MAX as usize;
+/// Backend slots (all services together); per-worker per-backend counters are sized by it.
+pub const MAX_SLOTS: usize = 4096;
 /// Services are u16 indices; the last value marks "none".
 pub const MAX_SERVICES: usize = 4096;
 

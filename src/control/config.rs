@@ -1,0 +1,300 @@
+//! The TOML config (DESIGN.md "Config"): parsing, validation, and errors that name the
+//! file, the key path and the fix. Unknown keys are rejected.
+use crate::lb::{snapshot::MAX_SLOTS, OnRemoved, Proto, SchedKind, Timeouts};
+use crate::wire::Mac;
+use serde::{Deserialize, Serialize};
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+/// Largest config file we read (a director config is a few KiB; this bounds a mistake).
+pub const MAX_CONFIG_BYTES: u64 = 4 << 20;
+/// ipvsadm's weight range.
+pub const MAX_WEIGHT: u32 = 65535;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Io { file: String, source: std::io::Error },
+    #[error("{file}: {msg}")]
+    Parse { file: String, msg: String },
+    #[error("{file}: {path}: {msg}")]
+    Invalid { file: String, path: String, msg: String },
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub dataplane: Dataplane,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeouts: Option<TimeoutsConf>,
+    #[serde(default, rename = "service")]
+    pub services: Vec<ServiceConf>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Dataplane {
+    #[serde(default)]
+    pub port: u16,
+    pub ip: Ipv4Addr,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_mac")]
+    pub mac: Option<Mac>,
+    #[serde(default = "default_flow_capacity")]
+    pub flow_capacity: usize,
+}
+
+fn default_flow_capacity() -> usize {
+    1 << 20
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutsConf {
+    #[serde(default = "d_tcp")]
+    pub tcp: u32,
+    #[serde(default = "d_fin")]
+    pub tcp_fin: u32,
+    #[serde(default = "d_udp")]
+    pub udp: u32,
+}
+fn d_tcp() -> u32 {
+    900
+}
+fn d_fin() -> u32 {
+    120
+}
+fn d_udp() -> u32 {
+    300
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConf {
+    pub vip: Ipv4Addr,
+    pub port: u16,
+    #[serde(default = "d_proto")]
+    pub protocol: Proto,
+    #[serde(default)]
+    pub scheduler: SchedKind,
+    #[serde(default)]
+    pub on_backend_removed: OnRemoved,
+    #[serde(default, rename = "backend")]
+    pub backends: Vec<BackendConf>,
+}
+fn d_proto() -> Proto {
+    Proto::Tcp
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BackendConf {
+    pub ip: Ipv4Addr,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    #[serde(default = "d_weight")]
+    pub weight: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_mac")]
+    pub mac: Option<Mac>,
+}
+fn d_weight() -> u32 {
+    1
+}
+
+mod opt_mac {
+    use crate::wire::Mac;
+    use serde::{Deserialize, Deserializer, Serializer};
+    pub fn serialize<S: Serializer>(m: &Option<Mac>, s: S) -> Result<S::Ok, S::Error> {
+        match m {
+            Some(m) => s.serialize_str(&m.to_string()),
+            None => s.serialize_none(),
+        }
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Mac>, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse::<Mac>().map(Some).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Config {
+    pub fn timeouts(&self) -> Timeouts {
+        let t = self.timeouts.unwrap_or(TimeoutsConf { tcp: d_tcp(), tcp_fin: d_fin(), udp: d_udp() });
+        Timeouts { tcp: t.tcp, tcp_fin: t.tcp_fin, udp: t.udp, ..Timeouts::default() }
+    }
+
+    /// Reads, parses and validates `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let meta = std::fs::metadata(path).map_err(|source| ConfigError::Io { file: file.clone(), source })?;
+        if meta.len() > MAX_CONFIG_BYTES {
+            return Err(ConfigError::Parse { file, msg: format!("file is {} bytes; a config is at most {MAX_CONFIG_BYTES}", meta.len()) });
+        }
+        let bytes = std::fs::read(path).map_err(|source| ConfigError::Io { file: file.clone(), source })?;
+        let text = String::from_utf8(bytes).map_err(|_| ConfigError::Parse { file: file.clone(), msg: "not UTF-8 text (is this a TOML file?)".into() })?;
+        Self::parse(&text, &file)
+    }
+
+    /// Parses and validates TOML text; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse { file: file.into(), msg: one_line(&e) })?;
+        cfg.validate(file)?;
+        Ok(cfg)
+    }
+
+    /// Semantic checks the types cannot express.
+    pub fn validate(&self, file: &str) -> Result<(), ConfigError> {
+        let bad = |path: String, msg: String| Err(ConfigError::Invalid { file: file.into(), path, msg });
+        let d = &self.dataplane;
+        if d.ip.is_unspecified() || d.ip.is_broadcast() || d.ip.is_multicast() {
+            return bad("dataplane.ip".into(), format!("{} cannot be the director's address", d.ip));
+        }
+        if let Some(m) = d.mac {
+            if m.is_multicast() || m == Mac::ZERO {
+                return bad("dataplane.mac".into(), format!("{m} is not a unicast MAC"));
+            }
+        }
+        if d.flow_capacity < 8 || d.flow_capacity > (1 << 28) {
+            return bad("dataplane.flow_capacity".into(), format!("{} is out of range (8 ..= 268435456 flows per worker)", d.flow_capacity));
+        }
+        if let Some(t) = &self.timeouts {
+            for (k, v) in [("tcp", t.tcp), ("tcp_fin", t.tcp_fin), ("udp", t.udp)] {
+                if v == 0 || v > 86400 * 30 {
+                    return bad(format!("timeouts.{k}"), format!("{v} s is out of range (1 ..= 2592000)"));
+                }
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut total_backends = 0usize;
+        for (i, s) in self.services.iter().enumerate() {
+            let p = format!("service[{i}]");
+            if s.vip.is_unspecified() || s.vip.is_broadcast() || s.vip.is_multicast() {
+                return bad(format!("{p}.vip"), format!("{} cannot be a VIP", s.vip));
+            }
+            if s.vip == d.ip {
+                return bad(format!("{p}.vip"), format!("{} is the director's own IP (dataplane.ip); a VIP must differ", s.vip));
+            }
+            if s.port == 0 {
+                return bad(format!("{p}.port"), "port 0 is not a service port".into());
+            }
+            if !seen.insert((s.vip, s.port, s.protocol)) {
+                return bad(p, format!("duplicate service {}:{}/{}", s.vip, s.port, s.protocol.ipvsadm_name().to_lowercase()));
+            }
+            if s.backends.is_empty() {
+                return bad(format!("{p}.backend"), format!("service {}:{} has no backend; add at least one [[service.backend]]", s.vip, s.port));
+            }
+            let mut rips = std::collections::HashSet::new();
+            for (j, b) in s.backends.iter().enumerate() {
+                let bp = format!("{p}.backend[{j}]");
+                if let Some(port) = b.port {
+                    if port != s.port {
+                        return bad(format!("{bp}.port"), format!("{port} differs from the service port {}: direct routing cannot remap ports (drop the key or set it to {})", s.port, s.port));
+                    }
+                }
+                if b.weight > MAX_WEIGHT {
+                    return bad(format!("{bp}.weight"), format!("{} is out of range (0 ..= {MAX_WEIGHT}; 0 drains)", b.weight));
+                }
+                if b.ip.is_unspecified() || b.ip.is_broadcast() || b.ip.is_multicast() || b.ip == s.vip || b.ip == d.ip {
+                    return bad(format!("{bp}.ip"), format!("{} cannot be a real server here", b.ip));
+                }
+                if let Some(m) = b.mac {
+                    if m.is_multicast() || m == Mac::ZERO {
+                        return bad(format!("{bp}.mac"), format!("{m} is not a unicast MAC"));
+                    }
+                }
+                if !rips.insert(b.ip) {
+                    return bad(bp, format!("duplicate backend {} in service {}:{}", b.ip, s.vip, s.port));
+                }
+            }
+            let weights: Vec<u32> = s.backends.iter().map(|b| b.weight).collect();
+            if crate::lb::sched::cycle_len(s.scheduler, &weights) > crate::lb::sched::MAX_CYCLE {
+                return bad(format!("{p}.backend"), format!("weights too fine-grained: sum/gcd exceeds {}", crate::lb::sched::MAX_CYCLE));
+            }
+            total_backends += s.backends.len();
+        }
+        if self.services.len() >= crate::lb::snapshot::MAX_SERVICES {
+            return bad("service".into(), format!("{} services; at most {}", self.services.len(), crate::lb::snapshot::MAX_SERVICES - 1));
+        }
+        if total_backends >= MAX_SLOTS {
+            return bad("service".into(), format!("{total_backends} backends in all; at most {}", MAX_SLOTS - 1));
+        }
+        Ok(())
+    }
+
+    /// The config as TOML (round-trips through `parse`).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("config serialises")
+    }
+}
+
+/// toml's errors span several lines with a source excerpt; keep its first line and the
+/// key/line information in one paragraph.
+fn one_line(e: &toml::de::Error) -> String {
+    let msg = e.message().trim().to_string();
+    match e.span() {
+        Some(_) => {
+            // The Display form starts "TOML parse error at line L, column C".
+            let first = e.to_string().lines().next().unwrap_or_default().replace("TOML parse error at ", "");
+            format!("{first}: {msg}")
+        }
+        None => msg,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEED: &str = include_str!("../../configs/seed-dr.toml");
+
+    #[test]
+    fn seed_parses() {
+        let c = Config::parse(SEED, "seed-dr.toml").unwrap();
+        assert_eq!(c.services.len(), 1);
+        assert_eq!(c.services[0].scheduler, SchedKind::Rr);
+        assert_eq!(c.services[0].backends.len(), 2);
+        assert_eq!(c.timeouts(), Timeouts::default());
+    }
+
+    #[test]
+    fn roundtrip() {
+        let c = Config::parse(SEED, "seed").unwrap();
+        assert_eq!(Config::parse(&c.to_toml(), "again").unwrap(), c);
+    }
+
+    /// (description, config text, expected fragment of the message)
+    #[test]
+    fn invalid_configs_name_the_key() {
+        let base = "[dataplane]\nip = \"192.168.1.121\"\n";
+        let svc = |body: &str| format!("{base}[[service]]\nvip = \"192.168.1.200\"\nport = 80\n{body}");
+        let cases: Vec<(&str, String, &str)> = vec![
+            ("unknown key", format!("{base}colour = 1\n"), "unknown field `colour`"),
+            ("unknown key in a backend", svc("[[service.backend]]\nip = \"10.0.0.1\"\nfoo = 2\n"), "unknown field `foo`"),
+            ("bad address", svc("[[service.backend]]\nip = \"10.0.0.300\"\n"), "invalid IPv4 address"),
+            ("bad MAC", svc("[[service.backend]]\nip = \"10.0.0.1\"\nmac = \"00:11\"\n"), "not a MAC address"),
+            ("weight out of range", svc("[[service.backend]]\nip = \"10.0.0.1\"\nweight = 70000\n"), "service[0].backend[0].weight: 70000 is out of range"),
+            ("negative weight", svc("[[service.backend]]\nip = \"10.0.0.1\"\nweight = -1\n"), "invalid value"),
+            ("DR port remap", svc("[[service.backend]]\nip = \"10.0.0.1\"\nport = 8080\n"), "service[0].backend[0].port: 8080 differs from the service port 80"),
+            ("duplicate backend", svc("[[service.backend]]\nip = \"10.0.0.1\"\n[[service.backend]]\nip = \"10.0.0.1\"\n"), "service[0].backend[1]: duplicate backend 10.0.0.1"),
+            ("duplicate VIP", format!("{}[[service]]\nvip = \"192.168.1.200\"\nport = 80\n[[service.backend]]\nip = \"10.0.0.2\"\n", svc("[[service.backend]]\nip = \"10.0.0.1\"\n")), "service[1]: duplicate service 192.168.1.200:80/tcp"),
+            ("empty service", svc(""), "service[0].backend: service 192.168.1.200:80 has no backend"),
+            ("bad scheduler", svc("scheduler = \"lc\"\n[[service.backend]]\nip = \"10.0.0.1\"\n"), "unknown variant `lc`"),
+            ("bad protocol", svc("protocol = \"sctp\"\n[[service.backend]]\nip = \"10.0.0.1\"\n"), "unknown variant `sctp`"),
+            ("VIP is the DIP", format!("{base}[[service]]\nvip = \"192.168.1.121\"\nport = 80\n[[service.backend]]\nip = \"10.0.0.1\"\n"), "is the director's own IP"),
+            ("missing dataplane", "[[service]]\nvip = \"1.2.3.4\"\nport = 1\n".into(), "missing field `dataplane`"),
+            ("flow capacity", format!("{base}flow_capacity = 2\n"), "dataplane.flow_capacity"),
+            ("zero timeout", format!("{base}[timeouts]\ntcp = 0\n"), "timeouts.tcp: 0 s is out of range"),
+            ("duplicate key", format!("{base}ip = \"1.1.1.1\"\n"), "duplicate key"),
+            ("not TOML", "\u{1}\u{2}binary".into(), "line 1"),
+        ];
+        for (what, text, want) in cases {
+            match Config::parse(&text, "x.toml") {
+                Ok(_) => panic!("{what}: accepted"),
+                Err(e) => {
+                    let m = e.to_string();
+                    assert!(m.contains(want), "{what}: message {m:?} lacks {want:?}");
+                    assert!(m.starts_with("x.toml: "), "{what}: message {m:?} must name the file");
+                    assert!(!m.contains('\n'), "{what}: one line, got {m:?}");
+                }
+            }
+        }
+    }
+}

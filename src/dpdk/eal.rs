@@ -1,0 +1,95 @@
+//! EAL initialisation (once per process), lcores and launching workers on them.
+use super::{errno_error, DpdkError};
+use std::ffi::{c_int, c_void, CString};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+static INITIALISED: AtomicBool = AtomicBool::new(false);
+
+/// Proof that EAL is up; `cleanup` tears it down.
+pub struct Eal {
+    _private: (),
+}
+
+/// Runs `rte_eal_init` on `args` (args[0] is the program name). Fails if called twice.
+pub fn init(args: &[String]) -> Result<Eal, DpdkError> {
+    if INITIALISED.swap(true, Ordering::SeqCst) {
+        return Err(DpdkError { op: "rte_eal_init", code: libc::EALREADY, msg: "EAL already initialised".into() });
+    }
+    let cargs: Vec<CString> = args
+        .iter()
+        .map(|a| CString::new(a.as_bytes()).map_err(|_| DpdkError { op: "rte_eal_init", code: libc::EINVAL, msg: format!("argument {a:?} contains NUL") }))
+        .collect::<Result<_, _>>()?;
+    // rte_eal_init permutes argv; give it its own NULL-terminated array of pointers.
+    let mut argv: Vec<*mut libc::c_char> = cargs.iter().map(|c| c.as_ptr() as *mut libc::c_char).collect();
+    argv.push(std::ptr::null_mut());
+    // SAFETY: argv holds argc valid NUL-terminated strings (kept alive by `cargs` for the
+    // whole call) followed by NULL; EAL may reorder the pointers but not free them.
+    let rc = unsafe { dpdk_sys::rte_eal_init(args.len() as c_int, argv.as_mut_ptr()) };
+    if rc < 0 {
+        INITIALISED.store(false, Ordering::SeqCst);
+        return Err(errno_error("rte_eal_init"));
+    }
+    Ok(Eal { _private: () })
+}
+
+impl Eal {
+    pub fn main_lcore(&self) -> u32 {
+        // SAFETY: valid after EAL init.
+        unsafe { dpdk_sys::rte_get_main_lcore() }
+    }
+
+    /// Every enabled lcore except the main one, in id order.
+    pub fn worker_lcores(&self) -> Vec<u32> {
+        let mut v = Vec::new();
+        let mut i = u32::MAX; // -1: start from the first lcore
+        loop {
+            // SAFETY: valid after EAL init; skip_main=1, wrap=0 returns RTE_MAX_LCORE at the end.
+            i = unsafe { dpdk_sys::rte_get_next_lcore(i, 1, 0) };
+            if i >= dpdk_sys::RTE_MAX_LCORE {
+                return v;
+            }
+            v.push(i);
+        }
+    }
+
+    /// The CPU an lcore is pinned to (for pinning helper threads beside the main lcore).
+    pub fn lcore_cpu(&self, lcore: u32) -> i32 {
+        // SAFETY: valid after EAL init for any lcore id.
+        unsafe { dpdk_sys::rte_lcore_to_cpu_id(lcore as c_int) }
+    }
+
+    /// Runs `f` on `lcore`. A panic in `f` is caught there and reported by `wait` as -1.
+    pub fn launch<F: FnOnce() -> i32 + Send + 'static>(&self, lcore: u32, f: F) -> Result<(), DpdkError> {
+        type Job = Box<dyn FnOnce() -> i32 + Send>;
+        extern "C" fn trampoline(arg: *mut c_void) -> c_int {
+            // SAFETY: `arg` is the Box<Job> leaked by `launch` for exactly this call.
+            let job: Box<Job> = unsafe { Box::from_raw(arg as *mut Job) };
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)) {
+                Ok(rc) => rc,
+                Err(_) => -1,
+            }
+        }
+        let job: Box<Job> = Box::new(Box::new(f));
+        let arg = Box::into_raw(job) as *mut c_void;
+        // SAFETY: trampoline has the lcore_function_t signature and takes ownership of arg.
+        let rc = unsafe { dpdk_sys::rte_eal_remote_launch(Some(trampoline), arg, lcore) };
+        if rc != 0 {
+            // SAFETY: the launch failed, so the trampoline will never run; reclaim arg.
+            drop(unsafe { Box::from_raw(arg as *mut Job) });
+            return super::check("rte_eal_remote_launch", rc).map(|_| ());
+        }
+        Ok(())
+    }
+
+    /// Waits for the job on `lcore` and returns its result.
+    pub fn wait(&self, lcore: u32) -> i32 {
+        // SAFETY: valid after EAL init for a worker lcore.
+        unsafe { dpdk_sys::rte_eal_wait_lcore(lcore) }
+    }
+
+    /// Releases EAL resources (hugepage files, runtime dir). Call last.
+    pub fn cleanup(self) {
+        // SAFETY: called once, after all DPDK objects (ports, pools) are released.
+        unsafe { dpdk_sys::rte_eal_cleanup() };
+    }
+}

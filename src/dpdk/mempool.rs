@@ -1,0 +1,51 @@
+//! Packet-buffer pools.
+use super::{errno_error, DpdkError};
+use std::ffi::CString;
+use std::ptr::NonNull;
+
+pub struct Mempool {
+    ptr: NonNull<dpdk_sys::rte_mempool>,
+}
+
+// SAFETY: rte_mempool's default ring ops are multi-producer/multi-consumer safe; the
+// per-lcore caches are indexed by the calling lcore.
+unsafe impl Send for Mempool {}
+// SAFETY: as above.
+unsafe impl Sync for Mempool {}
+
+impl Mempool {
+    /// An mbuf pool of `n` buffers with default data room, per-lcore cache `cache`.
+    pub fn new(name: &str, n: u32, cache: u32, socket: i32) -> Result<Self, DpdkError> {
+        let cname = CString::new(name).expect("pool name has no NUL");
+        // SAFETY: cname is a valid C string; numbers are in range for DPDK.
+        let p = unsafe {
+            dpdk_sys::rte_pktmbuf_pool_create(
+                cname.as_ptr(),
+                n,
+                cache,
+                0,
+                dpdk_sys::RTE_MBUF_DEFAULT_BUF_SIZE as u16,
+                socket,
+            )
+        };
+        NonNull::new(p).map(|ptr| Mempool { ptr }).ok_or_else(|| errno_error("rte_pktmbuf_pool_create"))
+    }
+
+    pub fn as_ptr(&self) -> *mut dpdk_sys::rte_mempool {
+        self.ptr.as_ptr()
+    }
+
+    /// Buffers currently taken from the pool (in queues, in flight, or leaked).
+    pub fn in_use(&self) -> u32 {
+        // SAFETY: the pool is valid for self's lifetime.
+        unsafe { dpdk_sys::rte_mempool_in_use_count(self.ptr.as_ptr()) }
+    }
+}
+
+impl Drop for Mempool {
+    fn drop(&mut self) {
+        // SAFETY: the pool is ours; ports using it are closed before it is dropped (the
+        // owner drops the port first).
+        unsafe { dpdk_sys::rte_mempool_free(self.ptr.as_ptr()) }
+    }
+}

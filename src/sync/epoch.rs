@@ -1,0 +1,262 @@
+//! RCU-style publication of the forwarding snapshot, modelled on DPDK `rte_rcu_qsbr`.
+//!
+//! Readers (workers) `load` the current pointer once per burst and call `quiescent` once
+//! per loop iteration, when they hold no reference. The writer (the manager) `publish`es
+//! a new value, then frees the old one only after every online reader has passed a
+//! quiescent point since the swap ([`Writer::publish`] waits; [`Writer::try_reclaim`]
+//! polls). Readers never lock, allocate or do an atomic read-modify-write: a load and a
+//! plain store per iteration. A reader that stops goes `offline` and is not waited for.
+//!
+//! Protocol (one writer, N readers):
+//! 1. writer: `ptr.swap(new)`; `t = epoch.fetch_add(1) + 1`;
+//! 2. reader at a quiescent point: `slot.store(epoch.load())`;
+//! 3. writer: wait until every online slot >= t; then drop the old value.
+//!
+//! Why that is enough: if a reader stored `e >= t` in step 2, its `epoch.load()` saw the
+//! writer's increment, which is sequenced after the swap; acquire/release makes the swap
+//! visible to that reader, so every later `load()` returns the new pointer, and every
+//! access it made through the old pointer happened before its release store of `e`,
+//! which the writer's acquire load of the slot observes before it frees.
+#![allow(unsafe_code)]
+
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Slot value of a reader that is offline (not holding references, not reporting).
+const OFFLINE: u64 = u64::MAX;
+
+#[repr(align(64))]
+struct ReaderSlot(AtomicU64);
+
+struct Shared<T> {
+    ptr: AtomicPtr<T>,
+    epoch: AtomicU64,
+    slots: Box<[ReaderSlot]>,
+}
+
+impl<T> Drop for Shared<T> {
+    fn drop(&mut self) {
+        let p = *self.ptr.get_mut();
+        if !p.is_null() {
+            // SAFETY: `p` came from `Box::into_raw` in `publish`/`new` and was never freed:
+            // the last `Shared` owner is being dropped, so no reader can hold it.
+            drop(unsafe { Box::from_raw(p) });
+        }
+    }
+}
+
+// SAFETY: readers only get `&T` (needs T: Sync), the writer moves values of T between
+// threads (needs T: Send); all shared fields are atomics.
+unsafe impl<T: Send + Sync> Send for Shared<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send + Sync> Sync for Shared<T> {}
+
+/// The publishing side. One per domain.
+pub struct Writer<T> {
+    shared: Arc<Shared<T>>,
+    /// Old values waiting for readers, with the epoch they need to reach.
+    retired: Vec<(u64, Box<T>)>,
+}
+
+/// One reader. Not `Clone`: each worker gets its own slot.
+pub struct Reader<T> {
+    shared: Arc<Shared<T>>,
+    idx: usize,
+}
+
+/// Creates a domain with `readers` reader slots, all offline until `Reader::online`.
+pub fn domain<T: Send + Sync>(initial: T, readers: usize) -> (Writer<T>, Vec<Reader<T>>) {
+    let shared = Arc::new(Shared {
+        ptr: AtomicPtr::new(Box::into_raw(Box::new(initial))),
+        epoch: AtomicU64::new(0),
+        slots: (0..readers).map(|_| ReaderSlot(AtomicU64::new(OFFLINE))).collect(),
+    });
+    let rs = (0..readers).map(|idx| Reader { shared: shared.clone(), idx }).collect();
+    (Writer { shared, retired: Vec::new() }, rs)
+}
+
+impl<T> Reader<T> {
+    /// The current value. Valid until this reader's next `quiescent` or `offline`.
+    #[inline(always)]
+    pub fn load(&self) -> &T {
+        // Acquire pairs with the writer's AcqRel swap: the pointee's contents are visible.
+        let p = self.shared.ptr.load(Ordering::Acquire);
+        // SAFETY: the pointer is never null after `domain`, and the writer frees a value
+        // only after this reader reported a quiescent state past its retirement; the
+        // borrow of `self` keeps callers from holding it across `quiescent(&mut self)`.
+        unsafe { &*p }
+    }
+
+    /// Reports that this reader holds no reference obtained before now.
+    #[inline(always)]
+    pub fn quiescent(&mut self) {
+        // Acquire: we must see the epoch the writer bumped after its swap (see module doc).
+        let e = self.shared.epoch.load(Ordering::Acquire);
+        // Release: every read through an earlier `load` happens-before the writer's
+        // acquire load of this slot. A plain store, not a read-modify-write.
+        self.shared.slots[self.idx].0.store(e, Ordering::Release);
+    }
+
+    /// Starts reporting (call before the first `load`).
+    pub fn online(&mut self) {
+        self.quiescent();
+    }
+
+    /// Stops reporting; the writer no longer waits for this reader.
+    pub fn offline(&mut self) {
+        self.shared.slots[self.idx].0.store(OFFLINE, Ordering::Release);
+    }
+}
+
+impl<T> Writer<T> {
+    /// The current value, as the writer sees it.
+    pub fn current(&self) -> &T {
+        // SAFETY: only the writer retires values, and it is `&self` here, so the current
+        // value cannot be freed while borrowed.
+        unsafe { &*self.shared.ptr.load(Ordering::Acquire) }
+    }
+
+    /// Publishes `new`; the old value is retired and freed once every online reader has
+    /// passed a quiescent point (by this or a later `try_reclaim`). Returns the epoch.
+    pub fn publish(&mut self, new: T) -> u64 {
+        let newp = Box::into_raw(Box::new(new));
+        // AcqRel: release the new contents to readers; acquire the old pointer's contents
+        // so we may drop them.
+        let old = self.shared.ptr.swap(newp, Ordering::AcqRel);
+        // The epoch increment is sequenced after the swap; Release so a reader that sees
+        // the new epoch also sees the swap. (Writer side: a read-modify-write is fine.)
+        let t = self.shared.epoch.fetch_add(1, Ordering::AcqRel) + 1;
+        // SAFETY: `old` came from Box::into_raw and was the published value; it is now
+        // unreachable for new loads and is owned by the retire list.
+        self.retired.push((t, unsafe { Box::from_raw(old) }));
+        self.try_reclaim();
+        t
+    }
+
+    /// True when every online reader has reported epoch >= `t`.
+    pub fn passed(&self, t: u64) -> bool {
+        // Acquire pairs with the readers' release stores (see module doc).
+        self.shared.slots.iter().all(|s| {
+            let v = s.0.load(Ordering::Acquire);
+            v == OFFLINE || v >= t
+        })
+    }
+
+    /// Frees retired values every reader has moved past. Returns how many remain.
+    pub fn try_reclaim(&mut self) -> usize {
+        let min = self
+            .shared
+            .slots
+            .iter()
+            .map(|s| s.0.load(Ordering::Acquire))
+            .filter(|&v| v != OFFLINE)
+            .min()
+            .unwrap_or(u64::MAX);
+        self.retired.retain(|(t, _)| *t > min);
+        self.retired.len()
+    }
+
+    /// Waits (spinning politely) until every online reader has passed epoch `t`, or the
+    /// timeout; returns whether they did.
+    pub fn wait(&mut self, t: u64, timeout: std::time::Duration) -> bool {
+        let start = std::time::Instant::now();
+        while !self.passed(t) {
+            if start.elapsed() > timeout {
+                return false;
+            }
+            std::hint::spin_loop();
+            std::thread::yield_now();
+        }
+        self.try_reclaim();
+        true
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.shared.epoch.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
+    use std::time::Duration;
+
+    /// A value that checks it is alive when read, and counts drops.
+    struct Canary {
+        magic: u64,
+        value: u64,
+        drops: Arc<AtomicUsize>,
+    }
+    impl Drop for Canary {
+        fn drop(&mut self) {
+            self.magic = 0xdead;
+            self.drops.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn old_value_lives_until_readers_pass() {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let (mut w, mut rs) = domain(Canary { magic: 7, value: 0, drops: drops.clone() }, 2);
+        rs[0].online();
+        rs[1].online();
+        let t = w.publish(Canary { magic: 7, value: 1, drops: drops.clone() });
+        assert_eq!(drops.load(Ordering::Relaxed), 0, "readers have not passed yet");
+        rs[0].quiescent();
+        assert_eq!(w.try_reclaim(), 1);
+        assert!(!w.passed(t));
+        rs[1].offline();
+        assert!(w.passed(t));
+        assert_eq!(w.try_reclaim(), 0);
+        assert_eq!(drops.load(Ordering::Relaxed), 1);
+        assert_eq!(rs[0].load().value, 1);
+    }
+
+    /// Readers at full speed, 100k swaps: no reader ever sees a freed value, and every
+    /// retired value is freed exactly once.
+    #[test]
+    fn stress_100k_swaps() {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let readers = 2;
+        let (mut w, rs) = domain(Canary { magic: 7, value: 0, drops: drops.clone() }, readers);
+        let stop = Arc::new(AtomicBool::new(false));
+        let handles: Vec<_> = rs
+            .into_iter()
+            .map(|mut r| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    r.online();
+                    let mut last = 0;
+                    let mut loads = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        for _ in 0..4 {
+                            let v = r.load();
+                            assert_eq!(v.magic, 7, "read a freed snapshot");
+                            assert!(v.value >= last, "went back in time");
+                            last = v.value;
+                            loads += 1;
+                        }
+                        r.quiescent();
+                    }
+                    r.offline();
+                    loads
+                })
+            })
+            .collect();
+        const SWAPS: u64 = 100_000;
+        for i in 1..=SWAPS {
+            w.publish(Canary { magic: 7, value: i, drops: drops.clone() });
+            if i % 64 == 0 {
+                assert!(w.wait(w.epoch(), Duration::from_secs(10)), "a reader got stuck");
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        let loads: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+        w.try_reclaim();
+        assert_eq!(drops.load(Ordering::Relaxed) as u64, SWAPS, "each old value freed once");
+        assert!(loads > 0);
+        drop(w);
+        assert_eq!(drops.load(Ordering::Relaxed) as u64, SWAPS + 1);
+    }
+}
