@@ -8,7 +8,9 @@
 #![deny(unsafe_code)]
 
 pub mod control;
+pub mod dataplane;
 pub mod dpdk;
 pub mod lb;
+pub mod pcapgen;
 pub mod sync;
 pub mod wire;

@@ -1,0 +1,219 @@
+//! The manager: runs on the main lcore, never touches a worker's queues.
+//!
+//! Each iteration (about every millisecond) it:
+//! - applies a reload when SIGHUP arrived (a valid file as one atomic change, diffed so
+//!   unchanged backends keep their slots and flows; an invalid one rejected whole);
+//! - drains the workers' learned-neighbour queues; a new or changed backend MAC builds
+//!   and publishes a new snapshot;
+//! - resolves backends without a static MAC: an ARP request from the director IP every
+//!   second until answered, then a refresh every 30 s (requests go through worker 0's
+//!   control queue, so no TX queue is ever used by two threads);
+//! - prints a stats line every `stats_interval`.
+use super::config::Config;
+use super::state::State;
+use crate::dataplane::counters::{Totals, WorkerCounters};
+use crate::dataplane::CtrlFrame;
+use crate::lb::verdict::Neighbor;
+use crate::lb::Snapshot;
+use crate::sync::{epoch, spsc};
+use crate::wire::{arp, Mac};
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub const ARP_RETRY: Duration = Duration::from_secs(1);
+pub const ARP_REFRESH: Duration = Duration::from_secs(30);
+
+pub struct Manager {
+    pub state: State,
+    pub writer: epoch::Writer<Snapshot>,
+    pub port_mac: Mac,
+    pub learned: Vec<spsc::Consumer<Neighbor>>,
+    pub ctrl: spsc::Producer<CtrlFrame>,
+    pub counters: Vec<Arc<WorkerCounters>>,
+    pub config_path: PathBuf,
+    pub stats_interval: Option<Duration>,
+    pub stop: Arc<AtomicBool>,
+    pub hup: Arc<AtomicBool>,
+    /// Per backend IP: when we last asked, and whether it ever answered.
+    arp: HashMap<Ipv4Addr, (Option<Instant>, bool)>,
+    pub reloads: u64,
+    pub failed_reloads: u64,
+}
+
+pub fn log(msg: impl std::fmt::Display) {
+    eprintln!("drlb: {msg}");
+}
+
+impl Manager {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        state: State,
+        writer: epoch::Writer<Snapshot>,
+        port_mac: Mac,
+        learned: Vec<spsc::Consumer<Neighbor>>,
+        ctrl: spsc::Producer<CtrlFrame>,
+        counters: Vec<Arc<WorkerCounters>>,
+        config_path: PathBuf,
+        stats_interval: Option<Duration>,
+        stop: Arc<AtomicBool>,
+        hup: Arc<AtomicBool>,
+    ) -> Self {
+        Manager { state, writer, port_mac, learned, ctrl, counters, config_path, stats_interval, stop, hup, arp: HashMap::new(), reloads: 0, failed_reloads: 0 }
+    }
+
+    /// Builds and publishes the next snapshot; logs one line.
+    fn publish(&mut self, why: &str) {
+        match self.state.snapshot(self.port_mac) {
+            Ok(s) => {
+                let g = s.generation;
+                self.writer.publish(s);
+                log(format_args!("generation {g}: {why}"));
+            }
+            // Config validation makes this unreachable; keep serving the old snapshot.
+            Err(e) => log(format_args!("snapshot not built ({e}); keeping generation {}", self.writer.current().generation)),
+        }
+    }
+
+    pub fn reload(&mut self) {
+        let path = self.config_path.clone();
+        match Config::load(&path) {
+            Err(e) => {
+                self.failed_reloads += 1;
+                log(format_args!("reload rejected, running config unchanged: {e}"));
+            }
+            Ok(mut cfg) => {
+                let old = &self.state.cfg.dataplane;
+                if cfg.dataplane.port != old.port || cfg.dataplane.mac != old.mac || cfg.dataplane.flow_capacity != old.flow_capacity {
+                    log("reload: dataplane.port, .mac and .flow_capacity take effect on restart; keeping the running values");
+                    cfg.dataplane.port = old.port;
+                    cfg.dataplane.mac = old.mac;
+                    cfg.dataplane.flow_capacity = old.flow_capacity;
+                }
+                let summary = diff_summary(&self.state.cfg, &cfg);
+                self.state.replace_config(cfg);
+                self.reloads += 1;
+                self.publish(&format!("reloaded {}: {summary}", path.display()));
+            }
+        }
+    }
+
+    fn drain_learned(&mut self) {
+        let mut changed = Vec::new();
+        for q in self.learned.iter_mut() {
+            while let Some(n) = q.pop() {
+                let ip = Ipv4Addr::from(n.ip);
+                if let Some(e) = self.arp.get_mut(&ip) {
+                    e.1 = true;
+                }
+                if self.state.learn(ip, n.mac) {
+                    changed.push(format!("{ip} is-at {}", n.mac));
+                }
+            }
+        }
+        if !changed.is_empty() {
+            self.publish(&format!("learned {}", changed.join(", ")));
+        }
+    }
+
+    fn resolve(&mut self, now: Instant) {
+        let dip = u32::from(self.state.cfg.dataplane.ip);
+        for ip in self.state.arp_targets() {
+            let e = self.arp.entry(ip).or_insert((None, false));
+            let due = match e.0 {
+                None => true,
+                Some(t) => now.duration_since(t) >= if e.1 { ARP_REFRESH } else { ARP_RETRY },
+            };
+            if due {
+                let mut f = CtrlFrame { len: 0, data: [0; 64] };
+                let mut buf = [0u8; 60];
+                let n = arp::build_request(&mut buf, self.port_mac.0, dip, u32::from(ip));
+                f.data[..n].copy_from_slice(&buf[..n]);
+                f.len = n as u8;
+                if self.ctrl.push(f).is_ok() {
+                    e.0 = Some(now);
+                }
+            }
+        }
+    }
+
+    pub fn totals(&self) -> Totals {
+        Totals::sum(&self.counters)
+    }
+
+    /// Runs until the stop flag is set.
+    pub fn run(&mut self) {
+        let mut last_stats = Instant::now();
+        let mut last_totals = self.totals();
+        while !self.stop.load(Ordering::Relaxed) {
+            if self.hup.swap(false, Ordering::Relaxed) {
+                self.reload();
+            }
+            self.drain_learned();
+            let now = Instant::now();
+            self.resolve(now);
+            self.writer.try_reclaim();
+            if let Some(iv) = self.stats_interval {
+                if now.duration_since(last_stats) >= iv {
+                    let t = self.totals();
+                    let secs = now.duration_since(last_stats).as_secs_f64();
+                    log(format_args!(
+                        "stats gen={} rx={} fwd={} replies={} drop={} tx={} tx_drop={} new_flows={} rx_pps={:.0}",
+                        self.writer.current().generation,
+                        t.rx,
+                        t.forwarded,
+                        t.arp_replies + t.icmp_replies,
+                        t.dropped(),
+                        t.tx,
+                        t.tx_dropped,
+                        t.new_flows,
+                        (t.rx - last_totals.rx) as f64 / secs
+                    ));
+                    last_totals = t;
+                    last_stats = now;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+/// "+N ~N -N backends, +N -N services" between two configs.
+pub fn diff_summary(old: &Config, new: &Config) -> String {
+    type K = (Ipv4Addr, u16, crate::lb::Proto);
+    fn svcs(c: &Config) -> HashMap<K, &super::config::ServiceConf> {
+        c.services.iter().map(|s| ((s.vip, s.port, s.protocol), s)).collect()
+    }
+    let (o, n) = (svcs(old), svcs(new));
+    let (mut sa, mut sd, mut ba, mut bd, mut bc) = (0, 0, 0, 0, 0);
+    for (k, ns) in &n {
+        match o.get(k) {
+            None => {
+                sa += 1;
+                ba += ns.backends.len();
+            }
+            Some(os) => {
+                let ob: HashMap<Ipv4Addr, _> = os.backends.iter().map(|b| (b.ip, b)).collect();
+                for b in &ns.backends {
+                    match ob.get(&b.ip) {
+                        None => ba += 1,
+                        Some(x) if *x != b => bc += 1,
+                        _ => {}
+                    }
+                }
+                bd += os.backends.iter().filter(|b| !ns.backends.iter().any(|x| x.ip == b.ip)).count();
+            }
+        }
+    }
+    for (k, os) in &o {
+        if !n.contains_key(k) {
+            sd += 1;
+            bd += os.backends.len();
+        }
+    }
+    let sched = n.iter().filter(|(k, ns)| o.get(k).is_some_and(|os| os.scheduler != ns.scheduler || os.on_backend_removed != ns.on_backend_removed)).count();
+    format!("services +{sa} -{sd} ~{sched}, backends +{ba} -{bd} ~{bc}")
+}

@@ -1,0 +1,189 @@
+//! The worker loop, shaped like DPDK's l3fwd:
+//! - burst of 32 into an array on the stack; `if nb_rx == 0` do idle work and go on;
+//! - prefetch the first packets, then packet j+3 while processing j;
+//! - one snapshot load per burst; a quiescent point once per loop iteration;
+//! - TX buffer flushed when it holds a burst or when ~100 µs have passed; a partial
+//!   `tx_burst` frees and counts the unsent tail;
+//! - dropped and consumed frames freed in bulk once per burst.
+//! No allocation, no lock, no atomic read-modify-write on this path.
+#![allow(unsafe_code)]
+
+use super::counters::WorkerCounters;
+use super::CtrlFrame;
+use crate::dpdk::mbuf::{self, Mbuf};
+use crate::dpdk::mempool::Mempool;
+use crate::dpdk::port::{RxQueue, TxQueue};
+use crate::lb::verdict::Neighbor;
+use crate::lb::{process, LocalState, Snapshot, Tick, Verdict, TICKS_PER_SEC};
+use crate::sync::{epoch, spsc};
+use dpdk_sys::rte_mbuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+pub const BURST: usize = 32;
+const PREFETCH_OFFSET: usize = 3;
+const TX_BUF: usize = 2 * BURST;
+/// Flow-table groups swept per idle iteration.
+const SWEEP_GROUPS: usize = 4;
+
+pub struct Worker {
+    pub index: usize,
+    pub rx: RxQueue,
+    pub tx: TxQueue,
+    pub snap: epoch::Reader<Snapshot>,
+    pub local: LocalState,
+    pub counters: Arc<WorkerCounters>,
+    pub learned: spsc::Producer<Neighbor>,
+    /// Frames from the manager (worker 0 only).
+    pub ctrl: Option<spsc::Consumer<CtrlFrame>>,
+    pub pool: Arc<Mempool>,
+    pub stop: Arc<AtomicBool>,
+    /// TSC at start (shared by all workers, so flow ticks agree).
+    pub start_tsc: u64,
+    pub tsc_hz: u64,
+}
+
+struct TxBuf {
+    pkts: [*mut rte_mbuf; TX_BUF],
+    len: usize,
+}
+
+impl TxBuf {
+    #[inline(always)]
+    fn flush(&mut self, tx: &mut TxQueue, c: &WorkerCounters) {
+        if self.len == 0 {
+            return;
+        }
+        let sent = tx.tx_burst(&mut self.pkts[..self.len]);
+        if sent < self.len {
+            // SAFETY: the device took only the first `sent`; the rest are still ours.
+            unsafe { mbuf::free_bulk(&mut self.pkts[sent..self.len]) };
+            c.tx_dropped.add((self.len - sent) as u64);
+        }
+        c.tx.add(sent as u64);
+        self.len = 0;
+    }
+}
+
+impl Worker {
+    /// Runs until the stop flag is set; returns 0.
+    pub fn run(mut self) -> i32 {
+        let c = self.counters.clone();
+        let tick_tsc = (self.tsc_hz / u64::from(TICKS_PER_SEC)).max(1);
+        let drain_tsc = (self.tsc_hz / 10_000).max(1); // ~100 µs, as l3fwd's BURST_TX_DRAIN_US
+        let mut rx_pkts: [*mut rte_mbuf; BURST] = [std::ptr::null_mut(); BURST];
+        let mut free: [*mut rte_mbuf; BURST] = [std::ptr::null_mut(); BURST];
+        let mut txb = TxBuf { pkts: [std::ptr::null_mut(); TX_BUF], len: 0 };
+        let mut last_flush = crate::dpdk::rdtsc();
+        let mut last_stats_tick: Tick = 0;
+        self.snap.online();
+        while !self.stop.load(Ordering::Relaxed) {
+            let tsc = crate::dpdk::rdtsc();
+            let now = (tsc.wrapping_sub(self.start_tsc) / tick_tsc) as Tick;
+            if let Some(ctrl) = self.ctrl.as_mut() {
+                while txb.len < TX_BUF {
+                    let Some(f) = ctrl.pop() else { break };
+                    if let Some(m) = Mbuf::from_bytes(&self.pool, &f.data[..usize::from(f.len)]) {
+                        txb.pkts[txb.len] = m.into_raw();
+                        txb.len += 1;
+                        c.ctrl_tx.add(1);
+                    }
+                }
+            }
+            let n = self.rx.rx_burst(&mut rx_pkts);
+            if n == 0 {
+                c.idle_loops.add(1);
+                if txb.len > 0 && tsc.wrapping_sub(last_flush) > drain_tsc {
+                    txb.flush(&mut self.tx, &c);
+                    last_flush = tsc;
+                }
+                self.local.flows.sweep(now, SWEEP_GROUPS);
+                if now != last_stats_tick {
+                    last_stats_tick = now;
+                    c.flow_evictions.set(self.local.flows.stats.evictions);
+                    c.flow_expired.set(self.local.flows.stats.expired);
+                }
+                self.snap.quiescent();
+                continue;
+            }
+            c.busy_loops.add(1);
+            c.rx.add(n as u64);
+            let mut nfree = 0;
+            {
+                let snap = self.snap.load();
+                c.generation.set(snap.generation);
+                for &m in rx_pkts.iter().take(n.min(PREFETCH_OFFSET)) {
+                    mbuf::prefetch_data(m);
+                }
+                for j in 0..n {
+                    if j + PREFETCH_OFFSET < n {
+                        mbuf::prefetch_data(rx_pkts[j + PREFETCH_OFFSET]);
+                    }
+                    let m = rx_pkts[j];
+                    // SAFETY: `m` was just received and is owned by this worker; no other
+                    // reference to its data exists.
+                    let data = unsafe { mbuf::data_mut(m) };
+                    let len = data.len() as u64;
+                    let v = process(data, snap, &mut self.local, now);
+                    let transmit = match v {
+                        Verdict::Forward { slot, new_flow } => {
+                            c.forwarded.add(1);
+                            if new_flow {
+                                c.new_flows.add(1);
+                            }
+                            c.slot(slot, len, new_flow);
+                            true
+                        }
+                        Verdict::ArpReply { learned } => {
+                            c.arp_replies.add(1);
+                            if let Some(nb) = learned {
+                                if self.learned.push(nb).is_err() {
+                                    c.learn_overflow.add(1);
+                                }
+                            }
+                            true
+                        }
+                        Verdict::IcmpReply => {
+                            c.icmp_replies.add(1);
+                            true
+                        }
+                        Verdict::ArpLearned(nb) => {
+                            c.arp_learned.add(1);
+                            if self.learned.push(nb).is_err() {
+                                c.learn_overflow.add(1);
+                            }
+                            false
+                        }
+                        Verdict::Drop(r) => {
+                            c.drops[r as usize].add(1);
+                            false
+                        }
+                    };
+                    if transmit {
+                        if txb.len == TX_BUF {
+                            txb.flush(&mut self.tx, &c);
+                            last_flush = tsc;
+                        }
+                        txb.pkts[txb.len] = m;
+                        txb.len += 1;
+                    } else {
+                        free[nfree] = m;
+                        nfree += 1;
+                    }
+                }
+            }
+            // SAFETY: these mbufs are ours and not referenced any more.
+            unsafe { mbuf::free_bulk(&mut free[..nfree]) };
+            if txb.len >= BURST {
+                txb.flush(&mut self.tx, &c);
+                last_flush = tsc;
+            }
+            self.snap.quiescent();
+        }
+        txb.flush(&mut self.tx, &c);
+        c.flow_evictions.set(self.local.flows.stats.evictions);
+        c.flow_expired.set(self.local.flows.stats.expired);
+        self.snap.offline();
+        0
+    }
+}
