@@ -21,7 +21,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-const LONG_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (git ", env!("DRLB_GIT_HASH"), ", built against DPDK ", env!("DRLB_DPDK_VERSION"), ")");
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (git ",
+    env!("DRLB_GIT_HASH"),
+    ", built against DPDK ",
+    env!("DRLB_DPDK_VERSION"),
+    ")"
+);
 
 /// LVS-DR load balancer on DPDK.
 ///
@@ -55,7 +62,12 @@ fn fail(msg: impl std::fmt::Display) -> ! {
 
 fn hugepages_free() -> Option<u64> {
     let m = std::fs::read_to_string("/proc/meminfo").ok()?;
-    m.lines().find(|l| l.starts_with("HugePages_Free:"))?.split_whitespace().nth(1)?.parse().ok()
+    m.lines()
+        .find(|l| l.starts_with("HugePages_Free:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 const HUGEPAGE_FIX: &str = "Reserve hugepages as root (echo 1024 > /proc/sys/vm/nr_hugepages; mount -t hugetlbfs nodev /dev/hugepages, or run scripts/setup.sh), or run without them by adding --no-huge -m 512 to the EAL options.";
@@ -65,10 +77,19 @@ fn main() {
     let prog = argv.first().cloned().unwrap_or_else(|| "drlb".into());
     // DPDK convention: EAL args, then `--`, then the app's. Without `--`, only --help /
     // --version make sense; anything else is a usage error from clap.
-    let (eal_args, app_args): (Vec<String>, Vec<String>) = match argv.iter().position(|a| a == "--") {
-        Some(i) => (argv[..i].to_vec(), std::iter::once(prog.clone()).chain(argv[i + 1..].iter().cloned()).collect()),
+    let (eal_args, app_args): (Vec<String>, Vec<String>) = match argv.iter().position(|a| a == "--")
+    {
+        Some(i) => (
+            argv[..i].to_vec(),
+            std::iter::once(prog.clone())
+                .chain(argv[i + 1..].iter().cloned())
+                .collect(),
+        ),
         None => {
-            let wants_info = argv.iter().skip(1).any(|a| matches!(a.as_str(), "-h" | "--help" | "-V" | "--version"));
+            let wants_info = argv
+                .iter()
+                .skip(1)
+                .any(|a| matches!(a.as_str(), "-h" | "--help" | "-V" | "--version"));
             if !wants_info {
                 let _ = Args::try_parse_from(&argv).map_err(|e| {
                     eprintln!("{e}");
@@ -90,9 +111,11 @@ fn main() {
     let stop = Arc::new(AtomicBool::new(false));
     let hup = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, stop.clone()).unwrap_or_else(|e| fail(format_args!("cannot install signal handler: {e}")));
+        signal_hook::flag::register(sig, stop.clone())
+            .unwrap_or_else(|e| fail(format_args!("cannot install signal handler: {e}")));
     }
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone()).unwrap_or_else(|e| fail(format_args!("cannot install SIGHUP handler: {e}")));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
+        .unwrap_or_else(|e| fail(format_args!("cannot install SIGHUP handler: {e}")));
 
     let no_huge = eal_args.iter().any(|a| a == "--no-huge");
     let eal = eal::init(&eal_args).unwrap_or_else(|e| {
@@ -129,25 +152,43 @@ fn main() {
     const CACHE: u32 = 256;
     let need = nq as u32 * (2 * u32::from(args.descriptors) + 2 * BURST as u32 + CACHE) + 1024;
     let nbufs = need.max(8192).next_power_of_two() - 1;
-    let pool = Arc::new(Mempool::new("drlb_pool", nbufs, CACHE, 0).unwrap_or_else(|e| {
-        let hint = match (e.code == libc::ENOMEM, no_huge) {
-            (true, true) => format!(" Not enough memory for {nbufs} mbufs (~{} MiB): raise -m, e.g. -m 512.", nbufs as u64 * 2432 >> 20),
-            (true, false) => format!(" Not enough hugepage memory for {nbufs} mbufs. {HUGEPAGE_FIX}"),
-            _ => String::new(),
-        };
-        fail(format_args!("cannot create the mbuf pool: {e}.{hint}"))
-    }));
-    let mut port = port::Port::configure(info.clone(), nq as u16, &pool, args.descriptors, args.descriptors)
-        .unwrap_or_else(|e| fail(format_args!("port {pid} ({}): {e}", info.name)));
+    let pool = Arc::new(
+        Mempool::new("drlb_pool", nbufs, CACHE, 0).unwrap_or_else(|e| {
+            let hint = match (e.code == libc::ENOMEM, no_huge) {
+                (true, true) => format!(
+                    " Not enough memory for {nbufs} mbufs (~{} MiB): raise -m, e.g. -m 512.",
+                    (nbufs as u64 * 2432) >> 20
+                ),
+                (true, false) => {
+                    format!(" Not enough hugepage memory for {nbufs} mbufs. {HUGEPAGE_FIX}")
+                }
+                _ => String::new(),
+            };
+            fail(format_args!("cannot create the mbuf pool: {e}.{hint}"))
+        }),
+    );
+    let mut port = port::Port::configure(
+        info.clone(),
+        nq as u16,
+        &pool,
+        args.descriptors,
+        args.descriptors,
+    )
+    .unwrap_or_else(|e| fail(format_args!("port {pid} ({}): {e}", info.name)));
     if let Some(mac) = cfg.dataplane.mac {
         port.set_mac(mac).unwrap_or_else(|e| fail(format_args!("port {pid}: cannot set dataplane.mac {mac}: {e}. Remove dataplane.mac to use the device's own MAC.")));
     }
-    port.start().unwrap_or_else(|e| fail(format_args!("port {pid} ({}): {e}", info.name)));
-    let port_mac = port.mac().unwrap_or_else(|e| fail(format_args!("port {pid}: {e}")));
+    port.start()
+        .unwrap_or_else(|e| fail(format_args!("port {pid} ({}): {e}", info.name)));
+    let port_mac = port
+        .mac()
+        .unwrap_or_else(|e| fail(format_args!("port {pid}: {e}")));
 
     let flow_capacity = cfg.dataplane.flow_capacity;
     let mut state = State::new(cfg);
-    let first = state.snapshot(port_mac).unwrap_or_else(|e| fail(format_args!("bad config: {e}")));
+    let first = state
+        .snapshot(port_mac)
+        .unwrap_or_else(|e| fail(format_args!("bad config: {e}")));
     let (writer, readers) = epoch::domain(first, nq);
     let start_tsc = dpdk::rdtsc();
     let tsc_hz = dpdk::tsc_hz();
@@ -190,7 +231,12 @@ fn main() {
             stop_on_panic.store(true, Ordering::Relaxed);
             rc
         })
-        .unwrap_or_else(|e| fail(format_args!("cannot launch worker on lcore {}: {e}", workers[i])));
+        .unwrap_or_else(|e| {
+            fail(format_args!(
+                "cannot launch worker on lcore {}: {e}",
+                workers[i]
+            ))
+        });
     }
     let mut mgr = Manager::new(
         state,
@@ -211,13 +257,18 @@ fn main() {
     for &l in &workers {
         if eal.wait(l) != 0 {
             worker_failed = true;
-            log(format_args!("worker on lcore {l} failed (panicked); stopping"));
+            log(format_args!(
+                "worker on lcore {l} failed (panicked); stopping"
+            ));
         }
     }
     let pstats = port.stats();
     port.close();
     let t = mgr.totals();
-    println!("drlb: final counters (generation {})", mgr.writer.current().generation);
+    println!(
+        "drlb: final counters (generation {})",
+        mgr.writer.current().generation
+    );
     for (k, v) in t.lines() {
         println!("counter {k} {v}");
     }

@@ -3,7 +3,9 @@
 //! At least one case per DESIGN.md forwarding step and per drop reason.
 use drlb::lb::snapshot::{BackendSpec, ServiceSpec};
 use drlb::lb::verdict::Neighbor;
-use drlb::lb::{process, DropReason as D, LocalState, OnRemoved, Proto, SchedKind, Snapshot, Timeouts, Verdict};
+use drlb::lb::{
+    process, DropReason as D, LocalState, OnRemoved, Proto, SchedKind, Snapshot, Timeouts, Verdict,
+};
 use drlb::wire::arp::{OP_REPLY, OP_REQUEST};
 use drlb::wire::builder::{self, ip, Flow};
 use drlb::wire::tcp::flags::*;
@@ -16,7 +18,14 @@ const MAC_B: Mac = Mac([0x00, 0x0c, 0x29, 0x56, 0x5c, 0xc6]);
 const OTHER: Mac = Mac([0x02, 0x99, 0, 0, 0, 0x99]);
 
 fn be(ip_: u32, slot: u16, weight: u32, mac: Option<Mac>) -> BackendSpec {
-    BackendSpec { slot, incarnation: 1, ip: ip_, port: 80, weight, mac }
+    BackendSpec {
+        slot,
+        incarnation: 1,
+        ip: ip_,
+        port: 80,
+        weight,
+        mac,
+    }
 }
 
 /// The seed: VIP 192.168.1.200:80/tcp rr over .118 (A) and .119 (B); a UDP service
@@ -29,7 +38,10 @@ fn snapshot() -> Snapshot {
             proto: Proto::Tcp,
             sched: SchedKind::Rr,
             on_removed: OnRemoved::Reschedule,
-            backends: vec![be(ip("192.168.1.118"), 0, 1, Some(MAC_A)), be(ip("192.168.1.119"), 1, 1, Some(MAC_B))],
+            backends: vec![
+                be(ip("192.168.1.118"), 0, 1, Some(MAC_A)),
+                be(ip("192.168.1.119"), 1, 1, Some(MAC_B)),
+            ],
         },
         ServiceSpec {
             vip: ip("192.168.1.200"),
@@ -37,7 +49,10 @@ fn snapshot() -> Snapshot {
             proto: Proto::Udp,
             sched: SchedKind::Wrr,
             on_removed: OnRemoved::Reschedule,
-            backends: vec![BackendSpec { port: 53, ..be(ip("192.168.1.118"), 2, 1, Some(MAC_A)) }],
+            backends: vec![BackendSpec {
+                port: 53,
+                ..be(ip("192.168.1.118"), 2, 1, Some(MAC_A))
+            }],
         },
         ServiceSpec {
             vip: ip("192.168.1.201"),
@@ -52,7 +67,14 @@ fn snapshot() -> Snapshot {
 }
 
 fn flow(sport: u16, dport: u16) -> Flow {
-    Flow { dst_mac: PORT, src_mac: CLIENT, saddr: ip("10.0.0.7"), daddr: ip("192.168.1.200"), sport, dport }
+    Flow {
+        dst_mac: PORT,
+        src_mac: CLIENT,
+        saddr: ip("10.0.0.7"),
+        daddr: ip("192.168.1.200"),
+        sport,
+        dport,
+    }
 }
 
 /// `input` with the 12 MAC bytes replaced: what a DR forward must emit.
@@ -111,29 +133,84 @@ fn cases() -> Vec<Case> {
     first_frag[20] = 0x20; // MF, offset 0
     let first_frag = fix_ip_csum(first_frag);
     vec![
-        Case { what: "TCP SYN to the VIP: new flow, rr picks A, only MACs change", output: Some(rewritten(&syn1, MAC_A)), input: syn1, verdict: fwd(0, true) },
-        Case { what: "same flow's ACK: same backend, not new", output: Some(rewritten(&ack1, MAC_A)), input: ack1, verdict: fwd(0, false) },
-        Case { what: "second flow's SYN: rr moves on to B", output: Some(rewritten(&syn2, MAC_B)), input: syn2, verdict: fwd(1, true) },
-        Case { what: "802.1Q-tagged SYN: forwarded, tag kept", output: Some(rewritten(&syn_vlan, MAC_A)), input: syn_vlan, verdict: fwd(0, true) },
-        Case { what: "UDP to VIP:53: forwarded to its only backend", output: Some(rewritten(&udp, MAC_A)), input: udp, verdict: fwd(2, true) },
-        Case { what: "first fragment carries ports: forwarded", output: Some(rewritten(&first_frag, MAC_B)), input: first_frag, verdict: fwd(1, true) },
-        Case { what: "ARP request for the VIP: answered from the port MAC", input: arp_req_vip, verdict: Verdict::ArpReply { learned: None }, output: Some(arp_rep_vip) },
-        Case { what: "ARP request for the director IP: answered", input: arp_req_dip, verdict: Verdict::ArpReply { learned: None }, output: Some(arp_rep_dip) },
+        Case {
+            what: "TCP SYN to the VIP: new flow, rr picks A, only MACs change",
+            output: Some(rewritten(&syn1, MAC_A)),
+            input: syn1,
+            verdict: fwd(0, true),
+        },
+        Case {
+            what: "same flow's ACK: same backend, not new",
+            output: Some(rewritten(&ack1, MAC_A)),
+            input: ack1,
+            verdict: fwd(0, false),
+        },
+        Case {
+            what: "second flow's SYN: rr moves on to B",
+            output: Some(rewritten(&syn2, MAC_B)),
+            input: syn2,
+            verdict: fwd(1, true),
+        },
+        Case {
+            what: "802.1Q-tagged SYN: forwarded, tag kept",
+            output: Some(rewritten(&syn_vlan, MAC_A)),
+            input: syn_vlan,
+            verdict: fwd(0, true),
+        },
+        Case {
+            what: "UDP to VIP:53: forwarded to its only backend",
+            output: Some(rewritten(&udp, MAC_A)),
+            input: udp,
+            verdict: fwd(2, true),
+        },
+        Case {
+            what: "first fragment carries ports: forwarded",
+            output: Some(rewritten(&first_frag, MAC_B)),
+            input: first_frag,
+            verdict: fwd(1, true),
+        },
+        Case {
+            what: "ARP request for the VIP: answered from the port MAC",
+            input: arp_req_vip,
+            verdict: Verdict::ArpReply { learned: None },
+            output: Some(arp_rep_vip),
+        },
+        Case {
+            what: "ARP request for the director IP: answered",
+            input: arp_req_dip,
+            verdict: Verdict::ArpReply { learned: None },
+            output: Some(arp_rep_dip),
+        },
         Case {
             what: "ARP request from backend A for the DIP: answered and A's MAC learned",
             input: builder::arp_frame(Mac::BROADCAST, OP_REQUEST, new_a, a_ip, Mac::ZERO, dip),
-            verdict: Verdict::ArpReply { learned: Some(Neighbor { ip: a_ip, mac: new_a }) },
+            verdict: Verdict::ArpReply {
+                learned: Some(Neighbor {
+                    ip: a_ip,
+                    mac: new_a,
+                }),
+            },
             output: Some(builder::arp_frame(new_a, OP_REPLY, PORT, dip, new_a, a_ip)),
         },
         Case {
             what: "ARP reply from backend A: learned, consumed",
             input: builder::arp_frame(PORT, OP_REPLY, new_a, a_ip, PORT, dip),
-            verdict: Verdict::ArpLearned(Neighbor { ip: a_ip, mac: new_a }),
+            verdict: Verdict::ArpLearned(Neighbor {
+                ip: a_ip,
+                mac: new_a,
+            }),
             output: None,
         },
         Case {
             what: "ARP request for an unrelated IP: ignored",
-            input: builder::arp_frame(Mac::BROADCAST, OP_REQUEST, CLIENT, cip, Mac::ZERO, ip("192.168.1.5")),
+            input: builder::arp_frame(
+                Mac::BROADCAST,
+                OP_REQUEST,
+                CLIENT,
+                cip,
+                Mac::ZERO,
+                ip("192.168.1.5"),
+            ),
             verdict: Verdict::Drop(D::ArpIgnored),
             output: None,
         },
@@ -143,36 +220,220 @@ fn cases() -> Vec<Case> {
             verdict: Verdict::Drop(D::ArpIgnored),
             output: None,
         },
-        Case { what: "ARP truncated", input: builder::arp_frame(Mac::BROADCAST, OP_REQUEST, CLIENT, cip, Mac::ZERO, vip)[..40].to_vec(), verdict: Verdict::Drop(D::ArpMalformed), output: None },
-        Case { what: "ARP with htype 6", input: set(builder::arp_frame(Mac::BROADCAST, OP_REQUEST, CLIENT, cip, Mac::ZERO, vip), 15, &[6]), verdict: Verdict::Drop(D::ArpMalformed), output: None },
-        Case { what: "ICMP echo request to the VIP: answered", input: ping, verdict: Verdict::IcmpReply, output: Some(pong) },
-        Case { what: "ICMP echo to a non-VIP", input: builder::icmp_echo(PORT, CLIENT, cip, ip("192.168.1.9"), 1), verdict: Verdict::Drop(D::NoService), output: None },
-        Case { what: "ICMP echo with a bad ICMP checksum", input: set(builder::icmp_echo(PORT, CLIENT, cip, vip, 1), 36, &[0xde, 0xad]), verdict: Verdict::Drop(D::IcmpUnhandled), output: None },
-        Case { what: "ICMP timestamp request to the VIP", input: set(builder::icmp_echo(PORT, CLIENT, cip, vip, 1), 34, &[13]), verdict: Verdict::Drop(D::IcmpUnhandled), output: None },
-        Case { what: "destination MAC of another host", input: builder::tcp(&Flow { dst_mac: OTHER, ..flow(1, 80) }, SYN, 0, 60), verdict: Verdict::Drop(D::NotForUs), output: None },
-        Case { what: "multicast destination MAC", input: builder::tcp(&Flow { dst_mac: Mac([1, 0, 0x5e, 0, 0, 1]), ..flow(1, 80) }, SYN, 0, 60), verdict: Verdict::Drop(D::NotForUs), output: None },
-        Case { what: "runt: 10 bytes", input: vec![0xff; 10], verdict: Verdict::Drop(D::Runt), output: None },
-        Case { what: "runt: VLAN tag cut short", input: set(vec![0xff; 16], 12, &[0x81, 0x00]), verdict: Verdict::Drop(D::Runt), output: None },
-        Case { what: "IPv6", input: set(builder::tcp(&flow(1, 80), SYN, 0, 60), 12, &[0x86, 0xdd]), verdict: Verdict::Drop(D::UnsupportedEthertype), output: None },
-        Case { what: "QinQ outer tag", input: set(builder::with_vlan(&builder::tcp(&flow(1, 80), SYN, 0, 60), 5), 12, &[0x88, 0xa8]), verdict: Verdict::Drop(D::UnsupportedEthertype), output: None },
-        Case { what: "two 802.1Q tags", input: builder::with_vlan(&builder::with_vlan(&builder::tcp(&flow(1, 80), SYN, 0, 60), 5), 6), verdict: Verdict::Drop(D::UnsupportedEthertype), output: None },
-        Case { what: "IPv4 version 5", input: fix_ip_csum(set(builder::tcp(&flow(1, 80), SYN, 0, 60), 14, &[0x55])), verdict: Verdict::Drop(D::Ipv4Malformed), output: None },
-        Case { what: "IPv4 IHL 4", input: fix_ip_csum(set(builder::tcp(&flow(1, 80), SYN, 0, 60), 14, &[0x44])), verdict: Verdict::Drop(D::Ipv4Malformed), output: None },
-        Case { what: "IPv4 total length < header", input: fix_ip_csum(set(builder::tcp(&flow(1, 80), SYN, 0, 60), 16, &[0, 19])), verdict: Verdict::Drop(D::Ipv4Malformed), output: None },
-        Case { what: "IPv4 total length past the frame", input: fix_ip_csum(set(builder::tcp(&flow(1, 80), SYN, 0, 60), 16, &[0x05, 0xdc])), verdict: Verdict::Drop(D::Ipv4Truncated), output: None },
-        Case { what: "short IPv4: 10 bytes after Ethernet", input: builder::tcp(&flow(1, 80), SYN, 0, 60)[..24].to_vec(), verdict: Verdict::Drop(D::Ipv4Truncated), output: None },
-        Case { what: "IPv4 header checksum wrong", input: set(builder::tcp(&flow(1, 80), SYN, 0, 60), 24, &[0xbe, 0xef]), verdict: Verdict::Drop(D::Ipv4BadChecksum), output: None },
-        Case { what: "non-first fragment", input: fix_ip_csum(set(builder::tcp(&flow(1, 80), SYN, 0, 60), 20, &[0x00, 0x10])), verdict: Verdict::Drop(D::Fragment), output: None },
-        Case { what: "TCP header short: IP says 10 bytes of TCP", input: fix_ip_csum(set(builder::tcp(&flow(1, 80), SYN, 0, 60), 16, &[0, 30])), verdict: Verdict::Drop(D::L4Malformed), output: None },
-        Case { what: "TCP data offset 4", input: set(builder::tcp(&flow(1, 80), SYN, 0, 60), 46, &[0x40]), verdict: Verdict::Drop(D::L4Malformed), output: None },
-        Case { what: "UDP header short: IP says 6 bytes of UDP", input: fix_ip_csum(set(builder::udp(&flow(1, 53), 0, 60), 16, &[0, 26])), verdict: Verdict::Drop(D::L4Malformed), output: None },
-        Case { what: "TCP to a VIP port with no service", input: builder::tcp(&flow(1, 443), SYN, 0, 60), verdict: Verdict::Drop(D::NoService), output: None },
-        Case { what: "UDP to a TCP-only service port", input: builder::udp(&flow(1, 80), 4, 60), verdict: Verdict::Drop(D::NoService), output: None },
-        Case { what: "GRE to the VIP", input: fix_ip_csum(set(builder::tcp(&flow(1, 80), SYN, 0, 60), 23, &[47])), verdict: Verdict::Drop(D::NoService), output: None },
-        Case { what: "TCP ACK without a flow (IPVS sloppy_tcp=0)", input: builder::tcp(&flow(2, 80), ACK, 0, 60), verdict: Verdict::Drop(D::TcpNoFlow), output: None },
+        Case {
+            what: "ARP truncated",
+            input: builder::arp_frame(Mac::BROADCAST, OP_REQUEST, CLIENT, cip, Mac::ZERO, vip)
+                [..40]
+                .to_vec(),
+            verdict: Verdict::Drop(D::ArpMalformed),
+            output: None,
+        },
+        Case {
+            what: "ARP with htype 6",
+            input: set(
+                builder::arp_frame(Mac::BROADCAST, OP_REQUEST, CLIENT, cip, Mac::ZERO, vip),
+                15,
+                &[6],
+            ),
+            verdict: Verdict::Drop(D::ArpMalformed),
+            output: None,
+        },
+        Case {
+            what: "ICMP echo request to the VIP: answered",
+            input: ping,
+            verdict: Verdict::IcmpReply,
+            output: Some(pong),
+        },
+        Case {
+            what: "ICMP echo to a non-VIP",
+            input: builder::icmp_echo(PORT, CLIENT, cip, ip("192.168.1.9"), 1),
+            verdict: Verdict::Drop(D::NoService),
+            output: None,
+        },
+        Case {
+            what: "ICMP echo with a bad ICMP checksum",
+            input: set(
+                builder::icmp_echo(PORT, CLIENT, cip, vip, 1),
+                36,
+                &[0xde, 0xad],
+            ),
+            verdict: Verdict::Drop(D::IcmpUnhandled),
+            output: None,
+        },
+        Case {
+            what: "ICMP timestamp request to the VIP",
+            input: set(builder::icmp_echo(PORT, CLIENT, cip, vip, 1), 34, &[13]),
+            verdict: Verdict::Drop(D::IcmpUnhandled),
+            output: None,
+        },
+        Case {
+            what: "destination MAC of another host",
+            input: builder::tcp(
+                &Flow {
+                    dst_mac: OTHER,
+                    ..flow(1, 80)
+                },
+                SYN,
+                0,
+                60,
+            ),
+            verdict: Verdict::Drop(D::NotForUs),
+            output: None,
+        },
+        Case {
+            what: "multicast destination MAC",
+            input: builder::tcp(
+                &Flow {
+                    dst_mac: Mac([1, 0, 0x5e, 0, 0, 1]),
+                    ..flow(1, 80)
+                },
+                SYN,
+                0,
+                60,
+            ),
+            verdict: Verdict::Drop(D::NotForUs),
+            output: None,
+        },
+        Case {
+            what: "runt: 10 bytes",
+            input: vec![0xff; 10],
+            verdict: Verdict::Drop(D::Runt),
+            output: None,
+        },
+        Case {
+            what: "runt: VLAN tag cut short",
+            input: set(vec![0xff; 16], 12, &[0x81, 0x00]),
+            verdict: Verdict::Drop(D::Runt),
+            output: None,
+        },
+        Case {
+            what: "IPv6",
+            input: set(builder::tcp(&flow(1, 80), SYN, 0, 60), 12, &[0x86, 0xdd]),
+            verdict: Verdict::Drop(D::UnsupportedEthertype),
+            output: None,
+        },
+        Case {
+            what: "QinQ outer tag",
+            input: set(
+                builder::with_vlan(&builder::tcp(&flow(1, 80), SYN, 0, 60), 5),
+                12,
+                &[0x88, 0xa8],
+            ),
+            verdict: Verdict::Drop(D::UnsupportedEthertype),
+            output: None,
+        },
+        Case {
+            what: "two 802.1Q tags",
+            input: builder::with_vlan(
+                &builder::with_vlan(&builder::tcp(&flow(1, 80), SYN, 0, 60), 5),
+                6,
+            ),
+            verdict: Verdict::Drop(D::UnsupportedEthertype),
+            output: None,
+        },
+        Case {
+            what: "IPv4 version 5",
+            input: fix_ip_csum(set(builder::tcp(&flow(1, 80), SYN, 0, 60), 14, &[0x55])),
+            verdict: Verdict::Drop(D::Ipv4Malformed),
+            output: None,
+        },
+        Case {
+            what: "IPv4 IHL 4",
+            input: fix_ip_csum(set(builder::tcp(&flow(1, 80), SYN, 0, 60), 14, &[0x44])),
+            verdict: Verdict::Drop(D::Ipv4Malformed),
+            output: None,
+        },
+        Case {
+            what: "IPv4 total length < header",
+            input: fix_ip_csum(set(builder::tcp(&flow(1, 80), SYN, 0, 60), 16, &[0, 19])),
+            verdict: Verdict::Drop(D::Ipv4Malformed),
+            output: None,
+        },
+        Case {
+            what: "IPv4 total length past the frame",
+            input: fix_ip_csum(set(
+                builder::tcp(&flow(1, 80), SYN, 0, 60),
+                16,
+                &[0x05, 0xdc],
+            )),
+            verdict: Verdict::Drop(D::Ipv4Truncated),
+            output: None,
+        },
+        Case {
+            what: "short IPv4: 10 bytes after Ethernet",
+            input: builder::tcp(&flow(1, 80), SYN, 0, 60)[..24].to_vec(),
+            verdict: Verdict::Drop(D::Ipv4Truncated),
+            output: None,
+        },
+        Case {
+            what: "IPv4 header checksum wrong",
+            input: set(builder::tcp(&flow(1, 80), SYN, 0, 60), 24, &[0xbe, 0xef]),
+            verdict: Verdict::Drop(D::Ipv4BadChecksum),
+            output: None,
+        },
+        Case {
+            what: "non-first fragment",
+            input: fix_ip_csum(set(
+                builder::tcp(&flow(1, 80), SYN, 0, 60),
+                20,
+                &[0x00, 0x10],
+            )),
+            verdict: Verdict::Drop(D::Fragment),
+            output: None,
+        },
+        Case {
+            what: "TCP header short: IP says 10 bytes of TCP",
+            input: fix_ip_csum(set(builder::tcp(&flow(1, 80), SYN, 0, 60), 16, &[0, 30])),
+            verdict: Verdict::Drop(D::L4Malformed),
+            output: None,
+        },
+        Case {
+            what: "TCP data offset 4",
+            input: set(builder::tcp(&flow(1, 80), SYN, 0, 60), 46, &[0x40]),
+            verdict: Verdict::Drop(D::L4Malformed),
+            output: None,
+        },
+        Case {
+            what: "UDP header short: IP says 6 bytes of UDP",
+            input: fix_ip_csum(set(builder::udp(&flow(1, 53), 0, 60), 16, &[0, 26])),
+            verdict: Verdict::Drop(D::L4Malformed),
+            output: None,
+        },
+        Case {
+            what: "TCP to a VIP port with no service",
+            input: builder::tcp(&flow(1, 443), SYN, 0, 60),
+            verdict: Verdict::Drop(D::NoService),
+            output: None,
+        },
+        Case {
+            what: "UDP to a TCP-only service port",
+            input: builder::udp(&flow(1, 80), 4, 60),
+            verdict: Verdict::Drop(D::NoService),
+            output: None,
+        },
+        Case {
+            what: "GRE to the VIP",
+            input: fix_ip_csum(set(builder::tcp(&flow(1, 80), SYN, 0, 60), 23, &[47])),
+            verdict: Verdict::Drop(D::NoService),
+            output: None,
+        },
+        Case {
+            what: "TCP ACK without a flow (IPVS sloppy_tcp=0)",
+            input: builder::tcp(&flow(2, 80), ACK, 0, 60),
+            verdict: Verdict::Drop(D::TcpNoFlow),
+            output: None,
+        },
         Case {
             what: "service whose only backend has no MAC yet",
-            input: builder::tcp(&Flow { daddr: ip("192.168.1.201"), ..flow(3, 80) }, SYN, 0, 60),
+            input: builder::tcp(
+                &Flow {
+                    daddr: ip("192.168.1.201"),
+                    ..flow(3, 80)
+                },
+                SYN,
+                0,
+                60,
+            ),
             verdict: Verdict::Drop(D::NoBackend),
             output: None,
         },
@@ -197,7 +458,11 @@ fn golden_packets() {
     // Every drop reason but BackendRemoved (needs a swap; see tests/semantics.rs) is covered.
     for r in D::ALL {
         if *r != D::BackendRemoved {
-            assert!(seen.contains(r), "no golden case for drop reason {}", r.name());
+            assert!(
+                seen.contains(r),
+                "no golden case for drop reason {}",
+                r.name()
+            );
         }
     }
 }
@@ -210,7 +475,10 @@ fn forwarded_ip_bytes_never_change() {
     for sport in 1000..1100u16 {
         let input = builder::tcp(&flow(sport, 80), SYN, 100, 60);
         let mut f = input.clone();
-        assert!(matches!(process(&mut f, &snap, &mut local, 0), Verdict::Forward { .. }));
+        assert!(matches!(
+            process(&mut f, &snap, &mut local, 0),
+            Verdict::Forward { .. }
+        ));
         assert_eq!(&f[12..], &input[12..]);
         assert_eq!(&f[6..12], &PORT.0);
     }

@@ -13,25 +13,49 @@ fn expect_exit2(name: &str, eal: &[&str], cfg: &str, want: &str) {
     let mut args: Vec<String> = vec!["--no-pci".into(), "--file-prefix".into(), prefix.clone()];
     args.extend(mem);
     for a in eal {
-        args.push(a.replace("{pcap}", pcap.to_str().unwrap()).replace("{dir}", dir.to_str().unwrap()));
+        args.push(
+            a.replace("{pcap}", pcap.to_str().unwrap())
+                .replace("{dir}", dir.to_str().unwrap()),
+        );
     }
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (code, err) = run_to_exit(&argv, &["--config", cfgp.to_str().unwrap(), "--stats-interval", "0"]);
+    let (code, err) = run_to_exit(
+        &argv,
+        &["--config", cfgp.to_str().unwrap(), "--stats-interval", "0"],
+    );
     assert_eq!(code, 2, "{name}: exit code, stderr:\n{err}");
-    let line = err.lines().find(|l| l.starts_with("drlb: error:")).unwrap_or_else(|| panic!("{name}: no error line in:\n{err}"));
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("drlb: error:"))
+        .unwrap_or_else(|| panic!("{name}: no error line in:\n{err}"));
     assert!(line.contains(want), "{name}: {line:?} lacks {want:?}");
     let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn bad_config_names_file_key_and_reason_before_eal() {
-    expect_exit2("badcfg", &["-l", "0-1", "--vdev=net_pcap0,rx_pcap={pcap}"], &CFG.replace("port = 80", "port = 80\nbogus = 1"), "unknown field `bogus`");
-    expect_exit2("remap", &["-l", "0-1", "--vdev=net_pcap0,rx_pcap={pcap}"], &format!("{CFG}port = 8080\n"), "service[0].backend[0].port");
+    expect_exit2(
+        "badcfg",
+        &["-l", "0-1", "--vdev=net_pcap0,rx_pcap={pcap}"],
+        &CFG.replace("port = 80", "port = 80\nbogus = 1"),
+        "unknown field `bogus`",
+    );
+    expect_exit2(
+        "remap",
+        &["-l", "0-1", "--vdev=net_pcap0,rx_pcap={pcap}"],
+        &format!("{CFG}port = 8080\n"),
+        "service[0].backend[0].port",
+    );
 }
 
 #[test]
 fn bad_eal_argument() {
-    expect_exit2("badeal", &["-l", "0-1", "--no-such-eal-option"], CFG, "EAL initialisation failed");
+    expect_exit2(
+        "badeal",
+        &["-l", "0-1", "--no-such-eal-option"],
+        CFG,
+        "EAL initialisation failed",
+    );
 }
 
 #[test]
@@ -41,17 +65,32 @@ fn no_port() {
 
 #[test]
 fn configured_port_missing() {
-    expect_exit2("portmissing", &["-l", "0-1", "--vdev=net_pcap0,rx_pcap={pcap}"], &CFG.replace("flow_capacity", "port = 3\nflow_capacity"), "dataplane.port = 3 but DPDK has 1 port(s)");
+    expect_exit2(
+        "portmissing",
+        &["-l", "0-1", "--vdev=net_pcap0,rx_pcap={pcap}"],
+        &CFG.replace("flow_capacity", "port = 3\nflow_capacity"),
+        "dataplane.port = 3 but DPDK has 1 port(s)",
+    );
 }
 
 #[test]
 fn not_enough_queues_for_the_workers() {
-    expect_exit2("queues", &["--lcores=0@0,1@1,2@1", "--vdev=net_pcap0,rx_pcap={pcap}"], CFG, "offers 1 RX and 1 TX queues, but 2 workers");
+    expect_exit2(
+        "queues",
+        &["--lcores=0@0,1@1,2@1", "--vdev=net_pcap0,rx_pcap={pcap}"],
+        CFG,
+        "offers 1 RX and 1 TX queues, but 2 workers",
+    );
 }
 
 #[test]
 fn no_worker_lcore() {
-    expect_exit2("nolcore", &["-l", "0", "--vdev=net_pcap0,rx_pcap={pcap}"], CFG, "no worker lcore");
+    expect_exit2(
+        "nolcore",
+        &["-l", "0", "--vdev=net_pcap0,rx_pcap={pcap}"],
+        CFG,
+        "no worker lcore",
+    );
 }
 
 #[test]
@@ -63,20 +102,43 @@ fn no_hugepages_says_how_to_get_them() {
     let hd = dir.join("not-hugetlbfs");
     std::fs::create_dir_all(&hd).unwrap();
     let hd = format!("--huge-dir={}", hd.display());
-    let (code, err) = run_to_exit(&["-l", "0-1", "--no-pci", "--file-prefix", &prefix, &hd, "--vdev=net_null0"], &["--config", cfgp.to_str().unwrap()]);
+    let (code, err) = run_to_exit(
+        &[
+            "-l",
+            "0-1",
+            "--no-pci",
+            "--file-prefix",
+            &prefix,
+            &hd,
+            "--vdev=net_null0",
+        ],
+        &["--config", cfgp.to_str().unwrap()],
+    );
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("nr_hugepages") && err.contains("--no-huge"), "{err}");
+    assert!(
+        err.contains("nr_hugepages") && err.contains("--no-huge"),
+        "{err}"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn missing_separator_and_help() {
-    let out = std::process::Command::new(DRLB).args(["--config", "x.toml"]).output().unwrap();
+    let out = std::process::Command::new(DRLB)
+        .args(["--config", "x.toml"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("`--`"));
-    let out = std::process::Command::new(DRLB).arg("--help").output().unwrap();
+    let out = std::process::Command::new(DRLB)
+        .arg("--help")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).contains("drlb [EAL options] -- --config FILE"));
-    let out = std::process::Command::new(DRLB).arg("--version").output().unwrap();
+    let out = std::process::Command::new(DRLB)
+        .arg("--version")
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("DPDK"));
 }

@@ -56,7 +56,12 @@ const UDP_FLOWS: u32 = 1000;
 fn flow_of(f: &[u8]) -> (u32, u16, u16, u8) {
     let ihl = usize::from(f[14] & 0xf) * 4;
     let l4 = 14 + ihl;
-    (u32::from_be_bytes(f[26..30].try_into().unwrap()), u16::from_be_bytes([f[l4], f[l4 + 1]]), u16::from_be_bytes([f[l4 + 2], f[l4 + 3]]), f[23])
+    (
+        u32::from_be_bytes(f[26..30].try_into().unwrap()),
+        u16::from_be_bytes([f[l4], f[l4 + 1]]),
+        u16::from_be_bytes([f[l4 + 2], f[l4 + 3]]),
+        f[23],
+    )
 }
 
 #[test]
@@ -64,11 +69,27 @@ fn forwards_thousands_of_flows_and_accounts_for_every_frame() {
     let (dir, prefix) = scratch("pcapfwd");
     let vip = ip("192.168.1.200");
     let cip = ip("10.9.9.9");
-    let spec = FlowsSpec { flows: TCP_FLOWS, packets_per_flow: TCP_PKTS, dst_mac: PORT, src_mac: CLIENT, vip, port: 80, frame_len: 60, interleave: true };
+    let spec = FlowsSpec {
+        flows: TCP_FLOWS,
+        packets_per_flow: TCP_PKTS,
+        dst_mac: PORT,
+        src_mac: CLIENT,
+        vip,
+        port: 80,
+        frame_len: 60,
+        interleave: true,
+    };
     let mut input = pcapgen::flows(&spec);
     for k in 0..2 {
         for i in 0..UDP_FLOWS {
-            let f = Flow { dst_mac: PORT, src_mac: CLIENT, saddr: 0x0b00_0000 + i, daddr: vip, sport: 2000 + (i % 1000) as u16, dport: 53 };
+            let f = Flow {
+                dst_mac: PORT,
+                src_mac: CLIENT,
+                saddr: 0x0b00_0000 + i,
+                daddr: vip,
+                sport: 2000 + (i % 1000) as u16,
+                dport: 53,
+            };
             input.push(builder::udp(&f, 20 + k, 60));
         }
     }
@@ -86,10 +107,28 @@ fn forwards_thousands_of_flows_and_accounts_for_every_frame() {
     pcapgen::write(&inp, &input).unwrap();
     let cfg = write(&dir, "c.toml", CFG);
 
-    let mut eal: Vec<String> = vec!["-l".into(), "0-1".into(), "--no-pci".into(), "--file-prefix".into(), prefix];
+    let mut eal: Vec<String> = vec![
+        "-l".into(),
+        "0-1".into(),
+        "--no-pci".into(),
+        "--file-prefix".into(),
+        prefix,
+    ];
     eal.extend(eal_mem());
-    eal.push(format!("--vdev=net_pcap0,rx_pcap={},tx_pcap={}", inp.display(), outp.display()));
-    let mut d = spawn(&eal, &["--config".into(), cfg.display().to_string(), "--stats-interval".into(), "1".into()]);
+    eal.push(format!(
+        "--vdev=net_pcap0,rx_pcap={},tx_pcap={}",
+        inp.display(),
+        outp.display()
+    ));
+    let mut d = spawn(
+        &eal,
+        &[
+            "--config".into(),
+            cfg.display().to_string(),
+            "--stats-interval".into(),
+            "1".into(),
+        ],
+    );
     let n = input.len() as u64;
     d.wait_rx(n, Duration::from_secs(60));
     let (code, c, log) = d.stop();
@@ -97,22 +136,43 @@ fn forwards_thousands_of_flows_and_accounts_for_every_frame() {
 
     // Counters: every received frame has exactly one outcome.
     assert_eq!(c["rx"], n, "{c:?}");
-    assert_eq!(c["forwarded"] + c["arp_replies"] + c["icmp_replies"] + c["arp_learned"] + c["dropped"], c["rx"], "{c:?}");
-    assert_eq!(c["forwarded"], u64::from(TCP_FLOWS * TCP_PKTS + 2 * UDP_FLOWS));
+    assert_eq!(
+        c["forwarded"] + c["arp_replies"] + c["icmp_replies"] + c["arp_learned"] + c["dropped"],
+        c["rx"],
+        "{c:?}"
+    );
+    assert_eq!(
+        c["forwarded"],
+        u64::from(TCP_FLOWS * TCP_PKTS + 2 * UDP_FLOWS)
+    );
     assert_eq!(c["new_flows"], u64::from(TCP_FLOWS + UDP_FLOWS));
     assert_eq!((c["arp_replies"], c["icmp_replies"]), (1, 1));
     assert_eq!(c["dropped"], njunk);
-    for r in ["not_for_us", "runt", "unsupported_ethertype", "ipv4_bad_checksum", "no_service", "tcp_no_flow"] {
+    for r in [
+        "not_for_us",
+        "runt",
+        "unsupported_ethertype",
+        "ipv4_bad_checksum",
+        "no_service",
+        "tcp_no_flow",
+    ] {
         assert_eq!(c[&format!("drop_{r}")], 1, "drop_{r}");
     }
     assert_eq!(c["drop_ipv4_malformed"], 2);
     assert_eq!(c["drop_ipv4_truncated"], 2);
-    assert_eq!(c["tx"] + c["tx_dropped"], c["forwarded"] + c["arp_replies"] + c["icmp_replies"] + c["ctrl_tx"]);
+    assert_eq!(
+        c["tx"] + c["tx_dropped"],
+        c["forwarded"] + c["arp_replies"] + c["icmp_replies"] + c["ctrl_tx"]
+    );
     assert_eq!(c["mbufs_in_use"], 0, "no mbuf leaked");
 
     // Output frames: the pcap must be complete (port closed on SIGTERM).
     let out = pcapgen::read(&outp).unwrap();
-    assert_eq!(out.len() as u64, c["tx"], "every transmitted frame is in the tx pcap");
+    assert_eq!(
+        out.len() as u64,
+        c["tx"],
+        "every transmitted frame is in the tx pcap"
+    );
     let mut inputs: HashMap<Vec<u8>, u32> = HashMap::new();
     for f in input.iter().filter(|f| f.len() > 12) {
         *inputs.entry(f[12..].to_vec()).or_default() += 1;
@@ -129,14 +189,19 @@ fn forwards_thousands_of_flows_and_accounts_for_every_frame() {
             pong_seen += 1;
             continue;
         }
-        let left = inputs.get_mut(&f[12..]).expect("output frame whose bytes from offset 12 match no input frame");
+        let left = inputs
+            .get_mut(&f[12..])
+            .expect("output frame whose bytes from offset 12 match no input frame");
         assert!(*left > 0, "more copies out than in");
         *left -= 1;
         assert_eq!(&f[6..12], &PORT.0, "source MAC is the port's");
         let dst = Mac(f[..6].try_into().unwrap());
         let key = flow_of(f);
         let allowed: &[Mac] = if key.2 == 80 { &[A, B] } else { &[A, C] };
-        assert!(allowed.contains(&dst), "flow {key:?} sent to {dst}, not one of its service's backends");
+        assert!(
+            allowed.contains(&dst),
+            "flow {key:?} sent to {dst}, not one of its service's backends"
+        );
         match backend_of.insert(key, dst) {
             Some(prev) => assert_eq!(prev, dst, "flow {key:?} moved"),
             None => *per_backend.entry((key.2, dst)).or_default() += 1,

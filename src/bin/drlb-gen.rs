@@ -8,7 +8,11 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "drlb-gen", version, about = "Write TCP flows to a VIP (and optional junk) as a pcap file")]
+#[command(
+    name = "drlb-gen",
+    version,
+    about = "Write TCP flows to a VIP (and optional junk) as a pcap file"
+)]
 struct Args {
     /// Output pcap file.
     #[arg(long)]
@@ -45,7 +49,16 @@ fn main() {
         eprintln!("drlb-gen: --size must be 60..=1514 (frame without FCS)");
         std::process::exit(2);
     }
-    let spec = FlowsSpec { flows: a.flows, packets_per_flow: a.packets_per_flow.max(1), dst_mac: a.dst_mac, src_mac: a.src_mac, vip: u32::from(a.vip), port: a.port, frame_len: a.size, interleave: a.interleave };
+    let spec = FlowsSpec {
+        flows: a.flows,
+        packets_per_flow: a.packets_per_flow.max(1),
+        dst_mac: a.dst_mac,
+        src_mac: a.src_mac,
+        vip: u32::from(a.vip),
+        port: a.port,
+        frame_len: a.size,
+        interleave: a.interleave,
+    };
     let mut frames = pcapgen::flows(&spec);
     if a.junk {
         frames.extend(pcapgen::junk(a.dst_mac, a.src_mac, u32::from(a.vip)));
@@ -54,5 +67,10 @@ fn main() {
         eprintln!("drlb-gen: {}: {e}", a.out.display());
         std::process::exit(1);
     }
-    println!("drlb-gen: wrote {} frames ({} flows) to {}", frames.len(), a.flows, a.out.display());
+    println!(
+        "drlb-gen: wrote {} frames ({} flows) to {}",
+        frames.len(),
+        a.flows,
+        a.out.display()
+    );
 }

@@ -14,11 +14,18 @@ pub const MAX_WEIGHT: u32 = 65535;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{file}: cannot read: {source}")]
-    Io { file: String, source: std::io::Error },
+    Io {
+        file: String,
+        source: std::io::Error,
+    },
     #[error("{file}: {msg}")]
     Parse { file: String, msg: String },
     #[error("{file}: {path}: {msg}")]
-    Invalid { file: String, path: String, msg: String },
+    Invalid {
+        file: String,
+        path: String,
+        msg: String,
+    },
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -117,35 +124,71 @@ mod opt_mac {
 
 impl Config {
     pub fn timeouts(&self) -> Timeouts {
-        let t = self.timeouts.unwrap_or(TimeoutsConf { tcp: d_tcp(), tcp_fin: d_fin(), udp: d_udp() });
-        Timeouts { tcp: t.tcp, tcp_fin: t.tcp_fin, udp: t.udp, ..Timeouts::default() }
+        let t = self.timeouts.unwrap_or(TimeoutsConf {
+            tcp: d_tcp(),
+            tcp_fin: d_fin(),
+            udp: d_udp(),
+        });
+        Timeouts {
+            tcp: t.tcp,
+            tcp_fin: t.tcp_fin,
+            udp: t.udp,
+            ..Timeouts::default()
+        }
     }
 
     /// Reads, parses and validates `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
-        let meta = std::fs::metadata(path).map_err(|source| ConfigError::Io { file: file.clone(), source })?;
+        let meta = std::fs::metadata(path).map_err(|source| ConfigError::Io {
+            file: file.clone(),
+            source,
+        })?;
         if meta.len() > MAX_CONFIG_BYTES {
-            return Err(ConfigError::Parse { file, msg: format!("file is {} bytes; a config is at most {MAX_CONFIG_BYTES}", meta.len()) });
+            return Err(ConfigError::Parse {
+                file,
+                msg: format!(
+                    "file is {} bytes; a config is at most {MAX_CONFIG_BYTES}",
+                    meta.len()
+                ),
+            });
         }
-        let bytes = std::fs::read(path).map_err(|source| ConfigError::Io { file: file.clone(), source })?;
-        let text = String::from_utf8(bytes).map_err(|_| ConfigError::Parse { file: file.clone(), msg: "not UTF-8 text (is this a TOML file?)".into() })?;
+        let bytes = std::fs::read(path).map_err(|source| ConfigError::Io {
+            file: file.clone(),
+            source,
+        })?;
+        let text = String::from_utf8(bytes).map_err(|_| ConfigError::Parse {
+            file: file.clone(),
+            msg: "not UTF-8 text (is this a TOML file?)".into(),
+        })?;
         Self::parse(&text, &file)
     }
 
     /// Parses and validates TOML text; `file` names it in errors.
     pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
-        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse { file: file.into(), msg: one_line(&e) })?;
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            file: file.into(),
+            msg: one_line(&e),
+        })?;
         cfg.validate(file)?;
         Ok(cfg)
     }
 
     /// Semantic checks the types cannot express.
     pub fn validate(&self, file: &str) -> Result<(), ConfigError> {
-        let bad = |path: String, msg: String| Err(ConfigError::Invalid { file: file.into(), path, msg });
+        let bad = |path: String, msg: String| {
+            Err(ConfigError::Invalid {
+                file: file.into(),
+                path,
+                msg,
+            })
+        };
         let d = &self.dataplane;
         if d.ip.is_unspecified() || d.ip.is_broadcast() || d.ip.is_multicast() {
-            return bad("dataplane.ip".into(), format!("{} cannot be the director's address", d.ip));
+            return bad(
+                "dataplane.ip".into(),
+                format!("{} cannot be the director's address", d.ip),
+            );
         }
         if let Some(m) = d.mac {
             if m.is_multicast() || m == Mac::ZERO {
@@ -153,12 +196,21 @@ impl Config {
             }
         }
         if d.flow_capacity < 8 || d.flow_capacity > (1 << 28) {
-            return bad("dataplane.flow_capacity".into(), format!("{} is out of range (8 ..= 268435456 flows per worker)", d.flow_capacity));
+            return bad(
+                "dataplane.flow_capacity".into(),
+                format!(
+                    "{} is out of range (8 ..= 268435456 flows per worker)",
+                    d.flow_capacity
+                ),
+            );
         }
         if let Some(t) = &self.timeouts {
             for (k, v) in [("tcp", t.tcp), ("tcp_fin", t.tcp_fin), ("udp", t.udp)] {
                 if v == 0 || v > 86400 * 30 {
-                    return bad(format!("timeouts.{k}"), format!("{v} s is out of range (1 ..= 2592000)"));
+                    return bad(
+                        format!("timeouts.{k}"),
+                        format!("{v} s is out of range (1 ..= 2592000)"),
+                    );
                 }
             }
         }
@@ -170,16 +222,36 @@ impl Config {
                 return bad(format!("{p}.vip"), format!("{} cannot be a VIP", s.vip));
             }
             if s.vip == d.ip {
-                return bad(format!("{p}.vip"), format!("{} is the director's own IP (dataplane.ip); a VIP must differ", s.vip));
+                return bad(
+                    format!("{p}.vip"),
+                    format!(
+                        "{} is the director's own IP (dataplane.ip); a VIP must differ",
+                        s.vip
+                    ),
+                );
             }
             if s.port == 0 {
                 return bad(format!("{p}.port"), "port 0 is not a service port".into());
             }
             if !seen.insert((s.vip, s.port, s.protocol)) {
-                return bad(p, format!("duplicate service {}:{}/{}", s.vip, s.port, s.protocol.ipvsadm_name().to_lowercase()));
+                return bad(
+                    p,
+                    format!(
+                        "duplicate service {}:{}/{}",
+                        s.vip,
+                        s.port,
+                        s.protocol.ipvsadm_name().to_lowercase()
+                    ),
+                );
             }
             if s.backends.is_empty() {
-                return bad(format!("{p}.backend"), format!("service {}:{} has no backend; add at least one [[service.backend]]", s.vip, s.port));
+                return bad(
+                    format!("{p}.backend"),
+                    format!(
+                        "service {}:{} has no backend; add at least one [[service.backend]]",
+                        s.vip, s.port
+                    ),
+                );
             }
             let mut rips = std::collections::HashSet::new();
             for (j, b) in s.backends.iter().enumerate() {
@@ -190,10 +262,24 @@ impl Config {
                     }
                 }
                 if b.weight > MAX_WEIGHT {
-                    return bad(format!("{bp}.weight"), format!("{} is out of range (0 ..= {MAX_WEIGHT}; 0 drains)", b.weight));
+                    return bad(
+                        format!("{bp}.weight"),
+                        format!(
+                            "{} is out of range (0 ..= {MAX_WEIGHT}; 0 drains)",
+                            b.weight
+                        ),
+                    );
                 }
-                if b.ip.is_unspecified() || b.ip.is_broadcast() || b.ip.is_multicast() || b.ip == s.vip || b.ip == d.ip {
-                    return bad(format!("{bp}.ip"), format!("{} cannot be a real server here", b.ip));
+                if b.ip.is_unspecified()
+                    || b.ip.is_broadcast()
+                    || b.ip.is_multicast()
+                    || b.ip == s.vip
+                    || b.ip == d.ip
+                {
+                    return bad(
+                        format!("{bp}.ip"),
+                        format!("{} cannot be a real server here", b.ip),
+                    );
                 }
                 if let Some(m) = b.mac {
                     if m.is_multicast() || m == Mac::ZERO {
@@ -201,20 +287,42 @@ impl Config {
                     }
                 }
                 if !rips.insert(b.ip) {
-                    return bad(bp, format!("duplicate backend {} in service {}:{}", b.ip, s.vip, s.port));
+                    return bad(
+                        bp,
+                        format!("duplicate backend {} in service {}:{}", b.ip, s.vip, s.port),
+                    );
                 }
             }
             let weights: Vec<u32> = s.backends.iter().map(|b| b.weight).collect();
             if crate::lb::sched::cycle_len(s.scheduler, &weights) > crate::lb::sched::MAX_CYCLE {
-                return bad(format!("{p}.backend"), format!("weights too fine-grained: sum/gcd exceeds {}", crate::lb::sched::MAX_CYCLE));
+                return bad(
+                    format!("{p}.backend"),
+                    format!(
+                        "weights too fine-grained: sum/gcd exceeds {}",
+                        crate::lb::sched::MAX_CYCLE
+                    ),
+                );
             }
             total_backends += s.backends.len();
         }
         if self.services.len() >= crate::lb::snapshot::MAX_SERVICES {
-            return bad("service".into(), format!("{} services; at most {}", self.services.len(), crate::lb::snapshot::MAX_SERVICES - 1));
+            return bad(
+                "service".into(),
+                format!(
+                    "{} services; at most {}",
+                    self.services.len(),
+                    crate::lb::snapshot::MAX_SERVICES - 1
+                ),
+            );
         }
         if total_backends >= MAX_SLOTS {
-            return bad("service".into(), format!("{total_backends} backends in all; at most {}", MAX_SLOTS - 1));
+            return bad(
+                "service".into(),
+                format!(
+                    "{total_backends} backends in all; at most {}",
+                    MAX_SLOTS - 1
+                ),
+            );
         }
         Ok(())
     }
@@ -232,7 +340,12 @@ fn one_line(e: &toml::de::Error) -> String {
     match e.span() {
         Some(_) => {
             // The Display form starts "TOML parse error at line L, column C".
-            let first = e.to_string().lines().next().unwrap_or_default().replace("TOML parse error at ", "");
+            let first = e
+                .to_string()
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .replace("TOML parse error at ", "");
             format!("{first}: {msg}")
         }
         None => msg,
@@ -264,7 +377,8 @@ mod tests {
     #[test]
     fn invalid_configs_name_the_key() {
         let base = "[dataplane]\nip = \"192.168.1.121\"\n";
-        let svc = |body: &str| format!("{base}[[service]]\nvip = \"192.168.1.200\"\nport = 80\n{body}");
+        let svc =
+            |body: &str| format!("{base}[[service]]\nvip = \"192.168.1.200\"\nport = 80\n{body}");
         let cases: Vec<(&str, String, &str)> = vec![
             ("unknown key", format!("{base}colour = 1\n"), "unknown field `colour`"),
             ("unknown key in a backend", svc("[[service.backend]]\nip = \"10.0.0.1\"\nfoo = 2\n"), "unknown field `foo`"),
@@ -291,7 +405,10 @@ mod tests {
                 Err(e) => {
                     let m = e.to_string();
                     assert!(m.contains(want), "{what}: message {m:?} lacks {want:?}");
-                    assert!(m.starts_with("x.toml: "), "{what}: message {m:?} must name the file");
+                    assert!(
+                        m.starts_with("x.toml: "),
+                        "{what}: message {m:?} must name the file"
+                    );
                     assert!(!m.contains('\n'), "{what}: one line, got {m:?}");
                 }
             }

@@ -62,7 +62,21 @@ impl Manager {
         stop: Arc<AtomicBool>,
         hup: Arc<AtomicBool>,
     ) -> Self {
-        Manager { state, writer, port_mac, learned, ctrl, counters, config_path, stats_interval, stop, hup, arp: HashMap::new(), reloads: 0, failed_reloads: 0 }
+        Manager {
+            state,
+            writer,
+            port_mac,
+            learned,
+            ctrl,
+            counters,
+            config_path,
+            stats_interval,
+            stop,
+            hup,
+            arp: HashMap::new(),
+            reloads: 0,
+            failed_reloads: 0,
+        }
     }
 
     /// Builds and publishes the next snapshot; logs one line.
@@ -74,7 +88,10 @@ impl Manager {
                 log(format_args!("generation {g}: {why}"));
             }
             // Config validation makes this unreachable; keep serving the old snapshot.
-            Err(e) => log(format_args!("snapshot not built ({e}); keeping generation {}", self.writer.current().generation)),
+            Err(e) => log(format_args!(
+                "snapshot not built ({e}); keeping generation {}",
+                self.writer.current().generation
+            )),
         }
     }
 
@@ -83,11 +100,16 @@ impl Manager {
         match Config::load(&path) {
             Err(e) => {
                 self.failed_reloads += 1;
-                log(format_args!("reload rejected, running config unchanged: {e}"));
+                log(format_args!(
+                    "reload rejected, running config unchanged: {e}"
+                ));
             }
             Ok(mut cfg) => {
                 let old = &self.state.cfg.dataplane;
-                if cfg.dataplane.port != old.port || cfg.dataplane.mac != old.mac || cfg.dataplane.flow_capacity != old.flow_capacity {
+                if cfg.dataplane.port != old.port
+                    || cfg.dataplane.mac != old.mac
+                    || cfg.dataplane.flow_capacity != old.flow_capacity
+                {
                     log("reload: dataplane.port, .mac and .flow_capacity take effect on restart; keeping the running values");
                     cfg.dataplane.port = old.port;
                     cfg.dataplane.mac = old.mac;
@@ -128,7 +150,10 @@ impl Manager {
                 Some(t) => now.duration_since(t) >= if e.1 { ARP_REFRESH } else { ARP_RETRY },
             };
             if due {
-                let mut f = CtrlFrame { len: 0, data: [0; 64] };
+                let mut f = CtrlFrame {
+                    len: 0,
+                    data: [0; 64],
+                };
                 let mut buf = [0u8; 60];
                 let n = arp::build_request(&mut buf, self.port_mac.0, dip, u32::from(ip));
                 f.data[..n].copy_from_slice(&buf[..n]);
@@ -185,7 +210,10 @@ impl Manager {
 pub fn diff_summary(old: &Config, new: &Config) -> String {
     type K = (Ipv4Addr, u16, crate::lb::Proto);
     fn svcs(c: &Config) -> HashMap<K, &super::config::ServiceConf> {
-        c.services.iter().map(|s| ((s.vip, s.port, s.protocol), s)).collect()
+        c.services
+            .iter()
+            .map(|s| ((s.vip, s.port, s.protocol), s))
+            .collect()
     }
     let (o, n) = (svcs(old), svcs(new));
     let (mut sa, mut sd, mut ba, mut bd, mut bc) = (0, 0, 0, 0, 0);
@@ -204,7 +232,11 @@ pub fn diff_summary(old: &Config, new: &Config) -> String {
                         _ => {}
                     }
                 }
-                bd += os.backends.iter().filter(|b| !ns.backends.iter().any(|x| x.ip == b.ip)).count();
+                bd += os
+                    .backends
+                    .iter()
+                    .filter(|b| !ns.backends.iter().any(|x| x.ip == b.ip))
+                    .count();
             }
         }
     }
@@ -214,6 +246,13 @@ pub fn diff_summary(old: &Config, new: &Config) -> String {
             bd += os.backends.len();
         }
     }
-    let sched = n.iter().filter(|(k, ns)| o.get(k).is_some_and(|os| os.scheduler != ns.scheduler || os.on_backend_removed != ns.on_backend_removed)).count();
+    let sched = n
+        .iter()
+        .filter(|(k, ns)| {
+            o.get(k).is_some_and(|os| {
+                os.scheduler != ns.scheduler || os.on_backend_removed != ns.on_backend_removed
+            })
+        })
+        .count();
     format!("services +{sa} -{sd} ~{sched}, backends +{ba} -{bd} ~{bc}")
 }

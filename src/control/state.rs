@@ -32,7 +32,14 @@ pub struct State {
 
 impl State {
     pub fn new(cfg: Config) -> Self {
-        let mut s = State { cfg, slots: HashMap::new(), free: Vec::new(), incarnation: Vec::new(), learned: HashMap::new(), generation: 0 };
+        let mut s = State {
+            cfg,
+            slots: HashMap::new(),
+            free: Vec::new(),
+            incarnation: Vec::new(),
+            learned: HashMap::new(),
+            generation: 0,
+        };
         s.assign_slots();
         s
     }
@@ -40,15 +47,28 @@ impl State {
     fn keys(cfg: &Config) -> Vec<BackendKey> {
         cfg.services
             .iter()
-            .flat_map(|s| s.backends.iter().map(move |b| BackendKey { vip: s.vip, port: s.port, proto: s.protocol, rip: b.ip }))
+            .flat_map(|s| {
+                s.backends.iter().map(move |b| BackendKey {
+                    vip: s.vip,
+                    port: s.port,
+                    proto: s.protocol,
+                    rip: b.ip,
+                })
+            })
             .collect()
     }
 
     /// Gives every backend of the config a slot, keeping existing ones and freeing the
     /// slots of backends that are gone.
     fn assign_slots(&mut self) {
-        let want: std::collections::HashSet<BackendKey> = Self::keys(&self.cfg).into_iter().collect();
-        let gone: Vec<BackendKey> = self.slots.keys().filter(|k| !want.contains(k)).copied().collect();
+        let want: std::collections::HashSet<BackendKey> =
+            Self::keys(&self.cfg).into_iter().collect();
+        let gone: Vec<BackendKey> = self
+            .slots
+            .keys()
+            .filter(|k| !want.contains(k))
+            .copied()
+            .collect();
         for k in gone {
             let (slot, _) = self.slots.remove(&k).expect("present");
             self.free.push(slot);
@@ -86,7 +106,12 @@ impl State {
 
     /// Records an ARP-learned MAC. Returns true if it changes a backend's MAC.
     pub fn learn(&mut self, rip: Ipv4Addr, mac: Mac) -> bool {
-        let dynamic = self.cfg.services.iter().flat_map(|s| s.backends.iter()).any(|b| b.ip == rip && b.mac.is_none());
+        let dynamic = self
+            .cfg
+            .services
+            .iter()
+            .flat_map(|s| s.backends.iter())
+            .any(|b| b.ip == rip && b.mac.is_none());
         if !dynamic {
             return false;
         }
@@ -95,7 +120,14 @@ impl State {
 
     /// Backend IPs that need ARP (no static MAC), each once.
     pub fn arp_targets(&self) -> Vec<Ipv4Addr> {
-        let mut v: Vec<Ipv4Addr> = self.cfg.services.iter().flat_map(|s| s.backends.iter()).filter(|b| b.mac.is_none()).map(|b| b.ip).collect();
+        let mut v: Vec<Ipv4Addr> = self
+            .cfg
+            .services
+            .iter()
+            .flat_map(|s| s.backends.iter())
+            .filter(|b| b.mac.is_none())
+            .map(|b| b.ip)
+            .collect();
         v.sort();
         v.dedup();
         v
@@ -122,13 +154,31 @@ impl State {
                     .backends
                     .iter()
                     .map(|b| {
-                        let (slot, incarnation) = self.slots[&BackendKey { vip: s.vip, port: s.port, proto: s.protocol, rip: b.ip }];
-                        BackendSpec { slot, incarnation, ip: u32::from(b.ip), port: s.port, weight: b.weight, mac: self.mac_of(b.ip, b.mac) }
+                        let (slot, incarnation) = self.slots[&BackendKey {
+                            vip: s.vip,
+                            port: s.port,
+                            proto: s.protocol,
+                            rip: b.ip,
+                        }];
+                        BackendSpec {
+                            slot,
+                            incarnation,
+                            ip: u32::from(b.ip),
+                            port: s.port,
+                            weight: b.weight,
+                            mac: self.mac_of(b.ip, b.mac),
+                        }
                     })
                     .collect(),
             })
             .collect();
-        Snapshot::build(self.generation, port_mac, u32::from(self.cfg.dataplane.ip), self.cfg.timeouts(), &specs)
+        Snapshot::build(
+            self.generation,
+            port_mac,
+            u32::from(self.cfg.dataplane.ip),
+            self.cfg.timeouts(),
+            &specs,
+        )
     }
 }
 
@@ -145,7 +195,12 @@ mod tests {
     }
 
     fn key(ip: &str) -> BackendKey {
-        BackendKey { vip: "192.168.1.200".parse().unwrap(), port: 80, proto: Proto::Tcp, rip: ip.parse().unwrap() }
+        BackendKey {
+            vip: "192.168.1.200".parse().unwrap(),
+            port: 80,
+            proto: Proto::Tcp,
+            rip: ip.parse().unwrap(),
+        }
     }
 
     #[test]
@@ -154,7 +209,11 @@ mod tests {
         let a = s.slot_of(&key("10.0.0.1")).unwrap();
         let b = s.slot_of(&key("10.0.0.2")).unwrap();
         s.replace_config(cfg(&[("10.0.0.1", 5), ("10.0.0.3", 1)]));
-        assert_eq!(s.slot_of(&key("10.0.0.1")), Some(a), "unchanged backend keeps its slot");
+        assert_eq!(
+            s.slot_of(&key("10.0.0.1")),
+            Some(a),
+            "unchanged backend keeps its slot"
+        );
         assert_eq!(s.slot_of(&key("10.0.0.2")), None);
         let c = s.slot_of(&key("10.0.0.3")).unwrap();
         assert_eq!(c.0, b.0, "freed slot reused");
@@ -165,10 +224,19 @@ mod tests {
     fn learned_macs_enter_the_snapshot() {
         let mut s = State::new(cfg(&[("10.0.0.1", 1)]));
         let snap = s.snapshot(Mac([2, 0, 0, 0, 0, 1])).unwrap();
-        assert!(snap.services[0].schedule.is_empty(), "no MAC yet: not schedulable");
+        assert!(
+            snap.services[0].schedule.is_empty(),
+            "no MAC yet: not schedulable"
+        );
         assert!(s.learn("10.0.0.1".parse().unwrap(), Mac([0, 1, 2, 3, 4, 5])));
-        assert!(!s.learn("10.0.0.1".parse().unwrap(), Mac([0, 1, 2, 3, 4, 5])), "same MAC: no change");
-        assert!(!s.learn("10.9.9.9".parse().unwrap(), Mac([0, 1, 2, 3, 4, 5])), "not a backend");
+        assert!(
+            !s.learn("10.0.0.1".parse().unwrap(), Mac([0, 1, 2, 3, 4, 5])),
+            "same MAC: no change"
+        );
+        assert!(
+            !s.learn("10.9.9.9".parse().unwrap(), Mac([0, 1, 2, 3, 4, 5])),
+            "not a backend"
+        );
         let snap = s.snapshot(Mac([2, 0, 0, 0, 0, 1])).unwrap();
         assert_eq!(snap.services[0].schedule.len(), 1);
         assert_eq!(snap.generation, 2);

@@ -59,7 +59,10 @@ pub struct WorkerCounters {
 
 impl WorkerCounters {
     pub fn new() -> Self {
-        WorkerCounters { slots: (0..MAX_SLOTS).map(|_| SlotCounters::default()).collect(), ..Default::default() }
+        WorkerCounters {
+            slots: (0..MAX_SLOTS).map(|_| SlotCounters::default()).collect(),
+            ..Default::default()
+        }
     }
 
     #[inline(always)]
@@ -113,7 +116,10 @@ impl Totals {
             busy_loops: s(|w| &w.busy_loops),
             flow_evictions: s(|w| &w.flow_evictions),
             flow_expired: s(|w| &w.flow_expired),
-            drops: DropReason::ALL.iter().map(|&r| (r, ws.iter().map(|w| w.drops[r as usize].get()).sum())).collect(),
+            drops: DropReason::ALL
+                .iter()
+                .map(|&r| (r, ws.iter().map(|w| w.drops[r as usize].get()).sum()))
+                .collect(),
         };
         t.rx = s(|w| &w.rx);
         t
@@ -140,7 +146,11 @@ impl Totals {
             ("flow_evictions".into(), self.flow_evictions),
             ("flow_expired".into(), self.flow_expired),
         ];
-        v.extend(self.drops.iter().map(|(r, n)| (format!("drop_{}", r.name()), *n)));
+        v.extend(
+            self.drops
+                .iter()
+                .map(|(r, n)| (format!("drop_{}", r.name()), *n)),
+        );
         v
     }
 }

@@ -5,6 +5,7 @@
 //! - TX buffer flushed when it holds a burst or when ~100 µs have passed; a partial
 //!   `tx_burst` frees and counts the unsent tail;
 //! - dropped and consumed frames freed in bulk once per burst.
+//!
 //! No allocation, no lock, no atomic read-modify-write on this path.
 #![allow(unsafe_code)]
 
@@ -73,7 +74,10 @@ impl Worker {
         let drain_tsc = (self.tsc_hz / 10_000).max(1); // ~100 µs, as l3fwd's BURST_TX_DRAIN_US
         let mut rx_pkts: [*mut rte_mbuf; BURST] = [std::ptr::null_mut(); BURST];
         let mut free: [*mut rte_mbuf; BURST] = [std::ptr::null_mut(); BURST];
-        let mut txb = TxBuf { pkts: [std::ptr::null_mut(); TX_BUF], len: 0 };
+        let mut txb = TxBuf {
+            pkts: [std::ptr::null_mut(); TX_BUF],
+            len: 0,
+        };
         let mut last_flush = crate::dpdk::rdtsc();
         let mut last_stats_tick: Tick = 0;
         self.snap.online();
@@ -112,14 +116,23 @@ impl Worker {
             {
                 let snap = self.snap.load();
                 c.generation.set(snap.generation);
+                // Pass 1: packet headers in, then every packet's flow groups in flight
+                // at once (the table is far bigger than the cache; one miss per packet
+                // in sequence would dominate).
                 for &m in rx_pkts.iter().take(n.min(PREFETCH_OFFSET)) {
-                    mbuf::prefetch_data(m);
+                    // SAFETY: a valid mbuf just received.
+                    unsafe { mbuf::prefetch_data(m) };
                 }
                 for j in 0..n {
                     if j + PREFETCH_OFFSET < n {
-                        mbuf::prefetch_data(rx_pkts[j + PREFETCH_OFFSET]);
+                        // SAFETY: a valid mbuf just received.
+                        unsafe { mbuf::prefetch_data(rx_pkts[j + PREFETCH_OFFSET]) };
                     }
-                    let m = rx_pkts[j];
+                    // SAFETY: received mbuf owned by this worker; read-only use here.
+                    crate::lb::prefetch(unsafe { mbuf::data_mut(rx_pkts[j]) }, &self.local);
+                }
+                // Pass 2: process.
+                for &m in rx_pkts.iter().take(n) {
                     // SAFETY: `m` was just received and is owned by this worker; no other
                     // reference to its data exists.
                     let data = unsafe { mbuf::data_mut(m) };

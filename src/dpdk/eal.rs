@@ -13,14 +13,27 @@ pub struct Eal {
 /// Runs `rte_eal_init` on `args` (args[0] is the program name). Fails if called twice.
 pub fn init(args: &[String]) -> Result<Eal, DpdkError> {
     if INITIALISED.swap(true, Ordering::SeqCst) {
-        return Err(DpdkError { op: "rte_eal_init", code: libc::EALREADY, msg: "EAL already initialised".into() });
+        return Err(DpdkError {
+            op: "rte_eal_init",
+            code: libc::EALREADY,
+            msg: "EAL already initialised".into(),
+        });
     }
     let cargs: Vec<CString> = args
         .iter()
-        .map(|a| CString::new(a.as_bytes()).map_err(|_| DpdkError { op: "rte_eal_init", code: libc::EINVAL, msg: format!("argument {a:?} contains NUL") }))
+        .map(|a| {
+            CString::new(a.as_bytes()).map_err(|_| DpdkError {
+                op: "rte_eal_init",
+                code: libc::EINVAL,
+                msg: format!("argument {a:?} contains NUL"),
+            })
+        })
         .collect::<Result<_, _>>()?;
     // rte_eal_init permutes argv; give it its own NULL-terminated array of pointers.
-    let mut argv: Vec<*mut libc::c_char> = cargs.iter().map(|c| c.as_ptr() as *mut libc::c_char).collect();
+    let mut argv: Vec<*mut libc::c_char> = cargs
+        .iter()
+        .map(|c| c.as_ptr() as *mut libc::c_char)
+        .collect();
     argv.push(std::ptr::null_mut());
     // SAFETY: argv holds argc valid NUL-terminated strings (kept alive by `cargs` for the
     // whole call) followed by NULL; EAL may reorder the pointers but not free them.
@@ -59,15 +72,17 @@ impl Eal {
     }
 
     /// Runs `f` on `lcore`. A panic in `f` is caught there and reported by `wait` as -1.
-    pub fn launch<F: FnOnce() -> i32 + Send + 'static>(&self, lcore: u32, f: F) -> Result<(), DpdkError> {
+    pub fn launch<F: FnOnce() -> i32 + Send + 'static>(
+        &self,
+        lcore: u32,
+        f: F,
+    ) -> Result<(), DpdkError> {
         type Job = Box<dyn FnOnce() -> i32 + Send>;
         extern "C" fn trampoline(arg: *mut c_void) -> c_int {
             // SAFETY: `arg` is the Box<Job> leaked by `launch` for exactly this call.
             let job: Box<Job> = unsafe { Box::from_raw(arg as *mut Job) };
-            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)) {
-                Ok(rc) => rc,
-                Err(_) => -1,
-            }
+            // A panic (already printed by the panic hook) becomes -1 for `wait`.
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).unwrap_or(-1)
         }
         let job: Box<Job> = Box::new(Box::new(f));
         let arg = Box::into_raw(job) as *mut c_void;

@@ -20,11 +20,13 @@ pub unsafe fn data_mut<'a>(m: *mut rte_mbuf) -> &'a mut [u8] {
 }
 
 /// Hints the CPU to fetch the first packet bytes (l3fwd's prefetch).
+///
+/// # Safety
+/// `m` must point to a valid mbuf (its header is read to find the data).
 #[inline(always)]
-pub fn prefetch_data(m: *mut rte_mbuf) {
+pub unsafe fn prefetch_data(m: *mut rte_mbuf) {
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: prefetch never faults; reading the mbuf header of a burst entry is valid
-    // because the caller passes mbufs it just received.
+    // SAFETY: the caller guarantees `m` is valid; a prefetch itself never faults.
     unsafe {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
         let mb = &*m;

@@ -28,7 +28,9 @@ impl Mempool {
                 socket,
             )
         };
-        NonNull::new(p).map(|ptr| Mempool { ptr }).ok_or_else(|| errno_error("rte_pktmbuf_pool_create"))
+        NonNull::new(p)
+            .map(|ptr| Mempool { ptr })
+            .ok_or_else(|| errno_error("rte_pktmbuf_pool_create"))
     }
 
     pub fn as_ptr(&self) -> *mut dpdk_sys::rte_mempool {

@@ -23,7 +23,9 @@ pub struct DpdkError {
 pub fn strerror(code: i32) -> String {
     // SAFETY: rte_strerror returns a pointer to a static or thread-local NUL-terminated
     // string for any input.
-    unsafe { CStr::from_ptr(dpdk_sys::rte_strerror(code)) }.to_string_lossy().into_owned()
+    unsafe { CStr::from_ptr(dpdk_sys::rte_strerror(code)) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// The calling thread's `rte_errno`.
@@ -36,7 +38,11 @@ pub fn errno() -> i32 {
 pub fn check(op: &'static str, rc: i32) -> Result<i32, DpdkError> {
     if rc < 0 {
         let code = -rc;
-        Err(DpdkError { op, code, msg: strerror(code) })
+        Err(DpdkError {
+            op,
+            code,
+            msg: strerror(code),
+        })
     } else {
         Ok(rc)
     }
@@ -45,7 +51,11 @@ pub fn check(op: &'static str, rc: i32) -> Result<i32, DpdkError> {
 /// An error from a call that reports through `rte_errno`.
 pub fn errno_error(op: &'static str) -> DpdkError {
     let code = errno();
-    DpdkError { op, code, msg: strerror(code) }
+    DpdkError {
+        op,
+        code,
+        msg: strerror(code),
+    }
 }
 
 /// The TSC, for timers and latency stamps.
@@ -64,5 +74,7 @@ pub fn tsc_hz() -> u64 {
 /// "DPDK 22.11.x" as the library reports it.
 pub fn version() -> String {
     // SAFETY: rte_version returns a pointer to a static NUL-terminated string.
-    unsafe { CStr::from_ptr(dpdk_sys::rte_version()) }.to_string_lossy().into_owned()
+    unsafe { CStr::from_ptr(dpdk_sys::rte_version()) }
+        .to_string_lossy()
+        .into_owned()
 }

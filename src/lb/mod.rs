@@ -13,7 +13,7 @@ pub mod snapshot;
 pub mod tcp_state;
 pub mod verdict;
 
-pub use pipeline::{process, LocalState};
+pub use pipeline::{prefetch, process, LocalState};
 pub use snapshot::Snapshot;
 pub use verdict::{DropReason, Verdict};
 
@@ -22,7 +22,9 @@ pub type Tick = u32;
 pub const TICKS_PER_SEC: u32 = 10;
 
 /// L4 protocol of a service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Proto {
     Tcp,
@@ -86,6 +88,12 @@ pub struct Timeouts {
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Timeouts { tcp: 900, tcp_fin: 120, udp: 300, syn: 60, close: 10 }
+        Timeouts {
+            tcp: 900,
+            tcp_fin: 120,
+            udp: 300,
+            syn: 60,
+            close: 10,
+        }
     }
 }

@@ -30,7 +30,10 @@ impl LocalState {
         Self::with_table(FlowTable::new(flow_capacity), worker)
     }
     pub fn with_table(flows: FlowTable, worker: usize) -> Self {
-        LocalState { flows, cursors: vec![worker as u32; MAX_SERVICES].into_boxed_slice() }
+        LocalState {
+            flows,
+            cursors: vec![worker as u32; MAX_SERVICES].into_boxed_slice(),
+        }
     }
 }
 
@@ -53,6 +56,40 @@ pub fn process(frame: &mut [u8], snap: &Snapshot, local: &mut LocalState, now: T
         ethertype::ARP => arp_in(frame, l2.l3_offset, snap),
         _ => Verdict::Drop(D::UnsupportedEthertype),
     }
+}
+
+/// First pass over a burst: if `frame` looks like IPv4 TCP/UDP (untagged or with one
+/// tag), prefetch its flow-table groups. Reads only what it bounds-checks; never writes.
+/// Purely a hint: `process` does the real validation.
+#[inline(always)]
+pub fn prefetch(frame: &[u8], local: &LocalState) {
+    let Ok(l2) = ethernet::parse(frame) else {
+        return;
+    };
+    if l2.ethertype != ethertype::IPV4 {
+        return;
+    }
+    let ip = &frame[l2.l3_offset..];
+    if ip.len() < 20 {
+        return;
+    }
+    let proto = ip[9];
+    if proto != protocol::TCP && proto != protocol::UDP {
+        return;
+    }
+    let hl = usize::from(ip[0] & 0xf) * 4;
+    if ip.len() < hl + 4 {
+        return;
+    }
+    let be32 = |at: usize| u32::from_be_bytes([ip[at], ip[at + 1], ip[at + 2], ip[at + 3]]);
+    let key = FlowKey {
+        saddr: be32(12),
+        daddr: be32(16),
+        sport: u16::from_be_bytes([ip[hl], ip[hl + 1]]),
+        dport: u16::from_be_bytes([ip[hl + 2], ip[hl + 3]]),
+        proto,
+    };
+    local.flows.prefetch(&key);
 }
 
 /// Sends a reply back where the frame came from: dst = old src, src = port MAC.
@@ -89,13 +126,26 @@ fn arp_in(frame: &mut [u8], off: usize, snap: &Snapshot) -> Verdict {
 }
 
 // 4-8. IPv4.
-fn ipv4(frame: &mut [u8], off: usize, snap: &Snapshot, local: &mut LocalState, now: Tick) -> Verdict {
+fn ipv4(
+    frame: &mut [u8],
+    off: usize,
+    snap: &Snapshot,
+    local: &mut LocalState,
+    now: Tick,
+) -> Verdict {
     let (saddr, daddr, proto, hl, total, non_first) = match Ipv4Packet::new_checked(&frame[off..]) {
         Ok(ip) => {
             if !ip.verify_checksum() {
                 return Verdict::Drop(D::Ipv4BadChecksum);
             }
-            (ip.src(), ip.dst(), ip.protocol(), ip.header_len(), ip.total_len(), ip.is_non_first_fragment())
+            (
+                ip.src(),
+                ip.dst(),
+                ip.protocol(),
+                ip.header_len(),
+                ip.total_len(),
+                ip.is_non_first_fragment(),
+            )
         }
         Err(Error::Truncated) => return Verdict::Drop(D::Ipv4Truncated),
         Err(Error::Malformed) => return Verdict::Drop(D::Ipv4Malformed),
@@ -121,7 +171,13 @@ fn ipv4(frame: &mut [u8], off: usize, snap: &Snapshot, local: &mut LocalState, n
         return Verdict::Drop(D::NoService);
     };
     // 6. Flow lookup, scheduling.
-    let key = FlowKey { saddr, daddr, sport, dport, proto };
+    let key = FlowKey {
+        saddr,
+        daddr,
+        sport,
+        dport,
+        proto,
+    };
     let tcp = proto == protocol::TCP;
     // IPVS `is_new_conn`: SYN without ACK (and we also exclude RST).
     let new_syn = tcp && tcp_flags & (flags::SYN | flags::ACK | flags::RST) == flags::SYN;
@@ -131,14 +187,22 @@ fn ipv4(frame: &mut [u8], off: usize, snap: &Snapshot, local: &mut LocalState, n
             let keep = match snap.backend(e.slot, e.incarnation) {
                 // A backend that is still there keeps its flows, draining or not, unless
                 // a fresh SYN arrives on a draining backend or a closing entry.
-                Some(b) => b.mac.is_some() && !(new_syn && (b.weight == 0 || e.state().is_closing())),
+                Some(b) => {
+                    b.mac.is_some() && !(new_syn && (b.weight == 0 || e.state().is_closing()))
+                }
                 None if new_syn => false,
-                None if svc.on_removed == OnRemoved::Drop => return Verdict::Drop(D::BackendRemoved),
+                None if svc.on_removed == OnRemoved::Drop => {
+                    return Verdict::Drop(D::BackendRemoved)
+                }
                 None => false,
             };
             let entry = local.flows.entry_mut(idx);
             if keep {
-                let st = if tcp { tcp_state::next(e.state(), tcp_flags) } else { State::Udp };
+                let st = if tcp {
+                    tcp_state::next(e.state(), tcp_flags)
+                } else {
+                    State::Udp
+                };
                 entry.state = st as u8;
                 entry.expires = now.saturating_add(snap.timeouts.of(st));
                 (e.slot, false)
@@ -146,7 +210,11 @@ fn ipv4(frame: &mut [u8], off: usize, snap: &Snapshot, local: &mut LocalState, n
                 let Some(slot) = pick(svc, si, &mut local.cursors) else {
                     return Verdict::Drop(D::NoBackend);
                 };
-                let st = if tcp { tcp_state::next(State::None, tcp_flags) } else { State::Udp };
+                let st = if tcp {
+                    tcp_state::next(State::None, tcp_flags)
+                } else {
+                    State::Udp
+                };
                 let entry = local.flows.entry_mut(idx);
                 entry.slot = slot;
                 entry.incarnation = snap.backends[usize::from(slot)].incarnation;
@@ -164,7 +232,15 @@ fn ipv4(frame: &mut [u8], off: usize, snap: &Snapshot, local: &mut LocalState, n
             };
             let st = if tcp { State::SynRecv } else { State::Udp };
             let inc = snap.backends[usize::from(slot)].incarnation;
-            local.flows.insert_at(idx, &key, slot, inc, st, now.saturating_add(snap.timeouts.of(st)), now);
+            local.flows.insert_at(
+                idx,
+                &key,
+                slot,
+                inc,
+                st,
+                now.saturating_add(snap.timeouts.of(st)),
+                now,
+            );
             (slot, true)
         }
     };
@@ -185,7 +261,11 @@ fn pick(svc: &Service, si: u16, cursors: &mut [u32]) -> Option<u16> {
     let c = &mut cursors[usize::from(si)];
     // The cursor may be past the end after a swap shortened the schedule.
     let i = (*c as usize) % seq.len();
-    *c = if i + 1 == seq.len() { 0 } else { (i + 1) as u32 };
+    *c = if i + 1 == seq.len() {
+        0
+    } else {
+        (i + 1) as u32
+    };
     Some(seq[i])
 }
 

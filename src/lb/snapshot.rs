@@ -36,7 +36,16 @@ pub struct Backend {
 
 impl Backend {
     fn absent() -> Self {
-        Backend { ip: 0, port: 0, weight: 0, mac: None, l2: [0; 12], incarnation: 0, service: 0, present: false }
+        Backend {
+            ip: 0,
+            port: 0,
+            weight: 0,
+            mac: None,
+            l2: [0; 12],
+            incarnation: 0,
+            service: 0,
+            present: false,
+        }
     }
 }
 
@@ -109,9 +118,17 @@ impl Snapshot {
         specs: &[ServiceSpec],
     ) -> Result<Snapshot, String> {
         if specs.len() >= MAX_SERVICES {
-            return Err(format!("{} services; at most {} are supported", specs.len(), MAX_SERVICES - 1));
+            return Err(format!(
+                "{} services; at most {} are supported",
+                specs.len(),
+                MAX_SERVICES - 1
+            ));
         }
-        let max_slot = specs.iter().flat_map(|s| s.backends.iter()).map(|b| usize::from(b.slot)).max();
+        let max_slot = specs
+            .iter()
+            .flat_map(|s| s.backends.iter())
+            .map(|b| usize::from(b.slot))
+            .max();
         let mut backends = vec![Backend::absent(); max_slot.map_or(0, |m| m + 1)];
         let mut services = Vec::with_capacity(specs.len());
         let mut neighbors = Vec::new();
@@ -173,7 +190,11 @@ impl Snapshot {
             while svc_table[h] != NO_SERVICE {
                 let o = &services[usize::from(svc_table[h])];
                 if (o.vip, o.port, o.proto) == (s.vip, s.port, s.proto) {
-                    return Err(format!("duplicate service {}:{}", std::net::Ipv4Addr::from(s.vip), s.port));
+                    return Err(format!(
+                        "duplicate service {}:{}",
+                        std::net::Ipv4Addr::from(s.vip),
+                        s.port
+                    ));
                 }
                 h = (h + 1) & mask;
             }

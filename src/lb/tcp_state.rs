@@ -32,6 +32,7 @@ pub enum State {
 }
 
 impl State {
+    #[inline(always)]
     pub fn from_u8(v: u8) -> State {
         match v {
             1 => State::Established,
@@ -81,7 +82,7 @@ const TABLE: [[State; 6]; 4] = [
 ];
 
 /// The state after a client->server segment with `tcp_flags`.
-#[inline]
+#[inline(always)]
 pub fn next(cur: State, tcp_flags: u8) -> State {
     let row = if tcp_flags & flags::RST != 0 {
         3
@@ -109,7 +110,15 @@ impl TimeoutTicks {
     pub fn new(t: &Timeouts) -> Self {
         let s = |v: u32| v.saturating_mul(TICKS_PER_SEC);
         // None is never stored; give it the SYN timeout for safety.
-        TimeoutTicks([s(t.syn), s(t.tcp), s(t.syn), s(t.tcp_fin), s(t.tcp_fin), s(t.close), s(t.udp)])
+        TimeoutTicks([
+            s(t.syn),
+            s(t.tcp),
+            s(t.syn),
+            s(t.tcp_fin),
+            s(t.tcp_fin),
+            s(t.close),
+            s(t.udp),
+        ])
     }
     #[inline]
     pub fn of(&self, st: State) -> Tick {

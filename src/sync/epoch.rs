@@ -69,10 +69,23 @@ pub fn domain<T: Send + Sync>(initial: T, readers: usize) -> (Writer<T>, Vec<Rea
     let shared = Arc::new(Shared {
         ptr: AtomicPtr::new(Box::into_raw(Box::new(initial))),
         epoch: AtomicU64::new(0),
-        slots: (0..readers).map(|_| ReaderSlot(AtomicU64::new(OFFLINE))).collect(),
+        slots: (0..readers)
+            .map(|_| ReaderSlot(AtomicU64::new(OFFLINE)))
+            .collect(),
     });
-    let rs = (0..readers).map(|idx| Reader { shared: shared.clone(), idx }).collect();
-    (Writer { shared, retired: Vec::new() }, rs)
+    let rs = (0..readers)
+        .map(|idx| Reader {
+            shared: shared.clone(),
+            idx,
+        })
+        .collect();
+    (
+        Writer {
+            shared,
+            retired: Vec::new(),
+        },
+        rs,
+    )
 }
 
 impl<T> Reader<T> {
@@ -104,7 +117,9 @@ impl<T> Reader<T> {
 
     /// Stops reporting; the writer no longer waits for this reader.
     pub fn offline(&mut self) {
-        self.shared.slots[self.idx].0.store(OFFLINE, Ordering::Release);
+        self.shared.slots[self.idx]
+            .0
+            .store(OFFLINE, Ordering::Release);
     }
 }
 
@@ -198,11 +213,26 @@ mod tests {
     #[test]
     fn old_value_lives_until_readers_pass() {
         let drops = Arc::new(AtomicUsize::new(0));
-        let (mut w, mut rs) = domain(Canary { magic: 7, value: 0, drops: drops.clone() }, 2);
+        let (mut w, mut rs) = domain(
+            Canary {
+                magic: 7,
+                value: 0,
+                drops: drops.clone(),
+            },
+            2,
+        );
         rs[0].online();
         rs[1].online();
-        let t = w.publish(Canary { magic: 7, value: 1, drops: drops.clone() });
-        assert_eq!(drops.load(Ordering::Relaxed), 0, "readers have not passed yet");
+        let t = w.publish(Canary {
+            magic: 7,
+            value: 1,
+            drops: drops.clone(),
+        });
+        assert_eq!(
+            drops.load(Ordering::Relaxed),
+            0,
+            "readers have not passed yet"
+        );
         rs[0].quiescent();
         assert_eq!(w.try_reclaim(), 1);
         assert!(!w.passed(t));
@@ -219,7 +249,14 @@ mod tests {
     fn stress_100k_swaps() {
         let drops = Arc::new(AtomicUsize::new(0));
         let readers = 2;
-        let (mut w, rs) = domain(Canary { magic: 7, value: 0, drops: drops.clone() }, readers);
+        let (mut w, rs) = domain(
+            Canary {
+                magic: 7,
+                value: 0,
+                drops: drops.clone(),
+            },
+            readers,
+        );
         let stop = Arc::new(AtomicBool::new(false));
         let handles: Vec<_> = rs
             .into_iter()
@@ -246,15 +283,26 @@ mod tests {
             .collect();
         const SWAPS: u64 = 100_000;
         for i in 1..=SWAPS {
-            w.publish(Canary { magic: 7, value: i, drops: drops.clone() });
+            w.publish(Canary {
+                magic: 7,
+                value: i,
+                drops: drops.clone(),
+            });
             if i % 64 == 0 {
-                assert!(w.wait(w.epoch(), Duration::from_secs(10)), "a reader got stuck");
+                assert!(
+                    w.wait(w.epoch(), Duration::from_secs(10)),
+                    "a reader got stuck"
+                );
             }
         }
         stop.store(true, Ordering::Relaxed);
         let loads: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
         w.try_reclaim();
-        assert_eq!(drops.load(Ordering::Relaxed) as u64, SWAPS, "each old value freed once");
+        assert_eq!(
+            drops.load(Ordering::Relaxed) as u64,
+            SWAPS,
+            "each old value freed once"
+        );
         assert!(loads > 0);
         drop(w);
         assert_eq!(drops.load(Ordering::Relaxed) as u64, SWAPS + 1);

@@ -41,7 +41,9 @@ pub struct Consumer<T> {
 pub fn channel<T: Copy + Send>(capacity: usize) -> (Producer<T>, Consumer<T>) {
     let n = capacity.max(2).next_power_of_two();
     let ring = Arc::new(Ring {
-        buf: (0..n).map(|_| UnsafeCell::new(MaybeUninit::uninit())).collect(),
+        buf: (0..n)
+            .map(|_| UnsafeCell::new(MaybeUninit::uninit()))
+            .collect(),
         mask: n - 1,
         head: Pad(AtomicUsize::new(0)),
         tail: Pad(AtomicUsize::new(0)),
@@ -108,7 +110,10 @@ mod tests {
         assert_eq!(p.push(9), Err(9));
         assert_eq!(c.pop(), Some(0));
         p.push(4).unwrap();
-        assert_eq!((1..=4).map(|_| c.pop().unwrap()).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+        assert_eq!(
+            (1..=4).map(|_| c.pop().unwrap()).collect::<Vec<_>>(),
+            vec![1, 2, 3, 4]
+        );
         assert!(c.pop().is_none() && c.is_empty());
     }
 

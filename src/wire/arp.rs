@@ -29,7 +29,10 @@ impl<T: AsRef<[u8]>> ArpPacket<T> {
         if b.len() < PACKET_LEN {
             return Err(Error::Truncated);
         }
-        if be16(b, field::HTYPE) != 1 || be16(b, field::PTYPE) != 0x0800 || b[field::HLEN] != 6 || b[field::PLEN] != 4
+        if be16(b, field::HTYPE) != 1
+            || be16(b, field::PTYPE) != 0x0800
+            || b[field::HLEN] != 6
+            || b[field::PLEN] != 4
         {
             return Err(Error::Malformed);
         }
@@ -73,7 +76,12 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> ArpPacket<T> {
 /// Writes a whole broadcast ARP request frame (untagged, padded to 60 bytes) into `out`
 /// and returns its length. Used by the control plane to resolve backends and for
 /// gratuitous ARP (`sender_ip == target_ip`).
-pub fn build_request(out: &mut [u8; 60], src_mac: [u8; 6], sender_ip: u32, target_ip: u32) -> usize {
+pub fn build_request(
+    out: &mut [u8; 60],
+    src_mac: [u8; 6],
+    sender_ip: u32,
+    target_ip: u32,
+) -> usize {
     *out = [0u8; 60];
     out[0..6].copy_from_slice(&[0xff; 6]);
     out[6..12].copy_from_slice(&src_mac);

@@ -102,7 +102,14 @@ pub fn icmp_echo(dst_mac: Mac, src_mac: Mac, saddr: u32, daddr: u32, seq: u16) -
 }
 
 /// An ICMP echo message of `msg_type` (8 request, 0 reply), otherwise as [`icmp_echo`].
-pub fn icmp_echo_msg(msg_type: u8, dst_mac: Mac, src_mac: Mac, saddr: u32, daddr: u32, seq: u16) -> Vec<u8> {
+pub fn icmp_echo_msg(
+    msg_type: u8,
+    dst_mac: Mac,
+    src_mac: Mac,
+    saddr: u32,
+    daddr: u32,
+    seq: u16,
+) -> Vec<u8> {
     let mut m = vec![msg_type, 0, 0, 0, 0x12, 0x34];
     m.extend_from_slice(&seq.to_be_bytes());
     m.extend_from_slice(b"drlbping");

@@ -18,7 +18,11 @@ impl Mac {
 impl fmt::Display for Mac {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let m = self.0;
-        write!(f, "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", m[0], m[1], m[2], m[3], m[4], m[5])
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        )
     }
 }
 
@@ -33,14 +37,17 @@ impl FromStr for Mac {
     fn from_str(s: &str) -> Result<Self, String> {
         let parts: Vec<&str> = s.split([':', '-']).collect();
         if parts.len() != 6 {
-            return Err(format!("'{s}' is not a MAC address (want six hex bytes, e.g. 02:00:00:00:00:01)"));
+            return Err(format!(
+                "'{s}' is not a MAC address (want six hex bytes, e.g. 02:00:00:00:00:01)"
+            ));
         }
         let mut m = [0u8; 6];
         for (i, p) in parts.iter().enumerate() {
             if p.is_empty() || p.len() > 2 {
                 return Err(format!("'{s}' is not a MAC address (byte '{p}')"));
             }
-            m[i] = u8::from_str_radix(p, 16).map_err(|_| format!("'{s}' is not a MAC address (byte '{p}')"))?;
+            m[i] = u8::from_str_radix(p, 16)
+                .map_err(|_| format!("'{s}' is not a MAC address (byte '{p}')"))?;
         }
         Ok(Mac(m))
     }
@@ -91,9 +98,17 @@ pub fn parse(frame: &[u8]) -> Result<L2, Error> {
         if frame.len() < HEADER_LEN + VLAN_TAG_LEN {
             return Err(Error::Truncated);
         }
-        return Ok(L2 { l3_offset: 18, ethertype: be16(frame, 16), vlan_tci: Some(be16(frame, 14)) });
+        return Ok(L2 {
+            l3_offset: 18,
+            ethertype: be16(frame, 16),
+            vlan_tci: Some(be16(frame, 14)),
+        });
     }
-    Ok(L2 { l3_offset: HEADER_LEN, ethertype: et, vlan_tci: None })
+    Ok(L2 {
+        l3_offset: HEADER_LEN,
+        ethertype: et,
+        vlan_tci: None,
+    })
 }
 
 #[cfg(test)]
@@ -113,14 +128,28 @@ mod tests {
     fn untagged_and_tagged() {
         let mut f = [0u8; 18];
         f[12] = 0x08;
-        assert_eq!(parse(&f).unwrap(), L2 { l3_offset: 14, ethertype: 0x0800, vlan_tci: None });
+        assert_eq!(
+            parse(&f).unwrap(),
+            L2 {
+                l3_offset: 14,
+                ethertype: 0x0800,
+                vlan_tci: None
+            }
+        );
         f[12] = 0x81;
         f[13] = 0x00;
         f[14] = 0x00;
         f[15] = 0x64;
         f[16] = 0x08;
         f[17] = 0x06;
-        assert_eq!(parse(&f).unwrap(), L2 { l3_offset: 18, ethertype: 0x0806, vlan_tci: Some(100) });
+        assert_eq!(
+            parse(&f).unwrap(),
+            L2 {
+                l3_offset: 18,
+                ethertype: 0x0806,
+                vlan_tci: Some(100)
+            }
+        );
         assert_eq!(parse(&f[..16]), Err(Error::Truncated));
         assert_eq!(parse(&f[..13]), Err(Error::Truncated));
     }

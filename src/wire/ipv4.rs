@@ -154,16 +154,36 @@ mod tests {
     fn malformed_shapes() {
         let mut b = hdr();
         b[0] = 0x65;
-        assert_eq!(Ipv4Packet::new_checked(&b[..]).err(), Some(Error::Malformed), "version 6");
+        assert_eq!(
+            Ipv4Packet::new_checked(&b[..]).err(),
+            Some(Error::Malformed),
+            "version 6"
+        );
         b[0] = 0x44;
-        assert_eq!(Ipv4Packet::new_checked(&b[..]).err(), Some(Error::Malformed), "ihl 4");
+        assert_eq!(
+            Ipv4Packet::new_checked(&b[..]).err(),
+            Some(Error::Malformed),
+            "ihl 4"
+        );
         b[0] = 0x46;
         b[2..4].copy_from_slice(&22u16.to_be_bytes());
-        assert_eq!(Ipv4Packet::new_checked(&b[..]).err(), Some(Error::Malformed), "total < ihl*4");
+        assert_eq!(
+            Ipv4Packet::new_checked(&b[..]).err(),
+            Some(Error::Malformed),
+            "total < ihl*4"
+        );
         b[0] = 0x45;
         b[2..4].copy_from_slice(&25u16.to_be_bytes());
-        assert_eq!(Ipv4Packet::new_checked(&b[..]).err(), Some(Error::Truncated), "total > buffer");
-        assert_eq!(Ipv4Packet::new_checked(&b[..19]).err(), Some(Error::Truncated), "short");
+        assert_eq!(
+            Ipv4Packet::new_checked(&b[..]).err(),
+            Some(Error::Truncated),
+            "total > buffer"
+        );
+        assert_eq!(
+            Ipv4Packet::new_checked(&b[..19]).err(),
+            Some(Error::Truncated),
+            "short"
+        );
     }
 
     #[test]

@@ -55,8 +55,14 @@ mod tests {
         b[12] = 0x50;
         b[13] = flags::SYN;
         let t = TcpPacket::new_checked(&b[..]).unwrap();
-        assert_eq!((t.src_port(), t.dst_port(), t.flags()), (40000, 80, flags::SYN));
-        assert_eq!(TcpPacket::new_checked(&b[..19]).err(), Some(Error::Truncated));
+        assert_eq!(
+            (t.src_port(), t.dst_port(), t.flags()),
+            (40000, 80, flags::SYN)
+        );
+        assert_eq!(
+            TcpPacket::new_checked(&b[..19]).err(),
+            Some(Error::Truncated)
+        );
         b[12] = 0x40;
         assert_eq!(TcpPacket::new_checked(&b[..]).err(), Some(Error::Malformed));
         b[12] = 0x60;

@@ -48,6 +48,9 @@ mod tests {
         assert_eq!(UdpPacket::new_checked(&b[..]).err(), Some(Error::Malformed));
         b[4..6].copy_from_slice(&9u16.to_be_bytes());
         assert_eq!(UdpPacket::new_checked(&b[..]).err(), Some(Error::Truncated));
-        assert_eq!(UdpPacket::new_checked(&b[..7]).err(), Some(Error::Truncated));
+        assert_eq!(
+            UdpPacket::new_checked(&b[..7]).err(),
+            Some(Error::Truncated)
+        );
     }
 }

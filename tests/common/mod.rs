@@ -14,9 +14,15 @@ pub const DRLB: &str = env!("CARGO_BIN_EXE_drlb");
 pub fn eal_mem() -> Vec<String> {
     let free = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|m| m.lines().find(|l| l.starts_with("HugePages_Free:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()))
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("HugePages_Free:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
         .unwrap_or(0);
-    let mounted = std::fs::read_to_string("/proc/mounts").map(|m| m.contains("hugetlbfs")).unwrap_or(false);
+    let mounted = std::fs::read_to_string("/proc/mounts")
+        .map(|m| m.contains("hugetlbfs"))
+        .unwrap_or(false);
     if free >= 128 && mounted && std::env::var_os("DRLB_TEST_NO_HUGE").is_none() {
         vec!["--in-memory".into(), "-m".into(), "256".into()]
     } else {
@@ -56,12 +62,20 @@ pub fn spawn(eal: &[String], app: &[String]) -> Running {
             l2.lock().unwrap().push(line);
         }
     });
-    Running { child, stderr: lines }
+    Running {
+        child,
+        stderr: lines,
+    }
 }
 
 impl Running {
     /// Waits until a stderr line satisfies `pred`; panics with the log after `timeout`.
-    pub fn wait_for(&mut self, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
+    pub fn wait_for(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> String {
         let start = Instant::now();
         loop {
             if let Some(l) = self.stderr.lock().unwrap().iter().find(|l| pred(l)) {
@@ -80,7 +94,9 @@ impl Running {
 
     /// Waits for a stats line whose rx counter is at least `n`.
     pub fn wait_rx(&mut self, n: u64, timeout: Duration) {
-        self.wait_for(&format!("rx >= {n}"), timeout, |l| stat(l, "rx").is_some_and(|v| v >= n));
+        self.wait_for(&format!("rx >= {n}"), timeout, |l| {
+            stat(l, "rx").is_some_and(|v| v >= n)
+        });
     }
 
     pub fn log(&self) -> String {
@@ -108,7 +124,12 @@ impl Running {
         };
         let mut out = String::new();
         use std::io::Read;
-        self.child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+        self.child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
         (status.code().unwrap_or(-1), counters(&out), self.log())
     }
 }
@@ -116,7 +137,9 @@ impl Running {
 /// `key=value` from a stats line.
 pub fn stat(line: &str, key: &str) -> Option<u64> {
     let pfx = format!("{key}=");
-    line.split_whitespace().find_map(|w| w.strip_prefix(&pfx)).and_then(|v| v.parse().ok())
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(&pfx))
+        .and_then(|v| v.parse().ok())
 }
 
 /// The final `counter NAME VALUE` lines.
@@ -133,8 +156,16 @@ pub fn counters(stdout: &str) -> HashMap<String, u64> {
 
 /// Runs drlb to completion (for start-up errors): (exit code, stderr).
 pub fn run_to_exit(eal: &[&str], app: &[&str]) -> (i32, String) {
-    let out = Command::new(DRLB).args(eal).arg("--").args(app).output().expect("run drlb");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new(DRLB)
+        .args(eal)
+        .arg("--")
+        .args(app)
+        .output()
+        .expect("run drlb");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {

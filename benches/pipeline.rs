@@ -1,0 +1,150 @@
+//! Per-packet cost of `lb::process` without I/O (Katran `-perf_testing` style), in
+//! bursts of 32 with the same two passes as the worker (prefetch, then process).
+//!
+//!   cargo bench --bench pipeline [-- --quick]
+//!
+//! Frames live in a small ring of 32 hot buffers, as an RX ring's would; each packet's
+//! flow (source address, source port, IP checksum) is patched into its buffer from a
+//! precomputed array, so the cost measured is the pipeline's, not the bench's memory.
+//! Cases: the hit path with 1k, 64k and 1M flows in the table, and the miss path (every
+//! packet a new flow: schedule + insert, evicting once the table is full).
+use drlb::lb::snapshot::{BackendSpec, ServiceSpec};
+use drlb::lb::{
+    prefetch, process, LocalState, OnRemoved, Proto, SchedKind, Snapshot, Timeouts, Verdict,
+};
+use drlb::pcapgen::{self, FlowsSpec};
+use drlb::wire::tcp::flags::{ACK, PSH, SYN};
+use drlb::wire::Mac;
+use std::time::Instant;
+
+const PORT: Mac = Mac([2, 0, 0, 0, 0, 1]);
+const BURST: usize = 32;
+
+fn snapshot() -> Snapshot {
+    let specs = vec![ServiceSpec {
+        vip: 0xc0a8_01c8,
+        port: 80,
+        proto: Proto::Tcp,
+        sched: SchedKind::Wrr,
+        on_removed: OnRemoved::Reschedule,
+        backends: (0..4)
+            .map(|i| BackendSpec {
+                slot: i,
+                incarnation: 1,
+                ip: 0xc0a8_0176 + u32::from(i),
+                port: 80,
+                weight: 1 + u32::from(i),
+                mac: Some(Mac([0, 0xc, 0x29, 0, 0, i as u8])),
+            })
+            .collect(),
+    }];
+    Snapshot::build(1, PORT, 0xc0a8_0179, Timeouts::default(), &specs).unwrap()
+}
+
+/// What differs between flows: (saddr bytes, sport bytes, IP checksum bytes).
+type Patch = ([u8; 4], [u8; 2], [u8; 2]);
+
+fn patches(flows: u32) -> Vec<Patch> {
+    let spec = FlowsSpec {
+        flows,
+        packets_per_flow: 1,
+        dst_mac: PORT,
+        src_mac: Mac([2, 1, 1, 1, 1, 1]),
+        vip: 0xc0a8_01c8,
+        port: 80,
+        frame_len: 60,
+        interleave: true,
+    };
+    (0..flows)
+        .map(|i| {
+            let f = pcapgen::flow_frame(&spec, i, 1);
+            (
+                f[26..30].try_into().unwrap(),
+                f[34..36].try_into().unwrap(),
+                f[24..26].try_into().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn template(flags: u8) -> Vec<u8> {
+    let spec = FlowsSpec {
+        flows: 1,
+        packets_per_flow: 2,
+        dst_mac: PORT,
+        src_mac: Mac([2, 1, 1, 1, 1, 1]),
+        vip: 0xc0a8_01c8,
+        port: 80,
+        frame_len: 60,
+        interleave: true,
+    };
+    let mut f = pcapgen::flow_frame(&spec, 0, 1);
+    f[47] = flags;
+    f
+}
+
+/// Runs `total` packets (bursts of 32) over the flows in `p`; returns ns/packet.
+fn run(p: &[Patch], flags: u8, snap: &Snapshot, local: &mut LocalState, total: usize) -> f64 {
+    let mut ring: Vec<Vec<u8>> = (0..BURST).map(|_| template(flags)).collect();
+    let mut fwd = 0usize;
+    let mut next = 0usize;
+    let start = Instant::now();
+    for _ in 0..total / BURST {
+        // "RX": the NIC writes each frame's headers.
+        for f in ring.iter_mut() {
+            let (sa, sp, ck) = &p[next];
+            next = if next + 1 == p.len() { 0 } else { next + 1 };
+            f[..6].copy_from_slice(&PORT.0);
+            f[26..30].copy_from_slice(sa);
+            f[34..36].copy_from_slice(sp);
+            f[24..26].copy_from_slice(ck);
+        }
+        for f in ring.iter() {
+            prefetch(std::hint::black_box(f), local);
+        }
+        for f in ring.iter_mut() {
+            if let Verdict::Forward { .. } = process(std::hint::black_box(f), snap, local, 1) {
+                fwd += 1;
+            }
+        }
+    }
+    let n = total / BURST * BURST;
+    let ns = start.elapsed().as_nanos() as f64 / n as f64;
+    assert_eq!(fwd, n, "every packet must be forwarded");
+    ns
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let total = if quick { 4_000_000 } else { 40_000_000 };
+    let snap = snapshot();
+    println!("case,flows,table_capacity,ns_per_packet,mpps");
+    // `--flows N` runs one hit case only (for profiling).
+    let only: Option<u32> = std::env::args()
+        .skip_while(|a| a != "--flows")
+        .nth(1)
+        .and_then(|v| v.parse().ok());
+    let sizes: Vec<u32> = only.map_or(vec![1_024, 65_536, 1_048_576], |n| vec![n]);
+    for &flows in &sizes {
+        let cap = (flows as usize * 2).max(1024);
+        let mut local = LocalState::new(cap, 0);
+        let p = patches(flows);
+        run(&p, SYN, &snap, &mut local, (flows as usize).max(BURST)); // populate
+        let ns = run(&p, ACK | PSH, &snap, &mut local, total);
+        println!("hit,{flows},{cap},{ns:.1},{:.1}", 1e3 / ns);
+    }
+    if only.is_some() {
+        return;
+    }
+    // Miss path: 1M distinct SYNs into a 64k table (new flow + insert, evicting).
+    let mut local = LocalState::new(65_536, 0);
+    let p = patches(1_048_576);
+    let ns = run(
+        &p,
+        SYN,
+        &snap,
+        &mut local,
+        if quick { 1 << 20 } else { 4 << 20 },
+    );
+    println!("miss,1048576,65536,{ns:.1},{:.1}", 1e3 / ns);
+}
