@@ -16,8 +16,8 @@ FLOWS=("${@:-1024 65536}"); read -r -a FLOWS <<< "${FLOWS[*]}"
 out=${OUT:-$here/perf/out}; mkdir -p "$out"
 cargo build --release --quiet --manifest-path "$here/Cargo.toml"
 B=$here/target/release
-MEM=(--in-memory -m 1024)
-if ! grep -q hugetlbfs /proc/mounts || [ "$(awk '/HugePages_Free/{print $2}' /proc/meminfo)" -lt 600 ]; then MEM=(--no-huge -m 1024); fi
+MEM=(--in-memory -m 1536)
+if ! grep -q hugetlbfs /proc/mounts || [ "$(awk '/HugePages_Free/{print $2}' /proc/meminfo)" -lt 600 ]; then MEM=(--no-huge -m 1536); fi
 
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
@@ -41,8 +41,9 @@ scheduler = "wrr"
   weight = 1
 EOT
   local log=$out/drlb.log
+  # net_pcap infinite_rx keeps the whole pcap in mbufs: give both programs the same pool.
   timeout -s INT $((WARM + SECS + 5)) "$B/drlb" -l 0-1 --no-pci "${MEM[@]}" --file-prefix drlbperf$$ \
-    --vdev=net_pcap0,rx_pcap="$pcap",infinite_rx=1 -- --config "$cfg" --stats-interval 1 >/dev/null 2>"$log" || true
+    --vdev=net_pcap0,rx_pcap="$pcap",infinite_rx=1 -- --config "$cfg" --stats-interval 1 --mbufs "$MBUFS" >/dev/null 2>"$log" || true
   # rx_pps of the stats lines after warm-up, averaged.
   grep -o 'rx_pps=[0-9]*' "$log" | cut -d= -f2 | tail -n +$((WARM + 1)) | head -n "$SECS" \
     | awk '{s+=$1; n++} END {if (n) printf "%.2f\n", s/n/1e6; else print "nan"}'
@@ -52,7 +53,7 @@ run_testpmd() {
   local pcap=$1 log=$out/testpmd.log
   timeout -s INT $((WARM + SECS + 5)) dpdk-testpmd -l 0-1 --no-pci "${MEM[@]}" --file-prefix tpperf$$ \
     --vdev=net_pcap0,rx_pcap="$pcap",infinite_rx=1 -- --forward-mode=macswap --port-topology=loop \
-    --total-num-mbufs=32768 --stats-period 1 </dev/null >"$log" 2>&1 || true
+    --total-num-mbufs="$MBUFS" --stats-period 1 </dev/null >"$log" 2>&1 || true
   # testpmd prints Rx-pps per stats period (~2 s in 22.11); drop the first (warm-up).
   grep -o 'Rx-pps: *[0-9]*' "$log" | awk '{print $2}' | tail -n +3 \
     | awk '{s+=$1; n++} END {if (n) printf "%.2f\n", s/n/1e6; else print "nan"}'
@@ -63,6 +64,7 @@ echo "flows,size,drlb_mpps,testpmd_mpps,ratio" > "$out/compare.csv"
 for f in "${FLOWS[@]}"; do
   pcap=$out/flows-$f-$SIZE.pcap
   [ -f "$pcap" ] || "$B/drlb-gen" --flows "$f" --packets-per-flow 2 --interleave --size "$SIZE" --out "$pcap" >/dev/null
+  MBUFS=$(( f * 2 + 16384 ))
   d=(); t=()
   for _ in $(seq "$RUNS"); do d+=("$(run_drlb "$pcap" "$f")"); t+=("$(run_testpmd "$pcap")"); done
   dm=$(printf "%s\n" "${d[@]}" | median); tm=$(printf "%s\n" "${t[@]}" | median)

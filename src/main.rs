@@ -42,8 +42,11 @@ const LONG_VERSION: &str = concat!(
           override_usage = "drlb [EAL options] -- --config FILE [--control SOCKET] [--stats-interval SECS]")]
 struct Args {
     /// Config file (TOML; see configs/example.toml).
-    #[arg(long, short = 'c', value_name = "FILE")]
-    config: PathBuf,
+    #[arg(long, short = 'c', value_name = "FILE", required_unless_present = "check")]
+    config: Option<PathBuf>,
+    /// Validate FILE and exit (0 valid, 1 invalid); starts nothing, needs no `--` or EAL.
+    #[arg(long, value_name = "FILE", exclusive = true)]
+    check: Option<PathBuf>,
     /// Admin socket for drlbadm. [not served yet: drlbadm is being built; use SIGHUP to reload]
     #[arg(long, value_name = "SOCKET", default_value = "/run/drlb/drlb.sock")]
     control: PathBuf,
@@ -53,6 +56,10 @@ struct Args {
     /// RX and TX descriptors per queue.
     #[arg(long, value_name = "N", default_value_t = 1024)]
     descriptors: u16,
+    /// Mbufs in the packet pool (default: enough for every queue; net_pcap with
+    /// infinite_rx=1 needs at least as many as its pcap has packets).
+    #[arg(long, value_name = "N")]
+    mbufs: Option<u32>,
 }
 
 fn fail(msg: impl std::fmt::Display) -> ! {
@@ -89,7 +96,7 @@ fn main() {
             let wants_info = argv
                 .iter()
                 .skip(1)
-                .any(|a| matches!(a.as_str(), "-h" | "--help" | "-V" | "--version"));
+                .any(|a| matches!(a.as_str(), "-h" | "--help" | "-V" | "--version" | "--check"));
             if !wants_info {
                 let _ = Args::try_parse_from(&argv).map_err(|e| {
                     eprintln!("{e}");
@@ -106,7 +113,21 @@ fn main() {
         let _ = e.print();
         std::process::exit(code);
     });
-    let cfg = Config::load(&args.config).unwrap_or_else(|e| fail(format_args!("bad config: {e}. Nothing was started; fix the file (drlb validates it before EAL starts).")));
+    if let Some(f) = &args.check {
+        match Config::load(f) {
+            Ok(c) => {
+                let b: usize = c.services.iter().map(|s| s.backends.len()).sum();
+                println!("{}: ok ({} services, {b} backends)", f.display(), c.services.len());
+                std::process::exit(0);
+            }
+            Err(e) => {
+                eprintln!("drlb: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
+    let config_path = args.config.clone().expect("clap requires --config without --check");
+    let cfg = Config::load(&config_path).unwrap_or_else(|e| fail(format_args!("bad config: {e}. Nothing was started; fix the file (drlb validates it before EAL starts).")));
 
     let stop = Arc::new(AtomicBool::new(false));
     let hup = Arc::new(AtomicBool::new(false));
@@ -138,7 +159,7 @@ fn main() {
     }
     let pid = cfg.dataplane.port;
     if !port::is_valid(pid) {
-        fail(format_args!("dataplane.port = {pid} but DPDK has {nports} port(s) (ids 0..{}). Set dataplane.port in {} or add the device to the EAL options.", nports - 1, args.config.display()));
+        fail(format_args!("dataplane.port = {pid} but DPDK has {nports} port(s) (ids 0..{}). Set dataplane.port in {} or add the device to the EAL options.", nports - 1, config_path.display()));
     }
     let info = port::info(pid).unwrap_or_else(|e| fail(format_args!("port {pid}: {e}")));
     let nq = workers.len();
@@ -151,7 +172,7 @@ fn main() {
     // Pool: every queue's descriptors, a burst in flight and the lcore caches, with room.
     const CACHE: u32 = 256;
     let need = nq as u32 * (2 * u32::from(args.descriptors) + 2 * BURST as u32 + CACHE) + 1024;
-    let nbufs = need.max(8192).next_power_of_two() - 1;
+    let nbufs = args.mbufs.unwrap_or_else(|| need.max(8192).next_power_of_two() - 1);
     let pool = Arc::new(
         Mempool::new("drlb_pool", nbufs, CACHE, 0).unwrap_or_else(|e| {
             let hint = match (e.code == libc::ENOMEM, no_huge) {
@@ -245,7 +266,7 @@ fn main() {
         learned_rx,
         ctrl_tx,
         counters,
-        args.config.clone(),
+        config_path.clone(),
         (args.stats_interval > 0).then(|| Duration::from_secs(args.stats_interval)),
         stop.clone(),
         hup,
