@@ -31,6 +31,8 @@ _real_server() { # ns ifname ip name webroot
     "net.ipv4.conf.$ifn.arp_ignore=1" "net.ipv4.conf.$ifn.arp_announce=2"
   mkdir -p "$root"
   echo "This is test page,this is $name." > "$root/index.html"
+  # A large file of the server's letter, for long-lived (rate-limited) downloads.
+  head -c 400000 /dev/zero | tr '\0' "$name" > "$root/big.bin"
   ip netns exec "$ns" /usr/bin/python3 -m http.server 80 --bind 0.0.0.0 --directory "$root" >/dev/null 2>&1 &
   echo $! > "$root/http.pid"
 }

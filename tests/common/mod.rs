@@ -46,7 +46,12 @@ pub struct Running {
 
 /// Starts drlb with `eal` args (before `--`) and `app` args (after).
 pub fn spawn(eal: &[String], app: &[String]) -> Running {
-    let mut child = Command::new(DRLB)
+    spawn_cmd(DRLB, eal, app)
+}
+
+/// Starts `prog eal... -- app...` (e.g. `ip netns exec NS drlb ...`).
+pub fn spawn_cmd(prog: &str, eal: &[String], app: &[String]) -> Running {
+    let mut child = Command::new(prog)
         .args(eal)
         .arg("--")
         .args(app)
