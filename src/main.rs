@@ -42,7 +42,12 @@ const LONG_VERSION: &str = concat!(
           override_usage = "drlb [EAL options] -- --config FILE [--control SOCKET] [--stats-interval SECS]")]
 struct Args {
     /// Config file (TOML; see configs/example.toml).
-    #[arg(long, short = 'c', value_name = "FILE", required_unless_present = "check")]
+    #[arg(
+        long,
+        short = 'c',
+        value_name = "FILE",
+        required_unless_present = "check"
+    )]
     config: Option<PathBuf>,
     /// Validate FILE and exit (0 valid, 1 invalid); starts nothing, needs no `--` or EAL.
     #[arg(long, value_name = "FILE", exclusive = true)]
@@ -117,7 +122,11 @@ fn main() {
         match Config::load(f) {
             Ok(c) => {
                 let b: usize = c.services.iter().map(|s| s.backends.len()).sum();
-                println!("{}: ok ({} services, {b} backends)", f.display(), c.services.len());
+                println!(
+                    "{}: ok ({} services, {b} backends)",
+                    f.display(),
+                    c.services.len()
+                );
                 std::process::exit(0);
             }
             Err(e) => {
@@ -126,7 +135,10 @@ fn main() {
             }
         }
     }
-    let config_path = args.config.clone().expect("clap requires --config without --check");
+    let config_path = args
+        .config
+        .clone()
+        .expect("clap requires --config without --check");
     let cfg = Config::load(&config_path).unwrap_or_else(|e| fail(format_args!("bad config: {e}. Nothing was started; fix the file (drlb validates it before EAL starts).")));
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -172,7 +184,9 @@ fn main() {
     // Pool: every queue's descriptors, a burst in flight and the lcore caches, with room.
     const CACHE: u32 = 256;
     let need = nq as u32 * (2 * u32::from(args.descriptors) + 2 * BURST as u32 + CACHE) + 1024;
-    let nbufs = args.mbufs.unwrap_or_else(|| need.max(8192).next_power_of_two() - 1);
+    let nbufs = args
+        .mbufs
+        .unwrap_or_else(|| need.max(8192).next_power_of_two() - 1);
     let pool = Arc::new(
         Mempool::new("drlb_pool", nbufs, CACHE, 0).unwrap_or_else(|e| {
             let hint = match (e.code == libc::ENOMEM, no_huge) {

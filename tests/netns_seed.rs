@@ -18,15 +18,25 @@ impl Topo {
     fn sh(&self, script: &str) -> std::process::Output {
         Command::new("bash")
             .arg("-c")
-            .arg(format!("set -e; SFX={}; . {ROOT}/scripts/seed-topology.sh; {script}", self.sfx))
+            .arg(format!(
+                "set -e; SFX={}; . {ROOT}/scripts/seed-topology.sh; {script}",
+                self.sfx
+            ))
             .output()
             .expect("bash")
     }
     fn up(name: &str) -> Topo {
         let (dir, _) = scratch(name);
-        let t = Topo { sfx: format!("{}", std::process::id() % 100000), dir };
+        let t = Topo {
+            sfx: format!("{}", std::process::id() % 100000),
+            dir,
+        };
         let o = t.sh(&format!("topology_up {}", t.dir.display()));
-        assert!(o.status.success(), "topology_up: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "topology_up: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
         t
     }
     fn ns(&self, role: &str) -> String {
@@ -35,7 +45,15 @@ impl Topo {
     /// curl from the client; returns the body or "" on failure.
     fn curl(&self, path: &str, extra: &[&str]) -> String {
         let out = Command::new("ip")
-            .args(["netns", "exec", &self.ns("cli"), "curl", "-s", "--max-time", "10"])
+            .args([
+                "netns",
+                "exec",
+                &self.ns("cli"),
+                "curl",
+                "-s",
+                "--max-time",
+                "10",
+            ])
             .args(extra)
             .arg(format!("http://192.168.1.200/{path}"))
             .output()
@@ -74,20 +92,64 @@ fn seed_dr_end_to_end() {
     let t = Topo::up("seed");
     let cfg = t.dir.join("drlb.toml");
     std::fs::copy(format!("{ROOT}/configs/seed-dr.toml"), &cfg).unwrap();
-    let mut eal: Vec<String> = vec!["netns".into(), "exec".into(), t.ns("dir"), DRLB.into(), "-l".into(), "0-1".into(), "--no-pci".into(), "--file-prefix".into(), format!("drlbe2e{}", t.sfx)];
+    let mut eal: Vec<String> = vec![
+        "netns".into(),
+        "exec".into(),
+        t.ns("dir"),
+        DRLB.into(),
+        "-l".into(),
+        "0-1".into(),
+        "--no-pci".into(),
+        "--file-prefix".into(),
+        format!("drlbe2e{}", t.sfx),
+    ];
     eal.extend(eal_mem());
     eal.push(format!("--vdev=net_af_packet0,iface=dv{}", t.sfx));
-    let mut d = spawn_cmd("ip", &eal, &["--config".into(), cfg.display().to_string(), "--stats-interval".into(), "0".into()]);
-    d.wait_for("ARP resolution of A", Duration::from_secs(20), |l| l.contains("192.168.1.118 is-at"));
-    d.wait_for("ARP resolution of B", Duration::from_secs(20), |l| l.contains("192.168.1.119 is-at"));
+    let mut d = spawn_cmd(
+        "ip",
+        &eal,
+        &[
+            "--config".into(),
+            cfg.display().to_string(),
+            "--stats-interval".into(),
+            "0".into(),
+        ],
+    );
+    d.wait_for("ARP resolution of A", Duration::from_secs(20), |l| {
+        l.contains("192.168.1.118 is-at")
+    });
+    d.wait_for("ARP resolution of B", Duration::from_secs(20), |l| {
+        l.contains("192.168.1.119 is-at")
+    });
 
     // ping to the VIP is answered (by the director).
-    let ping = Command::new("ip").args(["netns", "exec", &t.ns("cli"), "ping", "-c", "2", "-W", "2", "192.168.1.200"]).output().unwrap();
-    assert!(ping.status.success(), "ping VIP: {}", String::from_utf8_lossy(&ping.stdout));
+    let ping = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &t.ns("cli"),
+            "ping",
+            "-c",
+            "2",
+            "-W",
+            "2",
+            "192.168.1.200",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        ping.status.success(),
+        "ping VIP: {}",
+        String::from_utf8_lossy(&ping.stdout)
+    );
 
     // Six curls alternate A/B.
     let seq: String = (0..6).map(|_| t.who()).collect();
-    assert!(seq == "ABABAB" || seq == "BABABA", "rr answers {seq:?}\n{}", d.log());
+    assert!(
+        seq == "ABABAB" || seq == "BABABA",
+        "rr answers {seq:?}\n{}",
+        d.log()
+    );
 
     // Drain B while a long download from B is in flight.
     let next = t.who(); // after an even count the cursor is back where it started
@@ -97,7 +159,18 @@ fn seed_dr_end_to_end() {
     let netns_cli = t.ns("cli");
     let slow = std::thread::spawn(move || {
         let out = Command::new("ip")
-            .args(["netns", "exec", &netns_cli, "curl", "-s", "--max-time", "30", "--limit-rate", "100k", "http://192.168.1.200/big.bin"])
+            .args([
+                "netns",
+                "exec",
+                &netns_cli,
+                "curl",
+                "-s",
+                "--max-time",
+                "30",
+                "--limit-rate",
+                "100k",
+                "http://192.168.1.200/big.bin",
+            ])
             .output()
             .unwrap();
         out.stdout
@@ -106,13 +179,26 @@ fn seed_dr_end_to_end() {
     let (wa, wb) = if slow_on == 'B' { (1, 0) } else { (0, 1) };
     set_backends(&cfg, "rr", wa, wb);
     d.signal(libc::SIGHUP);
-    d.wait_for("reload", Duration::from_secs(5), |l| l.contains("generation") && l.contains("reloaded"));
+    d.wait_for("reload", Duration::from_secs(5), |l| {
+        l.contains("generation") && l.contains("reloaded")
+    });
     let other = first;
     let drained: String = (0..20).map(|_| t.who()).collect();
-    assert_eq!(drained, other.to_string().repeat(20), "new connections after draining {slow_on}");
+    assert_eq!(
+        drained,
+        other.to_string().repeat(20),
+        "new connections after draining {slow_on}"
+    );
     let body = slow.join().unwrap();
-    assert_eq!(body.len(), 400_000, "the long download from the draining server completes");
-    assert!(body.iter().all(|&b| b == slow_on as u8), "and comes whole from {slow_on}");
+    assert_eq!(
+        body.len(),
+        400_000,
+        "the long download from the draining server completes"
+    );
+    assert!(
+        body.iter().all(|&b| b == slow_on as u8),
+        "and comes whole from {slow_on}"
+    );
 
     // SIGHUP with wrr, B weight 3, A weight 1: 1:3 over 40 new connections.
     set_backends(&cfg, "wrr", 1, 3);
@@ -125,15 +211,27 @@ fn seed_dr_end_to_end() {
     // An invalid file is rejected whole; service continues as before.
     std::fs::write(&cfg, "[dataplane]\nip = \"192.168.1.121\"\nbogus = true\n").unwrap();
     d.signal(libc::SIGHUP);
-    d.wait_for("rejected reload", Duration::from_secs(5), |l| l.contains("reload rejected") && l.contains("bogus"));
+    d.wait_for("rejected reload", Duration::from_secs(5), |l| {
+        l.contains("reload rejected") && l.contains("bogus")
+    });
     let after: String = (0..4).map(|_| t.who()).collect();
-    assert!(after.chars().all(|c| c == 'A' || c == 'B'), "service continues: {after:?}");
+    assert!(
+        after.chars().all(|c| c == 'A' || c == 'B'),
+        "service continues: {after:?}"
+    );
 
     let (code, c, log) = d.stop();
     assert_eq!(code, 0, "{log}");
-    assert_eq!(c["forwarded"] + c["arp_replies"] + c["icmp_replies"] + c["arp_learned"] + c["dropped"], c["rx"], "{c:?}");
+    assert_eq!(
+        c["forwarded"] + c["arp_replies"] + c["icmp_replies"] + c["arp_learned"] + c["dropped"],
+        c["rx"],
+        "{c:?}"
+    );
     let sfx = t.sfx.clone();
     drop(t);
     let left = Command::new("ip").args(["netns", "list"]).output().unwrap();
-    assert!(!String::from_utf8_lossy(&left.stdout).contains(&sfx), "namespaces left behind");
+    assert!(
+        !String::from_utf8_lossy(&left.stdout).contains(&sfx),
+        "namespaces left behind"
+    );
 }

@@ -126,11 +126,21 @@ fn no_hugepages_says_how_to_get_them() {
 fn check_validates_offline() {
     let (dir, _) = scratch("check");
     let good = write(&dir, "good.toml", CFG);
-    let bad = write(&dir, "bad.toml", &CFG.replace("port = 80", "port = 80\nscheduler = \"lc\""));
-    let out = std::process::Command::new(DRLB).args(["--check", good.to_str().unwrap()]).output().unwrap();
+    let bad = write(
+        &dir,
+        "bad.toml",
+        &CFG.replace("port = 80", "port = 80\nscheduler = \"lc\""),
+    );
+    let out = std::process::Command::new(DRLB)
+        .args(["--check", good.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok (1 services, 1 backends)"));
-    let out = std::process::Command::new(DRLB).args(["--check", bad.to_str().unwrap()]).output().unwrap();
+    let out = std::process::Command::new(DRLB)
+        .args(["--check", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown variant `lc`"));
     let _ = std::fs::remove_dir_all(dir);
