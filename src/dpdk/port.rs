@@ -40,10 +40,10 @@ pub fn info(id: u16) -> Result<PortInfo, DpdkError> {
     check("rte_eth_dev_get_name_by_port", unsafe {
         dpdk_sys::rte_eth_dev_get_name_by_port(id, name.as_mut_ptr())
     })?;
-    // SAFETY: the driver name is a static NUL-terminated string (or NULL).
     let driver = if di.driver_name.is_null() {
         String::new()
     } else {
+        // SAFETY: the driver name is a static NUL-terminated string (checked non-NULL).
         unsafe { CStr::from_ptr(di.driver_name) }
             .to_string_lossy()
             .into_owned()
