@@ -258,12 +258,16 @@ mod tests {
             readers,
         );
         let stop = Arc::new(AtomicBool::new(false));
+        // Readers are online before the first swap, so the writer must wait for them.
+        let ready = Arc::new(std::sync::Barrier::new(readers + 1));
         let handles: Vec<_> = rs
             .into_iter()
             .map(|mut r| {
                 let stop = stop.clone();
+                let ready = ready.clone();
                 std::thread::spawn(move || {
                     r.online();
+                    ready.wait();
                     let mut last = 0;
                     let mut loads = 0u64;
                     while !stop.load(Ordering::Relaxed) {
@@ -282,6 +286,7 @@ mod tests {
             })
             .collect();
         const SWAPS: u64 = 100_000;
+        ready.wait();
         for i in 1..=SWAPS {
             w.publish(Canary {
                 magic: 7,
