@@ -1,5 +1,5 @@
 //! Per-packet cost of `lb::process` without I/O (Katran `-perf_testing` style), in
-//! bursts of 32 with the same two passes as the worker (prefetch, then process).
+//! bursts of 32 with the same stages as the worker (prefetch, then process).
 //!
 //!   cargo bench --bench pipeline [-- --quick]
 //!
@@ -10,7 +10,8 @@
 //! packet a new flow: schedule + insert, evicting once the table is full).
 use drlb::lb::snapshot::{BackendSpec, ServiceSpec};
 use drlb::lb::{
-    prefetch, process, LocalState, OnRemoved, Proto, SchedKind, Snapshot, Timeouts, Verdict,
+    prefetch_burst, process_hinted, LocalState, OnRemoved, Proto, SchedKind, Snapshot, Timeouts,
+    Verdict,
 };
 use drlb::pcapgen::{self, FlowsSpec};
 use drlb::wire::tcp::flags::{ACK, PSH, SYN};
@@ -88,6 +89,7 @@ fn run(p: &[Patch], flags: u8, snap: &Snapshot, local: &mut LocalState, total: u
     let mut ring: Vec<Vec<u8>> = (0..BURST).map(|_| template(flags)).collect();
     let mut fwd = 0usize;
     let mut next = 0usize;
+    let mut keys = [None; BURST];
     let start = Instant::now();
     for _ in 0..total / BURST {
         // "RX": the NIC writes each frame's headers.
@@ -99,11 +101,15 @@ fn run(p: &[Patch], flags: u8, snap: &Snapshot, local: &mut LocalState, total: u
             f[34..36].copy_from_slice(sp);
             f[24..26].copy_from_slice(ck);
         }
-        for f in ring.iter() {
-            prefetch(std::hint::black_box(f), local);
-        }
-        for f in ring.iter_mut() {
-            if let Verdict::Forward { .. } = process(std::hint::black_box(f), snap, local, 1) {
+        prefetch_burst(
+            ring.iter().map(|f| std::hint::black_box(f.as_slice())),
+            local,
+            &mut keys,
+        );
+        for (f, hint) in ring.iter_mut().zip(keys.iter()) {
+            if let Verdict::Forward { .. } =
+                process_hinted(std::hint::black_box(f), snap, local, 1, hint)
+            {
                 fwd += 1;
             }
         }

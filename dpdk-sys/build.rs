@@ -82,9 +82,10 @@ fn main() {
              |rte_eth_promiscuous_enable|rte_eth_promiscuous_disable|rte_eth_stats_get|rte_eth_stats_reset\
              |rte_eth_dev_get_name_by_port|rte_eth_dev_adjust_nb_rx_tx_desc|rte_eth_link_get_nowait\
              |rte_telemetry_register_cmd|rte_tel_data_.*|rte_pdump_init|rte_pdump_uninit\
+             |rte_hash_create|rte_hash_free|rte_hash_add_key_data|rte_hash_lookup_bulk_data\
              |drlb_.*",
         )
-        .allowlist_type("rte_mbuf|rte_eth_conf|rte_eth_dev_info|rte_eth_stats|rte_ether_addr|rte_eth_link|rte_tel_data")
+        .allowlist_type("rte_hash_parameters|rte_mbuf|rte_eth_conf|rte_eth_dev_info|rte_eth_stats|rte_ether_addr|rte_eth_link|rte_tel_data")
         .allowlist_var("DRLB_.*|RTE_MAX_ETHPORTS|RTE_MAX_LCORE|RTE_PKTMBUF_HEADROOM|RTE_MBUF_DEFAULT_BUF_SIZE|RTE_ETHER_ADDR_LEN|RTE_ETH_NAME_MAX_LEN|RTE_TEL_MAX_SINGLE_STRING_LEN")
         // Packed-with-aligned types bindgen cannot lay out (rte_arp_hdr and friends).
         .opaque_type("rte_arp_ipv4|rte_arp_hdr|rte_l2tpv2_combined_msg_hdr|rte_flow_item_gtp_psc")

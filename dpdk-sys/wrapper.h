@@ -10,4 +10,5 @@
 #include <rte_version.h>
 #include <rte_telemetry.h>
 #include <rte_pdump.h>
+#include <rte_hash.h>
 #include "shim.h"

@@ -11,6 +11,7 @@ pub mod control;
 pub mod dataplane;
 pub mod dpdk;
 pub mod lb;
+pub mod mem;
 pub mod pcapgen;
 pub mod sync;
 pub mod wire;

@@ -195,11 +195,12 @@ impl Config {
                 return bad("dataplane.mac".into(), format!("{m} is not a unicast MAC"));
             }
         }
-        if d.flow_capacity < 8 || d.flow_capacity > (1 << 28) {
+        let max = crate::lb::flow::MAX_CAPACITY;
+        if d.flow_capacity < 16 || d.flow_capacity > max {
             return bad(
                 "dataplane.flow_capacity".into(),
                 format!(
-                    "{} is out of range (8 ..= 268435456 flows per worker)",
+                    "{} is out of range (16 ..= {max} flows per worker)",
                     d.flow_capacity
                 ),
             );

@@ -1,6 +1,6 @@
 //! The worker loop, shaped like DPDK's l3fwd:
 //! - burst of 32 into an array on the stack; `if nb_rx == 0` do idle work and go on;
-//! - prefetch the first packets, then packet j+3 while processing j;
+//! - prefetch every packet's headers, then its flow-table tag lines, then matching entries;
 //! - one snapshot load per burst; a quiescent point once per loop iteration;
 //! - TX buffer flushed when it holds a burst or when ~100 µs have passed; a partial
 //!   `tx_burst` frees and counts the unsent tail;
@@ -15,14 +15,15 @@ use crate::dpdk::mbuf::{self, Mbuf};
 use crate::dpdk::mempool::Mempool;
 use crate::dpdk::port::{RxQueue, TxQueue};
 use crate::lb::verdict::Neighbor;
-use crate::lb::{process, LocalState, Snapshot, Tick, Verdict, TICKS_PER_SEC};
+use crate::lb::{
+    prefetch_burst, process_hinted, Hint, LocalState, Snapshot, Tick, Verdict, TICKS_PER_SEC,
+};
 use crate::sync::{epoch, spsc};
 use dpdk_sys::rte_mbuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 pub const BURST: usize = 32;
-const PREFETCH_OFFSET: usize = 3;
 const TX_BUF: usize = 2 * BURST;
 /// Flow-table groups swept per idle iteration.
 const SWEEP_GROUPS: usize = 4;
@@ -74,6 +75,7 @@ impl Worker {
         let drain_tsc = (self.tsc_hz / 10_000).max(1); // ~100 µs, as l3fwd's BURST_TX_DRAIN_US
         let mut rx_pkts: [*mut rte_mbuf; BURST] = [std::ptr::null_mut(); BURST];
         let mut free: [*mut rte_mbuf; BURST] = [std::ptr::null_mut(); BURST];
+        let mut hints: [Hint; BURST] = [None; BURST];
         let mut txb = TxBuf {
             pkts: [std::ptr::null_mut(); TX_BUF],
             len: 0,
@@ -116,28 +118,24 @@ impl Worker {
             {
                 let snap = self.snap.load();
                 c.generation.set(snap.generation);
-                // Pass 1: packet headers in, then every packet's flow groups in flight
-                // at once (the table is far bigger than the cache; one miss per packet
-                // in sequence would dominate).
-                for &m in rx_pkts.iter().take(n.min(PREFETCH_OFFSET)) {
+                // Packet headers in, then the flow-table state of the whole burst in
+                // flight at once (tag lines, then matching entries): a table bigger than
+                // the cache costs one miss per packet if they are taken one by one.
+                for &m in rx_pkts.iter().take(n) {
                     // SAFETY: a valid mbuf just received.
                     unsafe { mbuf::prefetch_data(m) };
                 }
-                for j in 0..n {
-                    if j + PREFETCH_OFFSET < n {
-                        // SAFETY: a valid mbuf just received.
-                        unsafe { mbuf::prefetch_data(rx_pkts[j + PREFETCH_OFFSET]) };
-                    }
-                    // SAFETY: received mbuf owned by this worker; read-only use here.
-                    crate::lb::prefetch(unsafe { mbuf::data_mut(rx_pkts[j]) }, &self.local);
-                }
-                // Pass 2: process.
-                for &m in rx_pkts.iter().take(n) {
+                // SAFETY: received mbufs owned by this worker; read-only use, and the
+                // borrows end before the processing loop below writes to them.
+                let frames = rx_pkts[..n].iter().map(|&m| unsafe { &*mbuf::data_mut(m) });
+                prefetch_burst(frames, &self.local, &mut hints);
+                // Process.
+                for (&m, hint) in rx_pkts.iter().zip(hints.iter()).take(n) {
                     // SAFETY: `m` was just received and is owned by this worker; no other
                     // reference to its data exists.
                     let data = unsafe { mbuf::data_mut(m) };
                     let len = data.len() as u64;
-                    let v = process(data, snap, &mut self.local, now);
+                    let v = process_hinted(data, snap, &mut self.local, now, hint);
                     let transmit = match v {
                         Verdict::Forward { slot, new_flow } => {
                             c.forwarded.add(1);

@@ -1,8 +1,11 @@
 //! The per-worker flow table.
 //!
 //! A fixed-capacity, set-associative hash table: the capacity is rounded up to a power
-//! of two and split into groups of [`WAYS`] entries (one group = 192 bytes = three cache
-//! lines, 64-byte aligned). A key may live in one of two groups chosen by independent
+//! of two and split into groups of [`WAYS`] entries. A group is 192 bytes, three cache
+//! lines, 64-byte aligned: line 0 holds every entry's 16-bit hash tag, protocol, TCP
+//! state and expiry; lines 1-2 hold the keys and backends. A lookup reads the tag lines
+//! and then only the entry whose tag matches (the layout idea of DPDK's `rte_hash`,
+//! which measured faster than our first 24-byte-entry layout at 64k+ flows). A key may live in one of two groups chosen by independent
 //! bits of its hash ("two choices"): a lookup reads at most two groups (bounded probing,
 //! no tombstones, no rehash, no allocation after construction), and an insert takes a
 //! free entry in either. With one group per key a table at 50 % load already overflows
@@ -22,32 +25,14 @@ use super::Tick;
 
 pub const WAYS: usize = 8;
 
-/// The 5-tuple. `proto == 0` marks an empty entry.
+/// The 5-tuple.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[repr(C)]
 pub struct FlowKey {
     pub saddr: u32,
     pub daddr: u32,
     pub sport: u16,
     pub dport: u16,
     pub proto: u8,
-}
-
-/// 24 bytes per flow. The key is kept as two packed words so a compare is two integer
-/// compares: `addrs` = saddr << 32 | daddr, `ports` = sport << 16 | dport.
-#[derive(Debug, Clone, Copy, Default)]
-#[repr(C)]
-pub struct FlowEntry {
-    addrs: u64,
-    ports: u32,
-    /// IP protocol; 0 marks an empty entry.
-    pub proto: u8,
-    pub state: u8,
-    /// Backend slot in the snapshot, and the slot's incarnation when the flow was made.
-    pub slot: u16,
-    pub incarnation: u16,
-    _pad: u16,
-    pub expires: Tick,
 }
 
 impl FlowKey {
@@ -61,37 +46,83 @@ impl FlowKey {
     }
 }
 
+/// One flow as a value (the table stores it split across a group's lines).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlowEntry {
+    pub key: FlowKey,
+    pub state: u8,
+    /// Backend slot in the snapshot, and the slot's incarnation when the flow was made.
+    pub slot: u16,
+    pub incarnation: u16,
+    pub expires: Tick,
+}
+
 impl FlowEntry {
-    #[inline(always)]
-    fn matches(&self, addrs: u64, ports: u32, proto: u8) -> bool {
-        self.addrs == addrs && self.ports == ports && self.proto == proto
-    }
-    #[inline(always)]
-    pub fn is_live(&self, now: Tick) -> bool {
-        self.proto != 0 && self.expires > now
-    }
-    pub fn key(&self) -> FlowKey {
-        FlowKey {
-            saddr: (self.addrs >> 32) as u32,
-            daddr: self.addrs as u32,
-            sport: (self.ports >> 16) as u16,
-            dport: self.ports as u16,
-            proto: self.proto,
-        }
-    }
-    pub fn saddr(&self) -> u32 {
-        (self.addrs >> 32) as u32
-    }
     pub fn state(&self) -> State {
         State::from_u8(self.state)
     }
+    pub fn is_live(&self, now: Tick) -> bool {
+        self.key.proto != 0 && self.expires > now
+    }
 }
 
-pub const ENTRY_BYTES: usize = std::mem::size_of::<FlowEntry>();
+/// Key and backend of one entry: 16 bytes, four to a cache line.
+#[derive(Clone, Copy, Default, bytemuck::Zeroable)]
+#[repr(C)]
+struct Kv {
+    addrs: u64,
+    ports: u32,
+    slot: u16,
+    incarnation: u16,
+}
 
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy, Default, bytemuck::Zeroable)]
 #[repr(C, align(64))]
-struct Group([FlowEntry; WAYS]);
+struct Group {
+    // Line 0: what a lookup scans.
+    tag: [u16; WAYS],
+    expires: [Tick; WAYS],
+    state: [u8; WAYS],
+    /// IP protocol; 0 marks an empty entry.
+    proto: [u8; WAYS],
+    // Lines 1-2: read only for a tag match.
+    kv: [Kv; WAYS],
+}
+
+impl Group {
+    #[inline(always)]
+    fn live(&self, i: usize, now: Tick) -> bool {
+        self.proto[i] != 0 && self.expires[i] > now
+    }
+
+    /// Lanes whose tag equals `tag`, as a bitmask (bit i = entry i), in a few word
+    /// operations instead of eight compares (SWAR; `rte_hash` does this with SSE).
+    /// Lanes may be reported falsely (a borrow can spill into the lane above a match),
+    /// never missed: callers compare the full key anyway.
+    #[inline(always)]
+    fn tag_matches(&self, tag: u16) -> u32 {
+        const LO: u64 = 0x0001_0001_0001_0001;
+        const HI: u64 = 0x8000_8000_8000_8000;
+        let t = u64::from(tag) * LO;
+        let mut mask = 0u32;
+        for half in 0..2 {
+            let w = &self.tag[half * 4..half * 4 + 4];
+            let v = u64::from(w[0])
+                | u64::from(w[1]) << 16
+                | u64::from(w[2]) << 32
+                | u64::from(w[3]) << 48;
+            let x = v ^ t; // zero lanes where the tag matches
+            let z = x.wrapping_sub(LO) & !x & HI;
+            // Lane k's flag is bit 16k+15: gather the four into bits 0..4.
+            let lanes = ((z >> 15) & 1) | ((z >> 30) & 2) | ((z >> 45) & 4) | ((z >> 60) & 8);
+            mask |= (lanes as u32) << (half * 4);
+        }
+        mask
+    }
+}
+
+/// Bytes per flow entry: a group's 192 bytes over its 8 entries.
+pub const ENTRY_BYTES: usize = std::mem::size_of::<Group>() / WAYS;
 
 /// Where a key is, or where it would go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,11 +144,26 @@ pub struct FlowStats {
 }
 
 pub struct FlowTable {
-    groups: Box<[Group]>,
+    groups: crate::mem::Table<Group>,
     group_mask: usize,
     seed: [u64; 2],
     sweep_next: usize,
     pub stats: FlowStats,
+}
+
+/// Most groups a table may have: the hash's bits are split as g1 = bits 0..24,
+/// g2 = bits 24..48, tag = bits 48..64, so groups must fit in 24 bits.
+pub const MAX_GROUPS: usize = 1 << 24;
+/// Largest capacity (flows per worker).
+pub const MAX_CAPACITY: usize = MAX_GROUPS * WAYS;
+
+/// The hashed form of a key: its two groups and its tag. Computed once per packet in
+/// the first prefetch stage and carried to the lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Hashed {
+    g1: usize,
+    g2: usize,
+    tag: u16,
 }
 
 /// A cache-line prefetch hint; a no-op off x86_64.
@@ -140,8 +186,8 @@ fn folded_multiply(a: u64, b: u64) -> u64 {
 }
 
 impl FlowTable {
-    /// A table for at least `capacity` flows (rounded up to a power of two, min 8),
-    /// with random hash seeds.
+    /// A table for at least `capacity` flows (rounded up to a power of two, min 16, max
+    /// [`MAX_CAPACITY`]), with random hash seeds.
     pub fn new(capacity: usize) -> Self {
         let mut seed = [0u8; 16];
         // getrandom only fails if the OS has no entropy source; fall back to the clock.
@@ -157,11 +203,11 @@ impl FlowTable {
     }
 
     pub fn with_seed(capacity: usize, seed: [u64; 2]) -> Self {
-        let entries = capacity.max(WAYS).next_power_of_two();
-        let groups = entries / WAYS;
-        // vec! of zeroed groups: the allocator hands back untouched zero pages, so
-        // resident memory grows with use, not with capacity.
-        let groups = vec![Group::default(); groups].into_boxed_slice();
+        let entries = capacity.clamp(2 * WAYS, MAX_CAPACITY).next_power_of_two();
+        // alloc_zeroed: a large allocation comes straight from mmap as untouched zero
+        // pages, so resident memory grows with use, not with capacity; and those pages
+        // may be huge (TLB misses dominate random lookups in a big table otherwise).
+        let groups = crate::mem::Table::<Group>::zeroed(entries / WAYS);
         FlowTable {
             group_mask: groups.len() - 1,
             groups,
@@ -180,119 +226,97 @@ impl FlowTable {
         std::mem::size_of_val(&*self.groups)
     }
 
-    /// The key's two candidate groups.
     #[inline(always)]
-    fn groups_of(&self, k: &FlowKey) -> (usize, usize) {
-        let a = k.addrs();
+    pub fn hash(&self, k: &FlowKey) -> Hashed {
         let b = (u64::from(k.ports()) << 8) | u64::from(k.proto);
-        let h = folded_multiply(a ^ self.seed[0], b ^ self.seed[1]);
+        let h = folded_multiply(k.addrs() ^ self.seed[0], b ^ self.seed[1]);
         let h = folded_multiply(h, 0x9e37_79b9_7f4a_7c15);
         let g1 = (h as usize) & self.group_mask;
-        let mut g2 = ((h >> 32) as usize) & self.group_mask;
+        let mut g2 = ((h >> 24) as usize) & self.group_mask;
         if g2 == g1 {
             g2 = (g1 ^ 1) & self.group_mask;
         }
-        (g1, g2)
+        Hashed {
+            g1,
+            g2,
+            tag: (h >> 48) as u16,
+        }
     }
 
-    /// Starts loading both candidate groups of `k` into the cache. Called for a whole
-    /// burst before any packet of it is processed, so the misses overlap (as DPDK's
-    /// `rte_hash_lookup_bulk` does) instead of stalling one packet at a time.
+    /// Stage 1 of a burst: hash `k` and start loading both candidate groups' tag lines.
     #[inline(always)]
-    pub fn prefetch(&self, k: &FlowKey) {
-        let (g1, g2) = self.groups_of(k);
-        for g in [g1, g2] {
-            let p = self.groups[g].0.as_ptr() as *const u8;
-            for line in 0..3 {
-                prefetch_line(p.wrapping_add(line * 64));
+    pub fn prefetch(&self, k: &FlowKey) -> Hashed {
+        let h = self.hash(k);
+        prefetch_line(&self.groups[h.g1] as *const Group as *const u8);
+        prefetch_line(&self.groups[h.g2] as *const Group as *const u8);
+        h
+    }
+
+    /// Stage 2 of a burst (after stage 1 for every packet): start loading the key lines
+    /// of the entries whose tag matches.
+    #[inline(always)]
+    pub fn prefetch_entries(&self, h: &Hashed) {
+        for g in [h.g1, h.g2] {
+            let grp = &self.groups[g];
+            let mut m = grp.tag_matches(h.tag);
+            while m != 0 {
+                let i = m.trailing_zeros() as usize;
+                m &= m - 1;
+                prefetch_line(&grp.kv[i] as *const Kv as *const u8);
             }
         }
     }
 
     #[inline(always)]
-    fn scan(&self, g: usize, addrs: u64, ports: u32, proto: u8, now: Tick) -> Option<usize> {
-        let grp = &self.groups[g].0;
-        for (i, e) in grp.iter().enumerate() {
-            if e.matches(addrs, ports, proto) {
+    fn scan(&self, g: usize, tag: u16, k: &FlowKey, now: Tick) -> Option<usize> {
+        let grp = &self.groups[g];
+        let mut m = grp.tag_matches(tag);
+        while m != 0 {
+            let i = m.trailing_zeros() as usize;
+            m &= m - 1;
+            let kv = &grp.kv[i];
+            if grp.proto[i] == k.proto && kv.addrs == k.addrs() && kv.ports == k.ports() {
                 // A key is in at most one entry; an expired one counts as absent.
-                return (e.expires > now).then_some(g * WAYS + i);
+                return (grp.expires[i] > now).then_some(g * WAYS + i);
             }
         }
         None
     }
 
     /// Finds `k`, or the entry an insert of `k` would take: an empty or expired one in
-    /// either group, else room made by one cuckoo move, else the victim (non-ESTABLISHED
-    /// first, then soonest to expire). `&mut` because making room may move an entry to
-    /// its other group, which lookups also check, so no flow is lost by it.
+    /// the less loaded of its two groups, else room made by one cuckoo move, else the
+    /// victim (non-ESTABLISHED first, then soonest to expire). `&mut` because making
+    /// room may move an entry to its other group, which lookups also check, so no flow
+    /// is lost by it.
     #[inline]
     pub fn find(&mut self, k: &FlowKey, now: Tick) -> Slot {
-        let (g1, g2) = self.groups_of(k);
-        let (a, p) = (k.addrs(), k.ports());
-        if let Some(i) = self.scan(g1, a, p, k.proto, now) {
-            return Slot::Hit(i);
-        }
-        if let Some(i) = self.scan(g2, a, p, k.proto, now) {
-            return Slot::Hit(i);
-        }
-        Slot::Vacant(self.victim(g1, g2, now))
+        let h = self.hash(k);
+        self.find_hashed(k, &h, now)
     }
 
-    /// Both groups are full of live entries: first try one cuckoo move (an entry whose
-    /// other group has room moves there, freeing its place); only then evict.
-    #[cold]
-    #[inline(never)]
-    fn make_room(&mut self, g1: usize, g2: usize, now: Tick) -> usize {
-        for g in [g1, g2] {
-            for i in 0..WAYS {
-                let e = self.groups[g].0[i];
-                let (a, b) = self.groups_of(&e.key());
-                let alt = if a == g { b } else { a };
-                if let Some(j) = (0..WAYS).find(|&j| !self.groups[alt].0[j].is_live(now)) {
-                    if self.groups[alt].0[j].proto != 0 {
-                        self.stats.expired += 1;
-                    }
-                    self.groups[alt].0[j] = e;
-                    self.groups[g].0[i] = FlowEntry::default();
-                    self.stats.moved += 1;
-                    return g * WAYS + i;
-                }
-            }
+    /// [`find`] with the hash from [`prefetch`] (it must be `self.hash(k)`).
+    #[inline]
+    pub fn find_hashed(&mut self, k: &FlowKey, h: &Hashed, now: Tick) -> Slot {
+        debug_assert_eq!(*h, self.hash(k));
+        if let Some(i) = self.scan(h.g1, h.tag, k, now) {
+            return Slot::Hit(i);
         }
-        self.victim_slow(g1, g2, now)
-    }
-
-    fn victim_slow(&self, g1: usize, g2: usize, now: Tick) -> usize {
-        // Rank: 0 = free (empty/expired), 1 = live not established, 2 = live established;
-        // ties broken by the sooner expiry.
-        let mut best = (g1 * WAYS, (u8::MAX, Tick::MAX));
-        for g in [g1, g2] {
-            for (i, e) in self.groups[g].0.iter().enumerate() {
-                let rank = if !e.is_live(now) {
-                    (0, 0)
-                } else if e.state == State::Established as u8 {
-                    (2, e.expires)
-                } else {
-                    (1, e.expires)
-                };
-                if rank < best.1 {
-                    best = (g * WAYS + i, rank);
-                }
-            }
+        if let Some(i) = self.scan(h.g2, h.tag, k, now) {
+            return Slot::Hit(i);
         }
-        best.0
+        Slot::Vacant(self.victim(h.g1, h.g2, now))
     }
 
     /// A free entry in the less loaded of the two groups (power of two choices), else
-    /// the best victim of both.
+    /// room from a cuckoo move, else the best victim of both.
     #[inline(always)]
     fn victim(&mut self, g1: usize, g2: usize, now: Tick) -> usize {
         let free = |g: usize| {
-            let grp = &self.groups[g].0;
+            let grp = &self.groups[g];
             let mut n = 0;
             let mut first = WAYS;
-            for (i, e) in grp.iter().enumerate() {
-                if !e.is_live(now) {
+            for i in 0..WAYS {
+                if !grp.live(i, now) {
                     n += 1;
                     first = first.min(i);
                 }
@@ -308,14 +332,96 @@ impl FlowTable {
         }
     }
 
+    /// Both groups are full of live entries: first try one cuckoo move (an entry whose
+    /// other group has room moves there, freeing its place); only then evict.
+    #[cold]
+    #[inline(never)]
+    fn make_room(&mut self, g1: usize, g2: usize, now: Tick) -> usize {
+        for g in [g1, g2] {
+            for i in 0..WAYS {
+                let e = self.get(g * WAYS + i);
+                let h = self.hash(&e.key);
+                let alt = if h.g1 == g { h.g2 } else { h.g1 };
+                if let Some(j) = (0..WAYS).find(|&j| !self.groups[alt].live(j, now)) {
+                    if self.groups[alt].proto[j] != 0 {
+                        self.stats.expired += 1;
+                    }
+                    self.put(alt * WAYS + j, h.tag, &e);
+                    self.groups[g].proto[i] = 0;
+                    self.stats.moved += 1;
+                    return g * WAYS + i;
+                }
+            }
+        }
+        // Rank: 1 = live not established, 2 = live established; ties by sooner expiry.
+        let mut best = (g1 * WAYS, (u8::MAX, Tick::MAX));
+        for g in [g1, g2] {
+            let grp = &self.groups[g];
+            for i in 0..WAYS {
+                let rank = if grp.state[i] == State::Established as u8 {
+                    2
+                } else {
+                    1
+                };
+                if (rank, grp.expires[i]) < best.1 {
+                    best = (g * WAYS + i, (rank, grp.expires[i]));
+                }
+            }
+        }
+        best.0
+    }
+
+    /// The entry at `idx` as a value.
     #[inline(always)]
-    pub fn entry(&self, idx: usize) -> &FlowEntry {
-        &self.groups[idx / WAYS].0[idx % WAYS]
+    pub fn get(&self, idx: usize) -> FlowEntry {
+        let (g, i) = (idx / WAYS, idx % WAYS);
+        let grp = &self.groups[g];
+        let kv = &grp.kv[i];
+        FlowEntry {
+            key: FlowKey {
+                saddr: (kv.addrs >> 32) as u32,
+                daddr: kv.addrs as u32,
+                sport: (kv.ports >> 16) as u16,
+                dport: kv.ports as u16,
+                proto: grp.proto[i],
+            },
+            state: grp.state[i],
+            slot: kv.slot,
+            incarnation: kv.incarnation,
+            expires: grp.expires[i],
+        }
     }
 
     #[inline(always)]
-    pub fn entry_mut(&mut self, idx: usize) -> &mut FlowEntry {
-        &mut self.groups[idx / WAYS].0[idx % WAYS]
+    fn put(&mut self, idx: usize, tag: u16, e: &FlowEntry) {
+        let (g, i) = (idx / WAYS, idx % WAYS);
+        let grp = &mut self.groups[g];
+        grp.tag[i] = tag;
+        grp.proto[i] = e.key.proto;
+        grp.state[i] = e.state;
+        grp.expires[i] = e.expires;
+        grp.kv[i] = Kv {
+            addrs: e.key.addrs(),
+            ports: e.key.ports(),
+            slot: e.slot,
+            incarnation: e.incarnation,
+        };
+    }
+
+    /// Updates the TCP state and expiry of the live entry at `idx`.
+    #[inline(always)]
+    pub fn touch(&mut self, idx: usize, state: State, expires: Tick) {
+        let grp = &mut self.groups[idx / WAYS];
+        grp.state[idx % WAYS] = state as u8;
+        grp.expires[idx % WAYS] = expires;
+    }
+
+    /// Points the live entry at `idx` to another backend (a rescheduled flow).
+    #[inline(always)]
+    pub fn rebind(&mut self, idx: usize, slot: u16, incarnation: u16) {
+        let kv = &mut self.groups[idx / WAYS].kv[idx % WAYS];
+        kv.slot = slot;
+        kv.incarnation = incarnation;
     }
 
     /// Stores a new flow at `idx` (from [`find`]'s `Vacant`), counting an eviction when
@@ -332,26 +438,27 @@ impl FlowTable {
         expires: Tick,
         now: Tick,
     ) {
-        let e = self.entry_mut(idx);
-        let evicted = e.is_live(now);
-        let was_est = evicted && e.state == State::Established as u8;
-        *e = FlowEntry {
-            addrs: k.addrs(),
-            ports: k.ports(),
-            proto: k.proto,
-            state: state as u8,
-            slot,
-            incarnation,
-            _pad: 0,
-            expires,
-        };
-        self.stats.inserts += 1;
-        if evicted {
+        let grp = &self.groups[idx / WAYS];
+        let i = idx % WAYS;
+        if grp.live(i, now) {
             self.stats.evictions += 1;
-            if was_est {
+            if grp.state[i] == State::Established as u8 {
                 self.stats.evicted_established += 1;
             }
         }
+        let tag = self.hash(k).tag;
+        self.put(
+            idx,
+            tag,
+            &FlowEntry {
+                key: *k,
+                state: state as u8,
+                slot,
+                incarnation,
+                expires,
+            },
+        );
+        self.stats.inserts += 1;
     }
 
     /// Clears expired entries in the next `groups` groups (wrapping). Returns how many.
@@ -360,9 +467,10 @@ impl FlowTable {
         for _ in 0..groups.min(self.groups.len()) {
             let g = self.sweep_next;
             self.sweep_next = (g + 1) & self.group_mask;
-            for e in self.groups[g].0.iter_mut() {
-                if e.proto != 0 && e.expires <= now {
-                    *e = FlowEntry::default();
+            let grp = &mut self.groups[g];
+            for i in 0..WAYS {
+                if grp.proto[i] != 0 && grp.expires[i] <= now {
+                    grp.proto[i] = 0;
                     n += 1;
                 }
             }
@@ -376,11 +484,10 @@ impl FlowTable {
         self.iter_live(now).count()
     }
 
-    pub fn iter_live(&self, now: Tick) -> impl Iterator<Item = &FlowEntry> {
-        self.groups
-            .iter()
-            .flat_map(|g| g.0.iter())
-            .filter(move |e| e.is_live(now))
+    pub fn iter_live(&self, now: Tick) -> impl Iterator<Item = FlowEntry> + '_ {
+        (0..self.capacity())
+            .filter(move |&i| self.groups[i / WAYS].live(i % WAYS, now))
+            .map(move |i| self.get(i))
     }
 }
 
@@ -403,6 +510,51 @@ mod tests {
         assert_eq!(ENTRY_BYTES, 24);
         assert_eq!(std::mem::size_of::<Group>(), 192);
         assert_eq!(std::mem::align_of::<Group>(), 64);
+        assert_eq!(
+            std::mem::offset_of!(Group, kv),
+            64,
+            "tags, state and expiry fill line 0"
+        );
+    }
+
+    #[test]
+    fn large_table_is_not_resident_until_used() {
+        fn rss_kib() -> u64 {
+            let s = std::fs::read_to_string("/proc/self/status").unwrap();
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .unwrap()
+                .split_whitespace()
+                .nth(1)
+                .unwrap()
+                .parse()
+                .unwrap()
+        }
+        let before = rss_kib();
+        let t = FlowTable::with_seed(1 << 22, [1, 2]); // 96 MiB of entries
+        assert_eq!(t.bytes(), 96 << 20);
+        let grown = rss_kib().saturating_sub(before);
+        assert!(grown < 16 << 10, "an empty table made {grown} KiB resident");
+    }
+
+    #[test]
+    fn tag_match_never_misses() {
+        let mut g = Group::default();
+        // Exhaustive over a tag's neighbourhood, including borrow-prone values.
+        for base in [0u16, 1, 0x7fff, 0x8000, 0xffff, 0x1234] {
+            for lane in 0..WAYS {
+                for (i, t) in g.tag.iter_mut().enumerate() {
+                    *t = base.wrapping_add(i as u16 + 1);
+                }
+                g.tag[lane] = base;
+                let m = g.tag_matches(base);
+                assert!(m & (1 << lane) != 0, "lane {lane} missed for tag {base:#x}");
+                let exact = (0..WAYS)
+                    .filter(|&i| g.tag[i] == base)
+                    .fold(0u32, |a, i| a | 1 << i);
+                assert_eq!(m & exact, exact);
+            }
+        }
     }
 
     #[test]
@@ -414,7 +566,7 @@ mod tests {
         };
         t.insert_at(i, &k, 3, 1, State::SynRecv, 100, 0);
         assert_eq!(t.find(&k, 50), Slot::Hit(i));
-        assert_eq!(t.entry(i).slot, 3);
+        assert_eq!(t.get(i).slot, 3);
         // expired at 100
         assert!(matches!(t.find(&k, 100), Slot::Vacant(_)));
     }
@@ -484,7 +636,7 @@ mod tests {
             panic!()
         };
         assert_eq!(
-            t.entry(idx).saddr(),
+            t.get(idx).key.saddr,
             key(5).saddr,
             "the SYN_RECV entry goes first"
         );
@@ -493,7 +645,7 @@ mod tests {
             panic!()
         };
         // Now all non-established is the new one (expires 2000) -> still preferred.
-        assert_eq!(t.entry(idx).saddr(), newk.saddr);
+        assert_eq!(t.get(idx).key.saddr, newk.saddr);
         assert_eq!(t.stats.evicted_established, 0);
     }
 
@@ -532,7 +684,7 @@ mod tests {
         let a = FlowTable::with_seed(1 << 16, [1, 1]);
         let b = FlowTable::with_seed(1 << 16, [2, 3]);
         let same = (0..1000)
-            .filter(|&i| a.groups_of(&key(i)).0 == b.groups_of(&key(i)).0)
+            .filter(|&i| a.hash(&key(i)).g1 == b.hash(&key(i)).g1)
             .count();
         assert!(
             same < 20,

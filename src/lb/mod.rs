@@ -13,7 +13,7 @@ pub mod snapshot;
 pub mod tcp_state;
 pub mod verdict;
 
-pub use pipeline::{prefetch, process, LocalState};
+pub use pipeline::{peek_key, prefetch_burst, process, process_hinted, Hint, LocalState};
 pub use snapshot::Snapshot;
 pub use verdict::{DropReason, Verdict};
 

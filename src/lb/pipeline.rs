@@ -4,7 +4,7 @@
 //! [`LocalState`], and rewrites the frame in place (the 12 MAC bytes for a forward; the
 //! whole ARP or ICMP message for a reply). It never allocates and never panics: every
 //! length is validated by a `wire` view before it is used.
-use super::flow::{FlowKey, FlowTable, Slot};
+use super::flow::{FlowKey, FlowTable, Hashed, Slot};
 use super::snapshot::{Service, Snapshot, MAX_SERVICES};
 use super::tcp_state::{self, State};
 use super::verdict::{DropReason, Neighbor, Verdict};
@@ -42,6 +42,19 @@ use DropReason as D;
 /// Processes one frame. See the module docs and DESIGN.md for the order of checks.
 #[inline]
 pub fn process(frame: &mut [u8], snap: &Snapshot, local: &mut LocalState, now: Tick) -> Verdict {
+    process_hinted(frame, snap, local, now, &None)
+}
+
+/// [`process`], reusing the flow hash from [`prefetch_burst`] when its key is this
+/// frame's (checked; a stale or absent hint only costs a hash).
+#[inline]
+pub fn process_hinted(
+    frame: &mut [u8],
+    snap: &Snapshot,
+    local: &mut LocalState,
+    now: Tick,
+    hint: &Hint,
+) -> Verdict {
     // 1-2. Ethernet (+ one 802.1Q tag), destination MAC filter.
     let l2 = match ethernet::parse(frame) {
         Ok(l2) => l2,
@@ -52,44 +65,63 @@ pub fn process(frame: &mut [u8], snap: &Snapshot, local: &mut LocalState, now: T
         return Verdict::Drop(D::NotForUs);
     }
     match l2.ethertype {
-        ethertype::IPV4 => ipv4(frame, l2.l3_offset, snap, local, now),
+        ethertype::IPV4 => ipv4(frame, l2.l3_offset, snap, local, now, hint),
         ethertype::ARP => arp_in(frame, l2.l3_offset, snap),
         _ => Verdict::Drop(D::UnsupportedEthertype),
     }
 }
 
-/// First pass over a burst: if `frame` looks like IPv4 TCP/UDP (untagged or with one
-/// tag), prefetch its flow-table groups. Reads only what it bounds-checks; never writes.
-/// Purely a hint: `process` does the real validation.
+/// The flow key of a frame that looks like IPv4 TCP/UDP (untagged or one tag), for the
+/// prefetch stages. Reads only what it bounds-checks; a hint, not validation.
 #[inline(always)]
-pub fn prefetch(frame: &[u8], local: &LocalState) {
-    let Ok(l2) = ethernet::parse(frame) else {
-        return;
-    };
+pub fn peek_key(frame: &[u8]) -> Option<FlowKey> {
+    let l2 = ethernet::parse(frame).ok()?;
     if l2.ethertype != ethertype::IPV4 {
-        return;
+        return None;
     }
     let ip = &frame[l2.l3_offset..];
     if ip.len() < 20 {
-        return;
+        return None;
     }
     let proto = ip[9];
     if proto != protocol::TCP && proto != protocol::UDP {
-        return;
+        return None;
     }
     let hl = usize::from(ip[0] & 0xf) * 4;
     if ip.len() < hl + 4 {
-        return;
+        return None;
     }
     let be32 = |at: usize| u32::from_be_bytes([ip[at], ip[at + 1], ip[at + 2], ip[at + 3]]);
-    let key = FlowKey {
+    Some(FlowKey {
         saddr: be32(12),
         daddr: be32(16),
         sport: u16::from_be_bytes([ip[hl], ip[hl + 1]]),
         dport: u16::from_be_bytes([ip[hl + 2], ip[hl + 3]]),
         proto,
-    };
-    local.flows.prefetch(&key);
+    })
+}
+
+/// What the prefetch stages learned about one packet, handed to [`process_hinted`].
+pub type Hint = Option<(FlowKey, Hashed)>;
+
+/// Prefetches a burst's flow-table state in two stages, so the misses of all its packets
+/// overlap: every packet's tag lines, then every packet's tag-matching entries. `hints`
+/// (scratch, at least as long as `frames`; no allocation) receives each packet's key and
+/// hash for [`process_hinted`].
+#[inline]
+pub fn prefetch_burst<'a>(
+    frames: impl Iterator<Item = &'a [u8]>,
+    local: &LocalState,
+    hints: &mut [Hint],
+) {
+    let mut n = 0;
+    for (h, f) in hints.iter_mut().zip(frames) {
+        *h = peek_key(f).map(|k| (k, local.flows.prefetch(&k)));
+        n += 1;
+    }
+    for (_, h) in hints[..n].iter().flatten() {
+        local.flows.prefetch_entries(h);
+    }
 }
 
 /// Sends a reply back where the frame came from: dst = old src, src = port MAC.
@@ -132,6 +164,7 @@ fn ipv4(
     snap: &Snapshot,
     local: &mut LocalState,
     now: Tick,
+    hint: &Hint,
 ) -> Verdict {
     let (saddr, daddr, proto, hl, total, non_first) = match Ipv4Packet::new_checked(&frame[off..]) {
         Ok(ip) => {
@@ -181,9 +214,13 @@ fn ipv4(
     let tcp = proto == protocol::TCP;
     // IPVS `is_new_conn`: SYN without ACK (and we also exclude RST).
     let new_syn = tcp && tcp_flags & (flags::SYN | flags::ACK | flags::RST) == flags::SYN;
-    let (slot, new_flow) = match local.flows.find(&key, now) {
+    let found = match hint {
+        Some((k, h)) if *k == key => local.flows.find_hashed(&key, h, now),
+        _ => local.flows.find(&key, now),
+    };
+    let (slot, new_flow) = match found {
         Slot::Hit(idx) => {
-            let e = *local.flows.entry(idx);
+            let e = local.flows.get(idx);
             let keep = match snap.backend(e.slot, e.incarnation) {
                 // A backend that is still there keeps its flows, draining or not, unless
                 // a fresh SYN arrives on a draining backend or a closing entry.
@@ -196,15 +233,15 @@ fn ipv4(
                 }
                 None => false,
             };
-            let entry = local.flows.entry_mut(idx);
             if keep {
                 let st = if tcp {
                     tcp_state::next(e.state(), tcp_flags)
                 } else {
                     State::Udp
                 };
-                entry.state = st as u8;
-                entry.expires = now.saturating_add(snap.timeouts.of(st));
+                local
+                    .flows
+                    .touch(idx, st, now.saturating_add(snap.timeouts.of(st)));
                 (e.slot, false)
             } else {
                 let Some(slot) = pick(svc, si, &mut local.cursors) else {
@@ -215,11 +252,12 @@ fn ipv4(
                 } else {
                     State::Udp
                 };
-                let entry = local.flows.entry_mut(idx);
-                entry.slot = slot;
-                entry.incarnation = snap.backends[usize::from(slot)].incarnation;
-                entry.state = st as u8;
-                entry.expires = now.saturating_add(snap.timeouts.of(st));
+                local
+                    .flows
+                    .rebind(idx, slot, snap.backends[usize::from(slot)].incarnation);
+                local
+                    .flows
+                    .touch(idx, st, now.saturating_add(snap.timeouts.of(st)));
                 (slot, true)
             }
         }
