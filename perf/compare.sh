@@ -43,7 +43,7 @@ EOT
   local log=$out/drlb.log
   # net_pcap infinite_rx keeps the whole pcap in mbufs: give both programs the same pool.
   timeout -s INT $((WARM + SECS + 5)) "$B/drlb" -l 0-1 --no-pci "${MEM[@]}" --file-prefix drlbperf$$ \
-    --vdev=net_pcap0,rx_pcap="$pcap",infinite_rx=1 -- --config "$cfg" --stats-interval 1 --mbufs "$MBUFS" >/dev/null 2>"$log" || true
+    --vdev=net_pcap0,rx_pcap="$pcap",infinite_rx=1 -- --config "$cfg" --stats-interval 1 --mbufs "$MBUFS" --control "$out/drlb.sock" >/dev/null 2>"$log" || true
   # rx_pps of the stats lines after warm-up, averaged.
   grep -o 'rx_pps=[0-9]*' "$log" | cut -d= -f2 | tail -n +$((WARM + 1)) | head -n "$SECS" \
     | awk '{s+=$1; n++} END {if (n) printf "%.2f\n", s/n/1e6; else print "nan"}'

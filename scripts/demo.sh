@@ -29,7 +29,7 @@ grep -q hugetlbfs /proc/mounts && [ "$(awk '/HugePages_Free/{print $2}' /proc/me
 echo "== starting drlb in the director namespace"
 echo "   drlb -l 0-1 --no-pci $MEM --vdev=net_af_packet0,iface=$DIR_IF -- --config drlb.toml"
 ip netns exec "$NS_DIR" target/release/drlb -l 0-1 --no-pci $MEM --file-prefix drlbdemo$SFX \
-  --vdev=net_af_packet0,iface="$DIR_IF" -- --config "$WORK/drlb.toml" --stats-interval 0 \
+  --vdev=net_af_packet0,iface="$DIR_IF" -- --config "$WORK/drlb.toml" --stats-interval 0 --control "$WORK/drlb.sock" \
   >"$WORK/drlb.out" 2>"$WORK/drlb.log" &
 DRLB_PID=$!
 # Wait until drlb has resolved both real servers by ARP.

@@ -52,7 +52,7 @@ struct Args {
     /// Validate FILE and exit (0 valid, 1 invalid); starts nothing, needs no `--` or EAL.
     #[arg(long, value_name = "FILE", exclusive = true)]
     check: Option<PathBuf>,
-    /// Admin socket for drlbadm. [not served yet: drlbadm is being built; use SIGHUP to reload]
+    /// Admin socket for drlbadm (directory made 0700, socket 0600; root or drlb's uid).
     #[arg(long, value_name = "SOCKET", default_value = "/run/drlb/drlb.sock")]
     control: PathBuf,
     /// Print a stats line every SECS seconds (0: off).
@@ -67,8 +67,14 @@ struct Args {
     mbufs: Option<u32>,
 }
 
+/// The control socket path once bound, so a start-up failure can remove it.
+static SOCKET: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
 fn fail(msg: impl std::fmt::Display) -> ! {
     eprintln!("drlb: error: {msg}");
+    if let Some(p) = SOCKET.get() {
+        let _ = std::fs::remove_file(p);
+    }
     std::process::exit(2);
 }
 
@@ -140,6 +146,11 @@ fn main() {
         .clone()
         .expect("clap requires --config without --check");
     let cfg = Config::load(&config_path).unwrap_or_else(|e| fail(format_args!("bad config: {e}. Nothing was started; fix the file (drlb validates it before EAL starts).")));
+
+    // The control socket before EAL: "another drlb is running" fails fast, nothing started.
+    let server =
+        drlb::control::server::ControlServer::bind(&args.control).unwrap_or_else(|e| fail(e));
+    let _ = SOCKET.set(args.control.clone());
 
     let stop = Arc::new(AtomicBool::new(false));
     let hup = Arc::new(AtomicBool::new(false));
@@ -285,6 +296,7 @@ fn main() {
         stop.clone(),
         hup,
     );
+    mgr.server = Some(server);
     mgr.run();
 
     // Shutdown: workers first (they flush their TX buffers), then the port, then EAL.

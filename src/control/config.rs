@@ -174,8 +174,19 @@ impl Config {
         Ok(cfg)
     }
 
-    /// Semantic checks the types cannot express.
+    /// Semantic checks the types cannot express (for files: every service needs a
+    /// backend).
     pub fn validate(&self, file: &str) -> Result<(), ConfigError> {
+        self.check(file, false)
+    }
+
+    /// The running state may hold a service with no backend yet, as between
+    /// `ipvsadm -A` and the first `-a`; a file may not.
+    pub fn validate_running(&self) -> Result<(), ConfigError> {
+        self.check("running config", true)
+    }
+
+    fn check(&self, file: &str, allow_empty: bool) -> Result<(), ConfigError> {
         let bad = |path: String, msg: String| {
             Err(ConfigError::Invalid {
                 file: file.into(),
@@ -245,7 +256,7 @@ impl Config {
                     ),
                 );
             }
-            if s.backends.is_empty() {
+            if s.backends.is_empty() && !allow_empty {
                 return bad(
                     format!("{p}.backend"),
                     format!(

@@ -9,8 +9,11 @@
 //!   second until answered, then a refresh every 30 s (requests go through worker 0's
 //!   control queue, so no TX queue is ever used by two threads);
 //! - prints a stats line every `stats_interval`.
+use super::admin::{self, BackendRow, Listing, Request, Response, ServiceRow};
 use super::config::Config;
-use super::state::State;
+use super::server::ControlServer;
+use super::state::{BackendKey, State};
+use crate::dataplane::counters::SlotCounters;
 use crate::dataplane::counters::{Totals, WorkerCounters};
 use crate::dataplane::CtrlFrame;
 use crate::lb::verdict::Neighbor;
@@ -42,6 +45,7 @@ pub struct Manager {
     arp: HashMap<Ipv4Addr, (Option<Instant>, bool)>,
     pub reloads: u64,
     pub failed_reloads: u64,
+    pub server: Option<ControlServer>,
 }
 
 pub fn log(msg: impl std::fmt::Display) {
@@ -76,6 +80,7 @@ impl Manager {
             arp: HashMap::new(),
             reloads: 0,
             failed_reloads: 0,
+            server: None,
         }
     }
 
@@ -95,7 +100,8 @@ impl Manager {
         }
     }
 
-    pub fn reload(&mut self) {
+    /// Re-reads the config file; applies it as one change or rejects it whole.
+    pub fn reload(&mut self) -> Result<String, String> {
         let path = self.config_path.clone();
         match Config::load(&path) {
             Err(e) => {
@@ -103,6 +109,7 @@ impl Manager {
                 log(format_args!(
                     "reload rejected, running config unchanged: {e}"
                 ));
+                Err(format!("reload rejected, running config unchanged: {e}"))
             }
             Ok(mut cfg) => {
                 let old = &self.state.cfg.dataplane;
@@ -116,10 +123,123 @@ impl Manager {
                     cfg.dataplane.flow_capacity = old.flow_capacity;
                 }
                 let summary = diff_summary(&self.state.cfg, &cfg);
-                self.state.replace_config(cfg);
+                self.change(cfg, &format!("reloaded {}: {summary}", path.display()));
                 self.reloads += 1;
-                self.publish(&format!("reloaded {}: {summary}", path.display()));
+                Ok(summary)
             }
+        }
+    }
+
+    /// Swaps in a new (validated) config as one snapshot; announces new VIPs with a
+    /// gratuitous ARP so neighbours learn the port's MAC for them at once.
+    fn change(&mut self, cfg: Config, why: &str) {
+        let old: std::collections::HashSet<Ipv4Addr> =
+            self.state.cfg.services.iter().map(|s| s.vip).collect();
+        let added: Vec<Ipv4Addr> = cfg
+            .services
+            .iter()
+            .map(|s| s.vip)
+            .filter(|v| !old.contains(v))
+            .collect();
+        self.state.replace_config(cfg);
+        self.publish(why);
+        for vip in added {
+            self.send_arp(u32::from(vip), u32::from(vip));
+        }
+    }
+
+    fn send_arp(&mut self, sender: u32, target: u32) -> bool {
+        let mut f = CtrlFrame {
+            len: 0,
+            data: [0; 64],
+        };
+        let mut buf = [0u8; 60];
+        let n = arp::build_request(&mut buf, self.port_mac.0, sender, target);
+        f.data[..n].copy_from_slice(&buf[..n]);
+        f.len = n as u8;
+        self.ctrl.push(f).is_ok()
+    }
+
+    /// Answers one admin request (see `admin`).
+    pub fn handle(&mut self, req: Request) -> Response {
+        match req {
+            Request::List {} => Response::ok(serde_json::to_value(self.listing()).ok()),
+            Request::Save {} => {
+                Response::ok(Some(serde_json::Value::String(self.state.cfg.to_toml())))
+            }
+            Request::Reload {} => match self.reload() {
+                Ok(summary) => Response::ok(Some(serde_json::Value::String(summary))),
+                Err(e) => Response::err(e),
+            },
+            r => match admin::apply(&self.state.cfg, &r) {
+                Ok((cfg, what)) => {
+                    self.change(cfg, &format!("drlbadm: {what}"));
+                    Response::ok(Some(
+                        serde_json::json!({ "generation": self.writer.current().generation }),
+                    ))
+                }
+                Err(e) => {
+                    log(format_args!(
+                        "drlbadm command rejected, nothing changed: {e}"
+                    ));
+                    Response::err(e)
+                }
+            },
+        }
+    }
+
+    /// The running services with per-backend counters summed over workers.
+    pub fn listing(&self) -> Listing {
+        use std::sync::atomic::Ordering::Relaxed;
+        let services = self
+            .state
+            .cfg
+            .services
+            .iter()
+            .map(|s| ServiceRow {
+                proto: s.protocol,
+                vip: s.vip,
+                port: s.port,
+                sched: s.scheduler,
+                backends: s
+                    .backends
+                    .iter()
+                    .map(|b| {
+                        let key = BackendKey {
+                            vip: s.vip,
+                            port: s.port,
+                            proto: s.protocol,
+                            rip: b.ip,
+                        };
+                        let slot = self.state.slot_of(&key).map(|x| usize::from(x.0));
+                        let sum = |f: fn(&SlotCounters) -> &std::sync::atomic::AtomicU64| -> u64 {
+                            slot.map_or(0, |i| {
+                                self.counters
+                                    .iter()
+                                    .map(|w| f(&w.slots[i]).load(Relaxed))
+                                    .sum()
+                            })
+                        };
+                        BackendRow {
+                            ip: b.ip,
+                            port: s.port,
+                            weight: b.weight,
+                            mac: self.state.mac_of(b.ip, b.mac).map(|m| m.to_string()),
+                            active_conns: sum(|c| &c.active),
+                            inactive_conns: sum(|c| &c.inactive),
+                            conns: sum(|c| &c.conns),
+                            in_pkts: sum(|c| &c.pkts),
+                            in_bytes: sum(|c| &c.bytes),
+                        }
+                    })
+                    .collect(),
+            })
+            .collect();
+        Listing {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            flows_per_worker: self.state.cfg.dataplane.flow_capacity.next_power_of_two(),
+            generation: self.writer.current().generation,
+            services,
         }
     }
 
@@ -144,23 +264,13 @@ impl Manager {
     fn resolve(&mut self, now: Instant) {
         let dip = u32::from(self.state.cfg.dataplane.ip);
         for ip in self.state.arp_targets() {
-            let e = self.arp.entry(ip).or_insert((None, false));
-            let due = match e.0 {
+            let (sent, answered) = *self.arp.entry(ip).or_insert((None, false));
+            let due = match sent {
                 None => true,
-                Some(t) => now.duration_since(t) >= if e.1 { ARP_REFRESH } else { ARP_RETRY },
+                Some(t) => now.duration_since(t) >= if answered { ARP_REFRESH } else { ARP_RETRY },
             };
-            if due {
-                let mut f = CtrlFrame {
-                    len: 0,
-                    data: [0; 64],
-                };
-                let mut buf = [0u8; 60];
-                let n = arp::build_request(&mut buf, self.port_mac.0, dip, u32::from(ip));
-                f.data[..n].copy_from_slice(&buf[..n]);
-                f.len = n as u8;
-                if self.ctrl.push(f).is_ok() {
-                    e.0 = Some(now);
-                }
+            if due && self.send_arp(dip, u32::from(ip)) {
+                self.arp.insert(ip, (Some(now), answered));
             }
         }
     }
@@ -175,7 +285,11 @@ impl Manager {
         let mut last_totals = self.totals();
         while !self.stop.load(Ordering::Relaxed) {
             if self.hup.swap(false, Ordering::Relaxed) {
-                self.reload();
+                let _ = self.reload();
+            }
+            if let Some(mut srv) = self.server.take() {
+                srv.poll(|r| self.handle(r));
+                self.server = Some(srv);
             }
             self.drain_learned();
             let now = Instant::now();

@@ -25,12 +25,15 @@ impl Counter {
     }
 }
 
-/// Per-backend-slot counters (ipvsadm --stats: Conns, InPkts, InBytes).
+/// Per-backend-slot counters (ipvsadm --stats: Conns, InPkts, InBytes; and -L's
+/// ActiveConn/InActConn as of the worker's last full census of its flow table).
 #[derive(Default)]
 pub struct SlotCounters {
     pub conns: AtomicU64,
     pub pkts: AtomicU64,
     pub bytes: AtomicU64,
+    pub active: AtomicU64,
+    pub inactive: AtomicU64,
 }
 
 #[derive(Default)]

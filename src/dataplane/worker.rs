@@ -68,6 +68,26 @@ impl TxBuf {
 }
 
 impl Worker {
+    /// Sweeps `groups` flow-table groups, counting live flows of present backends into
+    /// `census`; at each wrap the census is published to the slot counters and reset.
+    fn sweep(&mut self, now: Tick, groups: usize, census: &mut [[u32; 2]]) {
+        let snap = self.snap.load();
+        let (_, wrapped) = self.local.flows.sweep_visit(now, groups, |e| {
+            if snap.backend(e.slot, e.incarnation).is_some() {
+                census[usize::from(e.slot)][usize::from(!e.state().is_active())] += 1;
+            }
+        });
+        if wrapped {
+            for (c, s) in census.iter_mut().zip(self.counters.slots.iter()) {
+                s.active
+                    .store(u64::from(c[0]), std::sync::atomic::Ordering::Relaxed);
+                s.inactive
+                    .store(u64::from(c[1]), std::sync::atomic::Ordering::Relaxed);
+                *c = [0, 0];
+            }
+        }
+    }
+
     /// Runs until the stop flag is set; returns 0.
     pub fn run(mut self) -> i32 {
         let c = self.counters.clone();
@@ -76,6 +96,10 @@ impl Worker {
         let mut rx_pkts: [*mut rte_mbuf; BURST] = [std::ptr::null_mut(); BURST];
         let mut free: [*mut rte_mbuf; BURST] = [std::ptr::null_mut(); BURST];
         let mut hints: [Hint; BURST] = [None; BURST];
+        // Flows per backend slot by state, counted by the incremental sweep (allocated
+        // once here, before the loop).
+        let mut census: Box<[[u32; 2]]> =
+            vec![[0u32; 2]; crate::lb::snapshot::MAX_SLOTS].into_boxed_slice();
         let mut txb = TxBuf {
             pkts: [std::ptr::null_mut(); TX_BUF],
             len: 0,
@@ -103,7 +127,7 @@ impl Worker {
                     txb.flush(&mut self.tx, &c);
                     last_flush = tsc;
                 }
-                self.local.flows.sweep(now, SWEEP_GROUPS);
+                self.sweep(now, SWEEP_GROUPS, &mut census);
                 if now != last_stats_tick {
                     last_stats_tick = now;
                     c.flow_evictions.set(self.local.flows.stats.evictions);
@@ -185,6 +209,8 @@ impl Worker {
             }
             // SAFETY: these mbufs are ours and not referenced any more.
             unsafe { mbuf::free_bulk(&mut free[..nfree]) };
+            // Keep expiry and the census moving under full load too (one group a burst).
+            self.sweep(now, 1, &mut census);
             if txb.len >= BURST {
                 txb.flush(&mut self.tx, &c);
                 last_flush = tsc;

@@ -463,20 +463,39 @@ impl FlowTable {
 
     /// Clears expired entries in the next `groups` groups (wrapping). Returns how many.
     pub fn sweep(&mut self, now: Tick, groups: usize) -> usize {
+        self.sweep_visit(now, groups, |_| {}).0
+    }
+
+    /// [`sweep`], also calling `visit` with every live entry of the swept groups. Returns
+    /// (entries cleared, whether the sweep passed the end of the table): a caller that
+    /// counts in `visit` has a complete census of the table at each wrap.
+    pub fn sweep_visit(
+        &mut self,
+        now: Tick,
+        groups: usize,
+        mut visit: impl FnMut(&FlowEntry),
+    ) -> (usize, bool) {
         let mut n = 0;
+        let mut wrapped = false;
         for _ in 0..groups.min(self.groups.len()) {
             let g = self.sweep_next;
             self.sweep_next = (g + 1) & self.group_mask;
-            let grp = &mut self.groups[g];
+            wrapped |= self.sweep_next == 0;
             for i in 0..WAYS {
-                if grp.proto[i] != 0 && grp.expires[i] <= now {
+                let grp = &mut self.groups[g];
+                if grp.proto[i] == 0 {
+                    continue;
+                }
+                if grp.expires[i] <= now {
                     grp.proto[i] = 0;
                     n += 1;
+                } else {
+                    visit(&self.get(g * WAYS + i));
                 }
             }
         }
         self.stats.expired += n as u64;
-        n
+        (n, wrapped)
     }
 
     /// Live entries (a full scan: for tests and the control plane, not the hot path).
@@ -677,6 +696,39 @@ mod tests {
             t.iter_live(20).filter(|e| e.expires == 1000).count()
         );
         assert!(cleared >= 200, "about half expired, got {cleared}");
+    }
+
+    #[test]
+    fn census_over_one_full_sweep_counts_every_live_flow_once() {
+        let mut t = FlowTable::with_seed(4096, [3, 9]);
+        for i in 0..1000u32 {
+            let k = key(i);
+            let Slot::Vacant(idx) = t.find(&k, 0) else {
+                panic!()
+            };
+            let st = if i % 4 == 0 {
+                State::SynRecv
+            } else {
+                State::Established
+            };
+            t.insert_at(idx, &k, (i % 3) as u16, 1, st, 100, 0);
+        }
+        let mut count = [[0u32; 2]; 3];
+        let mut wraps = 0;
+        for _ in 0..(4096 / WAYS) {
+            let (_, w) = t.sweep_visit(1, 1, |e| {
+                count[usize::from(e.slot)][usize::from(!e.state().is_active())] += 1
+            });
+            wraps += usize::from(w);
+        }
+        assert_eq!(wraps, 1);
+        let total: u32 = count.iter().flatten().sum();
+        assert_eq!(total, 1000);
+        assert_eq!(
+            count.iter().map(|c| c[1]).sum::<u32>(),
+            250,
+            "SYN_RECV counts as inactive"
+        );
     }
 
     #[test]

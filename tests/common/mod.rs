@@ -49,12 +49,29 @@ pub fn spawn(eal: &[String], app: &[String]) -> Running {
     spawn_cmd(DRLB, eal, app)
 }
 
+/// A control socket path of this test's own (unless `app` names one).
+fn with_control(app: &[String]) -> Vec<String> {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let mut v = app.to_vec();
+    if !v.iter().any(|a| a == "--control") {
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        v.push("--control".into());
+        v.push(
+            std::env::temp_dir()
+                .join(format!("drlbt-{}-{n}.sock", std::process::id()))
+                .display()
+                .to_string(),
+        );
+    }
+    v
+}
+
 /// Starts `prog eal... -- app...` (e.g. `ip netns exec NS drlb ...`).
 pub fn spawn_cmd(prog: &str, eal: &[String], app: &[String]) -> Running {
     let mut child = Command::new(prog)
         .args(eal)
         .arg("--")
-        .args(app)
+        .args(with_control(app))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -161,10 +178,11 @@ pub fn counters(stdout: &str) -> HashMap<String, u64> {
 
 /// Runs drlb to completion (for start-up errors): (exit code, stderr).
 pub fn run_to_exit(eal: &[&str], app: &[&str]) -> (i32, String) {
+    let app: Vec<String> = app.iter().map(|s| s.to_string()).collect();
     let out = Command::new(DRLB)
         .args(eal)
         .arg("--")
-        .args(app)
+        .args(with_control(&app))
         .output()
         .expect("run drlb");
     (

@@ -1,0 +1,351 @@
+//! drlbadm: drlb's admin client, ipvsadm-compatible (same flags, same meaning, same
+//! listing layout), over drlb's control socket.
+use clap::Parser;
+use drlb::control::admin::{Listing, Request, Response, SvcId};
+use drlb::control::config::Config;
+use drlb::control::ipvsadm::{self, Mode};
+use drlb::control::server::call;
+use drlb::lb::{Proto, SchedKind};
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "drlbadm",
+    version,
+    about = "Administer drlb's virtual services, ipvsadm style",
+    override_usage = "drlbadm -A|-E -t|-u VIP:PORT [-s wrr|rr]\n       drlbadm -D -t|-u VIP:PORT\n       drlbadm -a|-e -t|-u VIP:PORT -r RIP[:PORT] [-g] [-w WEIGHT] [--mac MAC]\n       drlbadm -d -t|-u VIP:PORT -r RIP[:PORT]\n       drlbadm -C\n       drlbadm -L|-l [-n] [--stats|--rate] [--exact] [--json] [-t|-u VIP:PORT]\n       drlbadm -S\n       drlbadm --reload\n       drlbadm --check FILE"
+)]
+struct Args {
+    /// Add a virtual service.
+    #[arg(short = 'A', long = "add-service")]
+    add_service: bool,
+    /// Edit a virtual service (its scheduler).
+    #[arg(short = 'E', long = "edit-service")]
+    edit_service: bool,
+    /// Delete a virtual service and its real servers.
+    #[arg(short = 'D', long = "delete-service")]
+    delete_service: bool,
+    /// Clear all virtual services.
+    #[arg(short = 'C', long = "clear")]
+    clear: bool,
+    /// Add a real server to a virtual service.
+    #[arg(short = 'a', long = "add-server")]
+    add_server: bool,
+    /// Edit a real server (its weight).
+    #[arg(short = 'e', long = "edit-server")]
+    edit_server: bool,
+    /// Delete a real server.
+    #[arg(short = 'd', long = "delete-server")]
+    delete_server: bool,
+    /// List the virtual services (-l is the same).
+    #[arg(short = 'L', long = "list")]
+    list: bool,
+    #[arg(short = 'l', hide = true)]
+    list_l: bool,
+    /// Print the running config as TOML (loads back with --check / a reload).
+    #[arg(short = 'S', long = "save")]
+    save: bool,
+    /// Re-read drlb's config file (as SIGHUP).
+    #[arg(long)]
+    reload: bool,
+    /// Validate a config file offline (no daemon needed).
+    #[arg(long, value_name = "FILE")]
+    check: Option<PathBuf>,
+    /// TCP service VIP:PORT.
+    #[arg(short = 't', long = "tcp-service", value_name = "VIP:PORT")]
+    tcp: Option<String>,
+    /// UDP service VIP:PORT.
+    #[arg(short = 'u', long = "udp-service", value_name = "VIP:PORT")]
+    udp: Option<String>,
+    /// Real server RIP[:PORT] (the port, if given, must equal the service's).
+    #[arg(short = 'r', long = "real-server", value_name = "RIP[:PORT]")]
+    real: Option<String>,
+    /// Scheduler: wrr or rr.
+    #[arg(short = 's', long = "scheduler", value_name = "SCHED")]
+    sched: Option<String>,
+    /// Weight 0..65535 (0 drains: no new flows, existing ones stay).
+    #[arg(
+        short = 'w',
+        long = "weight",
+        value_name = "WEIGHT",
+        allow_negative_numbers = true
+    )]
+    weight: Option<i64>,
+    /// Direct routing (the default and only method).
+    #[arg(short = 'g', long = "gatewaying")]
+    gatewaying: bool,
+    /// Masquerading (not supported: drlb is a DR director).
+    #[arg(short = 'm', long = "masquerading", hide = true)]
+    masquerading: bool,
+    /// IPIP tunnelling (not supported: drlb is a DR director).
+    #[arg(short = 'i', long = "ipip", hide = true)]
+    ipip: bool,
+    /// Static MAC of the real server (otherwise resolved by ARP).
+    #[arg(long, value_name = "MAC")]
+    mac: Option<String>,
+    /// Numeric output (always numeric; accepted for ipvsadm scripts).
+    #[arg(short = 'n', long = "numeric")]
+    numeric: bool,
+    /// With -L: Conns InPkts OutPkts InBytes OutBytes.
+    #[arg(long)]
+    stats: bool,
+    /// With -L: CPS InPPS OutPPS InBPS OutBPS (sampled over one second).
+    #[arg(long)]
+    rate: bool,
+    /// With -L: exact numbers, no K/M/G units.
+    #[arg(long)]
+    exact: bool,
+    /// With -L: JSON instead of ipvsadm's layout.
+    #[arg(long)]
+    json: bool,
+    /// With -L: connection entries (not built yet).
+    #[arg(short = 'c', long = "connection")]
+    connection: bool,
+    /// drlb's control socket.
+    #[arg(long, env = "DRLB_SOCKET", default_value = "/run/drlb/drlb.sock")]
+    socket: PathBuf,
+}
+
+fn die(code: i32, msg: impl std::fmt::Display) -> ! {
+    eprintln!("drlbadm: {msg}");
+    std::process::exit(code);
+}
+
+fn parse_svc(a: &Args) -> Result<Option<SvcId>, String> {
+    let (spec, proto) = match (&a.tcp, &a.udp) {
+        (Some(_), Some(_)) => return Err("give -t or -u, not both".into()),
+        (Some(t), None) => (t, Proto::Tcp),
+        (None, Some(u)) => (u, Proto::Udp),
+        (None, None) => return Ok(None),
+    };
+    let (ip, port) = spec
+        .rsplit_once(':')
+        .ok_or_else(|| format!("'{spec}': want VIP:PORT, e.g. 192.168.1.200:80"))?;
+    let vip: Ipv4Addr = ip
+        .parse()
+        .map_err(|_| format!("'{ip}' is not an IPv4 address"))?;
+    let port: u16 = port
+        .parse()
+        .ok()
+        .filter(|&p| p != 0)
+        .ok_or_else(|| format!("'{port}' is not a port (1..65535)"))?;
+    Ok(Some(SvcId { vip, port, proto }))
+}
+
+fn parse_real(spec: &str) -> Result<(Ipv4Addr, Option<u16>), String> {
+    let (ip, port) = match spec.rsplit_once(':') {
+        Some((i, p)) => (
+            i,
+            Some(
+                p.parse::<u16>()
+                    .map_err(|_| format!("'{p}' is not a port"))?,
+            ),
+        ),
+        None => (spec, None),
+    };
+    Ok((
+        ip.parse()
+            .map_err(|_| format!("'{ip}' is not an IPv4 address"))?,
+        port,
+    ))
+}
+
+fn parse_sched(s: &str) -> Result<SchedKind, String> {
+    match s {
+        "wrr" => Ok(SchedKind::Wrr),
+        "rr" => Ok(SchedKind::Rr),
+        other => Err(format!(
+            "Scheduler not found: {other} (drlb has wrr and rr)"
+        )),
+    }
+}
+
+fn weight(a: &Args) -> Result<Option<u32>, String> {
+    match a.weight {
+        None => Ok(None),
+        Some(w) if (0..=i64::from(drlb::control::config::MAX_WEIGHT)).contains(&w) => {
+            Ok(Some(w as u32))
+        }
+        Some(w) => Err(format!(
+            "Invalid weight {w}: must be 0..{} (0 drains)",
+            drlb::control::config::MAX_WEIGHT
+        )),
+    }
+}
+
+fn send(a: &Args, req: &Request) -> Response {
+    match call(&a.socket, req) {
+        Ok(r) => r,
+        Err(e) => die(1, e),
+    }
+}
+
+fn list(a: &Args) -> Listing {
+    let r = send(a, &Request::List {});
+    if !r.ok {
+        die(1, r.error.unwrap_or_default());
+    }
+    serde_json::from_value(r.data.unwrap_or_default())
+        .unwrap_or_else(|e| die(1, format!("bad listing from drlb: {e}")))
+}
+
+fn main() {
+    let a = Args::parse();
+    let cmds = [
+        a.add_service,
+        a.edit_service,
+        a.delete_service,
+        a.clear,
+        a.add_server,
+        a.edit_server,
+        a.delete_server,
+        a.list || a.list_l,
+        a.save,
+        a.reload,
+        a.check.is_some(),
+    ];
+    match cmds.iter().filter(|&&c| c).count() {
+        1 => {}
+        0 => die(
+            2,
+            "no command given: one of -A -E -D -a -e -d -C -L -S --reload --check (see --help)",
+        ),
+        _ => die(2, "more than one command given (see --help)"),
+    }
+    if a.masquerading || a.ipip {
+        die(
+            2,
+            "drlb only does direct routing (-g); -m and -i are not supported",
+        );
+    }
+    if let Some(f) = &a.check {
+        match Config::load(f) {
+            Ok(c) => {
+                let b: usize = c.services.iter().map(|s| s.backends.len()).sum();
+                println!(
+                    "{}: ok ({} services, {b} backends)",
+                    f.display(),
+                    c.services.len()
+                );
+                return;
+            }
+            Err(e) => die(1, e),
+        }
+    }
+    let svc = parse_svc(&a).unwrap_or_else(|e| die(1, e));
+    let need_svc = || {
+        svc.unwrap_or_else(|| {
+            die(
+                1,
+                "this command needs a service: -t VIP:PORT or -u VIP:PORT",
+            )
+        })
+    };
+    let real = || {
+        parse_real(
+            a.real
+                .as_deref()
+                .unwrap_or_else(|| die(1, "this command needs a real server: -r RIP[:PORT]")),
+        )
+        .unwrap_or_else(|e| die(1, e))
+    };
+    let w = weight(&a).unwrap_or_else(|e| die(1, e));
+    let sched = a
+        .sched
+        .as_deref()
+        .map(parse_sched)
+        .transpose()
+        .unwrap_or_else(|e| die(1, e));
+    let req = if a.add_service {
+        Request::AddService {
+            svc: need_svc(),
+            sched,
+        }
+    } else if a.edit_service {
+        Request::EditService {
+            svc: need_svc(),
+            sched: sched.unwrap_or_else(|| die(1, "-E needs -s SCHED")),
+        }
+    } else if a.delete_service {
+        Request::DelService { svc: need_svc() }
+    } else if a.clear {
+        Request::Clear {}
+    } else if a.add_server {
+        let (rip, port) = real();
+        Request::AddBackend {
+            svc: need_svc(),
+            rip,
+            port,
+            weight: w,
+            mac: a.mac.clone(),
+        }
+    } else if a.edit_server {
+        let (rip, port) = real();
+        Request::EditBackend {
+            svc: need_svc(),
+            rip,
+            port,
+            weight: w.unwrap_or_else(|| die(1, "-e needs -w WEIGHT")),
+        }
+    } else if a.delete_server {
+        let (rip, port) = real();
+        Request::DelBackend {
+            svc: need_svc(),
+            rip,
+            port,
+        }
+    } else if a.save {
+        let r = send(&a, &Request::Save {});
+        match (r.ok, r.data) {
+            (true, Some(serde_json::Value::String(t))) => {
+                print!("{t}");
+                return;
+            }
+            (_, _) => die(1, r.error.unwrap_or_else(|| "no config in reply".into())),
+        }
+    } else if a.reload {
+        Request::Reload {}
+    } else {
+        if a.connection {
+            die(1, "the connection listing (-c) is not built yet");
+        }
+        let filter = |mut l: Listing| {
+            if let Some(s) = svc {
+                l.services
+                    .retain(|x| (x.proto, x.vip, x.port) == (s.proto, s.vip, s.port));
+                if l.services.is_empty() {
+                    die(1, format!("Service not defined: {s}"));
+                }
+            }
+            l
+        };
+        let first = filter(list(&a));
+        if a.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&first).expect("listing serialises")
+            );
+            return;
+        }
+        let (mode, now, before, secs) = if a.rate {
+            let t0 = std::time::Instant::now();
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            let second = filter(list(&a));
+            (Mode::Rate, second, Some(first), t0.elapsed().as_secs_f64())
+        } else if a.stats {
+            (Mode::Stats, first, None, 1.0)
+        } else {
+            (Mode::Plain, first, None, 1.0)
+        };
+        print!(
+            "{}",
+            ipvsadm::format(&now, mode, a.exact, before.as_ref(), secs)
+        );
+        return;
+    };
+    let r = send(&a, &req);
+    if !r.ok {
+        die(1, r.error.unwrap_or_default());
+    }
+}

@@ -1,0 +1,269 @@
+//! ipvsadm's listing formats, reproduced column for column (ipvsadm.c `print_title`,
+//! `print_service_entry`, `print_largenum`), so scripts that parse `ipvsadm -ln` parse
+//! `drlbadm -ln`. Only the first line differs (it names drlb instead of the kernel).
+use super::admin::{BackendRow, Listing, ServiceRow};
+use std::fmt::Write;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Mode {
+    #[default]
+    Plain,
+    /// `--stats`: Conns InPkts OutPkts InBytes OutBytes (OutPkts/OutBytes are 0 in DR).
+    Stats,
+    /// `--rate`: CPS InPPS OutPPS InBPS OutBPS, from two listings `secs` apart.
+    Rate,
+}
+
+/// ipvsadm's `print_largenum`: 9 columns, or K/M/G/T past 100 million; `--exact` prints
+/// the whole number (at least 9 wide, one space before it).
+fn largenum(out: &mut String, i: u64, exact: bool) {
+    if exact {
+        let len = i.to_string().len();
+        let w = if len <= 8 { 9 } else { len + 1 };
+        let _ = write!(out, "{i:>w$}");
+    } else if i < 100_000_000 {
+        let _ = write!(out, "{i:>9}");
+    } else if i < 1_000_000_000 {
+        let _ = write!(out, "{:>8}K", i / 1000);
+    } else if i < 100_000_000_000 {
+        let _ = write!(out, "{:>8}M", i / 1_000_000);
+    } else if i < 100_000_000_000_000 {
+        let _ = write!(out, "{:>8}G", i / 1_000_000_000);
+    } else {
+        let _ = write!(out, "{:>8}T", i / 1_000_000_000_000);
+    }
+}
+
+fn svc_name(s: &ServiceRow) -> String {
+    let mut n = format!("{}  {}:{}", s.proto.ipvsadm_name(), s.vip, s.port);
+    n.truncate(33);
+    n
+}
+
+fn dest_name(b: &BackendRow) -> String {
+    let mut n = format!("{}:{}", b.ip, b.port);
+    n.truncate(28);
+    n
+}
+
+/// Per-second rates between two listings of the same services.
+fn rates(now: &BackendRow, before: Option<&BackendRow>, secs: f64) -> [u64; 5] {
+    let d =
+        |a: u64, b: Option<u64>| ((a.saturating_sub(b.unwrap_or(a))) as f64 / secs).round() as u64;
+    [
+        d(now.conns, before.map(|b| b.conns)),
+        d(now.in_pkts, before.map(|b| b.in_pkts)),
+        0,
+        d(now.in_bytes, before.map(|b| b.in_bytes)),
+        0,
+    ]
+}
+
+/// Formats a listing as `ipvsadm -Ln` (with `--stats` or `--rate`; `before`/`secs` give
+/// the earlier listing for rates).
+pub fn format(l: &Listing, mode: Mode, exact: bool, before: Option<&Listing>, secs: f64) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "drlb {} (flows per worker={})",
+        l.version, l.flows_per_worker
+    );
+    match mode {
+        Mode::Plain => {
+            o.push_str("Prot LocalAddress:Port Scheduler Flags\n");
+            o.push_str("  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n");
+        }
+        Mode::Stats => {
+            let _ = writeln!(
+                o,
+                "{:<33} {:>8} {:>8} {:>8} {:>8} {:>8}",
+                "Prot LocalAddress:Port", "Conns", "InPkts", "OutPkts", "InBytes", "OutBytes"
+            );
+            o.push_str("  -> RemoteAddress:Port\n");
+        }
+        Mode::Rate => {
+            let _ = writeln!(
+                o,
+                "{:<33} {:>8} {:>8} {:>8} {:>8} {:>8}",
+                "Prot LocalAddress:Port", "CPS", "InPPS", "OutPPS", "InBPS", "OutBPS"
+            );
+            o.push_str("  -> RemoteAddress:Port\n");
+        }
+    }
+    // ipvsadm sorts services and destinations (ipvs_cmp_services / ipvs_cmp_dests):
+    // by protocol, address, port.
+    let mut svcs: Vec<&ServiceRow> = l.services.iter().collect();
+    svcs.sort_by_key(|s| (s.proto, u32::from(s.vip), s.port));
+    for s in svcs {
+        let mut dests: Vec<&BackendRow> = s.backends.iter().collect();
+        dests.sort_by_key(|b| (u32::from(b.ip), b.port));
+        let prev_svc = before.and_then(|p| {
+            p.services
+                .iter()
+                .find(|x| (x.proto, x.vip, x.port) == (s.proto, s.vip, s.port))
+        });
+        let prev = |b: &BackendRow| prev_svc.and_then(|p| p.backends.iter().find(|x| x.ip == b.ip));
+        match mode {
+            Mode::Plain => {
+                let _ = writeln!(o, "{} {}", svc_name(s), s.sched.name());
+                for b in dests {
+                    let _ = writeln!(
+                        o,
+                        "  -> {:<28} {:<7} {:<6} {:<10} {:<10}",
+                        dest_name(b),
+                        "Route",
+                        b.weight,
+                        b.active_conns,
+                        b.inactive_conns
+                    );
+                }
+            }
+            Mode::Stats => {
+                let _ = write!(o, "{:<33}", svc_name(s));
+                let tot = |f: fn(&BackendRow) -> u64| s.backends.iter().map(f).sum::<u64>();
+                for v in [
+                    tot(|b| b.conns),
+                    tot(|b| b.in_pkts),
+                    0,
+                    tot(|b| b.in_bytes),
+                    0,
+                ] {
+                    largenum(&mut o, v, exact);
+                }
+                o.push('\n');
+                for b in dests {
+                    let _ = write!(o, "  -> {:<28}", dest_name(b));
+                    for v in [b.conns, b.in_pkts, 0, b.in_bytes, 0] {
+                        largenum(&mut o, v, exact);
+                    }
+                    o.push('\n');
+                }
+            }
+            Mode::Rate => {
+                let per: Vec<[u64; 5]> = dests.iter().map(|b| rates(b, prev(b), secs)).collect();
+                let _ = write!(o, "{:<33}", svc_name(s));
+                for k in 0..5 {
+                    largenum(&mut o, per.iter().map(|r| r[k]).sum(), exact);
+                }
+                o.push('\n');
+                for (b, r) in dests.iter().zip(per) {
+                    let _ = write!(
+                        o,
+                        "  -> {:<28} {:>8} {:>8} {:>8}",
+                        dest_name(b),
+                        r[0],
+                        r[1],
+                        r[2]
+                    );
+                    largenum(&mut o, r[3], exact);
+                    largenum(&mut o, r[4], exact);
+                    o.push('\n');
+                }
+            }
+        }
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lb::{Proto, SchedKind};
+
+    fn listing(active: u64) -> Listing {
+        let b = |ip: &str, active_conns: u64, conns: u64| BackendRow {
+            ip: ip.parse().unwrap(),
+            port: 80,
+            weight: 1,
+            mac: None,
+            active_conns,
+            inactive_conns: 0,
+            conns,
+            in_pkts: conns * 6,
+            in_bytes: conns * 380,
+        };
+        Listing {
+            version: "0.1.0".into(),
+            flows_per_worker: 1048576,
+            generation: 2,
+            services: vec![ServiceRow {
+                proto: Proto::Tcp,
+                vip: "192.168.1.200".parse().unwrap(),
+                port: 80,
+                sched: SchedKind::Rr,
+                backends: vec![b("192.168.1.119", 0, 1), b("192.168.1.118", active, 1)],
+            }],
+        }
+    }
+
+    #[test]
+    fn ln_is_ipvsadms_layout() {
+        // DESIGN.md's example, with ipvsadm's trailing %-10u padding kept.
+        let want = concat!(
+            "drlb 0.1.0 (flows per worker=1048576)\n",
+            "Prot LocalAddress:Port Scheduler Flags\n",
+            "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n",
+            "TCP  192.168.1.200:80 rr\n",
+            "  -> 192.168.1.118:80             Route   1      0          0         \n",
+            "  -> 192.168.1.119:80             Route   1      0          0         \n",
+        );
+        assert_eq!(format(&listing(0), Mode::Plain, false, None, 1.0), want);
+    }
+
+    #[test]
+    fn stats_columns() {
+        let out = format(&listing(0), Mode::Stats, false, None, 1.0);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            lines[1],
+            "Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes"
+        );
+        assert_eq!(lines[2], "  -> RemoteAddress:Port");
+        assert_eq!(
+            lines[3],
+            "TCP  192.168.1.200:80                    2       12        0      760        0"
+        );
+        assert_eq!(
+            lines[4],
+            "  -> 192.168.1.118:80                    1        6        0      380        0"
+        );
+    }
+
+    #[test]
+    fn largenum_units_and_exact() {
+        let f = |i, e| {
+            let mut s = String::new();
+            largenum(&mut s, i, e);
+            s
+        };
+        assert_eq!(f(99_999_999, false), " 99999999");
+        assert_eq!(f(123_456_789, false), "  123456K");
+        assert_eq!(f(12_345_678_901, false), "   12345M");
+        assert_eq!(f(123_456_789, true), " 123456789");
+        assert_eq!(f(7, true), "        7");
+    }
+
+    #[test]
+    fn rate_from_two_listings() {
+        let mut later = listing(0);
+        for b in &mut later.services[0].backends {
+            b.conns += 10;
+            b.in_pkts += 100;
+            b.in_bytes += 6400;
+        }
+        let out = format(&later, Mode::Rate, false, Some(&listing(0)), 2.0);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            lines[1],
+            "Prot LocalAddress:Port                 CPS    InPPS   OutPPS    InBPS   OutBPS"
+        );
+        assert_eq!(
+            lines[3],
+            "TCP  192.168.1.200:80                   10      100        0     6400        0"
+        );
+        assert_eq!(
+            lines[4],
+            "  -> 192.168.1.118:80                    5       50        0     3200        0"
+        );
+    }
+}

@@ -1,0 +1,218 @@
+//! The control socket: a Unix stream socket the manager polls between its other duties
+//! (never blocking it, never touching the workers).
+//!
+//! - Directory created 0700 if missing, socket 0600; a stale socket file (no listener)
+//!   is replaced, a live one is an error ("another drlb is running").
+//! - Each client is checked with `SO_PEERCRED`: root or drlb's own uid only.
+//! - One request line per connection ([`admin::MAX_REQUEST`] bytes at most), read
+//!   without blocking; a client that has not sent a full line within [`DEADLINE`] gets
+//!   an error and is closed. At most [`MAX_CLIENTS`] are served at once; more are
+//!   answered "busy" at once. A reply is written with a short timeout.
+use super::admin::{self, Request, Response};
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub const DEADLINE: Duration = Duration::from_secs(2);
+pub const MAX_CLIENTS: usize = 64;
+
+struct Client {
+    stream: UnixStream,
+    buf: Vec<u8>,
+    since: Instant,
+}
+
+pub struct ControlServer {
+    listener: UnixListener,
+    path: PathBuf,
+    clients: Vec<Client>,
+    uid: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("control socket {0}: another drlb is listening there (stop it, or pass --control with another path)")]
+    InUse(PathBuf),
+    #[error("control socket {path}: {source} (is the directory writable? pass --control PATH to use another)")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The peer's uid (SO_PEERCRED).
+#[allow(unsafe_code)]
+fn peer_uid(s: &UnixStream) -> Option<u32> {
+    use std::os::fd::AsRawFd;
+    let mut cred = libc::ucred {
+        pid: 0,
+        uid: 0,
+        gid: 0,
+    };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: a valid socket fd and an out-buffer of the size we pass.
+    let rc = unsafe {
+        libc::getsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            &mut cred as *mut _ as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    (rc == 0).then_some(cred.uid)
+}
+
+#[allow(unsafe_code)]
+fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() }
+}
+
+impl ControlServer {
+    pub fn bind(path: &Path) -> Result<Self, ServerError> {
+        let io = |source| ServerError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if !dir.exists() {
+                std::fs::create_dir_all(dir).map_err(io)?;
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                    .map_err(io)?;
+            }
+        }
+        if path.exists() {
+            if UnixStream::connect(path).is_ok() {
+                return Err(ServerError::InUse(path.to_path_buf()));
+            }
+            std::fs::remove_file(path).map_err(io)?;
+        }
+        let listener = UnixListener::bind(path).map_err(io)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+        listener.set_nonblocking(true).map_err(io)?;
+        Ok(ControlServer {
+            listener,
+            path: path.to_path_buf(),
+            clients: Vec::new(),
+            uid: euid(),
+        })
+    }
+
+    fn reply(mut stream: UnixStream, r: &Response) {
+        let _ = stream.set_nonblocking(false);
+        let _ = stream.set_write_timeout(Some(Duration::from_millis(500)));
+        let mut line = serde_json::to_vec(r).unwrap_or_else(|_| b"{\"ok\":false}".to_vec());
+        line.push(b'\n');
+        let _ = stream.write_all(&line);
+    }
+
+    /// Accepts, reads and answers what is ready now; `handle` runs each complete request.
+    pub fn poll(&mut self, mut handle: impl FnMut(Request) -> Response) {
+        loop {
+            match self.listener.accept() {
+                Ok((stream, _)) => {
+                    match peer_uid(&stream) {
+                        Some(u) if u == 0 || u == self.uid => {}
+                        other => {
+                            Self::reply(stream, &Response::err(format!("permission denied: uid {} may not control drlb (root or uid {} only)", other.map_or("?".into(), |u| u.to_string()), self.uid)));
+                            continue;
+                        }
+                    }
+                    if self.clients.len() >= MAX_CLIENTS {
+                        Self::reply(
+                            stream,
+                            &Response::err("busy: too many control clients at once; try again"),
+                        );
+                        continue;
+                    }
+                    if stream.set_nonblocking(true).is_ok() {
+                        self.clients.push(Client {
+                            stream,
+                            buf: Vec::new(),
+                            since: Instant::now(),
+                        });
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(_) => break,
+            }
+        }
+        let mut i = 0;
+        while i < self.clients.len() {
+            let c = &mut self.clients[i];
+            let mut chunk = [0u8; 4096];
+            let mut done: Option<Response> = None;
+            loop {
+                match c.stream.read(&mut chunk) {
+                    Ok(0) => {
+                        done = Some(Response::err("request ended without a newline"));
+                        break;
+                    }
+                    Ok(n) => {
+                        c.buf.extend_from_slice(&chunk[..n]);
+                        if let Some(pos) = c.buf.iter().position(|&b| b == b'\n') {
+                            done = Some(match admin::parse_request(&c.buf[..pos]) {
+                                Ok(req) => handle(req),
+                                Err(e) => Response::err(e),
+                            });
+                            break;
+                        }
+                        if c.buf.len() > admin::MAX_REQUEST {
+                            done = Some(Response::err(format!(
+                                "request too large (more than {} bytes)",
+                                admin::MAX_REQUEST
+                            )));
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(_) => {
+                        done = Some(Response::err("read error"));
+                        break;
+                    }
+                }
+            }
+            if done.is_none() && c.since.elapsed() > DEADLINE {
+                done = Some(Response::err(format!(
+                    "timed out: no complete request within {} s",
+                    DEADLINE.as_secs()
+                )));
+            }
+            match done {
+                Some(r) => {
+                    let c = self.clients.swap_remove(i);
+                    Self::reply(c.stream, &r);
+                }
+                None => i += 1,
+            }
+        }
+    }
+}
+
+impl Drop for ControlServer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Client side: sends one request, returns the response.
+pub fn call(path: &Path, req: &Request) -> Result<Response, String> {
+    let mut s = UnixStream::connect(path).map_err(|e| {
+        format!(
+            "cannot connect to {}: {e} (is drlb running? set --socket or $DRLB_SOCKET)",
+            path.display()
+        )
+    })?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    let mut line = serde_json::to_vec(req).map_err(|e| e.to_string())?;
+    line.push(b'\n');
+    s.write_all(&line)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    serde_json::from_slice(&out).map_err(|e| format!("bad reply from drlb: {e}"))
+}

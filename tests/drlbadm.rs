@@ -1,0 +1,317 @@
+//! drlbadm against a running drlb (net_pcap vdev): every command, ipvsadm's `-ln`
+//! layout with counters from known traffic, rejected commands change nothing, `-S`
+//! round-trips through `--check` and a reload, and the control socket survives garbage.
+mod common;
+use common::*;
+use drlb::pcapgen::{self, FlowsSpec};
+use drlb::wire::Mac;
+use std::process::Command;
+use std::time::Duration;
+
+const ADM: &str = env!("CARGO_BIN_EXE_drlbadm");
+const PORT: Mac = Mac([0x02, 0x70, 0x63, 0x61, 0x70, 0x00]);
+
+const CFG: &str = r#"[dataplane]
+ip = "192.168.1.121"
+flow_capacity = 4096
+
+[[service]]
+vip = "192.168.1.200"
+port = 80
+scheduler = "rr"
+
+  [[service.backend]]
+  ip = "192.168.1.118"
+  mac = "00:0c:29:00:00:0a"
+
+  [[service.backend]]
+  ip = "192.168.1.119"
+  mac = "00:0c:29:00:00:0b"
+"#;
+
+fn adm(sock: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let o = Command::new(ADM)
+        .arg("--socket")
+        .arg(sock)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+fn ok(sock: &std::path::Path, args: &[&str]) -> String {
+    let (c, out, err) = adm(sock, args);
+    assert_eq!(c, 0, "drlbadm {args:?}: {err}");
+    out
+}
+
+#[test]
+fn drlbadm_commands_against_a_running_daemon() {
+    let (dir, prefix) = scratch("adm");
+    let cfgp = write(&dir, "drlb.toml", CFG);
+    let sock = dir.join("ctl.sock");
+    // 10 flows, SYN then ACK: rr gives A and B 5 established flows each, 10 packets each.
+    let spec = FlowsSpec {
+        flows: 10,
+        packets_per_flow: 2,
+        dst_mac: PORT,
+        src_mac: Mac([2, 1, 1, 1, 1, 1]),
+        vip: 0xc0a8_01c8,
+        port: 80,
+        frame_len: 60,
+        interleave: true,
+    };
+    let inp = dir.join("in.pcap");
+    pcapgen::write(&inp, &pcapgen::flows(&spec)).unwrap();
+    let mut eal: Vec<String> = vec![
+        "-l".into(),
+        "0-1".into(),
+        "--no-pci".into(),
+        "--file-prefix".into(),
+        prefix,
+    ];
+    eal.extend(eal_mem());
+    eal.push(format!("--vdev=net_pcap0,rx_pcap={}", inp.display()));
+    let mut d = spawn(
+        &eal,
+        &[
+            "--config".into(),
+            cfgp.display().to_string(),
+            "--control".into(),
+            sock.display().to_string(),
+            "--stats-interval".into(),
+            "1".into(),
+        ],
+    );
+    d.wait_rx(20, Duration::from_secs(30));
+
+    // Socket permissions: 0600.
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    // -ln, byte for byte in ipvsadm's layout; the census needs one sweep of the table.
+    let want = concat!(
+        "drlb 0.1.0 (flows per worker=4096)\n",
+        "Prot LocalAddress:Port Scheduler Flags\n",
+        "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n",
+        "TCP  192.168.1.200:80 rr\n",
+        "  -> 192.168.1.118:80             Route   1      5          0         \n",
+        "  -> 192.168.1.119:80             Route   1      5          0         \n",
+    );
+    let mut got = String::new();
+    for _ in 0..50 {
+        got = ok(&sock, &["-ln"]);
+        if got == want {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(got, want);
+    // --stats: Conns 5, InPkts 10, InBytes 600 per backend (60-byte frames).
+    let stats = ok(&sock, &["-L", "-n", "--stats", "--exact"]);
+    assert!(
+        stats.lines().any(|l| l
+            == "  -> 192.168.1.118:80                    5       10        0      600        0"),
+        "{stats}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&ok(&sock, &["-ln", "--json"])).unwrap();
+    assert_eq!(json["services"][0]["backends"][1]["in_pkts"], 10);
+
+    // Edits, as an LVS operator types them.
+    ok(&sock, &["-A", "-u", "192.168.1.200:53", "-s", "wrr"]);
+    ok(
+        &sock,
+        &[
+            "-a",
+            "-u",
+            "192.168.1.200:53",
+            "-r",
+            "192.168.1.118:53",
+            "-g",
+            "-w",
+            "3",
+            "--mac",
+            "00:0c:29:00:00:0a",
+        ],
+    );
+    ok(
+        &sock,
+        &[
+            "-a",
+            "-t",
+            "192.168.1.200:80",
+            "-r",
+            "192.168.1.120",
+            "-w",
+            "2",
+        ],
+    );
+    ok(
+        &sock,
+        &[
+            "-e",
+            "-t",
+            "192.168.1.200:80",
+            "-r",
+            "192.168.1.119:80",
+            "-w",
+            "0",
+        ],
+    );
+    ok(&sock, &["-E", "-t", "192.168.1.200:80", "-s", "wrr"]);
+    let l = ok(&sock, &["-ln"]);
+    assert!(l.contains("TCP  192.168.1.200:80 wrr\n"), "{l}");
+    assert!(
+        l.contains("  -> 192.168.1.119:80             Route   0      "),
+        "{l}"
+    );
+    assert!(
+        l.contains("  -> 192.168.1.120:80             Route   2      "),
+        "{l}"
+    );
+    assert!(
+        l.contains("UDP  192.168.1.200:53 wrr\n  -> 192.168.1.118:53             Route   3      "),
+        "{l}"
+    );
+    assert!(
+        l.find("TCP ").unwrap() < l.find("UDP ").unwrap(),
+        "sorted as ipvsadm sorts"
+    );
+
+    // Rejected commands: exit 1, a message, nothing changed.
+    let before = ok(&sock, &["-S"]);
+    for (args, want) in [
+        (
+            vec!["-A", "-t", "192.168.1.200:80"],
+            "Service already exists",
+        ),
+        (
+            vec!["-a", "-t", "192.168.1.200:81", "-r", "192.168.1.118"],
+            "Service not defined",
+        ),
+        (
+            vec!["-a", "-t", "192.168.1.200:80", "-r", "192.168.1.118:8080"],
+            "cannot remap ports",
+        ),
+        (
+            vec![
+                "-a",
+                "-t",
+                "192.168.1.200:80",
+                "-r",
+                "192.168.1.9",
+                "-w",
+                "70000",
+            ],
+            "Invalid weight",
+        ),
+        (
+            vec![
+                "-e",
+                "-t",
+                "192.168.1.200:80",
+                "-r",
+                "192.168.1.9",
+                "-w",
+                "1",
+            ],
+            "No such destination",
+        ),
+        (
+            vec!["-d", "-t", "192.168.1.200:80", "-r", "10.0.0.300"],
+            "not an IPv4 address",
+        ),
+        (
+            vec!["-A", "-t", "192.168.1.201:80", "-s", "lc"],
+            "Scheduler not found",
+        ),
+        (
+            vec!["-a", "-t", "192.168.1.200:80", "-r", "192.168.1.9", "-m"],
+            "only does direct routing",
+        ),
+    ] {
+        let (c, _, err) = adm(&sock, &args);
+        assert_ne!(c, 0, "{args:?} accepted");
+        assert!(err.contains(want), "{args:?}: {err:?} lacks {want:?}");
+    }
+    assert_eq!(
+        ok(&sock, &["-S"]),
+        before,
+        "a rejected command changed the state"
+    );
+
+    // Garbage, a huge request and a stalled client on the socket; the next client is served.
+    {
+        use std::io::{Read, Write};
+        let mut s = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+        s.write_all(b"\xff\xfe garbage\n").unwrap();
+        let mut r = String::new();
+        s.read_to_string(&mut r).unwrap();
+        assert!(r.contains("\"ok\":false"), "{r}");
+        let mut big = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+        let _ = big.write_all(&vec![b'x'; 200_000]);
+        let mut r = String::new();
+        let _ = big.read_to_string(&mut r);
+        assert!(r.contains("too large"), "{r}");
+        let _stalled = std::os::unix::net::UnixStream::connect(&sock).unwrap();
+        assert_eq!(ok(&sock, &["-S"]), before);
+    }
+
+    // -S -> --check -> reload from that file: the same state.
+    let saved = write(&dir, "saved.toml", &before);
+    ok(&sock, &["--check", saved.to_str().unwrap()]);
+    std::fs::copy(&saved, &cfgp).unwrap();
+    let r = ok(&sock, &["--reload"]);
+    assert!(r.is_empty(), "{r}");
+    assert_eq!(ok(&sock, &["-S"]), before);
+
+    // Deletes and clear.
+    ok(
+        &sock,
+        &["-d", "-t", "192.168.1.200:80", "-r", "192.168.1.120"],
+    );
+    ok(&sock, &["-D", "-u", "192.168.1.200:53"]);
+    assert!(!ok(&sock, &["-ln"]).contains("UDP"));
+    ok(&sock, &["-C"]);
+    assert_eq!(
+        ok(&sock, &["-ln"]).lines().count(),
+        3,
+        "only the header after -C"
+    );
+
+    // Another uid cannot use the socket.
+    let o = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            ADM,
+            "--socket",
+        ])
+        .arg(&sock)
+        .arg("-ln")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("Permission denied"),
+        "{:?}",
+        o
+    );
+
+    let (code, _, log) = d.stop();
+    assert_eq!(code, 0, "{log}");
+    assert!(
+        log.contains("drlbadm: added service UDP 192.168.1.200:53"),
+        "every change logged:\n{log}"
+    );
+    assert!(!sock.exists(), "socket removed on exit");
+    let _ = std::fs::remove_dir_all(dir);
+}
