@@ -2,7 +2,7 @@
 # The seed LVS-DR setup, end to end, on a machine with no NIC (run as root):
 # builds namespaces (client, director, real servers A and B on a bridge), starts drlb on
 # the director's veth with configs/seed-dr.toml (real servers found by ARP), curls the
-# VIP six times (answers alternate A/B), drains B with a reload, and tears it all down.
+# VIP six times (answers alternate A/B), drains B with drlbadm, and tears it all down.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "demo.sh: run as root (namespaces, DPDK)"; exit 2; }
@@ -45,18 +45,19 @@ curls() { # n
     printf "   curl http://192.168.1.200/ -> %s\n" "$(ip netns exec "$NS_CLI" curl -s --max-time 3 http://192.168.1.200/ || echo '(no answer)')"
   done
 }
+ADM="target/release/drlbadm --socket $WORK/drlb.sock"
+echo "== drlbadm -ln   (the seed's ipvsadm -ln, same layout)"
+$ADM -ln | sed 's/^/   /'
 echo "== from the client: ping and six curls to the VIP (rr over A and B)"
 ip netns exec "$NS_CLI" ping -c 1 -W 2 192.168.1.200 | grep -E 'bytes from' | sed 's/^/   /'
 curls 6
-echo "== hot change: B to weight 0 in the config, SIGHUP (drain: no new flows to B)"
-sed -i '/ip = "192.168.1.119"/{n;s/weight = 1/weight = 0/}' "$WORK/drlb.toml"
-kill -HUP "$DRLB_PID"; sleep 0.3
-grep -E '^drlb: generation .* reloaded' "$WORK/drlb.log" | tail -1 | sed 's/^/   /'
+echo "== hot change: drlbadm -e -t 192.168.1.200:80 -r 192.168.1.119:80 -w 0   (drain B)"
+$ADM -e -t 192.168.1.200:80 -r 192.168.1.119:80 -w 0
 curls 4
-echo "== B back to weight 1, SIGHUP"
-sed -i '/ip = "192.168.1.119"/{n;s/weight = 0/weight = 1/}' "$WORK/drlb.toml"
-kill -HUP "$DRLB_PID"; sleep 0.3
+echo "== drlbadm -e ... -w 1   (B back)"
+$ADM -e -t 192.168.1.200:80 -r 192.168.1.119:80 -w 1
 curls 4
+$ADM -ln --stats | sed 's/^/   /'
 echo "== stopping drlb (SIGTERM)"
 kill -TERM "$DRLB_PID"; wait "$DRLB_PID" && echo "   drlb exited 0" || echo "   drlb exited $?"
 DRLB_PID=

@@ -105,6 +105,21 @@ fn seed_dr_end_to_end() {
     ];
     eal.extend(eal_mem());
     eal.push(format!("--vdev=net_af_packet0,iface=dv{}", t.sfx));
+    let sock = t.dir.join("ctl.sock");
+    let adm = |args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_drlbadm"))
+            .arg("--socket")
+            .arg(&sock)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "drlbadm {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
     let mut d = spawn_cmd(
         "ip",
         &eal,
@@ -113,6 +128,8 @@ fn seed_dr_end_to_end() {
             cfg.display().to_string(),
             "--stats-interval".into(),
             "0".into(),
+            "--control".into(),
+            sock.display().to_string(),
         ],
     );
     d.wait_for("ARP resolution of A", Duration::from_secs(20), |l| {
@@ -121,6 +138,18 @@ fn seed_dr_end_to_end() {
     d.wait_for("ARP resolution of B", Duration::from_secs(20), |l| {
         l.contains("192.168.1.119 is-at")
     });
+
+    // drlbadm -ln lists both real servers as Route 1, in ipvsadm's layout.
+    let ln = adm(&["-ln"]);
+    assert!(ln.contains("TCP  192.168.1.200:80 rr\n"), "{ln}");
+    assert!(
+        ln.contains("  -> 192.168.1.118:80             Route   1      "),
+        "{ln}"
+    );
+    assert!(
+        ln.contains("  -> 192.168.1.119:80             Route   1      "),
+        "{ln}"
+    );
 
     // ping to the VIP is answered (by the director).
     let ping = Command::new("ip")
@@ -219,6 +248,26 @@ fn seed_dr_end_to_end() {
         after.chars().all(|c| c == 'A' || c == 'B'),
         "service continues: {after:?}"
     );
+
+    // drlbadm -d on B: new connections all reach A; adding B back restores the split.
+    set_backends(&cfg, "rr", 1, 1);
+    d.signal(libc::SIGHUP);
+    std::thread::sleep(Duration::from_millis(300));
+    adm(&["-d", "-t", "192.168.1.200:80", "-r", "192.168.1.119:80"]);
+    let only_a: String = (0..10).map(|_| t.who()).collect();
+    assert_eq!(only_a, "A".repeat(10));
+    adm(&[
+        "-a",
+        "-t",
+        "192.168.1.200:80",
+        "-r",
+        "192.168.1.119:80",
+        "-g",
+        "-w",
+        "1",
+    ]);
+    let back: String = (0..10).map(|_| t.who()).collect();
+    assert_eq!(back.matches('B').count(), 5, "split restored: {back}");
 
     let (code, c, log) = d.stop();
     assert_eq!(code, 0, "{log}");
