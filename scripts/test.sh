@@ -21,5 +21,8 @@ for f in configs/*.toml; do
 done
 echo "== tests"
 cargo test --release --workspace -- --test-threads=2
+echo "== loom model check of the epoch swap (every interleaving, bounded preemptions)"
+RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom LOOM_MAX_PREEMPTIONS=3 \
+  cargo test --release --quiet --lib loom_model
 echo "== pipeline microbenchmark (quick: checks it runs; no timing is asserted)"
 cargo bench --bench pipeline --quiet -- --quick

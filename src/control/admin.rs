@@ -278,8 +278,21 @@ pub struct ServiceRow {
     pub backends: Vec<BackendRow>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Snapshot swaps so far: publish -> every worker on the new generation.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct SwapStats {
+    pub count: u64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub max_us: f64,
+    pub reloads: u64,
+    pub failed_reloads: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Listing {
+    #[serde(default)]
+    pub swaps: SwapStats,
     pub version: String,
     pub flows_per_worker: usize,
     pub generation: u64,

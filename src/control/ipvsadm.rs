@@ -183,6 +183,7 @@ mod tests {
             in_bytes: conns * 380,
         };
         Listing {
+            swaps: Default::default(),
             version: "0.1.0".into(),
             flows_per_worker: 1048576,
             generation: 2,

@@ -9,7 +9,7 @@
 //!   second until answered, then a refresh every 30 s (requests go through worker 0's
 //!   control queue, so no TX queue is ever used by two threads);
 //! - prints a stats line every `stats_interval`.
-use super::admin::{self, BackendRow, Listing, Request, Response, ServiceRow};
+use super::admin::{self, BackendRow, Listing, Request, Response, ServiceRow, SwapStats};
 use super::config::Config;
 use super::server::ControlServer;
 use super::state::{BackendKey, State};
@@ -28,6 +28,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub const ARP_RETRY: Duration = Duration::from_secs(1);
+/// Longest the manager waits for workers to pick up a new snapshot before moving on
+/// (the old one is then freed later, by `try_reclaim`).
+pub const SWAP_WAIT: Duration = Duration::from_millis(50);
 pub const ARP_REFRESH: Duration = Duration::from_secs(30);
 
 pub struct Manager {
@@ -46,6 +49,8 @@ pub struct Manager {
     pub reloads: u64,
     pub failed_reloads: u64,
     pub server: Option<ControlServer>,
+    /// Publish -> every worker on the new generation, in ns.
+    pub swap_latency: hdrhistogram::Histogram<u64>,
 }
 
 pub fn log(msg: impl std::fmt::Display) {
@@ -81,16 +86,28 @@ impl Manager {
             reloads: 0,
             failed_reloads: 0,
             server: None,
+            swap_latency: hdrhistogram::Histogram::new(3).expect("3 significant figures is valid"),
         }
     }
 
     /// Builds and publishes the next snapshot; logs one line.
+    /// Also measures the swap: from here until every online worker has passed a
+    /// quiescent point on the new generation (spinning up to [`SWAP_WAIT`]; the control
+    /// plane may wait, the workers never do), into `swap_latency`.
     fn publish(&mut self, why: &str) {
+        let start = Instant::now();
         match self.state.snapshot(self.port_mac) {
             Ok(s) => {
                 let g = s.generation;
-                self.writer.publish(s);
-                log(format_args!("generation {g}: {why}"));
+                let t = self.writer.publish(s);
+                let done = self.writer.wait(t, SWAP_WAIT);
+                let ns = start.elapsed().as_nanos() as u64;
+                let _ = self.swap_latency.record(ns.max(1));
+                log(format_args!(
+                    "generation {g}: {why} (workers on it after {:.1} µs{})",
+                    ns as f64 / 1e3,
+                    if done { "" } else { "; still waiting" }
+                ));
             }
             // Config validation makes this unreachable; keep serving the old snapshot.
             Err(e) => log(format_args!(
@@ -235,7 +252,16 @@ impl Manager {
                     .collect(),
             })
             .collect();
+        let h = &self.swap_latency;
         Listing {
+            swaps: SwapStats {
+                count: h.len(),
+                p50_us: h.value_at_quantile(0.5) as f64 / 1e3,
+                p99_us: h.value_at_quantile(0.99) as f64 / 1e3,
+                max_us: h.max() as f64 / 1e3,
+                reloads: self.reloads,
+                failed_reloads: self.failed_reloads,
+            },
             version: env!("CARGO_PKG_VERSION").to_string(),
             flows_per_worker: self.state.cfg.dataplane.flow_capacity.next_power_of_two(),
             generation: self.writer.current().generation,

@@ -19,7 +19,15 @@
 //! which the writer's acquire load of the slot observes before it frees.
 #![allow(unsafe_code)]
 
+// Under `--cfg loom` the same code runs on loom's model-checked atomics (see the
+// `loom_model` test below).
+#[cfg(loom)]
+use loom::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+#[cfg(loom)]
+use loom::sync::Arc;
+#[cfg(not(loom))]
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+#[cfg(not(loom))]
 use std::sync::Arc;
 
 /// Slot value of a reader that is offline (not holding references, not reporting).
@@ -36,7 +44,8 @@ struct Shared<T> {
 
 impl<T> Drop for Shared<T> {
     fn drop(&mut self) {
-        let p = *self.ptr.get_mut();
+        // We are the last owner: no other thread can touch ptr any more.
+        let p = self.ptr.load(Ordering::Acquire);
         if !p.is_null() {
             // SAFETY: `p` came from `Box::into_raw` in `publish`/`new` and was never freed:
             // the last `Shared` owner is being dropped, so no reader can hold it.
@@ -180,6 +189,9 @@ impl<T> Writer<T> {
                 return false;
             }
             std::hint::spin_loop();
+            #[cfg(loom)]
+            loom::thread::yield_now();
+            #[cfg(not(loom))]
             std::thread::yield_now();
         }
         self.try_reclaim();
@@ -191,7 +203,80 @@ impl<T> Writer<T> {
     }
 }
 
-#[cfg(test)]
+/// Model check (run with `RUSTFLAGS="--cfg loom" cargo test --release --lib loom_model`,
+/// as scripts/test.sh does): every interleaving of a reader taking two snapshots with
+/// quiescent points between them, against a writer publishing twice and reclaiming. A
+/// value's drop sets its flag; a reader that ever sees the flag of the value it holds
+/// set has read a freed snapshot.
+#[cfg(all(test, loom))]
+mod loom_model {
+    use super::*;
+    use loom::sync::atomic::AtomicBool;
+
+    struct V {
+        id: usize,
+        freed: Arc<[AtomicBool; 3]>,
+    }
+    impl Drop for V {
+        fn drop(&mut self) {
+            self.freed[self.id].store(true, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn reader_never_holds_a_freed_snapshot() {
+        loom::model(|| {
+            let freed = Arc::new([
+                AtomicBool::new(false),
+                AtomicBool::new(false),
+                AtomicBool::new(false),
+            ]);
+            let (mut w, mut rs) = domain(
+                V {
+                    id: 0,
+                    freed: freed.clone(),
+                },
+                1,
+            );
+            let mut r = rs.pop().unwrap();
+            r.online();
+            let f = freed.clone();
+            let reader = loom::thread::spawn(move || {
+                let mut last = 0;
+                for _ in 0..2 {
+                    let v = r.load();
+                    let id = v.id;
+                    assert!(
+                        !f[id].load(Ordering::SeqCst),
+                        "reader holds freed snapshot {id}"
+                    );
+                    assert!(id >= last, "went back in time");
+                    last = id;
+                    r.quiescent();
+                }
+                r.offline();
+            });
+            w.publish(V {
+                id: 1,
+                freed: freed.clone(),
+            });
+            w.try_reclaim();
+            w.publish(V {
+                id: 2,
+                freed: freed.clone(),
+            });
+            reader.join().unwrap();
+            assert_eq!(w.try_reclaim(), 0, "an offline reader holds nothing back");
+            assert!(freed[0].load(Ordering::SeqCst) && freed[1].load(Ordering::SeqCst));
+            assert!(
+                !freed[2].load(Ordering::SeqCst),
+                "the current value is never freed"
+            );
+        });
+    }
+}
+
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicBool, AtomicUsize};
