@@ -241,6 +241,7 @@ fn main() {
     let (ctrl_tx, ctrl_rx) = spsc::channel::<CtrlFrame>(256);
     let mut ctrl_rx = Some(ctrl_rx);
     let mut learned_rx = Vec::new();
+    let mut dump_rx = Vec::new();
     let mut counters = Vec::new();
     let entry_bytes = drlb::lb::flow::ENTRY_BYTES;
     log(format_args!(
@@ -255,6 +256,8 @@ fn main() {
     for (i, ((rxq, txq), reader)) in port.queues().into_iter().zip(readers).enumerate() {
         let (ltx, lrx) = spsc::channel(1024);
         learned_rx.push(lrx);
+        let (dtx, drx) = spsc::channel(drlb::control::admin::DUMP_QUEUE);
+        dump_rx.push(drx);
         let c = Arc::new(WorkerCounters::new());
         counters.push(c.clone());
         let w = Worker {
@@ -265,6 +268,7 @@ fn main() {
             local: LocalState::new(flow_capacity, i),
             counters: c,
             learned: ltx,
+            dump: dtx,
             ctrl: if i == 0 { ctrl_rx.take() } else { None },
             pool: pool.clone(),
             stop: stop.clone(),
@@ -297,6 +301,7 @@ fn main() {
         hup,
     );
     mgr.server = Some(server);
+    mgr.dumps = dump_rx;
     mgr.run();
 
     // Shutdown: workers first (they flush their TX buffers), then the port, then EAL.

@@ -114,6 +114,30 @@ fn drlbadm_commands_against_a_running_daemon() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(got, want);
+    // -lnc: the 10 connection entries in ipvsadm's layout.
+    let lnc = ok(&sock, &["-lnc"]);
+    assert!(
+        lnc.starts_with("drlb connection entries (10 in all)\n"),
+        "{lnc}"
+    );
+    let rows: Vec<Vec<&str>> = lnc
+        .lines()
+        .skip(2)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 10, "{lnc}");
+    for f in &rows {
+        assert_eq!(
+            (f[0], f[2], f[4]),
+            ("TCP", "ESTABLISHED", "192.168.1.200:80"),
+            "{lnc}"
+        );
+        assert!(
+            f[3].starts_with("10.0.0.")
+                && (f[5] == "192.168.1.118:80" || f[5] == "192.168.1.119:80"),
+            "{lnc}"
+        );
+    }
     // --stats: Conns 5, InPkts 10, InBytes 600 per backend (60-byte frames).
     let stats = ok(&sock, &["-L", "-n", "--stats", "--exact"]);
     assert!(

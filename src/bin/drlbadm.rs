@@ -14,7 +14,7 @@ use std::path::PathBuf;
     name = "drlbadm",
     version,
     about = "Administer drlb's virtual services, ipvsadm style",
-    override_usage = "drlbadm -A|-E -t|-u VIP:PORT [-s wrr|rr]\n       drlbadm -D -t|-u VIP:PORT\n       drlbadm -a|-e -t|-u VIP:PORT -r RIP[:PORT] [-g] [-w WEIGHT] [--mac MAC]\n       drlbadm -d -t|-u VIP:PORT -r RIP[:PORT]\n       drlbadm -C\n       drlbadm -L|-l [-n] [--stats|--rate] [--exact] [--json] [-t|-u VIP:PORT]\n       drlbadm -S\n       drlbadm --reload\n       drlbadm --check FILE"
+    override_usage = "drlbadm -A|-E -t|-u VIP:PORT [-s wrr|rr]\n       drlbadm -D -t|-u VIP:PORT\n       drlbadm -a|-e -t|-u VIP:PORT -r RIP[:PORT] [-g] [-w WEIGHT] [--mac MAC]\n       drlbadm -d -t|-u VIP:PORT -r RIP[:PORT]\n       drlbadm -C\n       drlbadm -L|-l [-n] [--stats|--rate|-c] [--exact] [--json] [-t|-u VIP:PORT]\n       drlbadm -S\n       drlbadm --reload\n       drlbadm --check FILE"
 )]
 struct Args {
     /// Add a virtual service.
@@ -99,7 +99,7 @@ struct Args {
     /// With -L: JSON instead of ipvsadm's layout.
     #[arg(long)]
     json: bool,
-    /// With -L: connection entries (not built yet).
+    /// With -L: connection entries (ipvsadm -lnc; at most 10,000 rows, with the total).
     #[arg(short = 'c', long = "connection")]
     connection: bool,
     /// drlb's control socket.
@@ -308,7 +308,19 @@ fn main() {
         Request::Reload {}
     } else {
         if a.connection {
-            die(1, "the connection listing (-c) is not built yet");
+            let r = send(&a, &Request::Conns {});
+            if !r.ok {
+                die(1, r.error.unwrap_or_default());
+            }
+            let l: drlb::control::admin::ConnListing =
+                serde_json::from_value(r.data.unwrap_or_default())
+                    .unwrap_or_else(|e| die(1, format!("bad reply from drlb: {e}")));
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&l).expect("serialises"));
+            } else {
+                print!("{}", ipvsadm::format_conns(&l));
+            }
+            return;
         }
         let filter = |mut l: Listing| {
             if let Some(s) = svc {

@@ -17,6 +17,10 @@ use std::net::Ipv4Addr;
 
 /// Largest request line accepted.
 pub const MAX_REQUEST: usize = 64 * 1024;
+/// Connection entries returned by `-lnc` at most (the total is always reported).
+pub const MAX_CONNS_LISTED: usize = 10_000;
+/// Per-worker queue of entries for a connection dump.
+pub const DUMP_QUEUE: usize = 16_384;
 
 /// A virtual service: `-t|-u VIP:PORT`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,20 +80,12 @@ pub enum Request {
     Clear {},
     /// `-L`/`-l` (every listing is built client-side from this).
     List {},
+    /// `-L -c`: connection entries (capped at [`MAX_CONNS_LISTED`], with a total).
+    Conns {},
     /// `-S`: the running config as TOML.
     Save {},
     /// `--reload`: re-read the config file (as SIGHUP).
     Reload {},
-}
-
-impl Request {
-    /// Whether the request changes the forwarding state.
-    pub fn mutates(&self) -> bool {
-        !matches!(
-            self,
-            Request::List {} | Request::Save {} | Request::Reload {}
-        )
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -245,7 +241,7 @@ pub fn apply(running: &Config, req: &Request) -> Result<(Config, String), String
             cfg.services.clear();
             "cleared all services".to_string()
         }
-        Request::List {} | Request::Save {} | Request::Reload {} => {
+        Request::List {} | Request::Conns {} | Request::Save {} | Request::Reload {} => {
             return Err("not a change".into())
         }
     };
@@ -276,6 +272,27 @@ pub struct ServiceRow {
     pub port: u16,
     pub sched: SchedKind,
     pub backends: Vec<BackendRow>,
+}
+
+/// One connection entry, as `ipvsadm -lnc` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnRow {
+    pub proto: Proto,
+    /// Seconds until the entry expires.
+    pub expire: u32,
+    pub state: String,
+    pub source: String,
+    pub virtual_: String,
+    pub destination: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnListing {
+    /// Live entries seen in all.
+    pub total: usize,
+    /// Whether every worker finished its pass in time and no queue overflowed.
+    pub complete: bool,
+    pub rows: Vec<ConnRow>,
 }
 
 /// Snapshot swaps so far: publish -> every worker on the new generation.

@@ -165,6 +165,46 @@ pub fn format(l: &Listing, mode: Mode, exact: bool, before: Option<&Listing>, se
     o
 }
 
+/// `ipvsadm -lnc`'s layout (`print_conn`): pro, expire mm:ss, state, source, virtual,
+/// destination.
+pub fn format_conns(l: &super::admin::ConnListing) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "drlb connection entries ({} in all{}{})",
+        l.total,
+        if l.rows.len() < l.total {
+            format!(", {} shown", l.rows.len())
+        } else {
+            String::new()
+        },
+        if l.complete {
+            ""
+        } else {
+            "; incomplete: a worker did not finish in time"
+        }
+    );
+    let _ = writeln!(
+        o,
+        "pro expire {:<11} {:<18} {:<18} {}",
+        "state", "source", "virtual", "destination"
+    );
+    for r in &l.rows {
+        let _ = writeln!(
+            o,
+            "{:<3} {:02}:{:02}  {:<11} {:<18} {:<18} {}",
+            r.proto.ipvsadm_name(),
+            r.expire / 60,
+            r.expire % 60,
+            r.state,
+            r.source,
+            r.virtual_,
+            r.destination
+        );
+    }
+    o
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -227,6 +267,32 @@ mod tests {
         assert_eq!(
             lines[4],
             "  -> 192.168.1.118:80                    1        6        0      380        0"
+        );
+    }
+
+    #[test]
+    fn lnc_layout() {
+        let l = super::super::admin::ConnListing {
+            total: 1,
+            complete: true,
+            rows: vec![super::super::admin::ConnRow {
+                proto: Proto::Tcp,
+                expire: 899,
+                state: "ESTABLISHED".into(),
+                source: "10.0.0.7:40000".into(),
+                virtual_: "192.168.1.200:80".into(),
+                destination: "192.168.1.118:80".into(),
+            }],
+        };
+        let out = format_conns(&l);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            lines[1],
+            "pro expire state       source             virtual            destination"
+        );
+        assert_eq!(
+            lines[2],
+            "TCP 14:59  ESTABLISHED 10.0.0.7:40000     192.168.1.200:80   192.168.1.118:80"
         );
     }
 

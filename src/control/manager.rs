@@ -9,13 +9,15 @@
 //!   second until answered, then a refresh every 30 s (requests go through worker 0's
 //!   control queue, so no TX queue is ever used by two threads);
 //! - prints a stats line every `stats_interval`.
-use super::admin::{self, BackendRow, Listing, Request, Response, ServiceRow, SwapStats};
+use super::admin::{
+    self, BackendRow, ConnListing, ConnRow, Listing, Request, Response, ServiceRow, SwapStats,
+};
 use super::config::Config;
 use super::server::ControlServer;
 use super::state::{BackendKey, State};
 use crate::dataplane::counters::SlotCounters;
 use crate::dataplane::counters::{Totals, WorkerCounters};
-use crate::dataplane::CtrlFrame;
+use crate::dataplane::{CtrlFrame, DumpEntry};
 use crate::lb::verdict::Neighbor;
 use crate::lb::Snapshot;
 use crate::sync::{epoch, spsc};
@@ -49,6 +51,9 @@ pub struct Manager {
     pub reloads: u64,
     pub failed_reloads: u64,
     pub server: Option<ControlServer>,
+    /// Per-worker flow-entry queues for `drlbadm -lnc`.
+    pub dumps: Vec<spsc::Consumer<DumpEntry>>,
+    dump_seq: u64,
     /// Publish -> every worker on the new generation, in ns.
     pub swap_latency: hdrhistogram::Histogram<u64>,
 }
@@ -86,6 +91,8 @@ impl Manager {
             reloads: 0,
             failed_reloads: 0,
             server: None,
+            dumps: Vec::new(),
+            dump_seq: 0,
             swap_latency: hdrhistogram::Histogram::new(3).expect("3 significant figures is valid"),
         }
     }
@@ -181,6 +188,7 @@ impl Manager {
     pub fn handle(&mut self, req: Request) -> Response {
         match req {
             Request::List {} => Response::ok(serde_json::to_value(self.listing()).ok()),
+            Request::Conns {} => Response::ok(serde_json::to_value(self.conns()).ok()),
             Request::Save {} => {
                 Response::ok(Some(serde_json::Value::String(self.state.cfg.to_toml())))
             }
@@ -202,6 +210,74 @@ impl Manager {
                     Response::err(e)
                 }
             },
+        }
+    }
+
+    /// Every worker streams its live flow entries over one sweep; at most
+    /// [`admin::MAX_CONNS_LISTED`] are kept, all are counted. Waits up to 2 s.
+    pub fn conns(&mut self) -> ConnListing {
+        use std::sync::atomic::Ordering::{Acquire, Release};
+        for q in self.dumps.iter_mut() {
+            while q.pop().is_some() {} // leftovers of an earlier, timed-out dump
+        }
+        self.dump_seq += 1;
+        let id = self.dump_seq;
+        for c in &self.counters {
+            c.dump_request.store(id, Release);
+        }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let (mut got, mut total, mut complete) = (Vec::new(), 0usize, true);
+        loop {
+            // Done first, then drain: entries pushed before `done` are visible now.
+            let done = self
+                .counters
+                .iter()
+                .all(|c| c.dump_done.load(Acquire) == id);
+            for q in self.dumps.iter_mut() {
+                while let Some(d) = q.pop() {
+                    total += 1;
+                    if got.len() < admin::MAX_CONNS_LISTED {
+                        got.push(d);
+                    }
+                }
+            }
+            if done || self.dumps.is_empty() {
+                break;
+            }
+            if Instant::now() > deadline {
+                complete = false;
+                break;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let snap = self.writer.current();
+        let rows = got
+            .iter()
+            .map(|d| {
+                let k = d.flow.key;
+                let dest = snap
+                    .backend(d.flow.slot, d.flow.incarnation)
+                    .map_or("(removed)".to_string(), |b| {
+                        format!("{}:{}", Ipv4Addr::from(b.ip), b.port)
+                    });
+                ConnRow {
+                    proto: if k.proto == crate::wire::ipv4::protocol::UDP {
+                        crate::lb::Proto::Udp
+                    } else {
+                        crate::lb::Proto::Tcp
+                    },
+                    expire: d.flow.expires.saturating_sub(d.now) / crate::lb::TICKS_PER_SEC,
+                    state: d.flow.state().name().to_string(),
+                    source: format!("{}:{}", Ipv4Addr::from(k.saddr), k.sport),
+                    virtual_: format!("{}:{}", Ipv4Addr::from(k.daddr), k.dport),
+                    destination: dest,
+                }
+            })
+            .collect();
+        ConnListing {
+            total,
+            complete,
+            rows,
         }
     }
 

@@ -56,6 +56,11 @@ pub struct WorkerCounters {
     pub flow_evictions: Counter,
     pub flow_expired: Counter,
     pub generation: Counter,
+    /// Connection dump (`drlbadm -lnc`): the manager stores a new id in `dump_request`;
+    /// the worker streams the live entries of one full sweep to its dump queue, then
+    /// stores the id in `dump_done` (release: every entry pushed before it is visible).
+    pub dump_request: AtomicU64,
+    pub dump_done: AtomicU64,
     pub drops: [Counter; DropReason::COUNT],
     pub slots: Box<[SlotCounters]>,
 }

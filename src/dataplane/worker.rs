@@ -10,7 +10,7 @@
 #![allow(unsafe_code)]
 
 use super::counters::WorkerCounters;
-use super::CtrlFrame;
+use super::{CtrlFrame, DumpEntry};
 use crate::dpdk::mbuf::{self, Mbuf};
 use crate::dpdk::mempool::Mempool;
 use crate::dpdk::port::{RxQueue, TxQueue};
@@ -36,6 +36,8 @@ pub struct Worker {
     pub local: LocalState,
     pub counters: Arc<WorkerCounters>,
     pub learned: spsc::Producer<Neighbor>,
+    /// Flow entries for `drlbadm -lnc`, on request.
+    pub dump: spsc::Producer<DumpEntry>,
     /// Frames from the manager (worker 0 only).
     pub ctrl: Option<spsc::Consumer<CtrlFrame>>,
     pub pool: Arc<Mempool>,
@@ -70,13 +72,41 @@ impl TxBuf {
 impl Worker {
     /// Sweeps `groups` flow-table groups, counting live flows of present backends into
     /// `census`; at each wrap the census is published to the slot counters and reset.
-    fn sweep(&mut self, now: Tick, groups: usize, census: &mut [[u32; 2]]) {
+    /// While a connection dump is in progress (`dump.0` groups left, for request id
+    /// `dump.1`), live entries also go to the dump queue; the sweep waits while the
+    /// queue lacks room for a whole step, so no entry is dropped.
+    fn sweep(
+        &mut self,
+        now: Tick,
+        groups: usize,
+        census: &mut [[u32; 2]],
+        dump: &mut (usize, u64),
+    ) {
+        use std::sync::atomic::Ordering::{Acquire, Release};
+        let req = self.counters.dump_request.load(Acquire);
+        if dump.0 == 0 && req != dump.1 {
+            *dump = (self.local.flows.capacity() / crate::lb::flow::WAYS, req);
+        }
+        let dumping = dump.0 > 0;
+        if dumping && self.dump.room() < groups * crate::lb::flow::WAYS {
+            return; // wait for the manager to drain the queue; nothing is dropped
+        }
         let snap = self.snap.load();
+        let q = &mut self.dump;
         let (_, wrapped) = self.local.flows.sweep_visit(now, groups, |e| {
             if snap.backend(e.slot, e.incarnation).is_some() {
                 census[usize::from(e.slot)][usize::from(!e.state().is_active())] += 1;
             }
+            if dumping {
+                let _ = q.push(DumpEntry { flow: *e, now });
+            }
         });
+        if dumping {
+            dump.0 = dump.0.saturating_sub(groups);
+            if dump.0 == 0 {
+                self.counters.dump_done.store(dump.1, Release);
+            }
+        }
         if wrapped {
             for (c, s) in census.iter_mut().zip(self.counters.slots.iter()) {
                 s.active
@@ -98,6 +128,7 @@ impl Worker {
         let mut hints: [Hint; BURST] = [None; BURST];
         // Flows per backend slot by state, counted by the incremental sweep (allocated
         // once here, before the loop).
+        let mut dump = (0usize, 0u64);
         let mut census: Box<[[u32; 2]]> =
             vec![[0u32; 2]; crate::lb::snapshot::MAX_SLOTS].into_boxed_slice();
         let mut txb = TxBuf {
@@ -127,7 +158,7 @@ impl Worker {
                     txb.flush(&mut self.tx, &c);
                     last_flush = tsc;
                 }
-                self.sweep(now, SWEEP_GROUPS, &mut census);
+                self.sweep(now, SWEEP_GROUPS, &mut census, &mut dump);
                 if now != last_stats_tick {
                     last_stats_tick = now;
                     c.flow_evictions.set(self.local.flows.stats.evictions);
@@ -210,7 +241,7 @@ impl Worker {
             // SAFETY: these mbufs are ours and not referenced any more.
             unsafe { mbuf::free_bulk(&mut free[..nfree]) };
             // Keep expiry and the census moving under full load too (one group a burst).
-            self.sweep(now, 1, &mut census);
+            self.sweep(now, 1, &mut census, &mut dump);
             if txb.len >= BURST {
                 txb.flush(&mut self.tx, &c);
                 last_flush = tsc;

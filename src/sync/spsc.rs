@@ -52,6 +52,18 @@ pub fn channel<T: Copy + Send>(capacity: usize) -> (Producer<T>, Consumer<T>) {
 }
 
 impl<T: Copy> Producer<T> {
+    /// How many pushes would succeed now (at least; the consumer may free more).
+    #[inline]
+    pub fn room(&self) -> usize {
+        let r = &*self.ring;
+        // Acquire on tail as in push; head is ours.
+        r.mask + 1
+            - r.head
+                .0
+                .load(Ordering::Relaxed)
+                .wrapping_sub(r.tail.0.load(Ordering::Acquire))
+    }
+
     /// Enqueues `v`; gives it back when the queue is full.
     #[inline]
     pub fn push(&mut self, v: T) -> Result<(), T> {
@@ -108,6 +120,7 @@ mod tests {
             p.push(i).unwrap();
         }
         assert_eq!(p.push(9), Err(9));
+        assert_eq!(p.room(), 0);
         assert_eq!(c.pop(), Some(0));
         p.push(4).unwrap();
         assert_eq!(
