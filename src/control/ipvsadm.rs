@@ -186,8 +186,8 @@ pub fn format_conns(l: &super::admin::ConnListing) -> String {
     );
     let _ = writeln!(
         o,
-        "pro expire {:<11} {:<18} {:<18} {}",
-        "state", "source", "virtual", "destination"
+        "pro expire {:<11} {:<18} {:<18} destination",
+        "state", "source", "virtual"
     );
     for r in &l.rows {
         let _ = writeln!(
