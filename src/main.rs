@@ -55,6 +55,9 @@ struct Args {
     /// Admin socket for drlbadm (directory made 0700, socket 0600; root or drlb's uid).
     #[arg(long, value_name = "SOCKET", default_value = "/run/drlb/drlb.sock")]
     control: PathBuf,
+    /// Also let this group (name or gid) use the control socket (made 0660).
+    #[arg(long, value_name = "GROUP")]
+    control_group: Option<String>,
     /// Print a stats line every SECS seconds (0: off).
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     stats_interval: u64,
@@ -148,8 +151,15 @@ fn main() {
     let cfg = Config::load(&config_path).unwrap_or_else(|e| fail(format_args!("bad config: {e}. Nothing was started; fix the file (drlb validates it before EAL starts).")));
 
     // The control socket before EAL: "another drlb is running" fails fast, nothing started.
+    let gid = args.control_group.as_deref().map(|g| {
+        drlb::control::server::group_id(g).unwrap_or_else(|| {
+            fail(format_args!(
+                "--control-group {g}: no such group (give a name from /etc/group or a number)"
+            ))
+        })
+    });
     let server =
-        drlb::control::server::ControlServer::bind(&args.control).unwrap_or_else(|e| fail(e));
+        drlb::control::server::ControlServer::bind(&args.control, gid).unwrap_or_else(|e| fail(e));
     let _ = SOCKET.set(args.control.clone());
 
     let stop = Arc::new(AtomicBool::new(false));

@@ -332,6 +332,64 @@ fn drlbadm_commands_against_a_running_daemon() {
 
     let (code, _, log) = d.stop();
     assert_eq!(code, 0, "{log}");
+
+    // --control-group: that group gets in, another does not.
+    let (dir2, prefix2) = scratch("admgrp");
+    let sock2 = dir2.join("ctl.sock");
+    let mut eal2: Vec<String> = vec![
+        "-l".into(),
+        "0-1".into(),
+        "--no-pci".into(),
+        "--file-prefix".into(),
+        prefix2,
+    ];
+    eal2.extend(eal_mem());
+    eal2.push(format!("--vdev=net_pcap0,rx_pcap={}", inp.display()));
+    let cfg2 = write(&dir2, "drlb.toml", CFG);
+    let d2 = spawn(
+        &eal2,
+        &[
+            "--config".into(),
+            cfg2.display().to_string(),
+            "--control".into(),
+            sock2.display().to_string(),
+            "--control-group".into(),
+            "4242".into(),
+        ],
+    );
+    for _ in 0..100 {
+        if sock2.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        std::fs::metadata(&sock2).unwrap().permissions().mode() & 0o777,
+        0o660
+    );
+    let as_gid = |gid: &str| {
+        Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                &format!("--regid={gid}"),
+                "--clear-groups",
+                ADM,
+                "--socket",
+            ])
+            .arg(&sock2)
+            .arg("-ln")
+            .output()
+            .unwrap()
+    };
+    let o = as_gid("4242");
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let o = as_gid("65534");
+    assert_eq!(o.status.code(), Some(1));
+    let (code2, _, log2) = d2.stop();
+    assert_eq!(code2, 0, "{log2}");
+    let _ = std::fs::remove_dir_all(dir2);
+
+    assert_eq!(code, 0, "{log}");
     assert!(
         log.contains("drlbadm: added service UDP 192.168.1.200:53"),
         "every change logged:\n{log}"

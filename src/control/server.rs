@@ -3,7 +3,11 @@
 //!
 //! - Directory created 0700 if missing, socket 0600; a stale socket file (no listener)
 //!   is replaced, a live one is an error ("another drlb is running").
-//! - Each client is checked with `SO_PEERCRED`: root or drlb's own uid only.
+//! - Each client is checked with `SO_PEERCRED`: root, drlb's own uid, or (with
+//!   `--control-group`) a process whose effective gid is that group; the socket is then
+//!   0660 and a directory drlb creates 0750, both owned by the group. (`SO_PEERCRED`
+//!   carries the effective gid only, not supplementary groups: run drlbadm with
+//!   `sg GROUP -c ...` or `newgrp` if the group is not the user's primary one.)
 //! - One request line per connection ([`admin::MAX_REQUEST`] bytes at most), read
 //!   without blocking; a client that has not sent a full line within [`DEADLINE`] gets
 //!   an error and is closed. At most [`MAX_CLIENTS`] are served at once; more are
@@ -29,6 +33,7 @@ pub struct ControlServer {
     path: PathBuf,
     clients: Vec<Client>,
     uid: u32,
+    gid: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -42,9 +47,35 @@ pub enum ServerError {
     },
 }
 
-/// The peer's uid (SO_PEERCRED).
+/// The gid of a group given by name or number.
 #[allow(unsafe_code)]
-fn peer_uid(s: &UnixStream) -> Option<u32> {
+pub fn group_id(name: &str) -> Option<u32> {
+    if let Ok(n) = name.parse::<u32>() {
+        return Some(n);
+    }
+    let c = std::ffi::CString::new(name).ok()?;
+    // SAFETY: c is a valid C string; getgrnam returns NULL or a pointer to static data
+    // that we read before any other call could overwrite it.
+    let g = unsafe { libc::getgrnam(c.as_ptr()) };
+    // SAFETY: non-NULL g points to a valid struct group.
+    (!g.is_null()).then(|| unsafe { (*g).gr_gid })
+}
+
+#[allow(unsafe_code)]
+fn chgrp(path: &Path, gid: u32) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
+    // SAFETY: c is a valid C path; uid -1 leaves the owner unchanged.
+    if unsafe { libc::chown(c.as_ptr(), u32::MAX, gid) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// The peer's (uid, gid) (SO_PEERCRED).
+#[allow(unsafe_code)]
+fn peer_cred(s: &UnixStream) -> Option<(u32, u32)> {
     use std::os::fd::AsRawFd;
     let mut cred = libc::ucred {
         pid: 0,
@@ -62,7 +93,7 @@ fn peer_uid(s: &UnixStream) -> Option<u32> {
             &mut len,
         )
     };
-    (rc == 0).then_some(cred.uid)
+    (rc == 0).then_some((cred.uid, cred.gid))
 }
 
 #[allow(unsafe_code)]
@@ -72,16 +103,25 @@ fn euid() -> u32 {
 }
 
 impl ControlServer {
-    pub fn bind(path: &Path) -> Result<Self, ServerError> {
+    /// Binds `path`; `gid`: the group also allowed in (see the module docs).
+    pub fn bind(path: &Path, gid: Option<u32>) -> Result<Self, ServerError> {
         let io = |source| ServerError::Io {
             path: path.to_path_buf(),
             source,
         };
+        let (dir_mode, sock_mode) = if gid.is_some() {
+            (0o750, 0o660)
+        } else {
+            (0o700, 0o600)
+        };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             if !dir.exists() {
                 std::fs::create_dir_all(dir).map_err(io)?;
-                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(dir_mode))
                     .map_err(io)?;
+                if let Some(g) = gid {
+                    chgrp(dir, g).map_err(io)?;
+                }
             }
         }
         if path.exists() {
@@ -91,13 +131,17 @@ impl ControlServer {
             std::fs::remove_file(path).map_err(io)?;
         }
         let listener = UnixListener::bind(path).map_err(io)?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(sock_mode)).map_err(io)?;
+        if let Some(g) = gid {
+            chgrp(path, g).map_err(io)?;
+        }
         listener.set_nonblocking(true).map_err(io)?;
         Ok(ControlServer {
             listener,
             path: path.to_path_buf(),
             clients: Vec::new(),
             uid: euid(),
+            gid,
         })
     }
 
@@ -114,10 +158,16 @@ impl ControlServer {
         loop {
             match self.listener.accept() {
                 Ok((stream, _)) => {
-                    match peer_uid(&stream) {
-                        Some(u) if u == 0 || u == self.uid => {}
+                    match peer_cred(&stream) {
+                        Some((u, g)) if u == 0 || u == self.uid || Some(g) == self.gid => {}
                         other => {
-                            Self::reply(stream, &Response::err(format!("permission denied: uid {} may not control drlb (root or uid {} only)", other.map_or("?".into(), |u| u.to_string()), self.uid)));
+                            let who = other
+                                .map_or("unknown peer".into(), |(u, g)| format!("uid {u} gid {g}"));
+                            let allowed = match self.gid {
+                                Some(g) => format!("root, uid {} or gid {g}", self.uid),
+                                None => format!("root or uid {}", self.uid),
+                            };
+                            Self::reply(stream, &Response::err(format!("permission denied: {who} may not control drlb ({allowed} only)")));
                             continue;
                         }
                     }
