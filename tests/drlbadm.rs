@@ -145,6 +145,20 @@ fn drlbadm_commands_against_a_running_daemon() {
             == "  -> 192.168.1.118:80                    5       10        0      600        0"),
         "{stats}"
     );
+    // --rate samples over a second; the pcap was replayed once, so every rate is 0.
+    let rate = ok(&sock, &["-ln", "--rate"]);
+    assert!(
+        rate.lines()
+            .nth(1)
+            .unwrap()
+            .ends_with("CPS    InPPS   OutPPS    InBPS   OutBPS"),
+        "{rate}"
+    );
+    assert!(
+        rate.lines().any(|l| l
+            == "  -> 192.168.1.118:80                    0        0        0        0        0"),
+        "{rate}"
+    );
     let json: serde_json::Value = serde_json::from_str(&ok(&sock, &["-ln", "--json"])).unwrap();
     assert_eq!(json["services"][0]["backends"][1]["in_pkts"], 10);
 
