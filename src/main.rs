@@ -128,14 +128,9 @@ fn main() {
         std::process::exit(code);
     });
     if let Some(f) = &args.check {
-        match Config::load(f) {
-            Ok(c) => {
-                let b: usize = c.services.iter().map(|s| s.backends.len()).sum();
-                println!(
-                    "{}: ok ({} services, {b} backends)",
-                    f.display(),
-                    c.services.len()
-                );
+        match Config::check_file(f) {
+            Ok(line) => {
+                println!("{line}");
                 std::process::exit(0);
             }
             Err(e) => {

@@ -220,14 +220,9 @@ fn main() {
         );
     }
     if let Some(f) = &a.check {
-        match Config::load(f) {
-            Ok(c) => {
-                let b: usize = c.services.iter().map(|s| s.backends.len()).sum();
-                println!(
-                    "{}: ok ({} services, {b} backends)",
-                    f.display(),
-                    c.services.len()
-                );
+        match Config::check_file(f) {
+            Ok(line) => {
+                println!("{line}");
                 return;
             }
             Err(e) => die(1, e),

@@ -339,6 +339,18 @@ impl Config {
         Ok(())
     }
 
+    /// `--check FILE` for drlb and drlbadm: "FILE: ok (N services, M backends)" or the
+    /// error (exit 0 / 1 at the caller).
+    pub fn check_file(path: &Path) -> Result<String, ConfigError> {
+        let c = Config::load(path)?;
+        let b: usize = c.services.iter().map(|s| s.backends.len()).sum();
+        Ok(format!(
+            "{}: ok ({} services, {b} backends)",
+            path.display(),
+            c.services.len()
+        ))
+    }
+
     /// The config as TOML (round-trips through `parse`).
     pub fn to_toml(&self) -> String {
         toml::to_string(self).expect("config serialises")
