@@ -58,6 +58,10 @@ struct Args {
     /// Also let this group (name or gid) use the control socket (made 0660).
     #[arg(long, value_name = "GROUP")]
     control_group: Option<String>,
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics (a bare PORT means
+    /// 127.0.0.1:PORT). Off by default.
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics: Option<String>,
     /// Print a stats line every SECS seconds (0: off).
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     stats_interval: u64,
@@ -143,6 +147,10 @@ fn main() {
         .config
         .clone()
         .expect("clap requires --config without --check");
+    let metrics_addr = args
+        .metrics
+        .as_deref()
+        .map(|m| drlb::control::metrics::parse_addr(m).unwrap_or_else(|e| fail(e)));
     let cfg = Config::load(&config_path).unwrap_or_else(|e| fail(format_args!("bad config: {e}. Nothing was started; fix the file (drlb validates it before EAL starts).")));
 
     // The control socket before EAL: "another drlb is running" fails fast, nothing started.
@@ -306,10 +314,35 @@ fn main() {
         hup,
     );
     mgr.server = Some(server);
+    let mut metrics_thread = None;
+    if let Some(addr) = metrics_addr {
+        let shared = Arc::new(drlb::control::metrics::Shared::default());
+        *shared.listing.lock() = Some(mgr.listing());
+        let cpu = usize::try_from(eal.lcore_cpu(eal.main_lcore())).ok();
+        metrics_thread = Some(
+            drlb::control::metrics::serve(
+                addr,
+                mgr.counters.clone(),
+                shared.clone(),
+                stop.clone(),
+                cpu,
+            )
+            .unwrap_or_else(|e| {
+                fail(format_args!(
+                    "{e}: is the port in use? choose another with --metrics"
+                ))
+            }),
+        );
+        mgr.metrics = Some(shared);
+        log(format_args!("metrics at http://{addr}/metrics"));
+    }
     mgr.dumps = dump_rx;
     mgr.run();
 
     // Shutdown: workers first (they flush their TX buffers), then the port, then EAL.
+    if let Some(t) = metrics_thread {
+        let _ = t.join();
+    }
     let mut worker_failed = false;
     for &l in &workers {
         if eal.wait(l) != 0 {

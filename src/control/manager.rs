@@ -51,6 +51,8 @@ pub struct Manager {
     pub reloads: u64,
     pub failed_reloads: u64,
     pub server: Option<ControlServer>,
+    /// The view the metrics thread renders, when `--metrics` is on.
+    pub metrics: Option<Arc<super::metrics::Shared>>,
     /// Per-worker flow-entry queues for `drlbadm -lnc`.
     pub dumps: Vec<spsc::Consumer<DumpEntry>>,
     dump_seq: u64,
@@ -93,6 +95,7 @@ impl Manager {
             server: None,
             dumps: Vec::new(),
             dump_seq: 0,
+            metrics: None,
             swap_latency: hdrhistogram::Histogram::new(3).expect("3 significant figures is valid"),
         }
     }
@@ -384,6 +387,7 @@ impl Manager {
     /// Runs until the stop flag is set.
     pub fn run(&mut self) {
         let mut last_stats = Instant::now();
+        let mut last_metrics = Instant::now() - super::metrics::REFRESH;
         let mut last_totals = self.totals();
         while !self.stop.load(Ordering::Relaxed) {
             if self.hup.swap(false, Ordering::Relaxed) {
@@ -397,6 +401,12 @@ impl Manager {
             let now = Instant::now();
             self.resolve(now);
             self.writer.try_reclaim();
+            if let Some(m) = &self.metrics {
+                if now.duration_since(last_metrics) >= super::metrics::REFRESH {
+                    *m.listing.lock() = Some(self.listing());
+                    last_metrics = now;
+                }
+            }
             if let Some(iv) = self.stats_interval {
                 if now.duration_since(last_stats) >= iv {
                     let t = self.totals();

@@ -1,0 +1,103 @@
+//! `--metrics`: scrape /metrics with curl and check the values against known traffic.
+mod common;
+use common::*;
+use drlb::pcapgen::{self, FlowsSpec};
+use drlb::wire::Mac;
+use std::time::Duration;
+
+const CFG: &str = "[dataplane]\nip = \"192.168.1.121\"\nflow_capacity = 4096\n[[service]]\nvip = \"192.168.1.200\"\nport = 80\nscheduler = \"rr\"\n\
+[[service.backend]]\nip = \"192.168.1.118\"\nmac = \"00:0c:29:00:00:0a\"\n[[service.backend]]\nip = \"192.168.1.119\"\nweight = 0\nmac = \"00:0c:29:00:00:0b\"\n";
+
+fn scrape(port: u16) -> String {
+    let o = std::process::Command::new("curl")
+        .args(["-s", "--max-time", "5"])
+        .arg(format!("http://127.0.0.1:{port}/metrics"))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn metrics_match_known_traffic() {
+    let (dir, prefix) = scratch("metrics");
+    let cfgp = write(&dir, "drlb.toml", CFG);
+    // 10 flows, SYN then ACK, plus the junk set: all 10 flows go to .118 (.119 drains).
+    let spec = FlowsSpec {
+        flows: 10,
+        packets_per_flow: 2,
+        dst_mac: Mac([0x02, 0x70, 0x63, 0x61, 0x70, 0]),
+        src_mac: Mac([2, 1, 1, 1, 1, 1]),
+        vip: 0xc0a8_01c8,
+        port: 80,
+        frame_len: 60,
+        interleave: true,
+    };
+    let mut frames = pcapgen::flows(&spec);
+    frames.extend(pcapgen::junk(spec.dst_mac, spec.src_mac, spec.vip));
+    let inp = dir.join("in.pcap");
+    pcapgen::write(&inp, &frames).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut eal: Vec<String> = vec![
+        "-l".into(),
+        "0-1".into(),
+        "--no-pci".into(),
+        "--file-prefix".into(),
+        prefix,
+    ];
+    eal.extend(eal_mem());
+    eal.push(format!("--vdev=net_pcap0,rx_pcap={}", inp.display()));
+    let mut d = spawn(
+        &eal,
+        &[
+            "--config".into(),
+            cfgp.display().to_string(),
+            "--metrics".into(),
+            port.to_string(),
+            "--stats-interval".into(),
+            "1".into(),
+        ],
+    );
+    d.wait_rx(frames.len() as u64, Duration::from_secs(30));
+    let b118 = r#"{vip="192.168.1.200",port="80",proto="tcp",backend="192.168.1.118:80"}"#;
+    let b119 = r#"{vip="192.168.1.200",port="80",proto="tcp",backend="192.168.1.119:80"}"#;
+    let want = [
+        format!("drlb_rx_packets_total{{worker=\"0\"}} {}", frames.len()),
+        "drlb_forwarded_packets_total{worker=\"0\"} 20".to_string(),
+        format!("drlb_backend_packets_total{b118} 20"),
+        format!("drlb_backend_bytes_total{b118} 1200"),
+        format!("drlb_backend_connections_total{b118} 10"),
+        format!("drlb_backend_packets_total{b119} 0"),
+        format!("drlb_backend_weight{b119} 0"),
+        format!("drlb_backend_weight{b118} 1"),
+        format!("drlb_backend_active_connections{b118} 10"),
+        format!("drlb_backend_mac_known{b118} 1"),
+        "drlb_dropped_packets_total{reason=\"runt\"} 1".to_string(),
+        "drlb_dropped_packets_total{reason=\"tcp_no_flow\"} 1".to_string(),
+        "drlb_snapshot_generation 1".to_string(),
+        "# TYPE drlb_backend_weight gauge".to_string(),
+    ];
+    let mut body = String::new();
+    for _ in 0..40 {
+        body = scrape(port);
+        if want.iter().all(|w| body.lines().any(|l| l == w)) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    for w in &want {
+        assert!(body.lines().any(|l| l == w), "missing {w:?} in:\n{body}");
+    }
+    let o = std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
+        .arg(format!("http://127.0.0.1:{port}/"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "404");
+    let (code, _, log) = d.stop();
+    assert_eq!(code, 0, "{log}");
+    let _ = std::fs::remove_dir_all(dir);
+}
