@@ -240,7 +240,7 @@ pub fn serve(
     cpu: Option<usize>,
 ) -> Result<std::thread::JoinHandle<()>, String> {
     let server = tiny_http::Server::http(addr).map_err(|e| format!("--metrics {addr}: {e}"))?;
-    Ok(std::thread::Builder::new()
+    std::thread::Builder::new()
         .name("drlb-metrics".into())
         .spawn(move || {
             if let Some(id) = cpu {
@@ -265,5 +265,5 @@ pub fn serve(
                 let _ = req.respond(resp);
             }
         })
-        .map_err(|e| e.to_string())?)
+        .map_err(|e| e.to_string())
 }
