@@ -67,15 +67,7 @@ fn drlbadm_commands_against_a_running_daemon() {
     };
     let inp = dir.join("in.pcap");
     pcapgen::write(&inp, &pcapgen::flows(&spec)).unwrap();
-    let mut eal: Vec<String> = vec![
-        "-l".into(),
-        "0-1".into(),
-        "--no-pci".into(),
-        "--file-prefix".into(),
-        prefix,
-    ];
-    eal.extend(eal_mem());
-    eal.push(format!("--vdev=net_pcap0,rx_pcap={}", inp.display()));
+    let eal = eal_args(&prefix, &format!("net_pcap0,rx_pcap={}", inp.display()));
     let mut d = spawn(
         &eal,
         &[
@@ -350,15 +342,7 @@ fn drlbadm_commands_against_a_running_daemon() {
     // --control-group: that group gets in, another does not.
     let (dir2, prefix2) = scratch("admgrp");
     let sock2 = dir2.join("ctl.sock");
-    let mut eal2: Vec<String> = vec![
-        "-l".into(),
-        "0-1".into(),
-        "--no-pci".into(),
-        "--file-prefix".into(),
-        prefix2,
-    ];
-    eal2.extend(eal_mem());
-    eal2.push(format!("--vdev=net_pcap0,rx_pcap={}", inp.display()));
+    let eal2 = eal_args(&prefix2, &format!("net_pcap0,rx_pcap={}", inp.display()));
     let cfg2 = write(&dir2, "drlb.toml", CFG);
     let d2 = spawn(
         &eal2,

@@ -41,15 +41,7 @@ fn metrics_match_known_traffic() {
         .local_addr()
         .unwrap()
         .port();
-    let mut eal: Vec<String> = vec![
-        "-l".into(),
-        "0-1".into(),
-        "--no-pci".into(),
-        "--file-prefix".into(),
-        prefix,
-    ];
-    eal.extend(eal_mem());
-    eal.push(format!("--vdev=net_pcap0,rx_pcap={}", inp.display()));
+    let eal = eal_args(&prefix, &format!("net_pcap0,rx_pcap={}", inp.display()));
     let mut d = spawn(
         &eal,
         &[

@@ -107,19 +107,14 @@ fn forwards_thousands_of_flows_and_accounts_for_every_frame() {
     pcapgen::write(&inp, &input).unwrap();
     let cfg = write(&dir, "c.toml", CFG);
 
-    let mut eal: Vec<String> = vec![
-        "-l".into(),
-        "0-1".into(),
-        "--no-pci".into(),
-        "--file-prefix".into(),
-        prefix,
-    ];
-    eal.extend(eal_mem());
-    eal.push(format!(
-        "--vdev=net_pcap0,rx_pcap={},tx_pcap={}",
-        inp.display(),
-        outp.display()
-    ));
+    let eal = eal_args(
+        &prefix,
+        &format!(
+            "net_pcap0,rx_pcap={},tx_pcap={}",
+            inp.display(),
+            outp.display()
+        ),
+    );
     let mut d = spawn(
         &eal,
         &[

@@ -30,6 +30,21 @@ pub fn eal_mem() -> Vec<String> {
     }
 }
 
+/// EAL options for a test daemon: lcores 0-1 (one worker), no PCI, its own file prefix,
+/// the memory options of [`eal_mem`], and one `--vdev=VDEV`.
+pub fn eal_args(prefix: &str, vdev: &str) -> Vec<String> {
+    let mut v: Vec<String> = vec![
+        "-l".into(),
+        "0-1".into(),
+        "--no-pci".into(),
+        "--file-prefix".into(),
+        prefix.into(),
+    ];
+    v.extend(eal_mem());
+    v.push(format!("--vdev={vdev}"));
+    v
+}
+
 /// A per-test scratch directory and DPDK file prefix.
 pub fn scratch(name: &str) -> (PathBuf, String) {
     let prefix = format!("drlbt-{name}-{}", std::process::id());
