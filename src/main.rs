@@ -151,6 +151,9 @@ fn main() {
         .metrics
         .as_deref()
         .map(|m| drlb::control::metrics::parse_addr(m).unwrap_or_else(|e| fail(e)));
+    // Bound before EAL, like the control socket: a taken port fails with nothing started.
+    let metrics_listener =
+        metrics_addr.map(|a| drlb::control::metrics::bind(a).unwrap_or_else(|e| fail(e)));
     let cfg = Config::load(&config_path).unwrap_or_else(|e| fail(format_args!("bad config: {e}. Nothing was started; fix the file (drlb validates it before EAL starts).")));
 
     // The control socket before EAL: "another drlb is running" fails fast, nothing started.
@@ -315,23 +318,19 @@ fn main() {
     );
     mgr.server = Some(server);
     let mut metrics_thread = None;
-    if let Some(addr) = metrics_addr {
+    if let (Some(addr), Some(listener)) = (metrics_addr, metrics_listener) {
         let shared = Arc::new(drlb::control::metrics::Shared::default());
         *shared.listing.lock() = Some(mgr.listing());
         let cpu = usize::try_from(eal.lcore_cpu(eal.main_lcore())).ok();
         metrics_thread = Some(
             drlb::control::metrics::serve(
-                addr,
+                listener,
                 mgr.counters.clone(),
                 shared.clone(),
                 stop.clone(),
                 cpu,
             )
-            .unwrap_or_else(|e| {
-                fail(format_args!(
-                    "{e}: is the port in use? choose another with --metrics"
-                ))
-            }),
+            .unwrap_or_else(|e| fail(format_args!("cannot start the metrics thread: {e}"))),
         );
         mgr.metrics = Some(shared);
         log(format_args!("metrics at http://{addr}/metrics"));

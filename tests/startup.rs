@@ -123,6 +123,23 @@ fn no_hugepages_says_how_to_get_them() {
 }
 
 #[test]
+fn metrics_port_in_use_fails_before_eal() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let (dir, _) = scratch("metricsport");
+    let cfgp = write(&dir, "c.toml", CFG);
+    // No --vdev and bogus EAL args: reaching EAL would fail differently.
+    let (code, err) = run_to_exit(
+        &["--no-such-eal-option"],
+        &["--config", cfgp.to_str().unwrap(), "--metrics", &port],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("is the port in use"), "{err}");
+    assert!(!err.contains("EAL"), "must fail before EAL starts: {err}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
 fn check_validates_offline() {
     let (dir, _) = scratch("check");
     let good = write(&dir, "good.toml", CFG);

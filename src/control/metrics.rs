@@ -231,15 +231,22 @@ pub fn render(workers: &[Arc<WorkerCounters>], listing: Option<&Listing>) -> Str
     out
 }
 
-/// Starts the HTTP thread; it stops when `stop` is set. `cpu`: pin it there.
+/// Binds the metrics listener (at start-up, before anything else is started, so a
+/// taken port is a clean start-up error).
+pub fn bind(addr: SocketAddr) -> Result<tiny_http::Server, String> {
+    tiny_http::Server::http(addr).map_err(|e| {
+        format!("--metrics {addr}: {e}: is the port in use? choose another with --metrics")
+    })
+}
+
+/// Starts the HTTP thread on a bound `server`; it stops when `stop` is set. `cpu`: pin it there.
 pub fn serve(
-    addr: SocketAddr,
+    server: tiny_http::Server,
     workers: Vec<Arc<WorkerCounters>>,
     shared: Arc<Shared>,
     stop: Arc<AtomicBool>,
     cpu: Option<usize>,
 ) -> Result<std::thread::JoinHandle<()>, String> {
-    let server = tiny_http::Server::http(addr).map_err(|e| format!("--metrics {addr}: {e}"))?;
     std::thread::Builder::new()
         .name("drlb-metrics".into())
         .spawn(move || {
