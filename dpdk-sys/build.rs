@@ -73,7 +73,7 @@ fn main() {
         .allowlist_function(
             "rte_eal_init|rte_eal_cleanup|rte_eal_remote_launch|rte_eal_wait_lcore|rte_eal_process_type\
              |rte_get_next_lcore|rte_get_main_lcore|rte_lcore_count|rte_socket_id|rte_lcore_to_socket_id\
-             |rte_lcore_to_cpu_id|rte_get_tsc_hz|rte_strerror|rte_version\
+             |rte_lcore_to_cpu_id|rte_get_tsc_hz|rte_strerror|rte_version|rte_eal_get_runtime_dir\
              |rte_pktmbuf_pool_create|rte_pktmbuf_free_bulk|rte_mempool_free|rte_mempool_avail_count\
              |rte_mempool_in_use_count\
              |rte_eth_dev_count_avail|rte_eth_dev_is_valid_port|rte_eth_dev_info_get|rte_eth_dev_configure\

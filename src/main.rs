@@ -188,6 +188,14 @@ fn main() {
         };
         fail(format_args!("EAL initialisation failed: {e}.{hp} Check the EAL options before `--` (see the EAL messages above; `{prog} --help` for drlb's own)."))
     });
+    // Multi-process hooks (dpdk-dumpcap) need a shared runtime; --in-memory has none.
+    if !eal_args.iter().any(|a| a == "--in-memory") {
+        if let Err(e) = eal.pdump_init() {
+            log(format_args!(
+                "packet capture (dpdk-dumpcap) unavailable: {e}"
+            ));
+        }
+    }
     let workers = eal.worker_lcores();
     if workers.is_empty() {
         fail("no worker lcore: drlb runs a worker on every lcore except the main one. Give at least two, e.g. `-l 0-1` (or `--lcores 0@0,1@0` to share one CPU).");
@@ -317,10 +325,19 @@ fn main() {
         hup,
     );
     mgr.server = Some(server);
+    // The listing the metrics thread and the telemetry commands read, refreshed by the
+    // manager every metrics::REFRESH.
+    let shared = Arc::new(drlb::control::metrics::Shared::default());
+    *shared.listing.lock() = Some(mgr.listing());
+    mgr.metrics = Some(shared.clone());
+    drlb::control::telemetry::register(drlb::control::telemetry::View {
+        workers: mgr.counters.clone(),
+        lcores: workers.clone(),
+        shared: shared.clone(),
+    })
+    .unwrap_or_else(|e| fail(e));
     let mut metrics_thread = None;
     if let (Some(addr), Some(listener)) = (metrics_addr, metrics_listener) {
-        let shared = Arc::new(drlb::control::metrics::Shared::default());
-        *shared.listing.lock() = Some(mgr.listing());
         let cpu = usize::try_from(eal.lcore_cpu(eal.main_lcore())).ok();
         metrics_thread = Some(
             drlb::control::metrics::serve(
@@ -332,7 +349,6 @@ fn main() {
             )
             .unwrap_or_else(|e| fail(format_args!("cannot start the metrics thread: {e}"))),
         );
-        mgr.metrics = Some(shared);
         log(format_args!("metrics at http://{addr}/metrics"));
     }
     mgr.dumps = dump_rx;

@@ -70,6 +70,11 @@ fn metrics_match_known_traffic() {
         "drlb_dropped_packets_total{reason=\"runt\"} 1".to_string(),
         "drlb_dropped_packets_total{reason=\"tcp_no_flow\"} 1".to_string(),
         "drlb_snapshot_generation 1".to_string(),
+        "drlb_flow_entries{worker=\"0\"} 10".to_string(),
+        "drlb_flow_capacity{worker=\"0\"} 4096".to_string(),
+        r#"drlb_service_packets_total{vip="192.168.1.200",port="80",proto="tcp"} 20"#.to_string(),
+        r#"drlb_service_connections_total{vip="192.168.1.200",port="80",proto="tcp"} 10"#
+            .to_string(),
         "# TYPE drlb_backend_weight gauge".to_string(),
     ];
     let mut body = String::new();

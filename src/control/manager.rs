@@ -51,7 +51,7 @@ pub struct Manager {
     pub reloads: u64,
     pub failed_reloads: u64,
     pub server: Option<ControlServer>,
-    /// The view the metrics thread renders, when `--metrics` is on.
+    /// The listing the metrics thread and the telemetry commands read.
     pub metrics: Option<Arc<super::metrics::Shared>>,
     /// Per-worker flow-entry queues for `drlbadm -lnc`.
     pub dumps: Vec<spsc::Consumer<DumpEntry>>,

@@ -130,6 +130,14 @@ pub fn render(workers: &[Arc<WorkerCounters>], listing: Option<&Listing>) -> Str
         "Flows expired by the sweep",
         per_worker(|w| &w.flow_expired),
     );
+    gauge_family(
+        &mut reg,
+        "drlb_flow_entries",
+        "Live flow-table entries per worker (as of the last full sweep)",
+        per_worker(|w| &w.flows)
+            .into_iter()
+            .map(|(l, v)| (l, v as i64)),
+    );
     let t = Totals::sum(workers);
     counter_family(
         &mut reg,
@@ -140,17 +148,55 @@ pub fn render(workers: &[Arc<WorkerCounters>], listing: Option<&Listing>) -> Str
             .map(|(r, n)| (vec![("reason".into(), r.name().to_string())], *n)),
     );
     if let Some(l) = listing {
+        gauge_family(
+            &mut reg,
+            "drlb_flow_capacity",
+            "Flow-table entries per worker",
+            (0..workers.len()).map(|i| {
+                (
+                    vec![("worker".into(), i.to_string())],
+                    l.flows_per_worker as i64,
+                )
+            }),
+        );
+        let svc_labels = |s: &super::admin::ServiceRow| -> Labels {
+            vec![
+                ("vip".into(), s.vip.to_string()),
+                ("port".into(), s.port.to_string()),
+                ("proto".into(), s.proto.ipvsadm_name().to_lowercase()),
+            ]
+        };
+        let svc_rows = |f: fn(&super::admin::BackendRow) -> u64| -> Vec<(Labels, u64)> {
+            l.services
+                .iter()
+                .map(|s| (svc_labels(s), s.backends.iter().map(f).sum()))
+                .collect()
+        };
+        counter_family(
+            &mut reg,
+            "drlb_service_packets",
+            "Packets forwarded for the virtual service",
+            svc_rows(|b| b.in_pkts),
+        );
+        counter_family(
+            &mut reg,
+            "drlb_service_bytes",
+            "Bytes forwarded for the virtual service",
+            svc_rows(|b| b.in_bytes),
+        );
+        counter_family(
+            &mut reg,
+            "drlb_service_connections",
+            "New connections scheduled for the virtual service",
+            svc_rows(|b| b.conns),
+        );
         let rows = |f: fn(&super::admin::BackendRow) -> u64| -> Vec<(Labels, u64)> {
             l.services
                 .iter()
                 .flat_map(|s| {
                     s.backends.iter().map(move |b| {
-                        let labels = vec![
-                            ("vip".into(), s.vip.to_string()),
-                            ("port".into(), s.port.to_string()),
-                            ("proto".into(), s.proto.ipvsadm_name().to_lowercase()),
-                            ("backend".into(), format!("{}:{}", b.ip, b.port)),
-                        ];
+                        let mut labels = svc_labels(s);
+                        labels.push(("backend".into(), format!("{}:{}", b.ip, b.port)));
                         (labels, f(b))
                     })
                 })

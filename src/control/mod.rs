@@ -5,3 +5,4 @@ pub mod manager;
 pub mod metrics;
 pub mod server;
 pub mod state;
+pub mod telemetry;

@@ -55,6 +55,8 @@ pub struct WorkerCounters {
     pub busy_loops: Counter,
     pub flow_evictions: Counter,
     pub flow_expired: Counter,
+    /// Live flow entries at the end of the last full sweep of the table (a gauge).
+    pub flows: Counter,
     pub generation: Counter,
     /// Connection dump (`drlbadm -lnc`): the manager stores a new id in `dump_request`;
     /// the worker streams the live entries of one full sweep to its dump queue, then

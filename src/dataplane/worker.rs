@@ -47,6 +47,13 @@ pub struct Worker {
     pub tsc_hz: u64,
 }
 
+/// What one full sweep of the flow table counts: live flows per backend slot (active,
+/// inactive) and live entries in all (including those of removed backends).
+struct Census {
+    slots: Box<[[u32; 2]]>,
+    live: u64,
+}
+
 struct TxBuf {
     pkts: [*mut rte_mbuf; TX_BUF],
     len: usize,
@@ -75,13 +82,7 @@ impl Worker {
     /// While a connection dump is in progress (`dump.0` groups left, for request id
     /// `dump.1`), live entries also go to the dump queue; the sweep waits while the
     /// queue lacks room for a whole step, so no entry is dropped.
-    fn sweep(
-        &mut self,
-        now: Tick,
-        groups: usize,
-        census: &mut [[u32; 2]],
-        dump: &mut (usize, u64),
-    ) {
+    fn sweep(&mut self, now: Tick, groups: usize, census: &mut Census, dump: &mut (usize, u64)) {
         use std::sync::atomic::Ordering::{Acquire, Release};
         let req = self.counters.dump_request.load(Acquire);
         if dump.0 == 0 && req != dump.1 {
@@ -94,8 +95,9 @@ impl Worker {
         let snap = self.snap.load();
         let q = &mut self.dump;
         let (_, wrapped) = self.local.flows.sweep_visit(now, groups, |e| {
+            census.live += 1;
             if snap.backend(e.slot, e.incarnation).is_some() {
-                census[usize::from(e.slot)][usize::from(!e.state().is_active())] += 1;
+                census.slots[usize::from(e.slot)][usize::from(!e.state().is_active())] += 1;
             }
             if dumping {
                 let _ = q.push(DumpEntry { flow: *e, now });
@@ -108,7 +110,9 @@ impl Worker {
             }
         }
         if wrapped {
-            for (c, s) in census.iter_mut().zip(self.counters.slots.iter()) {
+            self.counters.flows.set(census.live);
+            census.live = 0;
+            for (c, s) in census.slots.iter_mut().zip(self.counters.slots.iter()) {
                 s.active
                     .store(u64::from(c[0]), std::sync::atomic::Ordering::Relaxed);
                 s.inactive
@@ -129,8 +133,10 @@ impl Worker {
         // Flows per backend slot by state, counted by the incremental sweep (allocated
         // once here, before the loop).
         let mut dump = (0usize, 0u64);
-        let mut census: Box<[[u32; 2]]> =
-            vec![[0u32; 2]; crate::lb::snapshot::MAX_SLOTS].into_boxed_slice();
+        let mut census = Census {
+            slots: vec![[0u32; 2]; crate::lb::snapshot::MAX_SLOTS].into_boxed_slice(),
+            live: 0,
+        };
         let mut txb = TxBuf {
             pkts: [std::ptr::null_mut(); TX_BUF],
             len: 0,

@@ -102,9 +102,59 @@ impl Eal {
         unsafe { dpdk_sys::rte_eal_wait_lcore(lcore) }
     }
 
+    /// Lets `dpdk-dumpcap` / `dpdk-pdump` (secondary processes with the same
+    /// `--file-prefix`) capture this process's ports. Costs nothing until one attaches.
+    pub fn pdump_init(&self) -> Result<(), DpdkError> {
+        // SAFETY: valid after EAL init; registers the pdump multi-process handler.
+        let rc = unsafe { dpdk_sys::rte_pdump_init() };
+        super::check("rte_pdump_init", rc).map(|_| ())
+    }
+
     /// Releases EAL resources (hugepage files, runtime dir). Call last.
+    /// Also removes this process's runtime directory (`/var/run/dpdk/PREFIX`: its
+    /// config, memseg maps and sockets), which EAL leaves behind: a stopped drlb leaves
+    /// no files. Only the primary does this; a secondary's directory is the primary's.
     pub fn cleanup(self) {
+        // SAFETY: harmless if pdump was never initialised (it only unregisters).
+        unsafe { dpdk_sys::rte_pdump_uninit() };
+        // SAFETY: valid after EAL init; returns a pointer to EAL's static path buffer.
+        let dir = unsafe { std::ffi::CStr::from_ptr(dpdk_sys::rte_eal_get_runtime_dir()) }
+            .to_str()
+            .ok()
+            .map(std::path::PathBuf::from);
+        // SAFETY: valid after EAL init.
+        let primary = unsafe { dpdk_sys::rte_eal_process_type() }
+            == dpdk_sys::rte_proc_type_t_RTE_PROC_PRIMARY;
         // SAFETY: called once, after all DPDK objects (ports, pools) are released.
         unsafe { dpdk_sys::rte_eal_cleanup() };
+        if let (true, Some(d)) = (primary, dir) {
+            if let Some(prefix) = d.file_name().and_then(|p| p.to_str()) {
+                remove_hugepage_files(prefix);
+            }
+            let _ = std::fs::remove_dir_all(&d);
+        }
+    }
+}
+
+/// Removes `PREFIX` hugepage files (`PREFIXmap_N`) from every hugetlbfs mount. EAL
+/// unlinks the pages it mapped itself, but not those a secondary process (dpdk-dumpcap's
+/// capture pool) added; after the primary exits nothing can use them.
+fn remove_hugepage_files(prefix: &str) {
+    let Ok(mounts) = std::fs::read_to_string("/proc/mounts") else {
+        return;
+    };
+    let stem = format!("{prefix}map_");
+    for dir in mounts.lines().filter_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.get(2) == Some(&"hugetlbfs")).then(|| f[1].to_string())
+    }) {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            if e.file_name().to_str().is_some_and(|n| n.starts_with(&stem)) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
     }
 }
