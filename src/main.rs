@@ -62,6 +62,10 @@ struct Args {
     /// 127.0.0.1:PORT). Off by default.
     #[arg(long, value_name = "ADDR:PORT")]
     metrics: Option<String>,
+    /// Log level: error, warn, info (a line per control change and the stats line) or
+    /// debug. (EAL's own --log-level goes before `--`.)
+    #[arg(long, value_name = "LEVEL", default_value = "info", value_parser = parse_level)]
+    log_level: log::LevelFilter,
     /// Print a stats line every SECS seconds (0: off).
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     stats_interval: u64,
@@ -83,6 +87,16 @@ fn fail(msg: impl std::fmt::Display) -> ! {
         let _ = std::fs::remove_file(p);
     }
     std::process::exit(2);
+}
+
+fn parse_level(s: &str) -> Result<log::LevelFilter, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "error" => Ok(log::LevelFilter::Error),
+        "warn" | "warning" => Ok(log::LevelFilter::Warn),
+        "info" => Ok(log::LevelFilter::Info),
+        "debug" => Ok(log::LevelFilter::Debug),
+        _ => Err("want one of error, warn, info, debug".into()),
+    }
 }
 
 fn hugepages_free() -> Option<u64> {
@@ -131,6 +145,7 @@ fn main() {
         let _ = e.print();
         std::process::exit(code);
     });
+    drlb::control::logging::init(args.log_level);
     if let Some(f) = &args.check {
         match Config::check_file(f) {
             Ok(line) => {
@@ -362,9 +377,7 @@ fn main() {
     for &l in &workers {
         if eal.wait(l) != 0 {
             worker_failed = true;
-            log(format_args!(
-                "worker on lcore {l} failed (panicked); stopping"
-            ));
+            log::error!("worker on lcore {l} failed (panicked); stopping");
         }
     }
     let pstats = port.stats();

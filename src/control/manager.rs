@@ -60,8 +60,14 @@ pub struct Manager {
     pub swap_latency: hdrhistogram::Histogram<u64>,
 }
 
+/// One info-level log line (see [`super::logging`]).
 pub fn log(msg: impl std::fmt::Display) {
-    eprintln!("drlb: {msg}");
+    log::info!("{msg}");
+}
+
+/// One warning line: something was refused or failed, and drlb carries on.
+pub fn warn(msg: impl std::fmt::Display) {
+    log::warn!("{msg}");
 }
 
 impl Manager {
@@ -120,7 +126,7 @@ impl Manager {
                 ));
             }
             // Config validation makes this unreachable; keep serving the old snapshot.
-            Err(e) => log(format_args!(
+            Err(e) => warn(format_args!(
                 "snapshot not built ({e}); keeping generation {}",
                 self.writer.current().generation
             )),
@@ -133,7 +139,7 @@ impl Manager {
         match Config::load(&path) {
             Err(e) => {
                 self.failed_reloads += 1;
-                log(format_args!(
+                warn(format_args!(
                     "reload rejected, running config unchanged: {e}"
                 ));
                 Err(format!("reload rejected, running config unchanged: {e}"))
@@ -207,7 +213,7 @@ impl Manager {
                     ))
                 }
                 Err(e) => {
-                    log(format_args!(
+                    warn(format_args!(
                         "drlbadm command rejected, nothing changed: {e}"
                     ));
                     Response::err(e)
@@ -375,6 +381,11 @@ impl Manager {
                 Some(t) => now.duration_since(t) >= if answered { ARP_REFRESH } else { ARP_RETRY },
             };
             if due && self.send_arp(dip, u32::from(ip)) {
+                log::debug!(
+                    "ARP who-has {ip} tell {}{}",
+                    self.state.cfg.dataplane.ip,
+                    if answered { " (refresh)" } else { "" }
+                );
                 self.arp.insert(ip, (Some(now), answered));
             }
         }

@@ -1,6 +1,7 @@
 pub mod admin;
 pub mod config;
 pub mod ipvsadm;
+pub mod logging;
 pub mod manager;
 pub mod metrics;
 pub mod server;
