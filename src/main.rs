@@ -78,6 +78,27 @@ struct Args {
     mbufs: Option<u32>,
 }
 
+/// Stops the whole process when a worker ends for any reason (a panic included): no
+/// silent dead worker, whose RX queue would fill and whose flows would be lost.
+struct StopOnExit {
+    stop: Arc<AtomicBool>,
+    worker: usize,
+    lcore: u32,
+}
+
+impl Drop for StopOnExit {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            log::error!(
+                "worker {} on lcore {} panicked (message above); stopping drlb, exit code 1",
+                self.worker,
+                self.lcore
+            );
+        }
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
 /// The control socket path once bound, so a start-up failure can remove it.
 static SOCKET: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 
@@ -292,6 +313,12 @@ fn main() {
         entry_bytes,
         dpdk::version()
     ));
+    // Fault injection for the crash-hygiene test: DRLB_FAULT=worker_panic makes worker 0
+    // panic once it has received a packet.
+    let fault_panic_after_rx = match std::env::var("DRLB_FAULT").as_deref() {
+        Ok("worker_panic") => 1,
+        _ => u64::MAX,
+    };
     for (i, ((rxq, txq), reader)) in port.queues().into_iter().zip(readers).enumerate() {
         let (ltx, lrx) = spsc::channel(1024);
         learned_rx.push(lrx);
@@ -311,14 +338,18 @@ fn main() {
             ctrl: if i == 0 { ctrl_rx.take() } else { None },
             pool: pool.clone(),
             stop: stop.clone(),
+            panic_after_rx: fault_panic_after_rx,
             start_tsc,
             tsc_hz,
         };
-        let stop_on_panic = stop.clone();
+        let guard = StopOnExit {
+            stop: stop.clone(),
+            worker: i,
+            lcore: workers[i],
+        };
         eal.launch(workers[i], move || {
-            let rc = w.run();
-            stop_on_panic.store(true, Ordering::Relaxed);
-            rc
+            let _guard = guard; // dropped on return and on unwind
+            w.run()
         })
         .unwrap_or_else(|e| {
             fail(format_args!(
@@ -394,6 +425,9 @@ fn main() {
     println!("counter port_opackets {}", pstats.opackets);
     println!("counter port_imissed {}", pstats.imissed);
     println!("counter mbufs_in_use {}", pool.in_use());
+    for (k, v) in drlb::dataplane::counters::latency_summary(&mgr.counters, tsc_hz) {
+        println!("counter {k} {v}");
+    }
     drop(mgr);
     drop(pool);
     eal.cleanup();

@@ -131,6 +131,11 @@ fn forwards_thousands_of_flows_and_accounts_for_every_frame() {
 
     // Counters: every received frame has exactly one outcome.
     assert_eq!(c["rx"], n, "{c:?}");
+    // Sampled time inside drlb, RX to TX: present and ordered.
+    assert!(c["latency_samples"] > 0, "{c:?}");
+    assert!(
+        c["latency_p50_ns"] <= c["latency_p99_ns"] && c["latency_p99_ns"] <= c["latency_max_ns"]
+    );
     assert_eq!(
         c["forwarded"] + c["arp_replies"] + c["icmp_replies"] + c["arp_learned"] + c["dropped"],
         c["rx"],

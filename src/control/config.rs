@@ -48,6 +48,11 @@ pub struct Dataplane {
     pub mac: Option<Mac>,
     #[serde(default = "default_flow_capacity")]
     pub flow_capacity: usize,
+    /// Flood mode: a new flow never evicts an ESTABLISHED one; when both of its
+    /// flow-table groups hold only established flows, the new flow's first packet is
+    /// dropped (`flow_table_full`). Off: such a flow evicts the oldest entry there.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub protect_established: bool,
 }
 
 fn default_flow_capacity() -> usize {

@@ -179,6 +179,10 @@ impl State {
             self.cfg.timeouts(),
             &specs,
         )
+        .map(|mut s| {
+            s.protect_established = self.cfg.dataplane.protect_established;
+            s
+        })
     }
 }
 

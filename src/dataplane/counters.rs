@@ -65,14 +65,37 @@ pub struct WorkerCounters {
     pub dump_done: AtomicU64,
     pub drops: [Counter; DropReason::COUNT],
     pub slots: Box<[SlotCounters]>,
+    /// Sampled RX-to-TX time inside the worker, TSC cycles; merged in by the worker
+    /// about once a tick (never per packet), read by the manager.
+    pub latency: parking_lot::Mutex<Option<hdrhistogram::Histogram<u64>>>,
 }
 
 impl WorkerCounters {
     pub fn new() -> Self {
         WorkerCounters {
             slots: (0..MAX_SLOTS).map(|_| SlotCounters::default()).collect(),
+            latency: parking_lot::Mutex::new(Some(latency_histogram())),
             ..Default::default()
         }
+    }
+
+    /// Moves the worker's local samples into the shared histogram, unless the manager
+    /// holds it right now (then they stay local until the next try). True when merged.
+    pub fn publish_latency(&self, local: &mut hdrhistogram::Histogram<u64>) -> bool {
+        if local.is_empty() {
+            return true;
+        }
+        let Some(mut g) = self.latency.try_lock() else {
+            return false;
+        };
+        match g.as_mut() {
+            Some(h) => {
+                let _ = h.add(&*local);
+            }
+            None => *g = Some(local.clone()),
+        }
+        local.reset();
+        true
     }
 
     #[inline(always)]
@@ -84,6 +107,31 @@ impl WorkerCounters {
             s.conns.store(s.conns.load(Relaxed) + 1, Relaxed);
         }
     }
+}
+
+/// A histogram of TSC cycles, 1 to 2^35 (~10 s at 3.4 GHz), 3 significant digits.
+pub fn latency_histogram() -> hdrhistogram::Histogram<u64> {
+    hdrhistogram::Histogram::new_with_bounds(1, 1 << 35, 3).expect("static histogram bounds")
+}
+
+/// Latency percentiles over all workers' samples, in ns: (name, value) lines
+/// `latency_samples`, `latency_p50_ns`, `_p90_`, `_p99_`, `_p999_`, `latency_max_ns`.
+pub fn latency_summary(ws: &[std::sync::Arc<WorkerCounters>], tsc_hz: u64) -> Vec<(String, u64)> {
+    let mut all = latency_histogram();
+    for w in ws {
+        if let Some(h) = w.latency.lock().as_ref() {
+            let _ = all.add(h);
+        }
+    }
+    let ns = |cycles: u64| (cycles as u128 * 1_000_000_000 / u128::from(tsc_hz.max(1))) as u64;
+    let mut v = vec![("latency_samples".to_string(), all.len())];
+    if !all.is_empty() {
+        for (name, q) in [("p50", 0.5), ("p90", 0.9), ("p99", 0.99), ("p999", 0.999)] {
+            v.push((format!("latency_{name}_ns"), ns(all.value_at_quantile(q))));
+        }
+        v.push(("latency_max_ns".into(), ns(all.max())));
+    }
+    v
 }
 
 /// The sum over workers, as the manager reports it.

@@ -45,6 +45,8 @@ pub struct Worker {
     /// TSC at start (shared by all workers, so flow ticks agree).
     pub start_tsc: u64,
     pub tsc_hz: u64,
+    /// Fault injection (tests): panic once `rx` reaches this (u64::MAX: never).
+    pub panic_after_rx: u64,
 }
 
 /// What one full sweep of the flow table counts: live flows per backend slot (active,
@@ -57,7 +59,14 @@ struct Census {
 struct TxBuf {
     pkts: [*mut rte_mbuf; TX_BUF],
     len: usize,
+    /// RX time (TSC) of a sampled burst whose frames are waiting in the buffer (0: none).
+    sample: u64,
+    /// Sampled time inside drlb, RX return to TX handover, in TSC cycles.
+    latency: hdrhistogram::Histogram<u64>,
 }
+
+/// Every this many busy loops (a power of two), one burst's RX-to-TX time is sampled.
+const LATENCY_SAMPLE_EVERY: u64 = 16;
 
 impl TxBuf {
     #[inline(always)]
@@ -66,6 +75,13 @@ impl TxBuf {
             return;
         }
         let sent = tx.tx_burst(&mut self.pkts[..self.len]);
+        if self.sample != 0 {
+            // In range by construction (bounds below); an outlier beyond is dropped.
+            let _ = self
+                .latency
+                .record(crate::dpdk::rdtsc().wrapping_sub(self.sample).max(1));
+            self.sample = 0;
+        }
         if sent < self.len {
             // SAFETY: the device took only the first `sent`; the rest are still ours.
             unsafe { mbuf::free_bulk(&mut self.pkts[sent..self.len]) };
@@ -137,9 +153,12 @@ impl Worker {
             slots: vec![[0u32; 2]; crate::lb::snapshot::MAX_SLOTS].into_boxed_slice(),
             live: 0,
         };
+        // The latency histogram is allocated once here; recording never allocates.
         let mut txb = TxBuf {
             pkts: [std::ptr::null_mut(); TX_BUF],
             len: 0,
+            sample: 0,
+            latency: super::counters::latency_histogram(),
         };
         let mut last_flush = crate::dpdk::rdtsc();
         let mut last_stats_tick: Tick = 0;
@@ -169,12 +188,22 @@ impl Worker {
                     last_stats_tick = now;
                     c.flow_evictions.set(self.local.flows.stats.evictions);
                     c.flow_expired.set(self.local.flows.stats.expired);
+                    c.publish_latency(&mut txb.latency);
                 }
                 self.snap.quiescent();
                 continue;
             }
-            c.busy_loops.add(1);
+            let busy = c.busy_loops.get() + 1;
+            c.busy_loops.set(busy);
             c.rx.add(n as u64);
+            let sample = if busy & (LATENCY_SAMPLE_EVERY - 1) == 0 && txb.sample == 0 {
+                crate::dpdk::rdtsc()
+            } else {
+                0
+            };
+            if c.rx.get() >= self.panic_after_rx && self.index == 0 {
+                panic!("fault injection (DRLB_FAULT=worker_panic)");
+            }
             let mut nfree = 0;
             {
                 let snap = self.snap.load();
@@ -244,11 +273,17 @@ impl Worker {
                     }
                 }
             }
+            if sample != 0 && txb.len > 0 {
+                txb.sample = sample;
+            }
             // SAFETY: these mbufs are ours and not referenced any more.
             unsafe { mbuf::free_bulk(&mut free[..nfree]) };
             // Keep expiry and the census moving under full load too (one group a burst).
             self.sweep(now, 1, &mut census, &mut dump);
-            if txb.len >= BURST {
+            // A short burst means the RX queue is drained: send now rather than hold the
+            // frames for the drain timer (latency at partial load); under full load
+            // bursts are full and the buffer goes out whole.
+            if txb.len >= BURST || n < BURST {
                 txb.flush(&mut self.tx, &c);
                 last_flush = tsc;
             }
@@ -257,6 +292,9 @@ impl Worker {
         txb.flush(&mut self.tx, &c);
         c.flow_evictions.set(self.local.flows.stats.evictions);
         c.flow_expired.set(self.local.flows.stats.expired);
+        while !c.publish_latency(&mut txb.latency) {
+            std::hint::spin_loop();
+        }
         self.snap.offline();
         0
     }

@@ -371,6 +371,13 @@ impl FlowTable {
         best.0
     }
 
+    /// Is the entry at `idx` live and ESTABLISHED (an insert there would evict it)?
+    #[inline]
+    pub fn is_established(&self, idx: usize, now: Tick) -> bool {
+        let grp = &self.groups[idx / WAYS];
+        grp.live(idx % WAYS, now) && grp.state[idx % WAYS] == State::Established as u8
+    }
+
     /// The entry at `idx` as a value.
     #[inline(always)]
     pub fn get(&self, idx: usize) -> FlowEntry {

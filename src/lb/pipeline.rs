@@ -265,6 +265,9 @@ fn ipv4(
             if tcp && !new_syn {
                 return Verdict::Drop(D::TcpNoFlow);
             }
+            if snap.protect_established && local.flows.is_established(idx, now) {
+                return Verdict::Drop(D::FlowTableFull);
+            }
             let Some(slot) = pick(svc, si, &mut local.cursors) else {
                 return Verdict::Drop(D::NoBackend);
             };

@@ -99,6 +99,8 @@ pub struct Snapshot {
     vips: Vec<u32>,
     pub timeouts: TimeoutTicks,
     pub raw_timeouts: Timeouts,
+    /// `dataplane.protect_established`: new flows never evict ESTABLISHED ones.
+    pub protect_established: bool,
 }
 
 #[inline(always)]
@@ -212,6 +214,7 @@ impl Snapshot {
             vips,
             timeouts: TimeoutTicks::new(&timeouts),
             raw_timeouts: timeouts,
+            protect_established: false,
         })
     }
 

@@ -105,6 +105,16 @@ pub fn spawn_cmd(prog: &str, eal: &[String], app: &[String]) -> Running {
     }
 }
 
+/// A test that fails midway still stops its daemon (SIGKILL), so no drlb outlives it.
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 impl Running {
     /// Waits until a stderr line satisfies `pred`; panics with the log after `timeout`.
     pub fn wait_for(
