@@ -6,8 +6,11 @@
 //! Frames live in a small ring of 32 hot buffers, as an RX ring's would; each packet's
 //! flow (source address, source port, IP checksum) is patched into its buffer from a
 //! precomputed array, so the cost measured is the pipeline's, not the bench's memory.
-//! Cases: the hit path with 1k, 64k and 1M flows in the table, and the miss path (every
-//! packet a new flow: schedule + insert, evicting once the table is full).
+//! Cases: the hit path with 1k, 64k and 1M flows in the table, the miss path (every
+//! packet a new flow: schedule + insert, evicting once the table is full), and the fill
+//! curve: new flows into an empty 1M-entry table in steps of 10 % of its capacity up to
+//! 150 % (ns/packet and evictions per step), with the process's resident memory at 1M
+//! flows (`# rss_*` lines).
 use drlb::lb::snapshot::{BackendSpec, ServiceSpec};
 use drlb::lb::{
     prefetch_burst, process_hinted, LocalState, OnRemoved, Proto, SchedKind, Snapshot, Timeouts,
@@ -122,7 +125,12 @@ fn run(p: &[Patch], flags: u8, snap: &Snapshot, local: &mut LocalState, total: u
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
-    let total = if quick { 4_000_000 } else { 40_000_000 };
+    // DRLB_BENCH_PACKETS: packets per hit case (callgrind runs two lengths and takes the
+    // difference, so set-up cost cancels out).
+    let total = std::env::var("DRLB_BENCH_PACKETS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if quick { 4_000_000 } else { 40_000_000 });
     let snap = snapshot();
     println!("case,flows,table_capacity,ns_per_packet,mpps");
     // `--flows N` runs one hit case only (for profiling).
@@ -153,4 +161,49 @@ fn main() {
         if quick { 1 << 20 } else { 4 << 20 },
     );
     println!("miss,1048576,65536,{ns:.1},{:.1}", 1e3 / ns);
+    fill(&snap, if quick { 65_536 } else { 1 << 20 });
+}
+
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .unwrap_or(0)
+        * 1024
+}
+
+/// New flows into an empty table of `cap` entries, 10 % of `cap` at a time, to 150 %.
+fn fill(snap: &Snapshot, cap: usize) {
+    let p = patches((cap + cap / 2) as u32);
+    let before = rss_bytes();
+    let mut local = LocalState::new(cap, 0);
+    let step = cap / 10;
+    let mut evicted = 0;
+    for k in 0..15 {
+        let ns = run(&p[k * step..(k + 1) * step], SYN, snap, &mut local, step);
+        let e = local.flows.stats.evictions;
+        println!(
+            "fill_{}pct_evicted_{},{},{},{ns:.1},{:.1}",
+            (k + 1) * 10,
+            e - evicted,
+            (k + 1) * step,
+            local.flows.capacity(),
+            1e3 / ns
+        );
+        evicted = e;
+        if k == 9 {
+            let live = local.flows.live(1);
+            let grown = rss_bytes().saturating_sub(before);
+            println!("# rss_bytes_table_at_{live}_flows {grown}");
+            println!(
+                "# rss_bytes_per_flow {:.1}",
+                grown as f64 / live.max(1) as f64
+            );
+            println!("# entry_bytes {}", drlb::lb::flow::ENTRY_BYTES);
+        }
+    }
 }

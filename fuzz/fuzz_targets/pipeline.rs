@@ -1,0 +1,112 @@
+//! `pipeline::process` (and the worker's hinted path) on arbitrary frames against a fixed
+//! snapshot and a small flow table, with the DR invariants checked on every verdict:
+//! - forwarded: only bytes 0..12 change; destination = that backend's MAC, source = ours;
+//! - ARP/ICMP reply: same length, sent back to the frame's source;
+//! - dropped or consumed: the frame is untouched.
+//!
+//! Input: frames as [len_lo, len_hi, tick_step, bytes...] records.
+#![no_main]
+use drlb::control::{config::Config, state::State};
+use drlb::lb::{prefetch_burst, process, process_hinted, Hint, LocalState, Snapshot, Verdict};
+use drlb::wire::Mac;
+use libfuzzer_sys::fuzz_target;
+use std::sync::OnceLock;
+
+const PORT: Mac = Mac([0x02, 0x70, 0x63, 0x61, 0x70, 0x00]);
+const CFG: &str = r#"
+[dataplane]
+ip = "192.168.1.121"
+flow_capacity = 64
+[timeouts]
+tcp = 3
+tcp_fin = 2
+udp = 2
+[[service]]
+vip = "192.168.1.200"
+port = 80
+scheduler = "wrr"
+  [[service.backend]]
+  ip = "192.168.1.118"
+  weight = 3
+  mac = "00:0c:29:00:00:0a"
+  [[service.backend]]
+  ip = "192.168.1.119"
+  mac = "00:0c:29:00:00:0b"
+  [[service.backend]]
+  ip = "192.168.1.120"
+  weight = 0
+  mac = "00:0c:29:00:00:0c"
+  [[service.backend]]
+  ip = "192.168.1.122"
+[[service]]
+vip = "192.168.1.200"
+port = 53
+protocol = "udp"
+scheduler = "rr"
+on_backend_removed = "drop"
+  [[service.backend]]
+  ip = "192.168.1.118"
+  mac = "00:0c:29:00:00:0a"
+"#;
+
+fn snap() -> &'static Snapshot {
+    static S: OnceLock<Snapshot> = OnceLock::new();
+    S.get_or_init(|| {
+        let cfg = Config::parse(CFG, "fuzz").expect("fuzz config is valid");
+        State::new(cfg).snapshot(PORT).expect("snapshot")
+    })
+}
+
+fn check(before: &[u8], after: &[u8], v: Verdict, s: &Snapshot) {
+    assert_eq!(before.len(), after.len(), "{v:?} changed the length");
+    match v {
+        Verdict::Forward { slot, .. } => {
+            let b = &s.backends[usize::from(slot)];
+            assert!(b.present, "forwarded to a removed backend");
+            let mac = b.mac.expect("forwarded to a backend without a MAC");
+            assert_eq!(&after[..6], &mac.0, "destination is the backend's MAC");
+            assert_eq!(&after[6..12], &PORT.0, "source is the port's MAC");
+            assert_eq!(&after[12..], &before[12..], "DR rewrites only the MACs");
+        }
+        Verdict::ArpReply { .. } | Verdict::IcmpReply => {
+            assert_eq!(&after[..6], &before[6..12], "a reply goes back to the sender");
+            assert_eq!(&after[6..12], &PORT.0);
+        }
+        Verdict::Drop(_) | Verdict::ArpLearned(_) => {
+            assert_eq!(after, before, "{v:?} modified the frame");
+        }
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let s = snap();
+    let mut local = LocalState::new(64, 0);
+    let mut now = 0u32;
+    let mut frames: Vec<(Vec<u8>, u32)> = Vec::new();
+    let mut rest = data;
+    while rest.len() >= 3 && frames.len() < 256 {
+        let len = usize::from(u16::from_le_bytes([rest[0], rest[1]]) % 1600);
+        now = now.saturating_add(u32::from(rest[2] & 0x3f));
+        rest = &rest[3..];
+        let n = len.min(rest.len());
+        frames.push((rest[..n].to_vec(), now));
+        rest = &rest[n..];
+    }
+    // Even-length inputs take the worker's path (prefetch + hints), odd ones the plain one.
+    let hinted = data.len() % 2 == 0;
+    for burst in frames.chunks_mut(32) {
+        let mut hints: [Hint; 32] = [None; 32];
+        if hinted {
+            prefetch_burst(burst.iter().map(|(f, _)| f.as_slice()), &local, &mut hints);
+        }
+        for ((f, t), h) in burst.iter_mut().zip(hints.iter()) {
+            let before = f.clone();
+            let v = if hinted {
+                process_hinted(f, s, &mut local, *t, h)
+            } else {
+                process(f, s, &mut local, *t)
+            };
+            check(&before, f, v, s);
+        }
+    }
+});

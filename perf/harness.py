@@ -1,0 +1,490 @@
+#!/usr/bin/env python3
+"""drlb's in-machine performance harness: one command, every figure of perf/README.md.
+
+    python3 perf/harness.py                 # full run (~25 min on 2 vCPUs)
+    python3 perf/harness.py --quick         # seconds per stage: checks the harness itself
+    python3 perf/harness.py --only e2e,latency
+
+Stages (each writes perf/out/<stage>.csv; all go into perf/out/results.json with the
+machine facts, DPDK version, git revision and parameters; perf/out/*.svg are the plots):
+
+  e2e        drlb vs dpdk-testpmd --forward-mode=macswap on the same net_pcap vdev
+             (rx_pcap=FLOWS.pcap,infinite_rx=1; TX counts and drops), 1 forwarding lcore,
+             1 / 1k / 64k flows x 60 / 512 / 1514-byte frames; median of RUNS runs.
+  scaling    drlb with 2 workers vs 1 (an --lcores map that puts the main lcore on worker
+             1's core; net_pcap with two RX queues), 64k flows.
+  micro      cargo bench --bench pipeline: ns/packet hit (1k/64k/1M flows), miss, the
+             table fill curve and resident memory; callgrind instructions/packet.
+  latency    drlb-pktgen (paced UDP over net_memif) at its max rate, then 10/50/90 % of
+             it: drlb's sampled RX-to-TX time (p50/p90/p99/p99.9/max) and the loss.
+  reload     100 backend changes a second for SECS while forwarding at full rate: Mpps
+             before and during, packets lost, swap latency p50/p99.
+  soak       (not in the default set) --soak-secs (default 600) at full rate over memif
+             from drlb-pktgen, half the packets from never-seen flows with a 1 s UDP
+             timeout (expiry-heavy), a backend change every 100 ms (weights, and a real
+             server removed and re-added every second): resident memory over time, and at
+             the end mbufs back at baseline, rx = forwarded + replied + drops exactly,
+             exit 0 (no panic), every stats second forwarding (no stuck worker).
+
+No stage asserts a time; --quick checks that every stage ran and parsed its numbers.
+"""
+import argparse, json, os, platform, re, shutil, signal, statistics, subprocess, sys, tempfile, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+B = os.path.join(ROOT, "target", "release")
+OUT = os.environ.get("OUT", os.path.join(ROOT, "perf", "out"))
+VIP = "192.168.1.200"
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, shell=isinstance(cmd, str), capture_output=True, text=True, **kw)
+
+
+def mem_args(mb):
+    """Hugepages when there are enough, else anonymous memory (same code path, slower)."""
+    free = 0
+    for l in open("/proc/meminfo"):
+        if l.startswith("HugePages_Free:"):
+            free = int(l.split()[1])
+    if "hugetlbfs" in open("/proc/mounts").read() and free * 2 >= mb + 64:
+        return ["--in-memory", "-m", str(mb)]
+    return ["--no-huge", "-m", str(mb)]
+
+
+def facts():
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    stat = open("/proc/stat").readline().split()
+    return {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "git": sh(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"]).stdout.strip(),
+        "git_dirty": bool(sh(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"]).stdout.strip()),
+        "dpdk": sh(["pkg-config", "--modversion", "libdpdk"]).stdout.strip(),
+        "cpu": cpu,
+        "cpus": os.cpu_count(),
+        "kernel": platform.release(),
+        "loadavg": open("/proc/loadavg").read().split()[:3],
+        "steal_jiffies": int(stat[8]) if len(stat) > 8 else None,
+        "hugepages_free": next((int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("HugePages_Free")), 0),
+        "rustc": sh(["rustc", "--version"]).stdout.strip(),
+    }
+
+
+def bench_config(path, flows, proto="tcp", capacity=None, extra=""):
+    """A config for the bench traffic: VIP:80 over two real servers (wrr 3:1); `extra`
+    is TOML placed after [dataplane] (a [timeouts] table, say)."""
+    cap = capacity or max(flows * 2, 1024)
+    with open(path, "w") as f:
+        f.write(f"""[dataplane]
+ip = "192.168.1.121"
+flow_capacity = {cap}
+{extra}
+[[service]]
+vip = "{VIP}"
+port = 80
+protocol = "{proto}"
+scheduler = "wrr"
+  [[service.backend]]
+  ip = "192.168.1.118"
+  mac = "00:0c:29:56:5c:c5"
+  weight = 3
+  [[service.backend]]
+  ip = "192.168.1.119"
+  mac = "00:0c:29:56:5c:c6"
+  weight = 1
+""")
+    return path
+
+
+def pcap(flows, size, tag=""):
+    p = os.path.join(OUT, f"flows-{flows}-{size}{tag}.pcap")
+    if not os.path.exists(p):
+        subprocess.run([f"{B}/drlb-gen", "--flows", str(flows), "--packets-per-flow", "2", "--interleave",
+                        "--size", str(size), "--out", p], check=True, capture_output=True)
+    return p
+
+
+def run_drlb(eal, cfg, secs, warm, extra=(), during=None):
+    """Runs drlb for warm+secs; returns (per-second rx_pps after warm-up, final counters)."""
+    sock = os.path.join(OUT, f"drlb-{os.getpid()}.sock")
+    cmd = [f"{B}/drlb"] + eal + ["--", "--config", cfg, "--stats-interval", "1", "--control", sock] + list(extra)
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if during:
+        for _ in range(100):
+            if os.path.exists(sock):
+                break
+            time.sleep(0.1)
+        time.sleep(warm)
+        during(sock)
+    else:
+        time.sleep(warm + secs + 0.5)
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=30)
+    pps = [int(m) for m in re.findall(r"rx_pps=(\d+)", err)]
+    counters = {m[0]: int(m[1]) for m in re.findall(r"^counter (\S+) (\d+)$", out, re.M)}
+    if p.returncode != 0 or not counters:
+        raise RuntimeError(f"drlb failed ({p.returncode}): {err[-2000:]}")
+    return pps[warm:warm + secs] if not during else pps, counters, err
+
+
+def run_testpmd(eal, secs, warm, mbufs):
+    cmd = ["dpdk-testpmd"] + eal + ["--", "--forward-mode=macswap", "--port-topology=loop",
+                                    f"--total-num-mbufs={mbufs}", "--stats-period", "1"]
+    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    time.sleep(warm + secs + 1)
+    p.send_signal(signal.SIGINT)
+    out, _ = p.communicate(timeout=30)
+    pps = [int(m) for m in re.findall(r"Rx-pps:\s*(\d+)", out)]
+    return pps[2:] or pps  # testpmd's first periods are warm-up
+
+
+def mean(xs):
+    return sum(xs) / len(xs) if xs else float("nan")
+
+
+def stage_e2e(a, res):
+    rows = []
+    flows_list = [1024] if a.quick else [1, 1024, 65536]
+    sizes = [60] if a.quick else [60, 512, 1514]
+    for flows in flows_list:
+        for size in sizes:
+            p = pcap(flows, size)
+            mbufs = flows * 2 + 16384
+            cfg = bench_config(os.path.join(OUT, "e2e.toml"), flows)
+            vdev = f"--vdev=net_pcap0,rx_pcap={p},infinite_rx=1"
+            d, t = [], []
+            for r in range(a.runs):
+                eal = ["-l", "0-1", "--no-pci", *mem_args(1536), "--file-prefix", f"hx{os.getpid()}", vdev]
+                pps, c, _ = run_drlb(eal, cfg, a.secs, a.warm, ["--mbufs", str(mbufs)])
+                d.append(mean(pps) / 1e6)
+                t.append(mean(run_testpmd(eal, a.secs, a.warm, mbufs)) / 1e6)
+            dm, tm = statistics.median(d), statistics.median(t)
+            row = {"flows": flows, "size": size, "drlb_mpps": round(dm, 3), "testpmd_mpps": round(tm, 3),
+                   "ratio": round(dm / tm, 3) if tm else None, "drlb_runs": [round(x, 3) for x in d],
+                   "testpmd_runs": [round(x, 3) for x in t]}
+            print(f"  e2e flows={flows} size={size}: drlb {dm:.2f} Mpps, testpmd {tm:.2f} Mpps, ratio {row['ratio']}")
+            rows.append(row)
+    res["e2e"] = rows
+    write_csv("e2e", rows, ["flows", "size", "drlb_mpps", "testpmd_mpps", "ratio"])
+
+
+def stage_scaling(a, res):
+    flows = 65536
+    p0, p1 = pcap(flows, 60, "-q0"), pcap(flows, 60, "-q1")
+    cfg = bench_config(os.path.join(OUT, "scaling.toml"), flows)
+    rows = []
+    for workers, lcores, vdev in [
+        (1, ["-l", "0-1"], f"--vdev=net_pcap0,rx_pcap={p0},infinite_rx=1"),
+        # Two workers on the two CPUs; the (mostly sleeping) main lcore shares CPU 0.
+        (2, ["--lcores", "0@0,1@0,2@1"],
+         f"--vdev=net_pcap0,rx_pcap={p0},rx_pcap={p1},infinite_rx=1"),
+    ]:
+        vals = []
+        for _ in range(a.runs):
+            eal = lcores + ["--no-pci", *mem_args(1536), "--file-prefix", f"hs{os.getpid()}", vdev]
+            pps, c, _ = run_drlb(eal, cfg, a.secs, a.warm, ["--mbufs", str(4 * flows + 32768)])
+            vals.append(mean(pps) / 1e6)
+        m = statistics.median(vals)
+        rows.append({"workers": workers, "mpps": round(m, 3), "runs": [round(x, 3) for x in vals]})
+        print(f"  scaling workers={workers}: {m:.2f} Mpps")
+    rows[1]["ratio_vs_1"] = round(rows[1]["mpps"] / rows[0]["mpps"], 3) if rows[0]["mpps"] else None
+    res["scaling"] = rows
+    write_csv("scaling", rows, ["workers", "mpps", "ratio_vs_1"])
+
+
+def stage_micro(a, res):
+    args = ["cargo", "bench", "--quiet", "--bench", "pipeline", "--"] + (["--quick"] if a.quick else [])
+    r = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, check=True)
+    rows, extra = [], {}
+    for l in r.stdout.splitlines():
+        if l.startswith("# "):
+            k, v = l[2:].split()
+            extra[k] = float(v)
+        elif "," in l and not l.startswith("case"):
+            case, flows, cap, ns, mpps = l.split(",")
+            rows.append({"case": case, "flows": int(flows), "capacity": int(cap), "ns_per_packet": float(ns)})
+    assert any(r["case"] == "hit" for r in rows) and any(r["case"].startswith("fill_") for r in rows), r.stdout
+    # Instructions per packet, hit path at 1k flows (callgrind: stable on a noisy VM).
+    exe = sorted((os.path.join(ROOT, "target/release/deps", f) for f in os.listdir(os.path.join(ROOT, "target/release/deps"))
+                  if f.startswith("pipeline-") and os.access(os.path.join(ROOT, "target/release/deps", f), os.X_OK)
+                  and "." not in f), key=os.path.getmtime)[-1]
+    instr = {}
+    if shutil.which("valgrind"):
+        for flows in ([1024] if a.quick else [1024, 65536]):
+            with tempfile.TemporaryDirectory() as d:
+                out = os.path.join(d, "cg")
+                counts = []
+                for n in (1, 2):  # two lengths: the difference is per-packet cost only
+                    env = dict(os.environ, DRLB_BENCH_PACKETS=str(n * 1_000_000))
+                    v = subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
+                                        exe, "--flows", str(flows), "--quick"], env=env, capture_output=True, text=True)
+                    m = re.search(r"Collected : (\d+)", v.stderr)
+                    counts.append(int(m.group(1)) if m else None)
+                if all(counts):
+                    instr[str(flows)] = round((counts[1] - counts[0]) / 1_000_000, 1)
+    res["micro"] = {"rows": rows, "instructions_per_packet_hit": instr, **extra}
+    for r_ in rows:
+        print(f"  micro {r_['case']} flows={r_['flows']}: {r_['ns_per_packet']} ns/packet")
+    print(f"  micro instructions/packet (hit): {instr}; {extra}")
+    write_csv("micro", rows, ["case", "flows", "capacity", "ns_per_packet"])
+
+
+def memif_pair(gen_args, drlb_cfg, secs, warm=1.0):
+    """drlb (memif server) + drlb-pktgen (client); returns (generator JSON, drlb counters)."""
+    d = tempfile.mkdtemp(prefix="drlb-memif-")
+    msock = os.path.join(d, "m.sock")
+    dcmd = [f"{B}/drlb", "-l", "0-1", "--no-pci", *mem_args(512), "--file-prefix", f"hld{os.getpid()}",
+            f"--vdev=net_memif0,role=server,socket={msock},socket-abstract=no,mac=02:00:00:00:00:01",
+            "--", "--config", drlb_cfg, "--control", os.path.join(d, "c.sock"), "--stats-interval", "0"]
+    dp = subprocess.Popen(dcmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for _ in range(100):
+        if os.path.exists(msock):
+            break
+        time.sleep(0.1)
+    # The generator shares CPU 0 with drlb's (sleeping) main lcore; the worker has CPU 1.
+    gcmd = [f"{B}/drlb-pktgen", "-l", "0", "--no-pci", *mem_args(256), "--file-prefix", f"hlg{os.getpid()}",
+            f"--vdev=net_memif0,role=client,socket={msock},socket-abstract=no", "--",
+            "--secs", str(secs), "--warmup", str(warm), "--dst-mac", "02:00:00:00:00:01"] + gen_args
+    g = subprocess.run(gcmd, capture_output=True, text=True, timeout=secs + warm + 60)
+    dp.send_signal(signal.SIGINT)
+    out, err = dp.communicate(timeout=30)
+    shutil.rmtree(d, ignore_errors=True)
+    line = next((l for l in g.stdout.splitlines() if l.startswith("{")), None)
+    if not line:
+        raise RuntimeError(f"drlb-pktgen: {g.stderr[-1500:]}\ndrlb: {err[-1500:]}")
+    counters = {m[0]: int(m[1]) for m in re.findall(r"^counter (\S+) (\d+)$", out, re.M)}
+    return json.loads(line), counters
+
+
+def stage_latency(a, res):
+    cfg = bench_config(os.path.join(OUT, "latency.toml"), 1024, proto="udp")
+    secs = 2 if a.quick else a.secs
+    gen, c = memif_pair(["--rate", "0", "--flows", "1024"], cfg, secs)
+    peak = gen["rx_pps"]
+    print(f"  latency: max rate over memif {peak / 1e6:.2f} Mpps (tx {gen['tx_pps'] / 1e6:.2f})")
+    rows = [{"load_pct": 100, "offered_pps": gen["tx_pps"], "rx_pps": gen["rx_pps"],
+             "loss": loss(gen), **lat(c)}]
+    for pct in (10, 50, 90):
+        gen, c = memif_pair(["--rate", str(int(peak * pct / 100)), "--flows", "1024"], cfg, secs)
+        row = {"load_pct": pct, "offered_pps": gen["tx_pps"], "rx_pps": gen["rx_pps"], "loss": loss(gen), **lat(c)}
+        rows.append(row)
+        print(f"  latency at {pct} %: p50 {row['p50_us']} us, p99 {row['p99_us']} us, p99.9 {row['p999_us']} us, "
+              f"max {row['max_us']} us, loss {row['loss']:.5f}")
+    res["latency"] = {"peak_pps": peak, "rows": rows}
+    write_csv("latency", rows, ["load_pct", "offered_pps", "rx_pps", "loss", "samples", "p50_us", "p90_us",
+                                "p99_us", "p999_us", "max_us"])
+
+
+def loss(gen):
+    sent = gen["tx"] + gen["tx_refused"]
+    return (sent - gen["rx"]) / sent if sent else 1.0
+
+
+def lat(c):
+    us = lambda k: round(c.get(f"latency_{k}_ns", 0) / 1000, 2)
+    return {"samples": c.get("latency_samples", 0), "p50_us": us("p50"), "p90_us": us("p90"),
+            "p99_us": us("p99"), "p999_us": us("p999"), "max_us": us("max")}
+
+
+def stage_reload(a, res):
+    flows = 4096
+    p = pcap(flows, 60)
+    cfg = bench_config(os.path.join(OUT, "reload.toml"), flows)
+    secs = 2 if a.quick else a.secs
+    changes = []
+
+    def churn(sock):
+        # `secs` seconds quiet, then `secs` seconds of 100 weight changes a second.
+        time.sleep(secs)
+        end, w, n = time.time() + secs, 1, 0
+        while time.time() < end:
+            t0 = time.time()
+            w = 3 - w
+            sh([f"{B}/drlbadm", "--socket", sock, "-e", "-t", f"{VIP}:80", "-r", "192.168.1.119:80", "-w", str(w)])
+            n += 1
+            time.sleep(max(0, 0.01 - (time.time() - t0)))
+        changes.append(n)
+        time.sleep(1)
+
+    eal = ["-l", "0-1", "--no-pci", *mem_args(1024), "--file-prefix", f"hr{os.getpid()}",
+           f"--vdev=net_pcap0,rx_pcap={p},infinite_rx=1"]
+    pps, c, err = run_drlb(eal, cfg, secs, a.warm, ["--mbufs", "32767"], during=churn)
+    quiet = pps[a.warm:a.warm + secs]
+    busy = pps[a.warm + secs + 1:a.warm + 2 * secs]
+    lost = sum(v for k, v in c.items() if k.startswith("drop_")) + c.get("tx_dropped", 0)
+    swaps = [float(x) for x in re.findall(r"workers on it after ([\d.]+) µs", err)]
+    swaps.sort()
+    row = {"changes": changes[0] if changes else 0, "secs": secs,
+           "changes_per_sec": round((changes[0] if changes else 0) / secs, 1),
+           "mpps_quiet": round(mean(quiet) / 1e6, 3), "mpps_during": round(mean(busy) / 1e6, 3),
+           "dip_pct": round(100 * (1 - mean(busy) / mean(quiet)), 2) if quiet and busy else None,
+           "lost": lost, "rx": c["rx"],
+           "swap_p50_us": swaps[len(swaps) // 2] if swaps else None,
+           "swap_p99_us": swaps[min(len(swaps) - 1, int(len(swaps) * 0.99))] if swaps else None}
+    print(f"  reload: {row}")
+    res["reload"] = row
+    write_csv("reload", [row], list(row))
+
+
+def rss_kib(pid):
+    try:
+        for l in open(f"/proc/{pid}/status"):
+            if l.startswith("VmRSS:"):
+                return int(l.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def stage_soak(a, res):
+    secs = 20 if a.quick else a.soak_secs
+    cfg = bench_config(os.path.join(OUT, "soak.toml"), 65536, proto="udp", capacity=1 << 20,
+                       extra="[timeouts]\nudp = 1")
+    d = tempfile.mkdtemp(prefix="drlb-soak-")
+    msock, csock = os.path.join(d, "m.sock"), os.path.join(d, "c.sock")
+    dp = subprocess.Popen([f"{B}/drlb", "-l", "0-1", "--no-pci", *mem_args(512), "--file-prefix", f"hk{os.getpid()}",
+                           f"--vdev=net_memif0,role=server,socket={msock},socket-abstract=no,mac=02:00:00:00:00:01",
+                           "--", "--config", cfg, "--control", csock, "--stats-interval", "1"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for _ in range(100):
+        if os.path.exists(msock) and os.path.exists(csock):
+            break
+        time.sleep(0.1)
+    g = subprocess.Popen([f"{B}/drlb-pktgen", "-l", "0", "--no-pci", *mem_args(256), "--file-prefix", f"hkg{os.getpid()}",
+                          f"--vdev=net_memif0,role=client,socket={msock},socket-abstract=no", "--",
+                          "--secs", str(secs), "--warmup", "1", "--dst-mac", "02:00:00:00:00:01",
+                          "--rate", "0", "--flows", "65536", "--new-share", "0.5"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    adm = lambda *args: sh([f"{B}/drlbadm", "--socket", csock, *args])
+    rss, changes, failed, w = [], 0, 0, 1
+    t_end = time.time() + secs + 1
+    next_rss = time.time()
+    while time.time() < t_end and g.poll() is None:
+        t0 = time.time()
+        if changes % 10 == 9:  # every second: remove a real server, re-add it next time
+            if changes % 20 == 9:
+                r = adm("-d", "-u", f"{VIP}:80", "-r", "192.168.1.118:80")
+            else:
+                r = adm("-a", "-u", f"{VIP}:80", "-r", "192.168.1.118:80", "-w", "3", "--mac", "00:0c:29:56:5c:c5")
+        else:
+            w = 3 - w
+            r = adm("-e", "-u", f"{VIP}:80", "-r", "192.168.1.119:80", "-w", str(w))
+        changes += 1
+        failed += r.returncode != 0
+        if t0 >= next_rss:
+            rss.append((round(t0 - (t_end - secs - 1)), rss_kib(dp.pid)))
+            next_rss += 10
+        time.sleep(max(0, 0.1 - (time.time() - t0)))
+    gout, gerr = g.communicate(timeout=60)
+    dp.send_signal(signal.SIGINT)
+    out, err = dp.communicate(timeout=60)
+    shutil.rmtree(d, ignore_errors=True)
+    c = {m[0]: int(m[1]) for m in re.findall(r"^counter (\S+) (\d+)$", out, re.M)}
+    gen = json.loads(next(l for l in gout.splitlines() if l.startswith("{")))
+    accounted = c["forwarded"] + c["arp_replies"] + c["icmp_replies"] + c["arp_learned"] + c["dropped"]
+    pps = [int(m) for m in re.findall(r"rx_pps=(\d+)", err)]
+    stalled = sum(1 for v in pps[2:-2] if v == 0)
+    steady = [k for t, k in rss if t >= 60] or [k for _, k in rss]
+    row = {"secs": secs, "exit_code": dp.returncode, "changes": changes, "failed_changes": failed,
+           "rx": c["rx"], "accounted": accounted, "balanced": c["rx"] == accounted,
+           "mbufs_in_use_at_exit": c["mbufs_in_use"], "generator_tx": gen["tx"], "generator_rx": gen["rx"],
+           "mean_mpps": round(mean(pps[2:-2]) / 1e6, 3) if len(pps) > 4 else None,
+           "seconds_without_rx": stalled, "flow_expired": c.get("flow_expired"),
+           "flow_evictions": c.get("flow_evictions"), "new_flows": c.get("new_flows"),
+           "drops": {k: v for k, v in c.items() if k.startswith("drop_") and v},
+           "rss_kib": rss, "rss_steady_min_kib": min(steady) if steady else None,
+           "rss_steady_max_kib": max(steady) if steady else None,
+           "panicked": "panicked" in err}
+    print(f"  soak: {json.dumps({k: v for k, v in row.items() if k != 'rss_kib'})}")
+    print(f"  soak rss (s, KiB): {rss}")
+    res["soak"] = row
+    write_csv("soak", [row], [k for k in row if k not in ("rss_kib", "drops")])
+    ok = row["balanced"] and row["mbufs_in_use_at_exit"] == 0 and row["exit_code"] == 0 and not row["panicked"] \
+        and stalled == 0 and failed == 0
+    if not ok:
+        raise SystemExit(f"soak FAILED: {row}")
+
+
+def write_csv(name, rows, cols):
+    with open(os.path.join(OUT, f"{name}.csv"), "w") as f:
+        f.write(",".join(cols) + "\n")
+        for r in rows:
+            f.write(",".join(str(r.get(c, "")) for c in cols) + "\n")
+
+
+def svg_bars(path, title, groups, series, unit):
+    """Grouped bar chart: groups = [(label, [value per series])], series = names."""
+    w, h, left, bottom = 720, 360, 60, 60
+    vmax = max((v for _, vs in groups for v in vs if v == v), default=1) or 1
+    bw = (w - left - 20) / max(1, len(groups)) / (len(series) + 1)
+    colors = ["#3b6fb6", "#e0883a", "#5aa05a", "#b04a4a"]
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11">',
+           f'<text x="{w / 2}" y="18" text-anchor="middle" font-size="14">{title}</text>',
+           f'<line x1="{left}" y1="{h - bottom}" x2="{w - 10}" y2="{h - bottom}" stroke="black"/>']
+    for i in range(5):
+        y = h - bottom - (h - bottom - 40) * i / 4
+        out.append(f'<text x="{left - 5}" y="{y + 4}" text-anchor="end">{vmax * i / 4:.3g}</text>'
+                   f'<line x1="{left}" y1="{y}" x2="{w - 10}" y2="{y}" stroke="#ddd"/>')
+    out.append(f'<text x="14" y="{h / 2}" transform="rotate(-90 14 {h / 2})" text-anchor="middle">{unit}</text>')
+    for gi, (label, vals) in enumerate(groups):
+        x0 = left + 10 + gi * bw * (len(series) + 1)
+        for si, v in enumerate(vals):
+            if v != v:
+                continue
+            bh = (h - bottom - 40) * v / vmax
+            out.append(f'<rect x="{x0 + si * bw:.1f}" y="{h - bottom - bh:.1f}" width="{bw * 0.9:.1f}" height="{bh:.1f}" '
+                       f'fill="{colors[si % 4]}"><title>{series[si]}: {v:.3g}</title></rect>')
+        out.append(f'<text x="{x0 + bw * len(series) / 2:.1f}" y="{h - bottom + 15}" text-anchor="middle">{label}</text>')
+    for si, s in enumerate(series):
+        out.append(f'<rect x="{left + 10 + si * 150}" y="{h - 25}" width="10" height="10" fill="{colors[si % 4]}"/>'
+                   f'<text x="{left + 25 + si * 150}" y="{h - 16}">{s}</text>')
+    out.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(out))
+
+
+def plots(res):
+    if "e2e" in res:
+        svg_bars(os.path.join(OUT, "e2e.svg"), "drlb vs testpmd macswap, 1 lcore (net_pcap)",
+                 [(f"{r['flows']}f/{r['size'] + 4}B", [r["drlb_mpps"], r["testpmd_mpps"]]) for r in res["e2e"]],
+                 ["drlb", "testpmd macswap"], "Mpps")
+    if "latency" in res:
+        svg_bars(os.path.join(OUT, "latency.svg"), "time inside drlb (RX to TX), by load",
+                 [(f"{r['load_pct']} %", [r["p50_us"], r["p99_us"], r["p999_us"]]) for r in res["latency"]["rows"]],
+                 ["p50", "p99", "p99.9"], "µs")
+    if "micro" in res:
+        fill = [r for r in res["micro"]["rows"] if r["case"].startswith("fill_")]
+        svg_bars(os.path.join(OUT, "fill.svg"), "new flows into a 1M table: ns/packet as it fills (then evicts)",
+                 [(r["case"].split("_")[1], [r["ns_per_packet"]]) for r in fill], ["ns/packet"], "ns")
+    if "scaling" in res:
+        svg_bars(os.path.join(OUT, "scaling.svg"), "workers: 1 vs 2 (64k flows)",
+                 [(f"{r['workers']} worker(s)", [r["mpps"]]) for r in res["scaling"]], ["drlb"], "Mpps")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="seconds per stage; checks the harness, not speed")
+    ap.add_argument("--only", default="e2e,scaling,micro,latency,reload")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--secs", type=int, default=8)
+    ap.add_argument("--warm", type=int, default=3)
+    ap.add_argument("--soak-secs", type=int, default=600)
+    a = ap.parse_args()
+    if a.quick:
+        a.runs, a.secs, a.warm = 1, 2, 1
+    os.makedirs(OUT, exist_ok=True)
+    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    res = {"facts": facts(), "params": {"quick": a.quick, "runs": a.runs, "secs": a.secs, "warm": a.warm}}
+    stages = {"e2e": stage_e2e, "scaling": stage_scaling, "micro": stage_micro, "latency": stage_latency,
+              "reload": stage_reload, "soak": stage_soak}
+    for name in a.only.split(","):
+        print(f"== {name}", flush=True)
+        stages[name](a, res)
+    res["facts"]["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
+    with open(os.path.join(OUT, "results.json"), "w") as f:
+        json.dump(res, f, indent=1)
+    plots(res)
+    print(f"results: {OUT}/results.json, *.csv, *.svg")
+
+
+if __name__ == "__main__":
+    main()

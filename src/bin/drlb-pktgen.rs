@@ -1,0 +1,235 @@
+//! drlb-pktgen: a small paced traffic source on DPDK, for the in-machine harness
+//! (perf/). It sends UDP to the VIP on port 0 at `--rate` packets/s (token bucket on the
+//! TSC, bursts of at most 32, no catch-up beyond one burst), counts what comes back on
+//! the same port, and prints one JSON line. Not a Pktgen replacement: no UI, one port,
+//! one lcore.
+//!
+//!   drlb-pktgen -l 0 --no-pci --vdev=net_memif0,role=client,socket=/tmp/m.sock -- \
+//!       --rate 1000000 --secs 10 --flows 1024 --dst-mac 02:00:00:00:00:01
+//!
+//! Flows: `--flows N` recurring flows (client IP x port), and with `--new-share F` that
+//! share of packets from flows never seen before (an endless series: entries expire
+//! instead of being refreshed; the soak test's expiry-heavy mix).
+use clap::Parser;
+use drlb::dpdk::{self, eal, mbuf, mempool::Mempool, port};
+use drlb::wire::builder::{self, Flow};
+use drlb::wire::ipv4::Ipv4Packet;
+use drlb::wire::Mac;
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "drlb-pktgen",
+    about = "Paced UDP source to a VIP on DPDK port 0, counting what returns",
+    override_usage = "drlb-pktgen [EAL options] -- [--rate PPS] [--secs S] [--flows N] ..."
+)]
+struct Args {
+    /// Packets per second to offer (0: as fast as the port takes them).
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Measured seconds (after the warm-up).
+    #[arg(long, default_value_t = 5.0)]
+    secs: f64,
+    /// Warm-up seconds, sent but not counted (ARP, flow tables, caches).
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Recurring flows.
+    #[arg(long, default_value_t = 1024)]
+    flows: u32,
+    /// Share of packets from never-seen flows (0..1).
+    #[arg(long, default_value_t = 0.0)]
+    new_share: f64,
+    /// Frame size without FCS (60 = 64 on the wire).
+    #[arg(long, default_value_t = 60)]
+    size: usize,
+    /// The director's MAC.
+    #[arg(long, default_value = "02:00:00:00:00:01")]
+    dst_mac: Mac,
+    #[arg(long, default_value = "192.168.1.200")]
+    vip: Ipv4Addr,
+    #[arg(long, default_value_t = 80)]
+    port: u16,
+    /// Mbufs in the pool.
+    #[arg(long, default_value_t = 16383)]
+    mbufs: u32,
+}
+
+const BURST: usize = 32;
+
+fn fail(msg: impl std::fmt::Display) -> ! {
+    eprintln!("drlb-pktgen: error: {msg}");
+    std::process::exit(2);
+}
+
+/// The frame of packet `seq`: a recurring flow, or (a `new_share` of the time) a fresh one.
+struct Frames {
+    template: Vec<u8>,
+    flows: u32,
+    new_every: u64,
+    fresh: u32,
+}
+
+impl Frames {
+    fn fill(&mut self, seq: u64, out: &mut [u8]) {
+        let (ip, port) = if self.new_every > 0 && seq.is_multiple_of(self.new_every) {
+            self.fresh = self.fresh.wrapping_add(1);
+            // 100.64.0.0/10 and all ports: 2^22 x 2^16 flows before one repeats.
+            (
+                0x6440_0000 | (self.fresh >> 16 & 0x3f_ffff),
+                self.fresh as u16 | 1,
+            )
+        } else {
+            let i = (seq % u64::from(self.flows)) as u32;
+            (0x0a00_0000 | (i >> 10), 1024 + (i & 1023) as u16)
+        };
+        out.copy_from_slice(&self.template);
+        out[26..30].copy_from_slice(&ip.to_be_bytes());
+        out[34..36].copy_from_slice(&port.to_be_bytes());
+        out[40..42].copy_from_slice(&[0, 0]); // UDP checksum: none
+        if let Ok(mut p) = Ipv4Packet::new_checked(&mut out[14..]) {
+            p.fill_checksum();
+        }
+    }
+}
+
+fn main() {
+    let argv: Vec<String> = std::env::args().collect();
+    let split = argv.iter().position(|a| a == "--").unwrap_or(argv.len());
+    let app: Vec<String> = std::iter::once(argv[0].clone())
+        .chain(argv.get(split + 1..).unwrap_or(&[]).iter().cloned())
+        .collect();
+    let a = Args::parse_from(app);
+    if !(60..=1514).contains(&a.size) || !(0.0..=1.0).contains(&a.new_share) || a.flows == 0 {
+        fail("--size must be 60..=1514, --new-share 0..1, --flows at least 1");
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register(sig, stop.clone());
+    }
+    let e = eal::init(&argv[..split]).unwrap_or_else(|e| fail(format_args!("EAL: {e}")));
+    if port::count() == 0 {
+        fail("no port: give a --vdev (e.g. net_memif0,role=server,socket=PATH)");
+    }
+    let info = port::info(0).unwrap_or_else(|e| fail(e));
+    let pool = Mempool::new("pktgen_pool", a.mbufs, 256, 0).unwrap_or_else(|e| fail(e));
+    let mut p = port::Port::configure(info, 1, &pool, 1024, 1024).unwrap_or_else(|e| fail(e));
+    p.start().unwrap_or_else(|e| fail(e));
+    let src = p.mac().unwrap_or_else(|e| fail(e));
+    let (mut rx, mut tx) = p.queues().pop().expect("one queue pair");
+    let f = Flow {
+        dst_mac: a.dst_mac,
+        src_mac: src,
+        saddr: 0x0a00_0000,
+        daddr: u32::from(a.vip),
+        sport: 1024,
+        dport: a.port,
+    };
+    let mut frames = Frames {
+        template: builder::udp(&f, a.size - 42, a.size),
+        flows: a.flows,
+        new_every: if a.new_share > 0.0 {
+            (1.0 / a.new_share).round().max(1.0) as u64
+        } else {
+            0
+        },
+        fresh: 0,
+    };
+    assert_eq!(frames.template.len(), a.size, "template length");
+
+    let hz = dpdk::tsc_hz();
+    // Wait for the link (a memif peer connecting): the clock starts at the first frame
+    // the port accepts.
+    let give_up = dpdk::rdtsc() + 10 * hz;
+    let mut probe = [std::ptr::null_mut(); 1];
+    loop {
+        if dpdk::rdtsc() > give_up || stop.load(Ordering::Relaxed) {
+            fail("port 0 took no frame in 10 s: is the peer (drlb) attached?");
+        }
+        let Some(m) = mbuf::Mbuf::from_bytes(&pool, &frames.template) else {
+            fail("mbuf pool empty");
+        };
+        probe[0] = m.into_raw();
+        if tx.tx_burst(&mut probe) == 1 {
+            break;
+        }
+        // SAFETY: not taken by the device; still ours.
+        unsafe { mbuf::free_bulk(&mut probe) };
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let start = dpdk::rdtsc();
+    let warm_end = start + (a.warmup * hz as f64) as u64;
+    let end = warm_end + (a.secs * hz as f64) as u64;
+    let (mut seq, mut sent, mut refused, mut got) = (0u64, 0u64, 0u64, 0u64);
+    let (mut sent0, mut refused0, mut got0) = (0u64, 0u64, 0u64);
+    let mut counting = false;
+    let mut pkts = [std::ptr::null_mut(); BURST];
+    let mut rxp = [std::ptr::null_mut(); BURST];
+    loop {
+        let now = dpdk::rdtsc();
+        if now >= end || stop.load(Ordering::Relaxed) {
+            break;
+        }
+        if !counting && now >= warm_end {
+            counting = true;
+            (sent0, refused0, got0) = (sent, refused, got);
+        }
+        // Token bucket: what the rate allows by now, at most one burst ahead.
+        let want = if a.rate == 0 {
+            BURST as u64
+        } else {
+            let allowed = ((now - start) as u128 * u128::from(a.rate) / u128::from(hz)) as u64;
+            allowed.saturating_sub(sent + refused).min(BURST as u64)
+        } as usize;
+        let mut n = 0;
+        while n < want {
+            let Some(m) = mbuf::Mbuf::from_bytes(&pool, &frames.template) else {
+                break;
+            };
+            let raw = m.into_raw();
+            // SAFETY: a fresh mbuf we own, holding exactly template.len() bytes.
+            frames.fill(seq, unsafe { mbuf::data_mut(raw) });
+            seq += 1;
+            pkts[n] = raw;
+            n += 1;
+        }
+        if n > 0 {
+            let ok = tx.tx_burst(&mut pkts[..n]);
+            if ok < n {
+                // SAFETY: the device took only the first `ok`.
+                unsafe { mbuf::free_bulk(&mut pkts[ok..n]) };
+                refused += (n - ok) as u64;
+            }
+            sent += ok as u64;
+        }
+        let r = rx.rx_burst(&mut rxp);
+        if r > 0 {
+            got += r as u64;
+            // SAFETY: received mbufs we own.
+            unsafe { mbuf::free_bulk(&mut rxp[..r]) };
+        }
+    }
+    // Drain what is still coming back (up to 100 ms).
+    let drain_end = dpdk::rdtsc() + hz / 10;
+    while dpdk::rdtsc() < drain_end {
+        let r = rx.rx_burst(&mut rxp);
+        got += r as u64;
+        // SAFETY: received mbufs we own.
+        unsafe { mbuf::free_bulk(&mut rxp[..r]) };
+    }
+    let (tx_n, refused_n, rx_n) = (sent - sent0, refused - refused0, got - got0);
+    println!(
+        "{{\"rate_set\":{},\"secs\":{},\"tx\":{tx_n},\"tx_refused\":{refused_n},\"rx\":{rx_n},\"tx_pps\":{:.0},\"rx_pps\":{:.0},\"size\":{},\"flows\":{},\"new_share\":{}}}",
+        a.rate,
+        a.secs,
+        tx_n as f64 / a.secs,
+        rx_n as f64 / a.secs,
+        a.size,
+        a.flows,
+        a.new_share
+    );
+    p.close();
+    drop(pool);
+    e.cleanup();
+}
