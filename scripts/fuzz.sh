@@ -29,11 +29,14 @@ case "$mode" in
     export RUSTFLAGS="--cfg fuzzing -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
 -Cllvm-args=-sanitizer-coverage-trace-compares -Cdebug-assertions -Coverflow-checks"
-    (cd fuzz && cargo build --release --quiet --target-dir target/smoke --bins)
+    # An explicit --target keeps RUSTFLAGS off build scripts and proc macros (as
+    # cargo-fuzz does).
+    host=$(rustc -vV | sed -n 's/^host: //p')
+    (cd fuzz && cargo build --release --quiet --target "$host" --target-dir target/smoke --bins)
     for t in "${targets[@]}"; do
       mkdir -p "fuzz/artifacts/$t" "fuzz/corpus/$t"
       echo "== fuzz smoke: $t (${secs}s)"
-      fuzz/target/smoke/release/"$t" -max_total_time="$secs" -print_final_stats=1 \
+      fuzz/target/smoke/"$host"/release/"$t" -max_total_time="$secs" -print_final_stats=1 \
         -artifact_prefix="fuzz/artifacts/$t/" "fuzz/corpus/$t" 2>&1 \
         | grep -E "stat::number_of_executed_units|stat::peak_rss|ERROR|panicked|Done" || true
       if ls "fuzz/artifacts/$t"/crash-* >/dev/null 2>&1; then
