@@ -166,8 +166,15 @@ pub struct FlowTable {
     group_mask: usize,
     seed: [u64; 2],
     sweep_next: usize,
+    /// Make-room calls left that skip the cuckoo search: set after a search found no
+    /// move (the table is full around there, as under a flood), so a full table does not
+    /// pay 16 random cache misses per new flow for nothing.
+    cuckoo_backoff: u32,
     pub stats: FlowStats,
 }
+
+/// Make-room calls that evict directly after a failed cuckoo search.
+const CUCKOO_BACKOFF: u32 = 64;
 
 /// Most groups a table may have: the hash's bits are split as g1 = bits 0..24,
 /// g2 = bits 24..48, tag = bits 48..64, so groups must fit in 24 bits.
@@ -231,6 +238,7 @@ impl FlowTable {
             groups,
             seed,
             sweep_next: 0,
+            cuckoo_backoff: 0,
             stats: FlowStats::default(),
         }
     }
@@ -356,6 +364,10 @@ impl FlowTable {
     #[cold]
     #[inline(never)]
     fn make_room(&mut self, g1: usize, g2: usize, now: Tick) -> usize {
+        if self.cuckoo_backoff > 0 {
+            self.cuckoo_backoff -= 1;
+            return self.evict_victim(g1, g2);
+        }
         for g in [g1, g2] {
             for i in 0..WAYS {
                 let e = self.get(g * WAYS + i);
@@ -372,6 +384,13 @@ impl FlowTable {
                 }
             }
         }
+        self.cuckoo_backoff = CUCKOO_BACKOFF;
+        self.evict_victim(g1, g2)
+    }
+
+    /// The entry to evict from two full groups: not ESTABLISHED first, then the one
+    /// expiring soonest.
+    fn evict_victim(&self, g1: usize, g2: usize) -> usize {
         // Rank: 1 = live not established, 2 = live established; ties by sooner expiry.
         let mut best = (g1 * WAYS, (u8::MAX, Tick::MAX));
         for g in [g1, g2] {
