@@ -19,8 +19,8 @@ machine facts, DPDK version, git revision and parameters; perf/out/*.svg are the
              it: drlb's sampled RX-to-TX time (p50/p90/p99/p99.9/max) and the loss.
   reload     100 backend changes a second for SECS while forwarding at full rate: Mpps
              before and during, packets lost, swap latency p50/p99.
-  soak       (not in the default set) --soak-secs (default 600) at full rate over memif
-             from drlb-pktgen, half the packets from never-seen flows with a 1 s UDP
+  soak       (not in the default set) --soak-secs (default 600) at --soak-rate (default
+             2 Mpps, ~60 % of the memif maximum here) over memif from drlb-pktgen, half the packets from never-seen flows with a 1 s UDP
              timeout (expiry-heavy), a backend change every 100 ms (weights, and a real
              server removed and re-added every second): resident memory over time, and at
              the end mbufs back at baseline, rx = forwarded + replied + drops exactly,
@@ -34,6 +34,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 B = os.path.join(ROOT, "target", "release")
 OUT = os.environ.get("OUT", os.path.join(ROOT, "perf", "out"))
 VIP = "192.168.1.200"
+ALL = "e2e,scaling,micro,latency,reload"
 
 
 def sh(cmd, **kw):
@@ -107,7 +108,11 @@ def run_drlb(eal, cfg, secs, warm, extra=(), during=None):
     """Runs drlb for warm+secs; returns (per-second rx_pps after warm-up, final counters)."""
     sock = os.path.join(OUT, f"drlb-{os.getpid()}.sock")
     cmd = [f"{B}/drlb"] + eal + ["--", "--config", cfg, "--stats-interval", "1", "--control", sock] + list(extra)
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # stderr to a file, not a pipe: a pipe nobody drains fills after ~64 KB of log
+    # lines and then blocks drlb's manager (the workers never log, so forwarding would
+    # go on, but control requests would stall).
+    errf = open(os.path.join(OUT, "drlb.stderr"), "w+")
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errf, text=True)
     if during:
         for _ in range(100):
             if os.path.exists(sock):
@@ -118,7 +123,10 @@ def run_drlb(eal, cfg, secs, warm, extra=(), during=None):
     else:
         time.sleep(warm + secs + 0.5)
     p.send_signal(signal.SIGINT)
-    out, err = p.communicate(timeout=30)
+    out, _ = p.communicate(timeout=30)
+    errf.seek(0)
+    err = errf.read()
+    errf.close()
     pps = [int(m) for m in re.findall(r"rx_pps=(\d+)", err)]
     counters = {m[0]: int(m[1]) for m in re.findall(r"^counter (\S+) (\d+)$", out, re.M)}
     if p.returncode != 0 or not counters:
@@ -235,7 +243,8 @@ def memif_pair(gen_args, drlb_cfg, secs, warm=1.0):
     dcmd = [f"{B}/drlb", "-l", "0-1", "--no-pci", *mem_args(512), "--file-prefix", f"hld{os.getpid()}",
             f"--vdev=net_memif0,role=server,socket={msock},socket-abstract=no,mac=02:00:00:00:00:01",
             "--", "--config", drlb_cfg, "--control", os.path.join(d, "c.sock"), "--stats-interval", "0"]
-    dp = subprocess.Popen(dcmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    errf = open(os.path.join(d, "drlb.stderr"), "w+")  # a file: see run_drlb
+    dp = subprocess.Popen(dcmd, stdout=subprocess.PIPE, stderr=errf, text=True)
     for _ in range(100):
         if os.path.exists(msock):
             break
@@ -246,7 +255,10 @@ def memif_pair(gen_args, drlb_cfg, secs, warm=1.0):
             "--secs", str(secs), "--warmup", str(warm), "--dst-mac", "02:00:00:00:00:01"] + gen_args
     g = subprocess.run(gcmd, capture_output=True, text=True, timeout=secs + warm + 60)
     dp.send_signal(signal.SIGINT)
-    out, err = dp.communicate(timeout=30)
+    out, _ = dp.communicate(timeout=30)
+    errf.seek(0)
+    err = errf.read()
+    errf.close()
     shutil.rmtree(d, ignore_errors=True)
     line = next((l for l in g.stdout.splitlines() if l.startswith("{")), None)
     if not line:
@@ -341,10 +353,11 @@ def stage_soak(a, res):
                        extra="[timeouts]\nudp = 1")
     d = tempfile.mkdtemp(prefix="drlb-soak-")
     msock, csock = os.path.join(d, "m.sock"), os.path.join(d, "c.sock")
+    errf = open(os.path.join(OUT, "soak.stderr"), "w+")  # a file: see run_drlb
     dp = subprocess.Popen([f"{B}/drlb", "-l", "0-1", "--no-pci", *mem_args(512), "--file-prefix", f"hk{os.getpid()}",
                            f"--vdev=net_memif0,role=server,socket={msock},socket-abstract=no,mac=02:00:00:00:00:01",
                            "--", "--config", cfg, "--control", csock, "--stats-interval", "1"],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                          stdout=subprocess.PIPE, stderr=errf, text=True)
     for _ in range(100):
         if os.path.exists(msock) and os.path.exists(csock):
             break
@@ -352,7 +365,7 @@ def stage_soak(a, res):
     g = subprocess.Popen([f"{B}/drlb-pktgen", "-l", "0", "--no-pci", *mem_args(256), "--file-prefix", f"hkg{os.getpid()}",
                           f"--vdev=net_memif0,role=client,socket={msock},socket-abstract=no", "--",
                           "--secs", str(secs), "--warmup", "1", "--dst-mac", "02:00:00:00:00:01",
-                          "--rate", "0", "--flows", "65536", "--new-share", "0.5"],
+                          "--rate", str(a.soak_rate), "--yield-cpu", "--flows", "65536", "--new-share", "0.5"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     adm = lambda *args: sh([f"{B}/drlbadm", "--socket", csock, *args])
     rss, changes, failed, w = [], 0, 0, 1
@@ -376,7 +389,10 @@ def stage_soak(a, res):
         time.sleep(max(0, 0.1 - (time.time() - t0)))
     gout, gerr = g.communicate(timeout=60)
     dp.send_signal(signal.SIGINT)
-    out, err = dp.communicate(timeout=60)
+    out, _ = dp.communicate(timeout=60)
+    errf.seek(0)
+    err = errf.read()
+    errf.close()
     shutil.rmtree(d, ignore_errors=True)
     c = {m[0]: int(m[1]) for m in re.findall(r"^counter (\S+) (\d+)$", out, re.M)}
     gen = json.loads(next(l for l in gout.splitlines() if l.startswith("{")))
@@ -402,6 +418,59 @@ def stage_soak(a, res):
         and stalled == 0 and failed == 0
     if not ok:
         raise SystemExit(f"soak FAILED: {row}")
+
+
+def read_pcap(path):
+    data = open(path, "rb").read()
+    off, frames = 24, []
+    while off + 16 <= len(data):
+        incl = int.from_bytes(data[off + 8:off + 12], "little")
+        frames.append(data[off:off + 16 + incl])
+        off += 16 + incl
+    return data[:24], frames
+
+
+def stage_flood(a, res):
+    """Established flows alone, then the same flows among 10 x capacity spoofed SYNs."""
+    cap = 4096 if a.quick else 16384
+    est = cap // 2
+    e = os.path.join(OUT, f"flood-est-{est}.pcap")
+    f = os.path.join(OUT, f"flood-syn-{cap}.pcap")
+    mix = os.path.join(OUT, f"flood-mix-{cap}.pcap")
+    gen = lambda out, *args: subprocess.run([f"{B}/drlb-gen", "--out", out, *args], check=True, capture_output=True)
+    gen(e, "--flows", str(est), "--packets-per-flow", "4", "--interleave")
+    gen(f, "--flows", str(10 * cap), "--packets-per-flow", "1", "--first-flow", str(est + 1))
+    hdr, ef = read_pcap(e)
+    _, ff = read_pcap(f)
+    # SYN and first ACK of every established flow first, then its data packets spread
+    # evenly through the flood.
+    head, tail = ef[:2 * est], ef[2 * est:]
+    out, step = list(head), max(1, len(ff) // max(1, len(tail)))
+    for i, syn in enumerate(ff):
+        out.append(syn)
+        if i % step == 0 and tail:
+            out.append(tail.pop())
+    out.extend(tail)
+    with open(mix, "wb") as w:
+        w.write(hdr + b"".join(out))
+    rows = []
+    for name, p in (("established only", e), ("with flood", mix)):
+        cfg = bench_config(os.path.join(OUT, "flood.toml"), est, capacity=cap)
+        vals, last = [], {}
+        for _ in range(a.runs):
+            eal = ["-l", "0-1", "--no-pci", *mem_args(1536), "--file-prefix", f"hf{os.getpid()}",
+                   f"--vdev=net_pcap0,rx_pcap={p},infinite_rx=1"]
+            pps, c, err = run_drlb(eal, cfg, a.secs, a.warm, ["--mbufs", str(len(out) + 16384)])
+            vals.append(mean(pps) / 1e6)
+            last = c
+        rows.append({"traffic": name, "capacity": cap, "established": est, "spoofed_syns": 10 * cap,
+                     "mpps": round(statistics.median(vals), 3), "evictions": last.get("flow_evictions"),
+                     "dropped": last.get("dropped"), "tcp_no_flow": last.get("drop_tcp_no_flow")})
+        print(f"  flood: {rows[-1]}")
+    rows[1]["rate_vs_no_flood"] = round(rows[1]["mpps"] / rows[0]["mpps"], 3) if rows[0]["mpps"] else None
+    res["flood"] = rows
+    write_csv("flood", rows, ["traffic", "capacity", "established", "spoofed_syns", "mpps", "evictions",
+                              "dropped", "tcp_no_flow", "rate_vs_no_flood"])
 
 
 def write_csv(name, rows, cols):
@@ -463,27 +532,43 @@ def plots(res):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="seconds per stage; checks the harness, not speed")
-    ap.add_argument("--only", default="e2e,scaling,micro,latency,reload")
+    ap.add_argument("--only", default=ALL, help=f"comma-separated stages (default {ALL}; also: soak, flood)")
+    ap.add_argument("--publish", action="store_true", help="copy results.json, *.csv, *.svg to perf/results/")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--secs", type=int, default=8)
     ap.add_argument("--warm", type=int, default=3)
     ap.add_argument("--soak-secs", type=int, default=600)
+    ap.add_argument("--soak-rate", type=int, default=2_000_000,
+                    help="soak packets/s; the generator sleeps between bursts so drlb's manager and "
+                         "drlbadm get CPU time on a 2-CPU host (a spinning generator starves them)")
     a = ap.parse_args()
     if a.quick:
         a.runs, a.secs, a.warm = 1, 2, 1
     os.makedirs(OUT, exist_ok=True)
     subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
-    res = {"facts": facts(), "params": {"quick": a.quick, "runs": a.runs, "secs": a.secs, "warm": a.warm}}
+    # Stages run separately (--only) update the results of earlier runs; each stage
+    # records the facts and parameters of the run that produced it.
+    path = os.path.join(OUT, "results.json")
+    res = json.load(open(path)) if a.only != ALL and os.path.exists(path) else {}
+    run = {"facts": facts(), "params": {"quick": a.quick, "runs": a.runs, "secs": a.secs, "warm": a.warm}}
+    res.setdefault("runs", {})
     stages = {"e2e": stage_e2e, "scaling": stage_scaling, "micro": stage_micro, "latency": stage_latency,
-              "reload": stage_reload, "soak": stage_soak}
+              "reload": stage_reload, "soak": stage_soak, "flood": stage_flood}
     for name in a.only.split(","):
         print(f"== {name}", flush=True)
         stages[name](a, res)
-    res["facts"]["loadavg_end"] = open("/proc/loadavg").read().split()[:3]
-    with open(os.path.join(OUT, "results.json"), "w") as f:
+        res["runs"][name] = dict(run, loadavg_end=open("/proc/loadavg").read().split()[:3])
+    with open(path, "w") as f:
         json.dump(res, f, indent=1)
     plots(res)
     print(f"results: {OUT}/results.json, *.csv, *.svg")
+    if a.publish:
+        dest = os.path.join(ROOT, "perf", "results")
+        os.makedirs(dest, exist_ok=True)
+        for f in os.listdir(OUT):
+            if f == "results.json" or f.endswith((".csv", ".svg")):
+                shutil.copy(os.path.join(OUT, f), dest)
+        print(f"published to {dest}")
 
 
 if __name__ == "__main__":

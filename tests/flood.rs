@@ -2,6 +2,8 @@
 //! their backend, the table does not grow, evictions are counted. With
 //! `protect_established`, no established flow is lost at all and the refused SYNs are
 //! counted as `flow_table_full`.
+mod common;
+use common::Rng;
 use drlb::lb::snapshot::{BackendSpec, ServiceSpec};
 use drlb::lb::{
     process, DropReason, LocalState, OnRemoved, Proto, SchedKind, Snapshot, Timeouts, Verdict,
@@ -46,17 +48,6 @@ fn frame(saddr: u32, sport: u16, fl: u8) -> Vec<u8> {
         dport: 80,
     };
     builder::tcp(&f, fl, 0, 60)
-}
-
-/// xorshift64*: spoofed sources without a dependency.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
 }
 
 struct Outcome {

@@ -47,20 +47,6 @@ fn spec(flows: u32, packets: u32) -> FlowsSpec {
     }
 }
 
-/// xorshift64*.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
-
 /// Random frames: pure noise, and noise behind our MAC with IPv4, ARP or 802.1Q
 /// ethertypes (so it reaches the deeper parsers).
 fn garbage(n: usize) -> Vec<Vec<u8>> {
@@ -209,18 +195,18 @@ fn forwarded_now(sock: &Path) -> u64 {
         .sum()
 }
 
-#[test]
-fn control_socket_abuse_does_not_disturb_forwarding() {
-    let (dir, prefix) = scratch("sockabuse");
+/// drlb replaying `flows` flows x 4 packets at full rate (net_pcap infinite_rx), with its
+/// control socket in `dir`.
+fn full_rate(dir: &Path, prefix: &str, flows: u32) -> (Running, std::path::PathBuf) {
     let inp = dir.join("in.pcap");
-    pcapgen::write(&inp, &pcapgen::flows(&spec(512, 4))).unwrap();
-    let cfg = write(&dir, "c.toml", CFG);
+    pcapgen::write(&inp, &pcapgen::flows(&spec(flows, 4))).unwrap();
+    let cfg = write(dir, "c.toml", CFG);
     let sock = dir.join("ctl.sock");
     let eal = eal_args(
-        &prefix,
+        prefix,
         &format!("net_pcap0,rx_pcap={},infinite_rx=1", inp.display()),
     );
-    let mut d = spawn(
+    let d = spawn(
         &eal,
         &[
             "--config".into(),
@@ -233,6 +219,13 @@ fn control_socket_abuse_does_not_disturb_forwarding() {
             "8191".into(),
         ],
     );
+    (d, sock)
+}
+
+#[test]
+fn control_socket_abuse_does_not_disturb_forwarding() {
+    let (dir, prefix) = scratch("sockabuse");
+    let (mut d, sock) = full_rate(&dir, &prefix, 512);
     d.wait_rx(100_000, Duration::from_secs(30));
     let f0 = forwarded_now(&sock);
 
@@ -359,27 +352,7 @@ fn leftovers(prefix: &str) -> Vec<String> {
 #[test]
 fn sigterm_at_full_rate_exits_within_a_second_and_cleans_up() {
     let (dir, prefix) = scratch("sigterm");
-    let inp = dir.join("in.pcap");
-    pcapgen::write(&inp, &pcapgen::flows(&spec(1024, 4))).unwrap();
-    let cfg = write(&dir, "c.toml", CFG);
-    let sock = dir.join("ctl.sock");
-    let eal = eal_args(
-        &prefix,
-        &format!("net_pcap0,rx_pcap={},infinite_rx=1", inp.display()),
-    );
-    let mut d = spawn(
-        &eal,
-        &[
-            "--config".into(),
-            cfg.display().to_string(),
-            "--control".into(),
-            sock.display().to_string(),
-            "--stats-interval".into(),
-            "1".into(),
-            "--mbufs".into(),
-            "8191".into(),
-        ],
-    );
+    let (mut d, sock) = full_rate(&dir, &prefix, 1024);
     d.wait_rx(1_000_000, Duration::from_secs(30));
     let t0 = Instant::now();
     d.signal(libc::SIGTERM);

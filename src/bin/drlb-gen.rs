@@ -41,6 +41,10 @@ struct Args {
     /// Append one frame of every malformed shape.
     #[arg(long)]
     junk: bool,
+    /// Index of the first flow (client address/port), so two files can hold disjoint
+    /// flows (e.g. established clients and a flood of spoofed SYNs).
+    #[arg(long, default_value_t = 0)]
+    first_flow: u32,
 }
 
 fn main() {
@@ -59,7 +63,22 @@ fn main() {
         frame_len: a.size,
         interleave: a.interleave,
     };
-    let mut frames = pcapgen::flows(&spec);
+    let mut frames = if a.first_flow == 0 {
+        pcapgen::flows(&spec)
+    } else {
+        let ids = a.first_flow..a.first_flow.saturating_add(a.flows);
+        let ppf = spec.packets_per_flow;
+        if a.interleave {
+            (0..ppf)
+                .flat_map(|k| ids.clone().map(move |i| (i, k)))
+                .map(|(i, k)| pcapgen::flow_frame(&spec, i, k))
+                .collect()
+        } else {
+            ids.flat_map(|i| (0..ppf).map(move |k| (i, k)))
+                .map(|(i, k)| pcapgen::flow_frame(&spec, i, k))
+                .collect()
+        }
+    };
     if a.junk {
         frames.extend(pcapgen::junk(a.dst_mac, a.src_mac, u32::from(a.vip)));
     }
