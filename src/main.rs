@@ -101,11 +101,16 @@ impl Drop for StopOnExit {
 
 /// The control socket path once bound, so a start-up failure can remove it.
 static SOCKET: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+/// EAL's files once it is up, so a start-up failure leaves nothing behind either.
+static EAL_FILES: std::sync::OnceLock<eal::RuntimeFiles> = std::sync::OnceLock::new();
 
 fn fail(msg: impl std::fmt::Display) -> ! {
     eprintln!("drlb: error: {msg}");
     if let Some(p) = SOCKET.get() {
         let _ = std::fs::remove_file(p);
+    }
+    if let Some(f) = EAL_FILES.get() {
+        f.remove();
     }
     std::process::exit(2);
 }
@@ -224,6 +229,7 @@ fn main() {
         };
         fail(format_args!("EAL initialisation failed: {e}.{hp} Check the EAL options before `--` (see the EAL messages above; `{prog} --help` for drlb's own)."))
     });
+    let _ = EAL_FILES.set(eal.runtime_files());
     // Multi-process hooks (dpdk-dumpcap) need a shared runtime; --in-memory has none.
     if !eal_args.iter().any(|a| a == "--in-memory") {
         if let Err(e) = eal.pdump_init() {

@@ -29,6 +29,11 @@ fn expect_exit2(name: &str, eal: &[&str], cfg: &str, want: &str) {
         .find(|l| l.starts_with("drlb: error:"))
         .unwrap_or_else(|| panic!("{name}: no error line in:\n{err}"));
     assert!(line.contains(want), "{name}: {line:?} lacks {want:?}");
+    // A start that got past EAL init removes EAL's runtime directory on the way out.
+    if !err.contains("EAL initialisation failed") {
+        let rt = std::path::Path::new("/var/run/dpdk").join(&prefix);
+        assert!(!rt.exists(), "{name}: {} left behind", rt.display());
+    }
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -117,6 +117,15 @@ impl Eal {
     pub fn cleanup(self) {
         // SAFETY: harmless if pdump was never initialised (it only unregisters).
         unsafe { dpdk_sys::rte_pdump_uninit() };
+        let files = self.runtime_files();
+        // SAFETY: called once, after all DPDK objects (ports, pools) are released.
+        unsafe { dpdk_sys::rte_eal_cleanup() };
+        files.remove();
+    }
+
+    /// This process's runtime directory and hugepage files, to remove at exit (nothing
+    /// for a secondary process, whose directory is the primary's).
+    pub fn runtime_files(&self) -> RuntimeFiles {
         // SAFETY: valid after EAL init; returns a pointer to EAL's static path buffer.
         let dir = unsafe { std::ffi::CStr::from_ptr(dpdk_sys::rte_eal_get_runtime_dir()) }
             .to_str()
@@ -125,13 +134,22 @@ impl Eal {
         // SAFETY: valid after EAL init.
         let primary = unsafe { dpdk_sys::rte_eal_process_type() }
             == dpdk_sys::rte_proc_type_t_RTE_PROC_PRIMARY;
-        // SAFETY: called once, after all DPDK objects (ports, pools) are released.
-        unsafe { dpdk_sys::rte_eal_cleanup() };
-        if let (true, Some(d)) = (primary, dir) {
+        RuntimeFiles(dir.filter(|_| primary))
+    }
+}
+
+/// What a primary leaves on disk: `/var/run/dpdk/PREFIX` and `PREFIXmap_*` hugepages.
+#[derive(Debug, Clone)]
+pub struct RuntimeFiles(Option<std::path::PathBuf>);
+
+impl RuntimeFiles {
+    /// Removes them (also on a failed start, where EAL is never cleaned up).
+    pub fn remove(&self) {
+        if let Some(d) = &self.0 {
             if let Some(prefix) = d.file_name().and_then(|p| p.to_str()) {
                 remove_hugepage_files(prefix);
             }
-            let _ = std::fs::remove_dir_all(&d);
+            let _ = std::fs::remove_dir_all(d);
         }
     }
 }
