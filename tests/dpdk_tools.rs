@@ -235,35 +235,81 @@ fn tcpdump_macs(file: &std::path::Path) -> Vec<(String, String)> {
 
 #[test]
 fn dpdk_dumpcap_captures_rx_and_tx_while_forwarding() {
+    // Traffic from drlb-pktgen over memif, so it can stop before dumpcap detaches: DPDK
+    // 22.11's pdump removes its callbacks without waiting for a worker that is inside
+    // one, and dumpcap then frees its capture pool. Detaching at full rate crashed drlb's
+    // worker once in CI (a segfault in mempool code). Operators: stop dumpcap with care
+    // on a loaded port (README, "Packet capture").
     let (dir, prefix) = scratch("dumpcap");
-    let pcap = dir.join("in.pcap");
-    write_flows(&pcap, 256, 4);
     let cfg = dir.join("drlb.toml");
     std::fs::write(&cfg, CFG).unwrap();
+    let msock = dir.join("m.sock");
     let eal = eal_shared(
         &prefix,
-        &format!("net_pcap0,rx_pcap={},infinite_rx=1", pcap.display()),
+        &format!(
+            "net_memif0,role=server,socket={},socket-abstract=no,mac=02:70:63:61:70:00",
+            msock.display()
+        ),
     );
-    let mut d = spawn(
+    let d = spawn(
         &eal,
         &[
             "--config".into(),
             cfg.display().to_string(),
             "--stats-interval".into(),
             "1".into(),
-            "--mbufs".into(),
-            "8191".into(),
         ],
     );
-    d.wait_rx(10_000, Duration::from_secs(30));
+    for _ in 0..100 {
+        if msock.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let cap = dir.join("cap.pcapng");
-    let out = Command::new("timeout")
+    let dumpcap = Command::new("timeout")
         .args(["30", "dpdk-dumpcap", "--file-prefix"])
         .arg(&prefix)
-        .args(["-i", "net_pcap0", "-c", "400", "-q", "-w"])
+        .args(["-i", "net_memif0", "-a", "duration:5", "-q", "-w"])
         .arg(&cap)
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("dpdk-dumpcap (Debian package dpdk-dev; scripts/setup.sh installs it)");
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut gen_eal = vec![
+        "-l".to_string(),
+        "0".into(),
+        "--no-pci".into(),
+        "--file-prefix".into(),
+    ];
+    gen_eal.push(format!("{prefix}-gen"));
+    gen_eal.extend(eal_mem());
+    gen_eal.push(format!(
+        "--vdev=net_memif0,role=client,socket={},socket-abstract=no",
+        msock.display()
+    ));
+    let gen = Command::new(env!("CARGO_BIN_EXE_drlb-pktgen"))
+        .args(&gen_eal)
+        .args([
+            "--", "--rate", "100000", "--secs", "1", "--warmup", "0", "--flows", "64",
+        ])
+        .args([
+            "--vip",
+            "192.168.1.201",
+            "--port",
+            "53",
+            "--dst-mac",
+            "02:70:63:61:70:00",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        gen.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gen.stderr)
+    );
+    let out = dumpcap.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success(),
@@ -283,13 +329,12 @@ fn dpdk_dumpcap_captures_rx_and_tx_while_forwarding() {
     );
     // What drlb sent went to the real servers' MACs, nowhere else.
     assert!(
-        tx.iter()
-            .all(|(dst, _)| dst == "00:0c:29:00:00:0a" || dst == "00:0c:29:00:00:0b"),
+        tx.iter().all(|(dst, _)| dst == "00:0c:29:00:00:0c"),
         "{tx:?}"
     );
     let (code, c, log) = d.stop();
     assert_eq!(code, 0, "{log}");
-    assert!(c["forwarded"] > 10_000);
+    assert!(c["forwarded"] >= 90_000, "{c:?}");
     assert_eq!(c["mbufs_in_use"], 0, "capture leaked mbufs");
     assert_no_dpdk_files(&prefix);
     let _ = std::fs::remove_dir_all(dir);
