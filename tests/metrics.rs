@@ -116,34 +116,6 @@ fn metrics_match_known_traffic() {
             "the dashboard queries {m}, which drlb does not export"
         );
     }
-    // Every metric the Grafana dashboard queries is in the scrape (a sample line).
-    let dash = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/configs/grafana-drlb.json"
-    ))
-    .unwrap();
-    let dash: serde_json::Value = serde_json::from_str(&dash).expect("dashboard is JSON");
-    let mut queried = std::collections::BTreeSet::new();
-    for p in dash["panels"].as_array().unwrap() {
-        for t in p["targets"].as_array().unwrap() {
-            let e = t["expr"].as_str().unwrap();
-            for (i, _) in e.match_indices("drlb_") {
-                let name: String = e[i..]
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                    .collect();
-                queried.insert(name);
-            }
-        }
-    }
-    assert!(queried.len() >= 15, "{queried:?}");
-    for m in &queried {
-        assert!(
-            body.lines()
-                .any(|l| l.starts_with(&format!("{m}{{")) || l.starts_with(&format!("{m} "))),
-            "the dashboard queries {m}, which drlb does not export"
-        );
-    }
     let o = std::process::Command::new("curl")
         .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
         .arg(format!("http://127.0.0.1:{port}/"))
