@@ -6,15 +6,17 @@
 //! Frames live in a small ring of 32 hot buffers, as an RX ring's would; each packet's
 //! flow (source address, source port, IP checksum) is patched into its buffer from a
 //! precomputed array, so the cost measured is the pipeline's, not the bench's memory.
-//! Cases: the hit path with 1k, 64k and 1M flows in the table, the miss path (every
-//! packet a new flow: schedule + insert, evicting once the table is full), and the fill
-//! curve: new flows into an empty 1M-entry table in steps of 10 % of its capacity up to
-//! 150 % (ns/packet and evictions per step), with the process's resident memory at 1M
-//! flows (`# rss_*` lines).
+//! Cases: the hit path with 1k, 64k and 1M flows in the table; the miss path (every
+//! packet a new flow: schedule + insert until the table is full, then, by default
+//! `syn_flood = "stateless"`, forwarded by hash without an entry) and `miss_evict` (the
+//! same with `syn_flood = "evict"`: every SYN past the fill evicts); and the fill curve
+//! (evict mode): new flows into an empty 1M-entry table in steps of 10 % of its
+//! capacity up to 150 % (ns/packet and evictions per step), with the process's resident
+//! memory at 1M flows (`# rss_*` lines).
 use drlb::lb::snapshot::{BackendSpec, ServiceSpec};
 use drlb::lb::{
-    prefetch_burst, process_hinted, LocalState, OnRemoved, Proto, SchedKind, Snapshot, Timeouts,
-    Verdict,
+    prefetch_burst, process_hinted, LocalState, OnRemoved, Proto, SchedKind, Snapshot, SynFlood,
+    Timeouts, Verdict,
 };
 use drlb::pcapgen::{self, FlowsSpec};
 use drlb::wire::tcp::flags::{ACK, PSH, SYN};
@@ -161,7 +163,19 @@ fn main() {
         if quick { 1 << 20 } else { 4 << 20 },
     );
     println!("miss,1048576,65536,{ns:.1},{:.1}", 1e3 / ns);
-    fill(&snap, if quick { 65_536 } else { 1 << 20 });
+    // The same with syn_flood = "evict": every SYN past the fill evicts.
+    let mut evict = snapshot();
+    evict.syn_flood = SynFlood::Evict;
+    let mut local = LocalState::new(65_536, 0);
+    let ns = run(
+        &p,
+        SYN,
+        &evict,
+        &mut local,
+        if quick { 1 << 20 } else { 4 << 20 },
+    );
+    println!("miss_evict,1048576,65536,{ns:.1},{:.1}", 1e3 / ns);
+    fill(&evict, if quick { 65_536 } else { 1 << 20 });
 }
 
 fn rss_bytes() -> u64 {

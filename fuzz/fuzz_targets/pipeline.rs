@@ -1,5 +1,5 @@
 //! `pipeline::process` (and the worker's hinted path) on arbitrary frames against a fixed
-//! snapshot and a small flow table, with the DR invariants checked on every verdict:
+//! snapshot (one per `syn_flood` mode) and a small flow table, with the DR invariants checked on every verdict:
 //! - forwarded: only bytes 0..12 change; destination = that backend's MAC, source = ours;
 //! - ARP/ICMP reply: same length, sent back to the frame's source;
 //! - dropped or consumed: the frame is untouched.
@@ -49,11 +49,21 @@ on_backend_removed = "drop"
   mac = "00:0c:29:00:00:0a"
 "#;
 
-fn snap() -> &'static Snapshot {
-    static S: OnceLock<Snapshot> = OnceLock::new();
+/// The snapshot once per `syn_flood` mode (the input's length picks one).
+fn snaps() -> &'static [Snapshot] {
+    static S: OnceLock<Vec<Snapshot>> = OnceLock::new();
     S.get_or_init(|| {
-        let cfg = Config::parse(CFG, "fuzz").expect("fuzz config is valid");
-        State::new(cfg).snapshot(PORT).expect("snapshot")
+        ["stateless", "evict", "drop"]
+            .iter()
+            .map(|m| {
+                let text = CFG.replace(
+                    "flow_capacity = 64",
+                    &format!("flow_capacity = 64\nsyn_flood = \"{m}\""),
+                );
+                let cfg = Config::parse(&text, "fuzz").expect("fuzz config is valid");
+                State::new(cfg).snapshot(PORT).expect("snapshot")
+            })
+            .collect()
     })
 }
 
@@ -79,7 +89,7 @@ fn check(before: &[u8], after: &[u8], v: Verdict, s: &Snapshot) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let s = snap();
+    let s = &snaps()[data.len() / 2 % 3];
     let mut local = LocalState::new(64, 0);
     let mut now = 0u32;
     let mut frames: Vec<(Vec<u8>, u32)> = Vec::new();

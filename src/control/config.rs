@@ -48,11 +48,14 @@ pub struct Dataplane {
     pub mac: Option<Mac>,
     #[serde(default = "default_flow_capacity")]
     pub flow_capacity: usize,
-    /// Flood mode: a new flow never evicts an ESTABLISHED one; when both of its
-    /// flow-table groups hold only established flows, the new flow's first packet is
-    /// dropped (`flow_table_full`). Off: such a flow evicts the oldest entry there.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub protect_established: bool,
+    /// What a new TCP flow does when both of its flow-table groups are full:
+    /// `stateless` (default), `evict` or `drop` ([`crate::lb::SynFlood`]).
+    #[serde(default, skip_serializing_if = "is_default_syn_flood")]
+    pub syn_flood: crate::lb::SynFlood,
+}
+
+fn is_default_syn_flood(m: &crate::lb::SynFlood) -> bool {
+    *m == crate::lb::SynFlood::default()
 }
 
 fn default_flow_capacity() -> usize {

@@ -130,6 +130,26 @@ pub fn render(workers: &[Arc<WorkerCounters>], listing: Option<&Listing>) -> Str
         "Flows expired by the sweep",
         per_worker(|w| &w.flow_expired),
     );
+    counter_family(
+        &mut reg,
+        "drlb_syn_stateless",
+        "SYNs forwarded by hash without a flow entry: their flow-table groups were full (syn_flood = stateless)",
+        per_worker(|w| &w.syn_stateless),
+    );
+    counter_family(
+        &mut reg,
+        "drlb_hashed_segments",
+        "TCP segments without a flow entry routed by hash while under SYN-flood pressure (handshake ACKs)",
+        per_worker(|w| &w.hashed_segments),
+    );
+    gauge_family(
+        &mut reg,
+        "drlb_syn_flood_active",
+        "1 while the worker is under SYN-flood pressure (a SYN found its flow-table groups full within the SYN_RECV timeout)",
+        per_worker(|w| &w.flood_active)
+            .into_iter()
+            .map(|(l, v)| (l, v as i64)),
+    );
     gauge_family(
         &mut reg,
         "drlb_flow_entries",

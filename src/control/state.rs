@@ -180,7 +180,7 @@ impl State {
             &specs,
         )
         .map(|mut s| {
-            s.protect_established = self.cfg.dataplane.protect_established;
+            s.syn_flood = self.cfg.dataplane.syn_flood;
             s
         })
     }

@@ -125,6 +125,9 @@ fn workers(v: &View, d: &mut Dict) {
         e.u64("flow_capacity", cap);
         e.u64("flow_evictions", w.flow_evictions.get());
         e.u64("flow_expired", w.flow_expired.get());
+        e.u64("syn_stateless", w.syn_stateless.get());
+        e.u64("hashed_segments", w.hashed_segments.get());
+        e.u64("syn_flood_active", w.flood_active.get());
         e.u64("generation", w.generation.get());
         d.dict(&i.to_string(), e);
     }

@@ -55,6 +55,11 @@ pub struct WorkerCounters {
     pub busy_loops: Counter,
     pub flow_evictions: Counter,
     pub flow_expired: Counter,
+    /// `syn_flood = "stateless"`: SYNs forwarded without a table entry, segments without
+    /// an entry routed by hash, and whether the worker is under pressure now (0/1).
+    pub syn_stateless: Counter,
+    pub hashed_segments: Counter,
+    pub flood_active: Counter,
     /// Live flow entries at the end of the last full sweep of the table (a gauge).
     pub flows: Counter,
     pub generation: Counter,
@@ -151,6 +156,8 @@ pub struct Totals {
     pub busy_loops: u64,
     pub flow_evictions: u64,
     pub flow_expired: u64,
+    pub syn_stateless: u64,
+    pub hashed_segments: u64,
     pub drops: Vec<(DropReason, u64)>,
 }
 
@@ -174,6 +181,8 @@ impl Totals {
             busy_loops: s(|w| &w.busy_loops),
             flow_evictions: s(|w| &w.flow_evictions),
             flow_expired: s(|w| &w.flow_expired),
+            syn_stateless: s(|w| &w.syn_stateless),
+            hashed_segments: s(|w| &w.hashed_segments),
             drops: DropReason::ALL
                 .iter()
                 .map(|&r| (r, ws.iter().map(|w| w.drops[r as usize].get()).sum()))
@@ -203,6 +212,8 @@ impl Totals {
             ("learn_overflow".into(), self.learn_overflow),
             ("flow_evictions".into(), self.flow_evictions),
             ("flow_expired".into(), self.flow_expired),
+            ("syn_stateless".into(), self.syn_stateless),
+            ("hashed_segments".into(), self.hashed_segments),
         ];
         v.extend(
             self.drops

@@ -138,6 +138,18 @@ impl Worker {
         }
     }
 
+    /// Copies the flow table's and the flood state's counts to the shared counters and
+    /// merges the latency samples (once a tick, busy or idle; the mutex is try-locked).
+    fn publish(&self, c: &WorkerCounters, now: Tick, latency: &mut hdrhistogram::Histogram<u64>) {
+        let (stats, flood) = (&self.local.flows.stats, &self.local.flood);
+        c.flow_evictions.set(stats.evictions);
+        c.flow_expired.set(stats.expired);
+        c.syn_stateless.set(flood.stateless_syns);
+        c.hashed_segments.set(flood.hashed_segments);
+        c.flood_active.set(u64::from(flood.active(now)));
+        c.publish_latency(latency);
+    }
+
     /// Runs until the stop flag is set; returns 0.
     pub fn run(mut self) -> i32 {
         let c = self.counters.clone();
@@ -186,9 +198,7 @@ impl Worker {
                 self.sweep(now, SWEEP_GROUPS, &mut census, &mut dump);
                 if now != last_stats_tick {
                     last_stats_tick = now;
-                    c.flow_evictions.set(self.local.flows.stats.evictions);
-                    c.flow_expired.set(self.local.flows.stats.expired);
-                    c.publish_latency(&mut txb.latency);
+                    self.publish(&c, now, &mut txb.latency);
                 }
                 self.snap.quiescent();
                 continue;
@@ -278,8 +288,13 @@ impl Worker {
             }
             // SAFETY: these mbufs are ours and not referenced any more.
             unsafe { mbuf::free_bulk(&mut free[..nfree]) };
-            // Keep expiry and the census moving under full load too (one group a burst).
+            // Keep expiry and the census moving under full load too (one group a burst),
+            // and the table's counters current (once a tick).
             self.sweep(now, 1, &mut census, &mut dump);
+            if now != last_stats_tick {
+                last_stats_tick = now;
+                self.publish(&c, now, &mut txb.latency);
+            }
             // A short burst means the RX queue is drained: send now rather than hold the
             // frames for the drain timer (latency at partial load); under full load
             // bursts are full and the buffer goes out whole.
@@ -290,8 +305,7 @@ impl Worker {
             self.snap.quiescent();
         }
         txb.flush(&mut self.tx, &c);
-        c.flow_evictions.set(self.local.flows.stats.evictions);
-        c.flow_expired.set(self.local.flows.stats.expired);
+        self.publish(&c, Tick::MAX, &mut txb.latency);
         while !c.publish_latency(&mut txb.latency) {
             std::hint::spin_loop();
         }

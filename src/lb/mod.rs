@@ -76,6 +76,33 @@ pub enum OnRemoved {
     Drop,
 }
 
+/// What a new TCP flow does when both of its flow-table groups are full of live flows
+/// (`dataplane.syn_flood`): the table's answer to a SYN flood. See README "SYN floods".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SynFlood {
+    /// Route it by a hash of its 5-tuple over the service's schedule and keep no entry
+    /// (Katran's and Maglev's flood behaviour); its handshake ACK, routed by the same
+    /// hash, stores the flow. Nothing live is evicted by a SYN.
+    #[default]
+    Stateless,
+    /// Evict the oldest entry there, non-ESTABLISHED ones first.
+    Evict,
+    /// As `evict`, but never an ESTABLISHED entry: when all candidates are established
+    /// the SYN is dropped (`flow_table_full`), like IPVS's `drop_entry` defence.
+    Drop,
+}
+
+impl SynFlood {
+    pub fn name(self) -> &'static str {
+        match self {
+            SynFlood::Stateless => "stateless",
+            SynFlood::Evict => "evict",
+            SynFlood::Drop => "drop",
+        }
+    }
+}
+
 /// Flow timeouts in seconds (IPVS defaults: `ipvsadm --set 900 120 300`, SYN 60, CLOSE 10).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {

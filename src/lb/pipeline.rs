@@ -8,7 +8,7 @@ use super::flow::{FlowKey, FlowTable, Hashed, Slot};
 use super::snapshot::{Service, Snapshot, MAX_SERVICES};
 use super::tcp_state::{self, State};
 use super::verdict::{DropReason, Neighbor, Verdict};
-use super::{OnRemoved, Tick};
+use super::{OnRemoved, SynFlood, Tick};
 use crate::wire::arp::{self, ArpPacket};
 use crate::wire::ethernet::{self, ethertype};
 use crate::wire::icmp::{self, IcmpPacket};
@@ -17,11 +17,37 @@ use crate::wire::tcp::{flags, TcpPacket};
 use crate::wire::udp::UdpPacket;
 use crate::wire::{Error, Mac};
 
-/// Everything a worker owns that the pipeline writes: its flow table and its scheduler
-/// cursors (one per service index).
+/// Everything a worker owns that the pipeline writes: its flow table, its scheduler
+/// cursors (one per service index) and its flood state.
 pub struct LocalState {
     pub flows: FlowTable,
     cursors: Box<[u32]>,
+    pub flood: Flood,
+}
+
+/// `syn_flood = "stateless"` bookkeeping of one worker.
+///
+/// The worker is *under pressure* until `until`: each SYN that found both of its table
+/// groups full pushes `until` to one SYN_RECV timeout ahead (the time a handshake
+/// started then may take). Under pressure, every new TCP flow is routed by its hash
+/// ([`Hashed::choose`] over the service's schedule) instead of the scheduler's cursor,
+/// stored when there is a free entry and not stored when there is none; and a TCP
+/// segment without an entry (the ACK of such a handshake) is routed by the same hash
+/// instead of being dropped, and stored unless its candidates are all ESTABLISHED.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Flood {
+    pub until: Tick,
+    /// SYNs forwarded without an entry (their groups were full).
+    pub stateless_syns: u64,
+    /// Segments without an entry routed by hash under pressure (handshake ACKs).
+    pub hashed_segments: u64,
+}
+
+impl Flood {
+    #[inline(always)]
+    pub fn active(&self, now: Tick) -> bool {
+        now < self.until
+    }
 }
 
 impl LocalState {
@@ -33,6 +59,7 @@ impl LocalState {
         LocalState {
             flows,
             cursors: vec![worker as u32; MAX_SERVICES].into_boxed_slice(),
+            flood: Flood::default(),
         }
     }
 }
@@ -214,11 +241,11 @@ fn ipv4(
     let tcp = proto == protocol::TCP;
     // IPVS `is_new_conn`: SYN without ACK (and we also exclude RST).
     let new_syn = tcp && tcp_flags & (flags::SYN | flags::ACK | flags::RST) == flags::SYN;
-    let found = match hint {
-        Some((k, h)) if *k == key => local.flows.find_hashed(&key, h, now),
-        _ => local.flows.find(&key, now),
+    let h = match hint {
+        Some((k, h)) if *k == key => *h,
+        _ => local.flows.hash(&key),
     };
-    let (slot, new_flow) = match found {
+    let (slot, new_flow) = match local.flows.lookup_hashed(&key, &h, now) {
         Slot::Hit(idx) => {
             let e = local.flows.get(idx);
             let keep = match snap.backend(e.slot, e.incarnation) {
@@ -261,34 +288,131 @@ fn ipv4(
                 (slot, true)
             }
         }
-        Slot::Vacant(idx) => {
-            if tcp && !new_syn {
-                return Verdict::Drop(D::TcpNoFlow);
-            }
-            if snap.protect_established && local.flows.is_established(idx, now) {
-                return Verdict::Drop(D::FlowTableFull);
-            }
-            let Some(slot) = pick(svc, si, &mut local.cursors) else {
-                return Verdict::Drop(D::NoBackend);
+        miss => {
+            let free = match miss {
+                Slot::Vacant(idx) => Some(idx),
+                _ => None,
             };
-            let st = if tcp { State::SynRecv } else { State::Udp };
-            let inc = snap.backends[usize::from(slot)].incarnation;
-            local.flows.insert_at(
-                idx,
-                &key,
-                slot,
-                inc,
-                st,
-                now.saturating_add(snap.timeouts.of(st)),
-                now,
-            );
-            (slot, true)
+            let m = Miss {
+                key: &key,
+                h: &h,
+                new_syn,
+                tcp_flags,
+                free,
+            };
+            match new_flow(&m, si, svc, snap, local, now) {
+                Ok(slot) => slot,
+                Err(r) => return Verdict::Drop(r),
+            }
         }
     };
     // 7. Rewrite the MACs; the IP packet is not touched.
     frame[..12].copy_from_slice(&snap.backends[usize::from(slot)].l2);
     // 8. The caller transmits on its own queue.
     Verdict::Forward { slot, new_flow }
+}
+
+/// A packet whose flow has no live entry.
+struct Miss<'a> {
+    key: &'a FlowKey,
+    h: &'a Hashed,
+    new_syn: bool,
+    tcp_flags: u8,
+    /// A free entry for it, or `None` when both of its table groups are full.
+    free: Option<usize>,
+}
+
+/// Schedules and (usually) stores a flow that has no entry: DESIGN.md step 6's miss,
+/// with `syn_flood` deciding what happens when the table has no room (see [`Flood`]).
+/// Returns the backend slot and whether this is a new connection. Out of line: the hit
+/// path stays small.
+#[inline(never)]
+fn new_flow(
+    m: &Miss,
+    si: u16,
+    svc: &Service,
+    snap: &Snapshot,
+    local: &mut LocalState,
+    now: Tick,
+) -> Result<(u16, bool), DropReason> {
+    let tcp = m.key.proto == protocol::TCP;
+    let stateless = tcp && snap.syn_flood == SynFlood::Stateless;
+    let syn_recv = now.saturating_add(snap.timeouts.of(State::SynRecv));
+    if tcp && !m.new_syn {
+        // A segment without an entry: the ACK of a handshake whose SYN went statelessly
+        // (or a stray). Routed by hash only while under pressure.
+        if !(stateless && local.flood.active(now)) {
+            return Err(D::TcpNoFlow);
+        }
+        let slot = choose(svc, m.h).ok_or(D::NoBackend)?;
+        local.flood.hashed_segments += 1;
+        if m.tcp_flags & (flags::RST | flags::FIN) == 0 {
+            let at = match m.free {
+                Some(idx) => Some(idx),
+                None => {
+                    let idx = local.flows.make_room_hashed(m.h, now);
+                    (!local.flows.is_established(idx, now)).then_some(idx)
+                }
+            };
+            match at {
+                // Stored as SYN_RECV: its next segment makes it ESTABLISHED, so a flood
+                // of spoofed ACKs can only displace half-open entries.
+                Some(idx) => store(local, idx, m, slot, snap, State::SynRecv, syn_recv, now),
+                None => local.flood.until = syn_recv,
+            }
+        }
+        return Ok((slot, false));
+    }
+    if stateless && (m.free.is_none() || local.flood.active(now)) {
+        let slot = choose(svc, m.h).ok_or(D::NoBackend)?;
+        match m.free {
+            Some(idx) => store(local, idx, m, slot, snap, State::SynRecv, syn_recv, now),
+            None => {
+                local.flood.until = syn_recv;
+                local.flood.stateless_syns += 1;
+            }
+        }
+        return Ok((slot, true));
+    }
+    let idx = match m.free {
+        Some(idx) => idx,
+        None => local.flows.make_room_hashed(m.h, now),
+    };
+    if snap.syn_flood == SynFlood::Drop && local.flows.is_established(idx, now) {
+        return Err(D::FlowTableFull);
+    }
+    let slot = pick(svc, si, &mut local.cursors).ok_or(D::NoBackend)?;
+    let st = if tcp { State::SynRecv } else { State::Udp };
+    let expires = now.saturating_add(snap.timeouts.of(st));
+    store(local, idx, m, slot, snap, st, expires, now);
+    Ok((slot, true))
+}
+
+#[inline]
+#[allow(clippy::too_many_arguments)]
+fn store(
+    local: &mut LocalState,
+    idx: usize,
+    m: &Miss,
+    slot: u16,
+    snap: &Snapshot,
+    st: State,
+    expires: Tick,
+    now: Tick,
+) {
+    let inc = snap.backends[usize::from(slot)].incarnation;
+    local
+        .flows
+        .insert_hashed(idx, m.key, m.h, slot, inc, st, expires, now);
+}
+
+/// The backend of a flow routed by hash: a position in the service's schedule chosen by
+/// the flow's hash, so each backend's share is its share of the schedule (its weight
+/// for wrr) and every segment of the flow gets the same one while the schedule stands.
+#[inline]
+fn choose(svc: &Service, h: &Hashed) -> Option<u16> {
+    let seq = &svc.schedule;
+    (!seq.is_empty()).then(|| seq[h.choose(seq.len())])
 }
 
 /// Next backend of `svc` for this worker. The schedule only holds present backends with

@@ -99,8 +99,8 @@ pub struct Snapshot {
     vips: Vec<u32>,
     pub timeouts: TimeoutTicks,
     pub raw_timeouts: Timeouts,
-    /// `dataplane.protect_established`: new flows never evict ESTABLISHED ones.
-    pub protect_established: bool,
+    /// `dataplane.syn_flood`: what a new TCP flow does when its table groups are full.
+    pub syn_flood: super::SynFlood,
 }
 
 #[inline(always)]
@@ -214,7 +214,7 @@ impl Snapshot {
             vips,
             timeouts: TimeoutTicks::new(&timeouts),
             raw_timeouts: timeouts,
-            protect_established: false,
+            syn_flood: super::SynFlood::default(),
         })
     }
 

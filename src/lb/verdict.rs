@@ -57,7 +57,7 @@ drop_reasons! {
     TcpNoFlow => "tcp_no_flow", "TCP segment without SYN and without a flow entry (IPVS sloppy_tcp=0)";
     NoBackend => "no_backend", "no backend with weight > 0 and a known MAC";
     BackendRemoved => "backend_removed", "flow's backend was removed and on_backend_removed = drop";
-    FlowTableFull => "flow_table_full", "new flow refused: its flow-table groups hold only ESTABLISHED flows and protect_established is on";
+    FlowTableFull => "flow_table_full", "new flow refused: its flow-table groups hold only ESTABLISHED flows and syn_flood is drop";
 }
 
 #[cfg(test)]
