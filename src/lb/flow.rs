@@ -18,8 +18,11 @@
 //! - Expiry: each entry carries its expiry tick. Expired entries are treated as empty by
 //!   lookups and reused by inserts (lazy), and [`FlowTable::sweep`] clears a few groups
 //!   per call so occupancy figures stay true without a pause.
-//! - Full group: the insert evicts the entry expiring soonest, preferring entries that
-//!   are not ESTABLISHED (half-open SYN_RECV floods go first), and counts the eviction.
+//! - Full groups: [`FlowTable::lookup_hashed`] says `Full` and the caller decides (the
+//!   pipeline's `syn_flood` mode may store nothing); [`FlowTable::make_room_hashed`] and
+//!   [`FlowTable::find`] try one cuckoo move, else pick the entry expiring soonest,
+//!   preferring entries that are not ESTABLISHED (half-open SYN_RECV floods go first),
+//!   and the insert counts the eviction.
 use super::tcp_state::State;
 use super::Tick;
 
@@ -202,18 +205,6 @@ pub struct Hashed {
     g1: usize,
     g2: usize,
     tag: u16,
-    /// 32 more bits of the hash, for choosing a backend without state
-    /// ([`Hashed::choose`]); independent of the group and tag bits.
-    pick: u32,
-}
-
-impl Hashed {
-    /// An index below `n`, uniform and fixed for the key (and the table's seed): the
-    /// backend of a flow routed without a table entry (multiply-shift, no division).
-    #[inline(always)]
-    pub fn choose(&self, n: usize) -> usize {
-        ((u64::from(self.pick) * n as u64) >> 32) as usize
-    }
 }
 
 /// A cache-line prefetch hint; a no-op off x86_64.
@@ -291,8 +282,18 @@ impl FlowTable {
             g1,
             g2,
             tag: (h >> 48) as u16,
-            pick: folded_multiply(h, 0xd6e8_feb8_6659_fd93) as u32,
         }
+    }
+
+    /// An index below `n`, uniform and fixed for the key (and the table's seed): the
+    /// backend of a flow routed without a table entry. A second hash of the key with the
+    /// seeds swapped, computed only on that path (multiply-shift, no division).
+    #[inline]
+    pub fn choose(&self, k: &FlowKey, n: usize) -> usize {
+        let b = (u64::from(k.ports()) << 8) | u64::from(k.proto);
+        let h = folded_multiply(k.addrs() ^ self.seed[1], b ^ self.seed[0]);
+        let h = folded_multiply(h, 0xd6e8_feb8_6659_fd93);
+        (((h >> 32) * n as u64) >> 32) as usize
     }
 
     /// Stage 1 of a burst: hash `k` and start loading both candidate groups' tag lines.
@@ -741,6 +742,36 @@ mod tests {
             );
             assert_eq!(t.live(0) as u64, u64::from(n) - t.stats.evictions);
         }
+    }
+
+    #[test]
+    fn lookup_says_full_and_moves_nothing_then_make_room_picks_the_victim() {
+        let mut t = FlowTable::with_seed(16, [5, 6]); // two groups: every key sees both
+        for i in 0..16u32 {
+            let k = key(i);
+            let h = t.hash(&k);
+            let Slot::Vacant(idx) = t.lookup_hashed(&k, &h, 0) else {
+                panic!("room left")
+            };
+            t.insert_at(idx, &k, 0, 0, State::Established, 1000 - i, 0);
+        }
+        let k = key(99);
+        let h = t.hash(&k);
+        assert_eq!(t.lookup_hashed(&k, &h, 0), Slot::Full);
+        assert_eq!(t.stats.moved + t.stats.evictions, 0);
+        // The victim: all established, so the one expiring soonest (key 15).
+        let idx = t.make_room_hashed(&h, 0);
+        assert_eq!(t.get(idx).key, key(15));
+        // Expired entries are free again.
+        assert!(matches!(t.lookup_hashed(&k, &h, 1000), Slot::Vacant(_)));
+        // choose: fixed per key, below n, spread over n.
+        let mut seen = [0u32; 3];
+        for i in 0..3000 {
+            let c = t.choose(&key(i), 3);
+            assert_eq!(c, t.choose(&key(i), 3));
+            seen[c] += 1;
+        }
+        assert!(seen.iter().all(|&n| (900..1100).contains(&n)), "{seen:?}");
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub struct LocalState {
 /// The worker is *under pressure* until `until`: each SYN that found both of its table
 /// groups full pushes `until` to one SYN_RECV timeout ahead (the time a handshake
 /// started then may take). Under pressure, every new TCP flow is routed by its hash
-/// ([`Hashed::choose`] over the service's schedule) instead of the scheduler's cursor,
+/// ([`FlowTable::choose`] over the service's schedule) instead of the scheduler's cursor,
 /// stored when there is a free entry and not stored when there is none; and a TCP
 /// segment without an entry (the ACK of such a handshake) is routed by the same hash
 /// instead of being dropped, and stored unless its candidates are all ESTABLISHED.
@@ -344,7 +344,7 @@ fn new_flow(
         if !(stateless && local.flood.active(now)) {
             return Err(D::TcpNoFlow);
         }
-        let slot = choose(svc, m.h).ok_or(D::NoBackend)?;
+        let slot = choose(svc, &local.flows, m.key).ok_or(D::NoBackend)?;
         local.flood.hashed_segments += 1;
         if m.tcp_flags & (flags::RST | flags::FIN) == 0 {
             let at = match m.free {
@@ -364,7 +364,7 @@ fn new_flow(
         return Ok((slot, false));
     }
     if stateless && (m.free.is_none() || local.flood.active(now)) {
-        let slot = choose(svc, m.h).ok_or(D::NoBackend)?;
+        let slot = choose(svc, &local.flows, m.key).ok_or(D::NoBackend)?;
         match m.free {
             Some(idx) => store(local, idx, m, slot, snap, State::SynRecv, syn_recv, now),
             None => {
@@ -407,12 +407,13 @@ fn store(
 }
 
 /// The backend of a flow routed by hash: a position in the service's schedule chosen by
-/// the flow's hash, so each backend's share is its share of the schedule (its weight
-/// for wrr) and every segment of the flow gets the same one while the schedule stands.
+/// a hash of the flow's key ([`FlowTable::choose`]), so each backend's share is its
+/// share of the schedule (its weight for wrr) and every segment of the flow gets the
+/// same one while the schedule stands.
 #[inline]
-fn choose(svc: &Service, h: &Hashed) -> Option<u16> {
+fn choose(svc: &Service, flows: &FlowTable, key: &FlowKey) -> Option<u16> {
     let seq = &svc.schedule;
-    (!seq.is_empty()).then(|| seq[h.choose(seq.len())])
+    (!seq.is_empty()).then(|| seq[flows.choose(key, seq.len())])
 }
 
 /// Next backend of `svc` for this worker. The schedule only holds present backends with
