@@ -194,20 +194,6 @@ fn dpdk_telemetry_shows_drlb_commands_with_live_counters() {
 }
 
 /// A stopped drlb leaves neither its runtime directory nor hugepage files.
-fn assert_no_dpdk_files(prefix: &str) {
-    assert!(
-        !std::path::Path::new(&format!("/var/run/dpdk/{prefix}")).exists(),
-        "runtime directory left behind"
-    );
-    let left: Vec<_> = std::fs::read_dir("/dev/hugepages")
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
-        .map(|e| e.file_name())
-        .collect();
-    assert!(left.is_empty(), "hugepage files left behind: {left:?}");
-}
-
 /// Frames in a pcapng as (dst MAC, src MAC), read by tcpdump.
 fn tcpdump_macs(file: &std::path::Path) -> Vec<(String, String)> {
     let out = Command::new("tcpdump")

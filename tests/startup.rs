@@ -124,6 +124,8 @@ fn no_hugepages_says_how_to_get_them() {
         err.contains("nr_hugepages") && err.contains("--no-huge"),
         "{err}"
     );
+    // The failed EAL init removed the runtime directory it had created.
+    assert_no_dpdk_files(&prefix);
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -187,4 +189,49 @@ fn missing_separator_and_help() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("DPDK"));
+}
+
+#[test]
+fn a_second_primary_on_the_same_prefix_fails_and_leaves_the_first_alone() {
+    // Shared-config mode (hugepages with files, not --in-memory): the case where EAL
+    // init fails on a runtime directory that belongs to a running process.
+    let (dir, prefix) = scratch("twoprimaries");
+    let cfgp = write(&dir, "c.toml", CFG);
+    let mem: &[&str] = if eal_mem().iter().any(|a| a == "--in-memory") {
+        &["-m", "128"]
+    } else {
+        &["--no-huge", "-m", "128"]
+    };
+    let eal: Vec<String> = ["-l", "0-1", "--no-pci", "--file-prefix", &prefix]
+        .iter()
+        .chain(mem.iter())
+        .map(|s| s.to_string())
+        .chain(["--vdev=net_null0".to_string()])
+        .collect();
+    let app = vec!["--config".to_string(), cfgp.display().to_string()];
+    let mut first = spawn(&eal, &app);
+    first.wait_for("start", std::time::Duration::from_secs(30), |l| {
+        l.contains("worker(s) on lcores")
+    });
+    let rundir = std::path::PathBuf::from(format!("/var/run/dpdk/{prefix}"));
+    assert!(rundir.join("config").exists());
+    let args: Vec<&str> = eal.iter().map(|s| s.as_str()).collect();
+    let (code, err) = run_to_exit(
+        &args,
+        &[
+            "--config",
+            cfgp.to_str().unwrap(),
+            "--control",
+            dir.join("second.sock").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        rundir.join("config").exists(),
+        "the failed second start removed the running primary's runtime directory"
+    );
+    let (code, _, log) = first.stop();
+    assert_eq!(code, 0, "{log}");
+    assert_no_dpdk_files(&prefix);
+    let _ = std::fs::remove_dir_all(dir);
 }

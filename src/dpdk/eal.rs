@@ -35,12 +35,19 @@ pub fn init(args: &[String]) -> Result<Eal, DpdkError> {
         .map(|c| c.as_ptr() as *mut libc::c_char)
         .collect();
     argv.push(std::ptr::null_mut());
+    let ours = runtime_dir_for(args).filter(|d| !d.exists());
     // SAFETY: argv holds argc valid NUL-terminated strings (kept alive by `cargs` for the
     // whole call) followed by NULL; EAL may reorder the pointers but not free them.
     let rc = unsafe { dpdk_sys::rte_eal_init(args.len() as c_int, argv.as_mut_ptr()) };
     if rc < 0 {
+        let e = errno_error("rte_eal_init");
         INITIALISED.store(false, Ordering::SeqCst);
-        return Err(errno_error("rte_eal_init"));
+        // A failed init leaves the runtime directory it created (`config`, `mp_socket`).
+        // Only one this attempt created is removed: a directory that was there before
+        // may belong to a running primary with the same prefix (EAL's "Is another
+        // primary process running?" failure).
+        RuntimeFiles(ours).remove();
+        return Err(e);
     }
     Ok(Eal { _private: () })
 }
@@ -136,6 +143,37 @@ impl Eal {
             == dpdk_sys::rte_proc_type_t_RTE_PROC_PRIMARY;
         RuntimeFiles(dir.filter(|_| primary))
     }
+}
+
+/// The runtime directory EAL will use for these arguments: `--file-prefix` (default
+/// `rte`) under `/var/run/dpdk` for root, else `$XDG_RUNTIME_DIR/dpdk` or `/tmp/dpdk`
+/// (`eal_get_runtime_dir` in DPDK's `eal.c`).
+fn runtime_dir_for(args: &[String]) -> Option<std::path::PathBuf> {
+    let mut prefix = "rte";
+    let mut it = args.iter().skip(1);
+    while let Some(a) = it.next() {
+        if a == "--" {
+            break;
+        }
+        if a == "--file-prefix" {
+            prefix = it.next()?;
+        } else if let Some(p) = a.strip_prefix("--file-prefix=") {
+            prefix = p;
+        }
+    }
+    if prefix.is_empty() || prefix.contains('/') {
+        return None;
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let base = if unsafe { libc::geteuid() } == 0 {
+        std::path::PathBuf::from("/var/run/dpdk")
+    } else {
+        std::env::var_os("XDG_RUNTIME_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| "/tmp".into())
+            .join("dpdk")
+    };
+    Some(base.join(prefix))
 }
 
 /// What a primary leaves on disk: `/var/run/dpdk/PREFIX` and `PREFIXmap_*` hugepages.

@@ -237,3 +237,18 @@ impl Rng {
         (0..n).map(|_| self.next() as u8).collect()
     }
 }
+
+/// Neither EAL's runtime directory nor hugepage files of `prefix` are left.
+pub fn assert_no_dpdk_files(prefix: &str) {
+    assert!(
+        !std::path::Path::new(&format!("/var/run/dpdk/{prefix}")).exists(),
+        "runtime directory left behind"
+    );
+    let left: Vec<_> = std::fs::read_dir("/dev/hugepages")
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "hugepage files left behind: {left:?}");
+}
