@@ -465,8 +465,8 @@ def stage_flood(a, res):
     # Three cases, each run in turn within one round (so slow drift on a shared VM hits
     # all of them alike): no flood, the flood with the default syn_flood = "stateless",
     # and the flood with "evict". testpmd replays both pcaps in the same round.
-    cases = [("established only", base, "stateless"), ("flood, syn_flood=stateless", mix, "stateless"),
-             ("flood, syn_flood=evict", mix, "evict")]
+    cases = [("established only", base, "stateless"), ("flood (syn_flood=stateless)", mix, "stateless"),
+             ("flood (syn_flood=evict)", mix, "evict")]
     vals = {c[0]: [] for c in cases}
     tvals = {base: [], mix: []}
     last = {}
