@@ -29,15 +29,18 @@ luac5.3 -p perf/pktgen/*.lua
 python3 -m py_compile perf/pktgen/percentiles.py perf/harness.py fuzz/seed.py
 target/release/drlb --check perf/pktgen/drlb-bench.toml
 echo "== perf harness, quick mode (checks the harness runs and parses; no timing asserted)"
-OUT=target/perf-quick python3 perf/harness.py --quick --only e2e,scaling,micro,latency,reload,soak
+OUT=target/perf-quick python3 perf/harness.py --quick --only e2e,scaling,micro,latency,reload,soak,flood
 python3 - <<'PY'
 import json
 r = json.load(open("target/perf-quick/results.json"))
-for k in ("e2e", "scaling", "micro", "latency", "reload", "soak"):
+for k in ("e2e", "scaling", "micro", "latency", "reload", "soak", "flood"):
     assert k in r, k
 assert r["e2e"][0]["drlb_mpps"] > 0 and r["e2e"][0]["testpmd_mpps"] > 0, r["e2e"]
 assert r["latency"]["rows"][1]["samples"] > 0, r["latency"]
 assert r["soak"]["balanced"] and r["soak"]["mbufs_in_use_at_exit"] == 0, r["soak"]
+base, stateless, evict = r["flood"]
+assert stateless["evictions"] == 0 and stateless["syn_stateless"] > 0 and stateless["dropped"] == 0, stateless
+assert evict["evictions"] > 0 and evict["syn_stateless"] == 0 and evict["dropped"] == 0, evict
 print("perf harness quick mode: every stage ran and parsed")
 PY
 echo "== fuzz smoke (each target 20 s on its seed corpus)"
