@@ -47,8 +47,13 @@ fn snap_weighted(mode: SynFlood, weights: [u32; 4]) -> Snapshot {
 }
 
 fn frame(saddr: u32, sport: u16, fl: u8) -> Vec<u8> {
+    frame_to(PORT, saddr, sport, fl)
+}
+
+/// A TCP segment from a client to VIP:80, sent to `dst` (the director's port MAC).
+fn frame_to(dst: Mac, saddr: u32, sport: u16, fl: u8) -> Vec<u8> {
     let f = Flow {
-        dst_mac: PORT,
+        dst_mac: dst,
         src_mac: Mac([2, 9, 9, 9, 9, 9]),
         saddr,
         daddr: ip("192.168.1.200"),
@@ -347,17 +352,7 @@ fn flood_through_binary(mode: &str) -> std::collections::HashMap<String, u64> {
     const PCAP_MAC: Mac = Mac([0x02, 0x70, 0x63, 0x61, 0x70, 0x00]);
     const CAP: u32 = 1024;
     let (dir, prefix) = scratch(&format!("flood-{mode}"));
-    let tcp = |saddr: u32, sport: u16, fl: u8| {
-        let f = Flow {
-            dst_mac: PCAP_MAC,
-            src_mac: Mac([2, 9, 9, 9, 9, 9]),
-            saddr,
-            daddr: ip("192.168.1.200"),
-            sport,
-            dport: 80,
-        };
-        builder::tcp(&f, fl, 0, 60)
-    };
+    let tcp = |saddr: u32, sport: u16, fl: u8| frame_to(PCAP_MAC, saddr, sport, fl);
     let est = |i: u32| (ip("10.0.0.0") + i, 1024 + i as u16);
     let real = |i: u32| (ip("10.50.0.0") + i, 2000 + i as u16);
     let mut input = Vec::new();
@@ -417,14 +412,7 @@ scheduler = "wrr"
 "#
         ),
     );
-    let eal = eal_args(
-        &prefix,
-        &format!(
-            "net_pcap0,rx_pcap={},tx_pcap={}",
-            inp.display(),
-            outp.display()
-        ),
-    );
+    let eal = eal_args(&prefix, &pcap_rx_tx(&inp, &outp));
     let mut d = spawn(&eal, &["--config".into(), cfg.display().to_string()]);
     let n = input.len() as u64;
     d.wait_rx(n, std::time::Duration::from_secs(60));

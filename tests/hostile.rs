@@ -113,14 +113,7 @@ fn malformed_and_random_frames_are_counted_and_nothing_bad_is_forwarded() {
     let outp = dir.join("out.pcap");
     pcapgen::write(&inp, &input).unwrap();
     let cfg = write(&dir, "c.toml", CFG);
-    let eal = eal_args(
-        &prefix,
-        &format!(
-            "net_pcap0,rx_pcap={},tx_pcap={}",
-            inp.display(),
-            outp.display()
-        ),
-    );
+    let eal = eal_args(&prefix, &pcap_rx_tx(&inp, &outp));
     let mut d = spawn(
         &eal,
         &[

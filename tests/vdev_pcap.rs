@@ -107,14 +107,7 @@ fn forwards_thousands_of_flows_and_accounts_for_every_frame() {
     pcapgen::write(&inp, &input).unwrap();
     let cfg = write(&dir, "c.toml", CFG);
 
-    let eal = eal_args(
-        &prefix,
-        &format!(
-            "net_pcap0,rx_pcap={},tx_pcap={}",
-            inp.display(),
-            outp.display()
-        ),
-    );
+    let eal = eal_args(&prefix, &pcap_rx_tx(&inp, &outp));
     let mut d = spawn(
         &eal,
         &[

@@ -252,3 +252,12 @@ pub fn assert_no_dpdk_files(prefix: &str) {
         .collect();
     assert!(left.is_empty(), "hugepage files left behind: {left:?}");
 }
+
+/// A `net_pcap` vdev that replays `rx` once and writes what is sent to `tx`.
+pub fn pcap_rx_tx(rx: &Path, tx: &Path) -> String {
+    format!(
+        "net_pcap0,rx_pcap={},tx_pcap={}",
+        rx.display(),
+        tx.display()
+    )
+}
