@@ -174,9 +174,20 @@ impl Config {
 
     /// Parses and validates TOML text; `file` names it in errors.
     pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
-        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            file: file.into(),
-            msg: one_line(&e),
+        let cfg: Config = toml::from_str(text).map_err(|e| {
+            let mut msg = one_line(&e);
+            if msg.contains("unknown field `protect_established`") {
+                // Renamed in session 3; say what it became rather than just "unknown".
+                msg.push_str(
+                    " (it was replaced by `syn_flood`: `protect_established = true` is now \
+                     `syn_flood = \"drop\"`, `false` is `syn_flood = \"evict\"`; the default is \
+                     \"stateless\", see configs/example.toml)",
+                );
+            }
+            ConfigError::Parse {
+                file: file.into(),
+                msg,
+            }
         })?;
         cfg.validate(file)?;
         Ok(cfg)
@@ -381,6 +392,36 @@ fn one_line(e: &toml::de::Error) -> String {
             format!("{first}: {msg}")
         }
         None => msg,
+    }
+}
+
+#[cfg(test)]
+mod syn_flood_tests {
+    use super::*;
+
+    #[test]
+    fn syn_flood_modes_parse_and_the_old_key_says_what_replaced_it() {
+        let base = "[dataplane]\nip = \"192.168.1.121\"\n{X}\n[[service]]\nvip = \"192.168.1.200\"\nport = 80\n[[service.backend]]\nip = \"192.168.1.118\"\n";
+        let parse = |x: &str| Config::parse(&base.replace("{X}", x), "t.toml");
+        assert_eq!(
+            parse("").unwrap().dataplane.syn_flood,
+            crate::lb::SynFlood::Stateless
+        );
+        for (v, m) in [
+            ("stateless", crate::lb::SynFlood::Stateless),
+            ("evict", crate::lb::SynFlood::Evict),
+            ("drop", crate::lb::SynFlood::Drop),
+        ] {
+            let c = parse(&format!("syn_flood = \"{v}\"")).unwrap();
+            assert_eq!(c.dataplane.syn_flood, m);
+        }
+        let e = parse("syn_flood = \"off\"").unwrap_err().to_string();
+        assert!(
+            e.contains("expected one of `stateless`, `evict`, `drop`"),
+            "{e}"
+        );
+        let e = parse("protect_established = true").unwrap_err().to_string();
+        assert!(e.contains("syn_flood = \"drop\""), "{e}");
     }
 }
 
