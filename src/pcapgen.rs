@@ -47,15 +47,23 @@ pub fn flow_frame(s: &FlowsSpec, i: u32, k: u32) -> Vec<u8> {
 }
 
 pub fn flows(s: &FlowsSpec) -> Vec<Vec<u8>> {
+    flows_from(s, 0)
+}
+
+/// [`flows`] for flow indexes `first..first + s.flows` (client address and port follow
+/// the index), so two files can hold disjoint flows: established clients in one, a
+/// flood of spoofed SYNs in another.
+pub fn flows_from(s: &FlowsSpec, first: u32) -> Vec<Vec<u8>> {
+    let ids = first..first.saturating_add(s.flows);
     let mut v = Vec::with_capacity((s.flows * s.packets_per_flow) as usize);
     if s.interleave {
         for k in 0..s.packets_per_flow {
-            for i in 0..s.flows {
+            for i in ids.clone() {
                 v.push(flow_frame(s, i, k));
             }
         }
     } else {
-        for i in 0..s.flows {
+        for i in ids {
             for k in 0..s.packets_per_flow {
                 v.push(flow_frame(s, i, k));
             }

@@ -63,22 +63,7 @@ fn main() {
         frame_len: a.size,
         interleave: a.interleave,
     };
-    let mut frames = if a.first_flow == 0 {
-        pcapgen::flows(&spec)
-    } else {
-        let ids = a.first_flow..a.first_flow.saturating_add(a.flows);
-        let ppf = spec.packets_per_flow;
-        if a.interleave {
-            (0..ppf)
-                .flat_map(|k| ids.clone().map(move |i| (i, k)))
-                .map(|(i, k)| pcapgen::flow_frame(&spec, i, k))
-                .collect()
-        } else {
-            ids.flat_map(|i| (0..ppf).map(move |k| (i, k)))
-                .map(|(i, k)| pcapgen::flow_frame(&spec, i, k))
-                .collect()
-        }
-    };
+    let mut frames = pcapgen::flows_from(&spec, a.first_flow);
     if a.junk {
         frames.extend(pcapgen::junk(a.dst_mac, a.src_mac, u32::from(a.vip)));
     }

@@ -226,6 +226,13 @@ fn folded_multiply(a: u64, b: u64) -> u64 {
     (full as u64) ^ ((full >> 64) as u64)
 }
 
+/// A 64-bit hash of the key's words under `seed`, finished by a multiply with `m`.
+#[inline(always)]
+fn mix(k: &FlowKey, seed: [u64; 2], m: u64) -> u64 {
+    let b = (u64::from(k.ports()) << 8) | u64::from(k.proto);
+    folded_multiply(folded_multiply(k.addrs() ^ seed[0], b ^ seed[1]), m)
+}
+
 impl FlowTable {
     /// A table for at least `capacity` flows (rounded up to a power of two, min 16, max
     /// [`MAX_CAPACITY`]), with random hash seeds.
@@ -270,9 +277,7 @@ impl FlowTable {
 
     #[inline(always)]
     pub fn hash(&self, k: &FlowKey) -> Hashed {
-        let b = (u64::from(k.ports()) << 8) | u64::from(k.proto);
-        let h = folded_multiply(k.addrs() ^ self.seed[0], b ^ self.seed[1]);
-        let h = folded_multiply(h, 0x9e37_79b9_7f4a_7c15);
+        let h = mix(k, self.seed, 0x9e37_79b9_7f4a_7c15);
         let g1 = (h as usize) & self.group_mask;
         let mut g2 = ((h >> 24) as usize) & self.group_mask;
         if g2 == g1 {
@@ -290,9 +295,7 @@ impl FlowTable {
     /// seeds swapped, computed only on that path (multiply-shift, no division).
     #[inline]
     pub fn choose(&self, k: &FlowKey, n: usize) -> usize {
-        let b = (u64::from(k.ports()) << 8) | u64::from(k.proto);
-        let h = folded_multiply(k.addrs() ^ self.seed[1], b ^ self.seed[0]);
-        let h = folded_multiply(h, 0xd6e8_feb8_6659_fd93);
+        let h = mix(k, [self.seed[1], self.seed[0]], 0xd6e8_feb8_6659_fd93);
         (((h >> 32) * n as u64) >> 32) as usize
     }
 

@@ -93,16 +93,6 @@ pub enum SynFlood {
     Drop,
 }
 
-impl SynFlood {
-    pub fn name(self) -> &'static str {
-        match self {
-            SynFlood::Stateless => "stateless",
-            SynFlood::Evict => "evict",
-            SynFlood::Drop => "drop",
-        }
-    }
-}
-
 /// Flow timeouts in seconds (IPVS defaults: `ipvsadm --set 900 120 300`, SYN 60, CLOSE 10).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
