@@ -6,8 +6,8 @@
 //!
 //!   cargo bench --bench flowtable
 #![allow(unsafe_code)]
-use drlb::lb::flow::{FlowKey, FlowTable, Slot};
-use drlb::lb::tcp_state::State;
+use drlb::lb::flow::{FlowKey, FlowTable, Lookup};
+use drlb::lb::tcp_state::TcpState;
 use std::ffi::{c_void, CString};
 use std::time::Instant;
 
@@ -45,8 +45,16 @@ fn ours(n: u32, lookups: &[u32]) -> f64 {
     let mut t = FlowTable::new(n as usize * 2);
     for i in 0..n {
         let k = key(i);
-        if let Slot::Vacant(idx) = t.find(&k, 0) {
-            t.insert_at(idx, &k, (i % 4) as u16, 1, State::Established, 1_000_000, 0);
+        if let Lookup::Vacant(idx) = t.find(&k, 0) {
+            t.insert_at(
+                idx,
+                &k,
+                (i % 4) as u16,
+                1,
+                TcpState::Established,
+                1_000_000,
+                0,
+            );
         }
     }
     let keys: Vec<FlowKey> = lookups.iter().map(|&i| key(i)).collect();
@@ -61,7 +69,7 @@ fn ours(n: u32, lookups: &[u32]) -> f64 {
             t.prefetch_entries(h);
         }
         for (k, h) in chunk.iter().zip(hs.iter()) {
-            if let Slot::Hit(idx) = t.find_hashed(std::hint::black_box(k), h, 1) {
+            if let Lookup::Hit(idx) = t.find_hashed(std::hint::black_box(k), h, 1) {
                 hits += u64::from(t.get(idx).slot);
             }
         }
@@ -155,5 +163,5 @@ fn main() {
         println!("drlb,{n},{:.1}", ours(n, &lookups));
         println!("rte_hash,{n},{:.1}", rte(n, &lookups));
     }
-    eal.cleanup();
+    drop(eal);
 }

@@ -18,7 +18,7 @@ use drlb::lb::{
     prefetch_burst, process_hinted, LocalState, OnRemoved, Proto, SchedKind, Snapshot, SynFlood,
     Timeouts, Verdict,
 };
-use drlb::pcapgen::{self, FlowsSpec};
+use drlb::testing::pcap::{self, FlowsSpec};
 use drlb::wire::tcp::flags::{ACK, PSH, SYN};
 use drlb::wire::Mac;
 use std::time::Instant;
@@ -63,7 +63,7 @@ fn patches(flows: u32) -> Vec<Patch> {
     };
     (0..flows)
         .map(|i| {
-            let f = pcapgen::flow_frame(&spec, i, 1);
+            let f = pcap::flow_frame(&spec, i, 1);
             (
                 f[26..30].try_into().unwrap(),
                 f[34..36].try_into().unwrap(),
@@ -84,7 +84,7 @@ fn template(flags: u8) -> Vec<u8> {
         frame_len: 60,
         interleave: true,
     };
-    let mut f = pcapgen::flow_frame(&spec, 0, 1);
+    let mut f = pcap::flow_frame(&spec, 0, 1);
     f[47] = flags;
     f
 }

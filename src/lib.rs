@@ -1,17 +1,32 @@
 //! drlb: an LVS-DR load balancer as a DPDK poll-mode forwarder.
 //!
-//! The crate is cut along the architecture (see README "Layout"):
-//! - [`wire`]: safe packet views; [`lb`]: pure balancing logic (the pipeline);
-//! - [`sync`]: the epoch swap and SPSC queues that cross the worker boundary;
-//! - [`dpdk`]: the only hand-written unsafe (EAL, mempools, ports, bursts);
-//! - [`dataplane`]: the worker loop; [`control`]: manager, config, ARP resolution.
+//! The crate is cut along the architecture; each folder is one concern:
+//! - [`wire`]: safe, allocation-free packet views with emit;
+//! - [`lb`]: pure balancing logic, no DPDK, no threads: the pipeline, the flow table,
+//!   the schedulers, the snapshot;
+//! - [`dataplane`]: the worker loop around the pipeline, and the counter table;
+//! - [`control`]: the manager: config, desired state, snapshots, ARP resolution;
+//! - [`admin`]: the control-socket protocol, its server and client, the ipvsadm formats;
+//! - [`observe`]: Prometheus metrics, DPDK telemetry, logging;
+//! - [`daemon`]: the drlb process's start-up phases and shutdown;
+//! - [`dpdk`]: the safe wrappers over DPDK (EAL, ports, queues, bursts, telemetry);
+//! - [`sync`]: the epoch swap and the SPSC queues that cross the worker boundary;
+//! - [`mem`]: big tables, prefetch and SIMD compare for the hot path;
+//! - [`testing`]: frames and pcaps for tests, benchmarks and the generators.
+//!
+//! `unsafe` is denied everywhere but in [`dpdk`], [`mem`] and [`sync`], where every
+//! `unsafe` block carries a `// SAFETY:` comment (clippy's
+//! `undocumented_unsafe_blocks` is denied crate-wide).
 #![deny(unsafe_code)]
 
+pub mod admin;
 pub mod control;
+pub mod daemon;
 pub mod dataplane;
 pub mod dpdk;
 pub mod lb;
 pub mod mem;
-pub mod pcapgen;
+pub mod observe;
 pub mod sync;
+pub mod testing;
 pub mod wire;

@@ -4,7 +4,7 @@
 //! daemons run on shared hugepages (no `--in-memory`).
 mod common;
 use common::*;
-use drlb::pcapgen::{self, FlowsSpec};
+use drlb::testing::pcap::{self, FlowsSpec};
 use serde_json::Value;
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -49,7 +49,7 @@ fn write_flows(path: &std::path::Path, flows: u32, packets: u32) {
         frame_len: 60,
         interleave: false,
     };
-    pcapgen::write(path, &pcapgen::flows(&spec)).unwrap();
+    pcap::write(path, &pcap::flows(&spec)).unwrap();
 }
 
 /// EAL options on shared hugepages, so secondary processes can attach.

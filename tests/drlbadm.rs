@@ -3,7 +3,7 @@
 //! round-trips through `--check` and a reload, and the control socket survives garbage.
 mod common;
 use common::*;
-use drlb::pcapgen::{self, FlowsSpec};
+use drlb::testing::pcap::{self, FlowsSpec};
 use drlb::wire::Mac;
 use std::process::Command;
 use std::time::Duration;
@@ -66,7 +66,7 @@ fn drlbadm_commands_against_a_running_daemon() {
         interleave: true,
     };
     let inp = dir.join("in.pcap");
-    pcapgen::write(&inp, &pcapgen::flows(&spec)).unwrap();
+    pcap::write(&inp, &pcap::flows(&spec)).unwrap();
     let eal = eal_args(&prefix, &format!("net_pcap0,rx_pcap={}", inp.display()));
     let mut d = spawn(
         &eal,

@@ -12,7 +12,7 @@ use drlb::lb::{
     process, DropReason, LocalState, OnRemoved, Proto, SchedKind, Snapshot, SynFlood, Timeouts,
     Verdict,
 };
-use drlb::wire::builder::{self, ip, Flow};
+use drlb::testing::frames::{self, ip, Flow};
 use drlb::wire::tcp::flags::*;
 use drlb::wire::Mac;
 
@@ -60,7 +60,7 @@ fn frame_to(dst: Mac, saddr: u32, sport: u16, fl: u8) -> Vec<u8> {
         sport,
         dport: 80,
     };
-    builder::tcp(&f, fl, 0, 60)
+    frames::tcp(&f, fl, 0, 60)
 }
 
 struct Outcome {
@@ -347,7 +347,7 @@ fn stateless_syns_follow_the_weights() {
 /// only, every frame be accounted for, and the counters say which mode did the work.
 fn flood_through_binary(mode: &str) -> std::collections::HashMap<String, u64> {
     use common::*;
-    use drlb::pcapgen;
+    use drlb::testing::pcap;
     use std::collections::{HashMap, HashSet};
     const PCAP_MAC: Mac = Mac([0x02, 0x70, 0x63, 0x61, 0x70, 0x00]);
     const CAP: u32 = 1024;
@@ -386,7 +386,7 @@ fn flood_through_binary(mode: &str) -> std::collections::HashMap<String, u64> {
     }
     let inp = dir.join("in.pcap");
     let outp = dir.join("out.pcap");
-    pcapgen::write(&inp, &input).unwrap();
+    pcap::write(&inp, &input).unwrap();
     let cfg = write(
         &dir,
         "c.toml",
@@ -422,7 +422,7 @@ scheduler = "wrr"
     assert_eq!(c["forwarded"], n, "every frame forwarded: {c:?}");
     assert_eq!(c["tx"], n);
     assert_eq!(c["mbufs_in_use"], 0);
-    let out = pcapgen::read(&outp).unwrap();
+    let out = pcap::read(&outp).unwrap();
     assert_eq!(out.len() as u64, n);
     let mut backends: HashMap<(u32, u16), HashSet<[u8; 6]>> = HashMap::new();
     for f in &out {

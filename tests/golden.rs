@@ -6,8 +6,8 @@ use drlb::lb::verdict::Neighbor;
 use drlb::lb::{
     process, DropReason as D, LocalState, OnRemoved, Proto, SchedKind, Snapshot, Timeouts, Verdict,
 };
+use drlb::testing::frames::{self, ip, Flow};
 use drlb::wire::arp::{OP_REPLY, OP_REQUEST};
-use drlb::wire::builder::{self, ip, Flow};
 use drlb::wire::tcp::flags::*;
 use drlb::wire::Mac;
 
@@ -113,23 +113,23 @@ fn fix_ip_csum(mut f: Vec<u8>) -> Vec<u8> {
 }
 
 fn cases() -> Vec<Case> {
-    let syn1 = builder::tcp(&flow(40000, 80), SYN, 0, 60);
-    let ack1 = builder::tcp(&flow(40000, 80), ACK, 10, 60);
-    let syn2 = builder::tcp(&flow(40001, 80), SYN, 0, 60);
-    let syn_vlan = builder::with_vlan(&builder::tcp(&flow(40002, 80), SYN, 0, 60), 0x0064);
-    let udp = builder::udp(&flow(5353, 53), 20, 60);
+    let syn1 = frames::tcp(&flow(40000, 80), SYN, 0, 60);
+    let ack1 = frames::tcp(&flow(40000, 80), ACK, 10, 60);
+    let syn2 = frames::tcp(&flow(40001, 80), SYN, 0, 60);
+    let syn_vlan = frames::with_vlan(&frames::tcp(&flow(40002, 80), SYN, 0, 60), 0x0064);
+    let udp = frames::udp(&flow(5353, 53), 20, 60);
     let vip = ip("192.168.1.200");
     let dip = ip("192.168.1.121");
     let cip = ip("10.0.0.7");
-    let arp_req_vip = builder::arp_frame(Mac::BROADCAST, OP_REQUEST, CLIENT, cip, Mac::ZERO, vip);
-    let arp_rep_vip = builder::arp_frame(CLIENT, OP_REPLY, PORT, vip, CLIENT, cip);
-    let arp_req_dip = builder::arp_frame(Mac::BROADCAST, OP_REQUEST, CLIENT, cip, Mac::ZERO, dip);
-    let arp_rep_dip = builder::arp_frame(CLIENT, OP_REPLY, PORT, dip, CLIENT, cip);
+    let arp_req_vip = frames::arp_frame(Mac::BROADCAST, OP_REQUEST, CLIENT, cip, Mac::ZERO, vip);
+    let arp_rep_vip = frames::arp_frame(CLIENT, OP_REPLY, PORT, vip, CLIENT, cip);
+    let arp_req_dip = frames::arp_frame(Mac::BROADCAST, OP_REQUEST, CLIENT, cip, Mac::ZERO, dip);
+    let arp_rep_dip = frames::arp_frame(CLIENT, OP_REPLY, PORT, dip, CLIENT, cip);
     let new_a = Mac([0x02, 0xaa, 0, 0, 0, 0x18]);
     let a_ip = ip("192.168.1.118");
-    let ping = builder::icmp_echo(PORT, CLIENT, cip, vip, 7);
-    let pong = builder::icmp_echo_msg(0, CLIENT, PORT, vip, cip, 7);
-    let mut first_frag = builder::tcp(&flow(40003, 80), SYN, 0, 60);
+    let ping = frames::icmp_echo(PORT, CLIENT, cip, vip, 7);
+    let pong = frames::icmp_echo_msg(0, CLIENT, PORT, vip, cip, 7);
+    let mut first_frag = frames::tcp(&flow(40003, 80), SYN, 0, 60);
     first_frag[20] = 0x20; // MF, offset 0
     let first_frag = fix_ip_csum(first_frag);
     vec![
@@ -183,18 +183,18 @@ fn cases() -> Vec<Case> {
         },
         Case {
             what: "ARP request from backend A for the DIP: answered and A's MAC learned",
-            input: builder::arp_frame(Mac::BROADCAST, OP_REQUEST, new_a, a_ip, Mac::ZERO, dip),
+            input: frames::arp_frame(Mac::BROADCAST, OP_REQUEST, new_a, a_ip, Mac::ZERO, dip),
             verdict: Verdict::ArpReply {
                 learned: Some(Neighbor {
                     ip: a_ip,
                     mac: new_a,
                 }),
             },
-            output: Some(builder::arp_frame(new_a, OP_REPLY, PORT, dip, new_a, a_ip)),
+            output: Some(frames::arp_frame(new_a, OP_REPLY, PORT, dip, new_a, a_ip)),
         },
         Case {
             what: "ARP reply from backend A: learned, consumed",
-            input: builder::arp_frame(PORT, OP_REPLY, new_a, a_ip, PORT, dip),
+            input: frames::arp_frame(PORT, OP_REPLY, new_a, a_ip, PORT, dip),
             verdict: Verdict::ArpLearned(Neighbor {
                 ip: a_ip,
                 mac: new_a,
@@ -203,7 +203,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             what: "ARP request for an unrelated IP: ignored",
-            input: builder::arp_frame(
+            input: frames::arp_frame(
                 Mac::BROADCAST,
                 OP_REQUEST,
                 CLIENT,
@@ -216,14 +216,13 @@ fn cases() -> Vec<Case> {
         },
         Case {
             what: "gratuitous ARP for the VIP from someone else: not answered",
-            input: builder::arp_frame(Mac::BROADCAST, OP_REQUEST, CLIENT, vip, Mac::ZERO, vip),
+            input: frames::arp_frame(Mac::BROADCAST, OP_REQUEST, CLIENT, vip, Mac::ZERO, vip),
             verdict: Verdict::Drop(D::ArpIgnored),
             output: None,
         },
         Case {
             what: "ARP truncated",
-            input: builder::arp_frame(Mac::BROADCAST, OP_REQUEST, CLIENT, cip, Mac::ZERO, vip)
-                [..40]
+            input: frames::arp_frame(Mac::BROADCAST, OP_REQUEST, CLIENT, cip, Mac::ZERO, vip)[..40]
                 .to_vec(),
             verdict: Verdict::Drop(D::ArpMalformed),
             output: None,
@@ -231,7 +230,7 @@ fn cases() -> Vec<Case> {
         Case {
             what: "ARP with htype 6",
             input: set(
-                builder::arp_frame(Mac::BROADCAST, OP_REQUEST, CLIENT, cip, Mac::ZERO, vip),
+                frames::arp_frame(Mac::BROADCAST, OP_REQUEST, CLIENT, cip, Mac::ZERO, vip),
                 15,
                 &[6],
             ),
@@ -246,14 +245,14 @@ fn cases() -> Vec<Case> {
         },
         Case {
             what: "ICMP echo to a non-VIP",
-            input: builder::icmp_echo(PORT, CLIENT, cip, ip("192.168.1.9"), 1),
+            input: frames::icmp_echo(PORT, CLIENT, cip, ip("192.168.1.9"), 1),
             verdict: Verdict::Drop(D::NoService),
             output: None,
         },
         Case {
             what: "ICMP echo with a bad ICMP checksum",
             input: set(
-                builder::icmp_echo(PORT, CLIENT, cip, vip, 1),
+                frames::icmp_echo(PORT, CLIENT, cip, vip, 1),
                 36,
                 &[0xde, 0xad],
             ),
@@ -262,13 +261,13 @@ fn cases() -> Vec<Case> {
         },
         Case {
             what: "ICMP timestamp request to the VIP",
-            input: set(builder::icmp_echo(PORT, CLIENT, cip, vip, 1), 34, &[13]),
+            input: set(frames::icmp_echo(PORT, CLIENT, cip, vip, 1), 34, &[13]),
             verdict: Verdict::Drop(D::IcmpUnhandled),
             output: None,
         },
         Case {
             what: "destination MAC of another host",
-            input: builder::tcp(
+            input: frames::tcp(
                 &Flow {
                     dst_mac: OTHER,
                     ..flow(1, 80)
@@ -282,7 +281,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             what: "multicast destination MAC",
-            input: builder::tcp(
+            input: frames::tcp(
                 &Flow {
                     dst_mac: Mac([1, 0, 0x5e, 0, 0, 1]),
                     ..flow(1, 80)
@@ -308,14 +307,14 @@ fn cases() -> Vec<Case> {
         },
         Case {
             what: "IPv6",
-            input: set(builder::tcp(&flow(1, 80), SYN, 0, 60), 12, &[0x86, 0xdd]),
+            input: set(frames::tcp(&flow(1, 80), SYN, 0, 60), 12, &[0x86, 0xdd]),
             verdict: Verdict::Drop(D::UnsupportedEthertype),
             output: None,
         },
         Case {
             what: "QinQ outer tag",
             input: set(
-                builder::with_vlan(&builder::tcp(&flow(1, 80), SYN, 0, 60), 5),
+                frames::with_vlan(&frames::tcp(&flow(1, 80), SYN, 0, 60), 5),
                 12,
                 &[0x88, 0xa8],
             ),
@@ -324,8 +323,8 @@ fn cases() -> Vec<Case> {
         },
         Case {
             what: "two 802.1Q tags",
-            input: builder::with_vlan(
-                &builder::with_vlan(&builder::tcp(&flow(1, 80), SYN, 0, 60), 5),
+            input: frames::with_vlan(
+                &frames::with_vlan(&frames::tcp(&flow(1, 80), SYN, 0, 60), 5),
                 6,
             ),
             verdict: Verdict::Drop(D::UnsupportedEthertype),
@@ -333,26 +332,26 @@ fn cases() -> Vec<Case> {
         },
         Case {
             what: "IPv4 version 5",
-            input: fix_ip_csum(set(builder::tcp(&flow(1, 80), SYN, 0, 60), 14, &[0x55])),
+            input: fix_ip_csum(set(frames::tcp(&flow(1, 80), SYN, 0, 60), 14, &[0x55])),
             verdict: Verdict::Drop(D::Ipv4Malformed),
             output: None,
         },
         Case {
             what: "IPv4 IHL 4",
-            input: fix_ip_csum(set(builder::tcp(&flow(1, 80), SYN, 0, 60), 14, &[0x44])),
+            input: fix_ip_csum(set(frames::tcp(&flow(1, 80), SYN, 0, 60), 14, &[0x44])),
             verdict: Verdict::Drop(D::Ipv4Malformed),
             output: None,
         },
         Case {
             what: "IPv4 total length < header",
-            input: fix_ip_csum(set(builder::tcp(&flow(1, 80), SYN, 0, 60), 16, &[0, 19])),
+            input: fix_ip_csum(set(frames::tcp(&flow(1, 80), SYN, 0, 60), 16, &[0, 19])),
             verdict: Verdict::Drop(D::Ipv4Malformed),
             output: None,
         },
         Case {
             what: "IPv4 total length past the frame",
             input: fix_ip_csum(set(
-                builder::tcp(&flow(1, 80), SYN, 0, 60),
+                frames::tcp(&flow(1, 80), SYN, 0, 60),
                 16,
                 &[0x05, 0xdc],
             )),
@@ -361,20 +360,20 @@ fn cases() -> Vec<Case> {
         },
         Case {
             what: "short IPv4: 10 bytes after Ethernet",
-            input: builder::tcp(&flow(1, 80), SYN, 0, 60)[..24].to_vec(),
+            input: frames::tcp(&flow(1, 80), SYN, 0, 60)[..24].to_vec(),
             verdict: Verdict::Drop(D::Ipv4Truncated),
             output: None,
         },
         Case {
             what: "IPv4 header checksum wrong",
-            input: set(builder::tcp(&flow(1, 80), SYN, 0, 60), 24, &[0xbe, 0xef]),
+            input: set(frames::tcp(&flow(1, 80), SYN, 0, 60), 24, &[0xbe, 0xef]),
             verdict: Verdict::Drop(D::Ipv4BadChecksum),
             output: None,
         },
         Case {
             what: "non-first fragment",
             input: fix_ip_csum(set(
-                builder::tcp(&flow(1, 80), SYN, 0, 60),
+                frames::tcp(&flow(1, 80), SYN, 0, 60),
                 20,
                 &[0x00, 0x10],
             )),
@@ -383,49 +382,49 @@ fn cases() -> Vec<Case> {
         },
         Case {
             what: "TCP header short: IP says 10 bytes of TCP",
-            input: fix_ip_csum(set(builder::tcp(&flow(1, 80), SYN, 0, 60), 16, &[0, 30])),
+            input: fix_ip_csum(set(frames::tcp(&flow(1, 80), SYN, 0, 60), 16, &[0, 30])),
             verdict: Verdict::Drop(D::L4Malformed),
             output: None,
         },
         Case {
             what: "TCP data offset 4",
-            input: set(builder::tcp(&flow(1, 80), SYN, 0, 60), 46, &[0x40]),
+            input: set(frames::tcp(&flow(1, 80), SYN, 0, 60), 46, &[0x40]),
             verdict: Verdict::Drop(D::L4Malformed),
             output: None,
         },
         Case {
             what: "UDP header short: IP says 6 bytes of UDP",
-            input: fix_ip_csum(set(builder::udp(&flow(1, 53), 0, 60), 16, &[0, 26])),
+            input: fix_ip_csum(set(frames::udp(&flow(1, 53), 0, 60), 16, &[0, 26])),
             verdict: Verdict::Drop(D::L4Malformed),
             output: None,
         },
         Case {
             what: "TCP to a VIP port with no service",
-            input: builder::tcp(&flow(1, 443), SYN, 0, 60),
+            input: frames::tcp(&flow(1, 443), SYN, 0, 60),
             verdict: Verdict::Drop(D::NoService),
             output: None,
         },
         Case {
             what: "UDP to a TCP-only service port",
-            input: builder::udp(&flow(1, 80), 4, 60),
+            input: frames::udp(&flow(1, 80), 4, 60),
             verdict: Verdict::Drop(D::NoService),
             output: None,
         },
         Case {
             what: "GRE to the VIP",
-            input: fix_ip_csum(set(builder::tcp(&flow(1, 80), SYN, 0, 60), 23, &[47])),
+            input: fix_ip_csum(set(frames::tcp(&flow(1, 80), SYN, 0, 60), 23, &[47])),
             verdict: Verdict::Drop(D::NoService),
             output: None,
         },
         Case {
             what: "TCP ACK without a flow (IPVS sloppy_tcp=0)",
-            input: builder::tcp(&flow(2, 80), ACK, 0, 60),
+            input: frames::tcp(&flow(2, 80), ACK, 0, 60),
             verdict: Verdict::Drop(D::TcpNoFlow),
             output: None,
         },
         Case {
             what: "service whose only backend has no MAC yet",
-            input: builder::tcp(
+            input: frames::tcp(
                 &Flow {
                     daddr: ip("192.168.1.201"),
                     ..flow(3, 80)
@@ -475,7 +474,7 @@ fn forwarded_ip_bytes_never_change() {
     let snap = snapshot();
     let mut local = LocalState::new(1024, 0);
     for sport in 1000..1100u16 {
-        let input = builder::tcp(&flow(sport, 80), SYN, 100, 60);
+        let input = frames::tcp(&flow(sport, 80), SYN, 100, 60);
         let mut f = input.clone();
         assert!(matches!(
             process(&mut f, &snap, &mut local, 0),

@@ -3,8 +3,8 @@
 //! rate, and a worker that panics.
 mod common;
 use common::*;
-use drlb::pcapgen::{self, FlowsSpec};
-use drlb::wire::builder::{self, Flow};
+use drlb::testing::frames::{self, Flow};
+use drlb::testing::pcap::{self, FlowsSpec};
 use drlb::wire::tcp::flags::{ACK, SYN};
 use drlb::wire::Mac;
 use std::collections::HashSet;
@@ -78,7 +78,7 @@ fn malformed_and_random_frames_are_counted_and_nothing_bad_is_forwarded() {
     let vip = u32::from(std::net::Ipv4Addr::new(192, 168, 1, 200));
     // Valid flows, then every malformed shape and 4000 random frames, then more valid
     // flows: forwarding must carry on after the junk.
-    let before = pcapgen::flows(&spec(200, 2));
+    let before = pcap::flows(&spec(200, 2));
     // The same flows with one address bit flipped: the IPv4 checksum no longer holds.
     let corrupted: Vec<Vec<u8>> = before
         .iter()
@@ -99,10 +99,10 @@ fn malformed_and_random_frames_are_counted_and_nothing_bad_is_forwarded() {
                 sport: 40_000 + i as u16,
                 dport: 80,
             };
-            [builder::tcp(&f, SYN, 0, 60), builder::tcp(&f, ACK, 1, 60)]
+            [frames::tcp(&f, SYN, 0, 60), frames::tcp(&f, ACK, 1, 60)]
         })
         .collect();
-    let junk = pcapgen::junk(PORT, CLIENT, vip);
+    let junk = pcap::junk(PORT, CLIENT, vip);
     let noise = garbage(4000);
     let mut input = before.clone();
     input.extend(junk.iter().cloned());
@@ -111,7 +111,7 @@ fn malformed_and_random_frames_are_counted_and_nothing_bad_is_forwarded() {
     input.extend(tail.iter().cloned());
     let inp = dir.join("in.pcap");
     let outp = dir.join("out.pcap");
-    pcapgen::write(&inp, &input).unwrap();
+    pcap::write(&inp, &input).unwrap();
     let cfg = write(&dir, "c.toml", CFG);
     let eal = eal_args(&prefix, &pcap_rx_tx(&inp, &outp));
     let mut d = spawn(
@@ -150,7 +150,7 @@ fn malformed_and_random_frames_are_counted_and_nothing_bad_is_forwarded() {
     assert_eq!(c["mbufs_in_use"], 0);
     // Every transmitted frame is a valid input frame with only its MACs rewritten, to a
     // real server.
-    let out = pcapgen::read(&outp).unwrap();
+    let out = pcap::read(&outp).unwrap();
     assert_eq!(out.len() as u64, c["tx"]);
     let valid_tails: HashSet<&[u8]> = before.iter().chain(tail.iter()).map(|f| &f[12..]).collect();
     for f in &out {
@@ -192,7 +192,7 @@ fn forwarded_now(sock: &Path) -> u64 {
 /// control socket in `dir`.
 fn full_rate(dir: &Path, prefix: &str, flows: u32) -> (Running, std::path::PathBuf) {
     let inp = dir.join("in.pcap");
-    pcapgen::write(&inp, &pcapgen::flows(&spec(flows, 4))).unwrap();
+    pcap::write(&inp, &pcap::flows(&spec(flows, 4))).unwrap();
     let cfg = write(dir, "c.toml", CFG);
     let sock = dir.join("ctl.sock");
     let eal = eal_args(
@@ -372,7 +372,7 @@ fn sigterm_at_full_rate_exits_within_a_second_and_cleans_up() {
 fn a_worker_panic_stops_the_process_with_a_clear_message() {
     let (dir, prefix) = scratch("panic");
     let inp = dir.join("in.pcap");
-    pcapgen::write(&inp, &pcapgen::flows(&spec(16, 2))).unwrap();
+    pcap::write(&inp, &pcap::flows(&spec(16, 2))).unwrap();
     let cfg = write(&dir, "c.toml", CFG);
     let sock = dir.join("ctl.sock");
     let eal = eal_args(&prefix, &format!("net_pcap0,rx_pcap={}", inp.display()));

@@ -1,7 +1,7 @@
 //! `--metrics`: scrape /metrics with curl and check the values against known traffic.
 mod common;
 use common::*;
-use drlb::pcapgen::{self, FlowsSpec};
+use drlb::testing::pcap::{self, FlowsSpec};
 use drlb::wire::Mac;
 use std::time::Duration;
 
@@ -32,10 +32,10 @@ fn metrics_match_known_traffic() {
         frame_len: 60,
         interleave: true,
     };
-    let mut frames = pcapgen::flows(&spec);
-    frames.extend(pcapgen::junk(spec.dst_mac, spec.src_mac, spec.vip));
+    let mut frames = pcap::flows(&spec);
+    frames.extend(pcap::junk(spec.dst_mac, spec.src_mac, spec.vip));
     let inp = dir.join("in.pcap");
-    pcapgen::write(&inp, &frames).unwrap();
+    pcap::write(&inp, &frames).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

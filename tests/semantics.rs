@@ -4,7 +4,7 @@ use drlb::lb::snapshot::{BackendSpec, ServiceSpec};
 use drlb::lb::{
     process, DropReason, LocalState, OnRemoved, Proto, SchedKind, Snapshot, Timeouts, Verdict,
 };
-use drlb::wire::builder::{self, ip, Flow};
+use drlb::testing::frames::{self, ip, Flow};
 use drlb::wire::tcp::flags::*;
 use drlb::wire::Mac;
 
@@ -46,7 +46,7 @@ fn pkt(sport: u16, fl: u8) -> Vec<u8> {
         sport,
         dport: 80,
     };
-    builder::tcp(&f, fl, 0, 60)
+    frames::tcp(&f, fl, 0, 60)
 }
 
 fn send(s: &Snapshot, l: &mut LocalState, sport: u16, fl: u8, now: u32) -> Verdict {
@@ -281,10 +281,10 @@ fn udp_flows_stick_for_the_udp_timeout() {
         sport: 5000,
         dport: 53,
     };
-    let first = slot_of(process(&mut builder::udp(&f, 10, 60), &s, &mut l, 0));
+    let first = slot_of(process(&mut frames::udp(&f, 10, 60), &s, &mut l, 0));
     for t in [1, 100, 2999] {
         assert_eq!(
-            slot_of(process(&mut builder::udp(&f, 10, 60), &s, &mut l, t)),
+            slot_of(process(&mut frames::udp(&f, 10, 60), &s, &mut l, t)),
             first
         );
     }

@@ -8,7 +8,7 @@ fn expect_exit2(name: &str, eal: &[&str], cfg: &str, want: &str) {
     let (dir, prefix) = scratch(name);
     let cfgp = write(&dir, "c.toml", cfg);
     let pcap = dir.join("in.pcap");
-    drlb::pcapgen::write(&pcap, &[]).unwrap();
+    drlb::testing::pcap::write(&pcap, &[]).unwrap();
     let mem = eal_mem();
     let mut args: Vec<String> = vec!["--no-pci".into(), "--file-prefix".into(), prefix.clone()];
     args.extend(mem);

@@ -2,9 +2,9 @@
 //! flows to two services, plus junk, ARP and ping) in; every output frame checked.
 mod common;
 use common::*;
-use drlb::pcapgen::{self, FlowsSpec};
+use drlb::testing::frames::{self, ip, Flow};
+use drlb::testing::pcap::{self, FlowsSpec};
 use drlb::wire::arp::{OP_REPLY, OP_REQUEST};
-use drlb::wire::builder::{self, ip, Flow};
 use drlb::wire::Mac;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -79,7 +79,7 @@ fn forwards_thousands_of_flows_and_accounts_for_every_frame() {
         frame_len: 60,
         interleave: true,
     };
-    let mut input = pcapgen::flows(&spec);
+    let mut input = pcap::flows(&spec);
     for k in 0..2 {
         for i in 0..UDP_FLOWS {
             let f = Flow {
@@ -90,21 +90,21 @@ fn forwards_thousands_of_flows_and_accounts_for_every_frame() {
                 sport: 2000 + (i % 1000) as u16,
                 dport: 53,
             };
-            input.push(builder::udp(&f, 20 + k, 60));
+            input.push(frames::udp(&f, 20 + k, 60));
         }
     }
-    let junk = pcapgen::junk(PORT, CLIENT, vip);
+    let junk = pcap::junk(PORT, CLIENT, vip);
     let njunk = junk.len() as u64;
     input.extend(junk);
-    let arp_req = builder::arp_frame(Mac::BROADCAST, OP_REQUEST, CLIENT, cip, Mac::ZERO, vip);
-    let arp_rep = builder::arp_frame(CLIENT, OP_REPLY, PORT, vip, CLIENT, cip);
-    let ping = builder::icmp_echo(PORT, CLIENT, cip, vip, 3);
-    let pong = builder::icmp_echo_msg(0, CLIENT, PORT, vip, cip, 3);
+    let arp_req = frames::arp_frame(Mac::BROADCAST, OP_REQUEST, CLIENT, cip, Mac::ZERO, vip);
+    let arp_rep = frames::arp_frame(CLIENT, OP_REPLY, PORT, vip, CLIENT, cip);
+    let ping = frames::icmp_echo(PORT, CLIENT, cip, vip, 3);
+    let pong = frames::icmp_echo_msg(0, CLIENT, PORT, vip, cip, 3);
     input.push(arp_req);
     input.push(ping);
     let inp = dir.join("in.pcap");
     let outp = dir.join("out.pcap");
-    pcapgen::write(&inp, &input).unwrap();
+    pcap::write(&inp, &input).unwrap();
     let cfg = write(&dir, "c.toml", CFG);
 
     let eal = eal_args(&prefix, &pcap_rx_tx(&inp, &outp));
@@ -160,7 +160,7 @@ fn forwards_thousands_of_flows_and_accounts_for_every_frame() {
     assert_eq!(c["mbufs_in_use"], 0, "no mbuf leaked");
 
     // Output frames: the pcap must be complete (port closed on SIGTERM).
-    let out = pcapgen::read(&outp).unwrap();
+    let out = pcap::read(&outp).unwrap();
     assert_eq!(
         out.len() as u64,
         c["tx"],

@@ -6,7 +6,7 @@
 //!
 //! Input: frames as [len_lo, len_hi, tick_step, bytes...] records.
 #![no_main]
-use drlb::control::{config::Config, state::State};
+use drlb::control::{config::Config, state::ControlState};
 use drlb::lb::{prefetch_burst, process, process_hinted, Hint, LocalState, Snapshot, Verdict};
 use drlb::wire::Mac;
 use libfuzzer_sys::fuzz_target;
@@ -61,7 +61,7 @@ fn snaps() -> &'static [Snapshot] {
                     &format!("flow_capacity = 64\nsyn_flood = \"{m}\""),
                 );
                 let cfg = Config::parse(&text, "fuzz").expect("fuzz config is valid");
-                State::new(cfg).snapshot(PORT).expect("snapshot")
+                ControlState::new(cfg).snapshot(PORT).expect("snapshot")
             })
             .collect()
     })

@@ -1,7 +1,8 @@
 //! The control-socket request parser and `admin::apply` on arbitrary bytes: an error
 //! reply, or a change whose result is a valid running config that builds a snapshot.
 #![no_main]
-use drlb::control::{admin, config::Config, state::State};
+use drlb::admin;
+use drlb::control::{config::Config, state::ControlState};
 use drlb::wire::Mac;
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
@@ -19,7 +20,7 @@ fn base() -> &'static Config {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(req) = admin::parse_request(data) else {
+    let Ok(req) = admin::protocol::parse_request(data) else {
         return;
     };
     let _ = serde_json::to_string(&req).expect("a parsed request serialises");
@@ -27,7 +28,7 @@ fuzz_target!(|data: &[u8]| {
         assert!(!what.is_empty());
         cfg.validate_running()
             .unwrap_or_else(|e| panic!("{req:?} gave an invalid config: {e}"));
-        State::new(cfg)
+        ControlState::new(cfg)
             .snapshot(Mac([2, 0, 0, 0, 0, 1]))
             .expect("an accepted change builds a snapshot");
     }

@@ -1,8 +1,9 @@
 //! drlb-gen: writes test traffic as a pcap (for net_pcap rx_pcap=, tests and benchmarks).
 //!
 //!   drlb-gen --flows 1024 --out flows.pcap --dst-mac 02:70:63:61:70:00
+#![deny(unsafe_code)]
 use clap::Parser;
-use drlb::pcapgen::{self, FlowsSpec};
+use drlb::testing::pcap::{self, FlowsSpec};
 use drlb::wire::Mac;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -63,11 +64,11 @@ fn main() {
         frame_len: a.size,
         interleave: a.interleave,
     };
-    let mut frames = pcapgen::flows_from(&spec, a.first_flow);
+    let mut frames = pcap::flows_from(&spec, a.first_flow);
     if a.junk {
-        frames.extend(pcapgen::junk(a.dst_mac, a.src_mac, u32::from(a.vip)));
+        frames.extend(pcap::junk(a.dst_mac, a.src_mac, u32::from(a.vip)));
     }
-    if let Err(e) = pcapgen::write(&a.out, &frames) {
+    if let Err(e) = pcap::write(&a.out, &frames) {
         eprintln!("drlb-gen: {}: {e}", a.out.display());
         std::process::exit(1);
     }

@@ -10,9 +10,11 @@
 //! Flows: `--flows N` recurring flows (client IP x port), and with `--new-share F` that
 //! share of packets from flows never seen before (an endless series: entries expire
 //! instead of being refreshed; the soak test's expiry-heavy mix).
+#![deny(unsafe_code)]
 use clap::Parser;
-use drlb::dpdk::{self, eal, mbuf, mempool::Mempool, port};
-use drlb::wire::builder::{self, Flow};
+use drlb::dpdk::mbuf::{Mbuf, RxBurst, TxBuffer};
+use drlb::dpdk::{self, eal, mempool::Mempool, port};
+use drlb::testing::frames::{self, Flow};
 use drlb::wire::ipv4::Ipv4Packet;
 use drlb::wire::Mac;
 use std::net::Ipv4Addr;
@@ -118,11 +120,13 @@ fn main() {
         fail("no port: give a --vdev (e.g. net_memif0,role=server,socket=PATH)");
     }
     let info = port::info(0).unwrap_or_else(|e| fail(e));
-    let pool = Mempool::new("pktgen_pool", a.mbufs, 256, 0).unwrap_or_else(|e| fail(e));
-    let mut p = port::Port::configure(info, 1, &pool, 1024, 1024).unwrap_or_else(|e| fail(e));
-    p.start().unwrap_or_else(|e| fail(e));
+    let pool = std::sync::Arc::new(
+        Mempool::new("pktgen_pool", a.mbufs, 256, 0).unwrap_or_else(|e| fail(e)),
+    );
+    let p = port::Port::configure(&info, 1, &pool, 1024, 1024).unwrap_or_else(|e| fail(e));
+    let (p, mut queues) = p.start().unwrap_or_else(|e| fail(e));
     let src = p.mac().unwrap_or_else(|e| fail(e));
-    let (mut rx, mut tx) = p.queues().pop().expect("one queue pair");
+    let (mut rx, mut tx) = queues.pop().expect("one queue pair");
     let f = Flow {
         dst_mac: a.dst_mac,
         src_mac: src,
@@ -131,8 +135,8 @@ fn main() {
         sport: 1024,
         dport: a.port,
     };
-    let mut frames = Frames {
-        template: builder::udp(&f, a.size - 42, a.size),
+    let mut gen = Frames {
+        template: frames::udp(&f, a.size - 42, a.size),
         flows: a.flows,
         new_every: if a.new_share > 0.0 {
             (1.0 / a.new_share).round().max(1.0) as u64
@@ -141,26 +145,24 @@ fn main() {
         },
         fresh: 0,
     };
-    assert_eq!(frames.template.len(), a.size, "template length");
+    assert_eq!(gen.template.len(), a.size, "template length");
 
     let hz = dpdk::tsc_hz();
     // Wait for the link (a memif peer connecting): the clock starts at the first frame
     // the port accepts.
     let give_up = dpdk::rdtsc() + 10 * hz;
-    let mut probe = [std::ptr::null_mut(); 1];
+    let mut out = TxBuffer::default();
     loop {
         if dpdk::rdtsc() > give_up || stop.load(Ordering::Relaxed) {
             fail("port 0 took no frame in 10 s: is the peer (drlb) attached?");
         }
-        let Some(m) = mbuf::Mbuf::from_bytes(&pool, &frames.template) else {
+        let Some(m) = Mbuf::from_bytes(&pool, &gen.template) else {
             fail("mbuf pool empty");
         };
-        probe[0] = m.into_raw();
-        if tx.tx_burst(&mut probe) == 1 {
+        let _ = out.push(m);
+        if out.flush(&mut tx).sent == 1 {
             break;
         }
-        // SAFETY: not taken by the device; still ours.
-        unsafe { mbuf::free_bulk(&mut probe) };
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     let start = dpdk::rdtsc();
@@ -170,8 +172,7 @@ fn main() {
     let mut skipped = 0u64;
     let (mut sent0, mut refused0, mut got0) = (0u64, 0u64, 0u64);
     let mut counting = false;
-    let mut pkts = [std::ptr::null_mut(); BURST];
-    let mut rxp = [std::ptr::null_mut(); BURST];
+    let mut back = RxBurst::default();
     loop {
         let now = dpdk::rdtsc();
         if now >= end || stop.load(Ordering::Relaxed) {
@@ -204,42 +205,25 @@ fn main() {
             }
             due.min(BURST as u64)
         } as usize;
-        let mut n = 0;
-        while n < want {
-            let Some(m) = mbuf::Mbuf::from_bytes(&pool, &frames.template) else {
+        while out.len() < want {
+            let Some(mut m) = Mbuf::from_bytes(&pool, &gen.template) else {
                 break;
             };
-            let raw = m.into_raw();
-            // SAFETY: a fresh mbuf we own, holding exactly template.len() bytes.
-            frames.fill(seq, unsafe { mbuf::data_mut(raw) });
+            gen.fill(seq, m.data_mut());
             seq += 1;
-            pkts[n] = raw;
-            n += 1;
+            let _ = out.push(m);
         }
-        if n > 0 {
-            let ok = tx.tx_burst(&mut pkts[..n]);
-            if ok < n {
-                // SAFETY: the device took only the first `ok`.
-                unsafe { mbuf::free_bulk(&mut pkts[ok..n]) };
-                refused += (n - ok) as u64;
-            }
-            sent += ok as u64;
-        }
-        let r = rx.rx_burst(&mut rxp);
-        if r > 0 {
-            got += r as u64;
-            // SAFETY: received mbufs we own.
-            unsafe { mbuf::free_bulk(&mut rxp[..r]) };
-        }
+        let f = out.flush(&mut tx);
+        refused += f.dropped as u64;
+        sent += f.sent as u64;
+        got += back.recv(&mut rx) as u64;
     }
     // Drain what is still coming back (up to 100 ms).
     let drain_end = dpdk::rdtsc() + hz / 10;
     while dpdk::rdtsc() < drain_end {
-        let r = rx.rx_burst(&mut rxp);
-        got += r as u64;
-        // SAFETY: received mbufs we own.
-        unsafe { mbuf::free_bulk(&mut rxp[..r]) };
+        got += back.recv(&mut rx) as u64;
     }
+    back.free_rest();
     let (tx_n, refused_n, rx_n) = (sent - sent0, refused - refused0, got - got0);
     println!(
         "{{\"rate_set\":{},\"secs\":{},\"tx\":{tx_n},\"tx_refused\":{refused_n},\"rx\":{rx_n},\"tx_pps\":{:.0},\"rx_pps\":{:.0},\"size\":{},\"flows\":{},\"new_share\":{}}}",
@@ -251,7 +235,8 @@ fn main() {
         a.flows,
         a.new_share
     );
-    p.close();
+    // The port closes with its last handle, then the pool goes, then EAL.
+    drop((back, out, rx, tx, p));
     drop(pool);
-    e.cleanup();
+    drop(e);
 }

@@ -1,10 +1,11 @@
 //! drlbadm: drlb's admin client, ipvsadm-compatible (same flags, same meaning, same
 //! listing layout), over drlb's control socket.
+#![deny(unsafe_code)]
 use clap::Parser;
-use drlb::control::admin::{Listing, Request, Response, SvcId};
+use drlb::admin::client::call;
+use drlb::admin::ipvsadm::{self, Mode};
+use drlb::admin::protocol::{check_weight, Listing, Request, Response, SvcId};
 use drlb::control::config::Config;
-use drlb::control::ipvsadm::{self, Mode};
-use drlb::control::server::call;
 use drlb::lb::{Proto, SchedKind};
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -162,16 +163,7 @@ fn parse_sched(s: &str) -> Result<SchedKind, String> {
 }
 
 fn weight(a: &Args) -> Result<Option<u32>, String> {
-    match a.weight {
-        None => Ok(None),
-        Some(w) if (0..=i64::from(drlb::control::config::MAX_WEIGHT)).contains(&w) => {
-            Ok(Some(w as u32))
-        }
-        Some(w) => Err(format!(
-            "Invalid weight {w}: must be 0..{} (0 drains)",
-            drlb::control::config::MAX_WEIGHT
-        )),
-    }
+    a.weight.map(check_weight).transpose()
 }
 
 fn send(a: &Args, req: &Request) -> Response {
@@ -307,7 +299,7 @@ fn main() {
             if !r.ok {
                 die(1, r.error.unwrap_or_default());
             }
-            let l: drlb::control::admin::ConnListing =
+            let l: drlb::admin::protocol::ConnListing =
                 serde_json::from_value(r.data.unwrap_or_default())
                     .unwrap_or_else(|e| die(1, format!("bad reply from drlb: {e}")));
             if a.json {

@@ -1,6 +1,10 @@
-//! The TOML config (DESIGN.md "Config"): parsing, validation, and errors that name the
-//! file, the key path and the fix. Unknown keys are rejected.
-use crate::lb::{snapshot::MAX_SLOTS, OnRemoved, Proto, SchedKind, Timeouts};
+//! The TOML config: parsing, validation, and errors that name the file, the key path
+//! and the fix. Unknown keys are rejected.
+//!
+//! This is the one validator: the config file, a reload, `drlbadm --check` and every
+//! admin command go through [`Config::validate`] / [`Config::validate_running`], and the
+//! rules a single value follows ([`rules`]) are shared with drlbadm's own checks.
+use crate::lb::{OnRemoved, Proto, SchedKind, Timeouts};
 use crate::wire::Mac;
 use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
@@ -8,8 +12,39 @@ use std::path::Path;
 
 /// Largest config file we read (a director config is a few KiB; this bounds a mistake).
 pub const MAX_CONFIG_BYTES: u64 = 4 << 20;
-/// ipvsadm's weight range.
-pub const MAX_WEIGHT: u32 = 65535;
+/// The rules one value follows, wherever it comes from (a file, drlbadm, an admin
+/// command); each caller adds its context (a key path, or ipvsadm's wording).
+pub mod rules {
+    /// ipvsadm's weight range.
+    pub const MAX_WEIGHT: u32 = 65535;
+
+    #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+    pub enum Broken {
+        #[error("{0} is out of range (0 ..= {MAX_WEIGHT}; 0 drains)")]
+        Weight(i64),
+        #[error(
+            "{port} differs from the service port {service}: direct routing cannot remap ports"
+        )]
+        PortRemap { port: u16, service: u16 },
+    }
+
+    /// A real server's weight: 0 ..= 65535, 0 drains (no new flows, existing ones stay).
+    pub fn weight(w: i64) -> Result<u32, Broken> {
+        u32::try_from(w)
+            .ok()
+            .filter(|&w| w <= MAX_WEIGHT)
+            .ok_or(Broken::Weight(w))
+    }
+
+    /// A real server's port, if given, is the service's: DR rewrites only MAC addresses.
+    pub fn backend_port(port: Option<u16>, service: u16) -> Result<(), Broken> {
+        match port {
+            Some(p) if p != service => Err(Broken::PortRemap { port: p, service }),
+            _ => Ok(()),
+        }
+    }
+}
+pub use rules::MAX_WEIGHT;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -62,6 +97,7 @@ fn default_flow_capacity() -> usize {
     1 << 20
 }
 
+/// `[timeouts]`: each key defaults to IPVS's value ([`Timeouts::default`]).
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct TimeoutsConf {
@@ -73,13 +109,13 @@ pub struct TimeoutsConf {
     pub udp: u32,
 }
 fn d_tcp() -> u32 {
-    900
+    Timeouts::default().tcp
 }
 fn d_fin() -> u32 {
-    120
+    Timeouts::default().tcp_fin
 }
 fn d_udp() -> u32 {
-    300
+    Timeouts::default().udp
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -132,16 +168,14 @@ mod opt_mac {
 
 impl Config {
     pub fn timeouts(&self) -> Timeouts {
-        let t = self.timeouts.unwrap_or(TimeoutsConf {
-            tcp: d_tcp(),
-            tcp_fin: d_fin(),
-            udp: d_udp(),
-        });
-        Timeouts {
-            tcp: t.tcp,
-            tcp_fin: t.tcp_fin,
-            udp: t.udp,
-            ..Timeouts::default()
+        match self.timeouts {
+            Some(t) => Timeouts {
+                tcp: t.tcp,
+                tcp_fin: t.tcp_fin,
+                udp: t.udp,
+                ..Timeouts::default()
+            },
+            None => Timeouts::default(),
         }
     }
 
@@ -177,7 +211,7 @@ impl Config {
         let cfg: Config = toml::from_str(text).map_err(|e| {
             let mut msg = one_line(&e);
             if msg.contains("unknown field `protect_established`") {
-                // Renamed in session 3; say what it became rather than just "unknown".
+                // A key drlb once had: say what replaced it rather than just "unknown".
                 msg.push_str(
                     " (it was replaced by `syn_flood`: `protect_established = true` is now \
                      `syn_flood = \"drop\"`, `false` is `syn_flood = \"evict\"`; the default is \
@@ -287,19 +321,12 @@ impl Config {
             let mut rips = std::collections::HashSet::new();
             for (j, b) in s.backends.iter().enumerate() {
                 let bp = format!("{p}.backend[{j}]");
-                if let Some(port) = b.port {
-                    if port != s.port {
-                        return bad(format!("{bp}.port"), format!("{port} differs from the service port {}: direct routing cannot remap ports (drop the key or set it to {})", s.port, s.port));
-                    }
+                if let Err(e) = rules::backend_port(b.port, s.port) {
+                    let fix = format!("drop the key or set it to {}", s.port);
+                    return bad(format!("{bp}.port"), format!("{e} ({fix})"));
                 }
-                if b.weight > MAX_WEIGHT {
-                    return bad(
-                        format!("{bp}.weight"),
-                        format!(
-                            "{} is out of range (0 ..= {MAX_WEIGHT}; 0 drains)",
-                            b.weight
-                        ),
-                    );
+                if let Err(e) = rules::weight(i64::from(b.weight)) {
+                    return bad(format!("{bp}.weight"), e.to_string());
                 }
                 if b.ip.is_unspecified()
                     || b.ip.is_broadcast()
@@ -325,35 +352,13 @@ impl Config {
                 }
             }
             let weights: Vec<u32> = s.backends.iter().map(|b| b.weight).collect();
-            if crate::lb::sched::cycle_len(s.scheduler, &weights) > crate::lb::sched::MAX_CYCLE {
-                return bad(
-                    format!("{p}.backend"),
-                    format!(
-                        "weights too fine-grained: sum/gcd exceeds {}",
-                        crate::lb::sched::MAX_CYCLE
-                    ),
-                );
+            if let Err(e) = crate::lb::sched::check(s.scheduler, &weights) {
+                return bad(format!("{p}.backend"), e);
             }
             total_backends += s.backends.len();
         }
-        if self.services.len() >= crate::lb::snapshot::MAX_SERVICES {
-            return bad(
-                "service".into(),
-                format!(
-                    "{} services; at most {}",
-                    self.services.len(),
-                    crate::lb::snapshot::MAX_SERVICES - 1
-                ),
-            );
-        }
-        if total_backends >= MAX_SLOTS {
-            return bad(
-                "service".into(),
-                format!(
-                    "{total_backends} backends in all; at most {}",
-                    MAX_SLOTS - 1
-                ),
-            );
+        if let Err(e) = crate::lb::snapshot::check_limits(self.services.len(), total_backends) {
+            return bad("service".into(), e);
         }
         Ok(())
     }

@@ -5,62 +5,78 @@
 //!   unchanged backends keep their slots and flows; an invalid one rejected whole);
 //! - drains the workers' learned-neighbour queues; a new or changed backend MAC builds
 //!   and publishes a new snapshot;
-//! - resolves backends without a static MAC: an ARP request from the director IP every
-//!   second until answered, then a refresh every 30 s (requests go through worker 0's
-//!   control queue, so no TX queue is ever used by two threads);
+//! - resolves backends without a static MAC ([`super::arp`]);
 //! - prints a stats line every `stats_interval`.
-use super::admin::{
-    self, BackendRow, ConnListing, ConnRow, Listing, Request, Response, ServiceRow, SwapStats,
-};
+use super::arp::Resolver;
 use super::config::Config;
-use super::server::ControlServer;
-use super::state::{BackendKey, State};
-use crate::dataplane::counters::SlotCounters;
-use crate::dataplane::counters::{Totals, WorkerCounters};
+use super::state::{BackendKey, ControlState};
+use crate::admin::protocol::{
+    self as admin, BackendRow, ConnListing, ConnRow, Listing, Request, Response, ServiceRow,
+    SwapStats,
+};
+use crate::admin::server::ControlServer;
+use crate::dataplane::counters::{SlotCounters, Totals, WorkerCounters};
 use crate::dataplane::{CtrlFrame, DumpEntry};
 use crate::lb::verdict::Neighbor;
 use crate::lb::Snapshot;
+use crate::observe::metrics;
 use crate::sync::{epoch, spsc};
 use crate::wire::{arp, Mac};
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub const ARP_RETRY: Duration = Duration::from_secs(1);
 /// Longest the manager waits for workers to pick up a new snapshot before moving on
 /// (the old one is then freed later, by `try_reclaim`).
 pub const SWAP_WAIT: Duration = Duration::from_millis(50);
-pub const ARP_REFRESH: Duration = Duration::from_secs(30);
 
-pub struct Manager {
-    pub state: State,
+/// The manager's ends of the channels to the workers (one entry per worker).
+pub struct Links {
     pub writer: epoch::Writer<Snapshot>,
-    pub port_mac: Mac,
+    /// Backend MACs learned by the workers from ARP.
     pub learned: Vec<spsc::Consumer<Neighbor>>,
+    /// Flow entries for `drlbadm -lnc`.
+    pub dumps: Vec<spsc::Consumer<DumpEntry>>,
+    /// Frames for worker 0 to send (ARP requests, gratuitous ARP).
     pub ctrl: spsc::Producer<CtrlFrame>,
     pub counters: Vec<Arc<WorkerCounters>>,
-    pub config_path: PathBuf,
-    pub stats_interval: Option<Duration>,
-    pub stop: Arc<AtomicBool>,
-    pub hup: Arc<AtomicBool>,
-    /// Per backend IP: when we last asked, and whether it ever answered.
-    arp: HashMap<Ipv4Addr, (Option<Instant>, bool)>,
-    pub reloads: u64,
-    pub failed_reloads: u64,
-    pub server: Option<ControlServer>,
-    /// The listing the metrics thread and the telemetry commands read.
-    pub metrics: Option<Arc<super::metrics::Shared>>,
-    /// Per-worker flow-entry queues for `drlbadm -lnc`.
-    pub dumps: Vec<spsc::Consumer<DumpEntry>>,
-    dump_seq: u64,
-    /// Publish -> every worker on the new generation, in ns.
-    pub swap_latency: hdrhistogram::Histogram<u64>,
 }
 
-/// One info-level log line (see [`super::logging`]).
+/// Everything else the manager starts with.
+pub struct ManagerConfig {
+    pub state: ControlState,
+    pub port_mac: Mac,
+    /// Re-read on SIGHUP and `drlbadm --reload`.
+    pub config_path: PathBuf,
+    /// Period of the stats line (None: no stats line).
+    pub stats_interval: Option<Duration>,
+    pub server: ControlServer,
+    /// The listing the metrics thread and the telemetry commands read.
+    pub shared: Arc<metrics::Shared>,
+    pub signals: crate::daemon::Signals,
+}
+
+pub struct Manager {
+    state: ControlState,
+    links: Links,
+    port_mac: Mac,
+    config_path: PathBuf,
+    stats_interval: Option<Duration>,
+    server: Option<ControlServer>,
+    shared: Arc<metrics::Shared>,
+    signals: crate::daemon::Signals,
+    arp: Resolver,
+    reloads: u64,
+    failed_reloads: u64,
+    dump_seq: u64,
+    /// Publish -> every worker on the new generation, in ns.
+    swap_latency: hdrhistogram::Histogram<u64>,
+}
+
+/// One info-level log line (see [`crate::observe::logging`]).
 pub fn log(msg: impl std::fmt::Display) {
     log::info!("{msg}");
 }
@@ -71,39 +87,29 @@ pub fn warn(msg: impl std::fmt::Display) {
 }
 
 impl Manager {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        state: State,
-        writer: epoch::Writer<Snapshot>,
-        port_mac: Mac,
-        learned: Vec<spsc::Consumer<Neighbor>>,
-        ctrl: spsc::Producer<CtrlFrame>,
-        counters: Vec<Arc<WorkerCounters>>,
-        config_path: PathBuf,
-        stats_interval: Option<Duration>,
-        stop: Arc<AtomicBool>,
-        hup: Arc<AtomicBool>,
-    ) -> Self {
-        Manager {
-            state,
-            writer,
-            port_mac,
-            learned,
-            ctrl,
-            counters,
-            config_path,
-            stats_interval,
-            stop,
-            hup,
-            arp: HashMap::new(),
+    pub fn new(c: ManagerConfig, links: Links) -> Self {
+        let m = Manager {
+            state: c.state,
+            links,
+            port_mac: c.port_mac,
+            config_path: c.config_path,
+            stats_interval: c.stats_interval,
+            server: Some(c.server),
+            shared: c.shared,
+            signals: c.signals,
+            arp: Resolver::default(),
             reloads: 0,
             failed_reloads: 0,
-            server: None,
-            dumps: Vec::new(),
             dump_seq: 0,
-            metrics: None,
             swap_latency: hdrhistogram::Histogram::new(3).expect("3 significant figures is valid"),
-        }
+        };
+        *m.shared.listing.lock() = Some(m.listing());
+        m
+    }
+
+    /// Generation of the snapshot the workers forward with.
+    pub fn generation(&self) -> u64 {
+        self.links.writer.current().generation
     }
 
     /// Builds and publishes the next snapshot; logs one line.
@@ -115,8 +121,8 @@ impl Manager {
         match self.state.snapshot(self.port_mac) {
             Ok(s) => {
                 let g = s.generation;
-                let t = self.writer.publish(s);
-                let done = self.writer.wait(t, SWAP_WAIT);
+                let t = self.links.writer.publish(s);
+                let done = self.links.writer.wait(t, SWAP_WAIT);
                 let ns = start.elapsed().as_nanos() as u64;
                 let _ = self.swap_latency.record(ns.max(1));
                 log(format_args!(
@@ -128,7 +134,7 @@ impl Manager {
             // Config validation makes this unreachable; keep serving the old snapshot.
             Err(e) => warn(format_args!(
                 "snapshot not built ({e}); keeping generation {}",
-                self.writer.current().generation
+                self.links.writer.current().generation
             )),
         }
     }
@@ -190,7 +196,7 @@ impl Manager {
         let n = arp::build_request(&mut buf, self.port_mac.0, sender, target);
         f.data[..n].copy_from_slice(&buf[..n]);
         f.len = n as u8;
-        self.ctrl.push(f).is_ok()
+        self.links.ctrl.push(f).is_ok()
     }
 
     /// Answers one admin request (see `admin`).
@@ -205,11 +211,11 @@ impl Manager {
                 Ok(summary) => Response::ok(Some(serde_json::Value::String(summary))),
                 Err(e) => Response::err(e),
             },
-            r => match admin::apply(&self.state.cfg, &r) {
+            r => match crate::admin::apply(&self.state.cfg, &r) {
                 Ok((cfg, what)) => {
                     self.change(cfg, &format!("drlbadm: {what}"));
                     Response::ok(Some(
-                        serde_json::json!({ "generation": self.writer.current().generation }),
+                        serde_json::json!({ "generation": self.links.writer.current().generation }),
                     ))
                 }
                 Err(e) => {
@@ -226,12 +232,12 @@ impl Manager {
     /// [`admin::MAX_CONNS_LISTED`] are kept, all are counted. Waits up to 2 s.
     pub fn conns(&mut self) -> ConnListing {
         use std::sync::atomic::Ordering::{Acquire, Release};
-        for q in self.dumps.iter_mut() {
+        for q in self.links.dumps.iter_mut() {
             while q.pop().is_some() {} // leftovers of an earlier, timed-out dump
         }
         self.dump_seq += 1;
         let id = self.dump_seq;
-        for c in &self.counters {
+        for c in &self.links.counters {
             c.dump_request.store(id, Release);
         }
         let deadline = Instant::now() + Duration::from_secs(2);
@@ -239,10 +245,11 @@ impl Manager {
         loop {
             // Done first, then drain: entries pushed before `done` are visible now.
             let done = self
+                .links
                 .counters
                 .iter()
                 .all(|c| c.dump_done.load(Acquire) == id);
-            for q in self.dumps.iter_mut() {
+            for q in self.links.dumps.iter_mut() {
                 while let Some(d) = q.pop() {
                     total += 1;
                     if got.len() < admin::MAX_CONNS_LISTED {
@@ -250,7 +257,7 @@ impl Manager {
                     }
                 }
             }
-            if done || self.dumps.is_empty() {
+            if done || self.links.dumps.is_empty() {
                 break;
             }
             if Instant::now() > deadline {
@@ -259,7 +266,7 @@ impl Manager {
             }
             std::thread::sleep(Duration::from_micros(200));
         }
-        let snap = self.writer.current();
+        let snap = self.links.writer.current();
         let rows = got
             .iter()
             .map(|d| {
@@ -316,7 +323,8 @@ impl Manager {
                         let slot = self.state.slot_of(&key).map(|x| usize::from(x.0));
                         let sum = |f: fn(&SlotCounters) -> &std::sync::atomic::AtomicU64| -> u64 {
                             slot.map_or(0, |i| {
-                                self.counters
+                                self.links
+                                    .counters
                                     .iter()
                                     .map(|w| f(&w.slots[i]).load(Relaxed))
                                     .sum()
@@ -349,19 +357,17 @@ impl Manager {
             },
             version: env!("CARGO_PKG_VERSION").to_string(),
             flows_per_worker: self.state.cfg.dataplane.flow_capacity.next_power_of_two(),
-            generation: self.writer.current().generation,
+            generation: self.links.writer.current().generation,
             services,
         }
     }
 
     fn drain_learned(&mut self) {
         let mut changed = Vec::new();
-        for q in self.learned.iter_mut() {
+        for q in self.links.learned.iter_mut() {
             while let Some(n) = q.pop() {
                 let ip = Ipv4Addr::from(n.ip);
-                if let Some(e) = self.arp.get_mut(&ip) {
-                    e.1 = true;
-                }
+                self.arp.answered(ip);
                 if self.state.learn(ip, n.mac) {
                     changed.push(format!("{ip} is-at {}", n.mac));
                 }
@@ -375,33 +381,31 @@ impl Manager {
     fn resolve(&mut self, now: Instant) {
         let dip = u32::from(self.state.cfg.dataplane.ip);
         for ip in self.state.arp_targets() {
-            let (sent, answered) = *self.arp.entry(ip).or_insert((None, false));
-            let due = match sent {
-                None => true,
-                Some(t) => now.duration_since(t) >= if answered { ARP_REFRESH } else { ARP_RETRY },
+            let Some(refresh) = self.arp.due(ip, now) else {
+                continue;
             };
-            if due && self.send_arp(dip, u32::from(ip)) {
+            if self.send_arp(dip, u32::from(ip)) {
                 log::debug!(
                     "ARP who-has {ip} tell {}{}",
                     self.state.cfg.dataplane.ip,
-                    if answered { " (refresh)" } else { "" }
+                    if refresh { " (refresh)" } else { "" }
                 );
-                self.arp.insert(ip, (Some(now), answered));
+                self.arp.sent(ip, now);
             }
         }
     }
 
     pub fn totals(&self) -> Totals {
-        Totals::sum(&self.counters)
+        Totals::sum(&self.links.counters)
     }
 
     /// Runs until the stop flag is set.
     pub fn run(&mut self) {
         let mut last_stats = Instant::now();
-        let mut last_metrics = Instant::now() - super::metrics::REFRESH;
-        let mut last_totals = self.totals();
-        while !self.stop.load(Ordering::Relaxed) {
-            if self.hup.swap(false, Ordering::Relaxed) {
+        let mut last_metrics = Instant::now() - metrics::REFRESH;
+        let mut last_rx = self.totals().rx();
+        while !self.signals.stop.load(Ordering::Relaxed) {
+            if self.signals.hup.swap(false, Ordering::Relaxed) {
                 let _ = self.reload();
             }
             if let Some(mut srv) = self.server.take() {
@@ -411,30 +415,22 @@ impl Manager {
             self.drain_learned();
             let now = Instant::now();
             self.resolve(now);
-            self.writer.try_reclaim();
-            if let Some(m) = &self.metrics {
-                if now.duration_since(last_metrics) >= super::metrics::REFRESH {
-                    *m.listing.lock() = Some(self.listing());
-                    last_metrics = now;
-                }
+            self.links.writer.try_reclaim();
+            if now.duration_since(last_metrics) >= metrics::REFRESH {
+                *self.shared.listing.lock() = Some(self.listing());
+                last_metrics = now;
             }
             if let Some(iv) = self.stats_interval {
                 if now.duration_since(last_stats) >= iv {
                     let t = self.totals();
                     let secs = now.duration_since(last_stats).as_secs_f64();
                     log(format_args!(
-                        "stats gen={} rx={} fwd={} replies={} drop={} tx={} tx_drop={} new_flows={} rx_pps={:.0}",
-                        self.writer.current().generation,
-                        t.rx,
-                        t.forwarded,
-                        t.arp_replies + t.icmp_replies,
-                        t.dropped(),
-                        t.tx,
-                        t.tx_dropped,
-                        t.new_flows,
-                        (t.rx - last_totals.rx) as f64 / secs
+                        "stats gen={} {} rx_pps={:.0}",
+                        self.generation(),
+                        t.stats_fields(),
+                        (t.rx() - last_rx) as f64 / secs
                     ));
-                    last_totals = t;
+                    last_rx = t.rx();
                     last_stats = now;
                 }
             }

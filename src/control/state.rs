@@ -20,7 +20,7 @@ pub struct BackendKey {
     pub rip: Ipv4Addr,
 }
 
-pub struct State {
+pub struct ControlState {
     pub cfg: Config,
     slots: HashMap<BackendKey, (u16, u16)>,
     free: Vec<u16>,
@@ -30,9 +30,9 @@ pub struct State {
     pub generation: u64,
 }
 
-impl State {
+impl ControlState {
     pub fn new(cfg: Config) -> Self {
-        let mut s = State {
+        let mut s = ControlState {
             cfg,
             slots: HashMap::new(),
             free: Vec::new(),
@@ -209,7 +209,7 @@ mod tests {
 
     #[test]
     fn slots_survive_changes_and_reuse_bumps_incarnation() {
-        let mut s = State::new(cfg(&[("10.0.0.1", 1), ("10.0.0.2", 1)]));
+        let mut s = ControlState::new(cfg(&[("10.0.0.1", 1), ("10.0.0.2", 1)]));
         let a = s.slot_of(&key("10.0.0.1")).unwrap();
         let b = s.slot_of(&key("10.0.0.2")).unwrap();
         s.replace_config(cfg(&[("10.0.0.1", 5), ("10.0.0.3", 1)]));
@@ -226,7 +226,7 @@ mod tests {
 
     #[test]
     fn learned_macs_enter_the_snapshot() {
-        let mut s = State::new(cfg(&[("10.0.0.1", 1)]));
+        let mut s = ControlState::new(cfg(&[("10.0.0.1", 1)]));
         let snap = s.snapshot(Mac([2, 0, 0, 0, 0, 1])).unwrap();
         assert!(
             snap.services[0].schedule.is_empty(),

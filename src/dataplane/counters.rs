@@ -1,8 +1,16 @@
-//! Per-worker counters: single writer (the worker), read by the manager.
+//! Per-worker counters: single writer (the worker), read by the manager, the metrics
+//! thread and DPDK's telemetry thread.
 //!
 //! Each counter is an `AtomicU64` updated with a relaxed load and a relaxed store (not a
-//! read-modify-write: there is one writer), which compiles to a plain add on x86. The
+//! read-modify-write: there is one writer), which compiles to a plain add on x86. A
 //! reader may see a value a few packets old; it never sees a torn one.
+//!
+//! **One table for every counter.** [`worker_counters!`] below declares each counter
+//! once: its field, its Prometheus name, kind and help text, and where else it is shown
+//! (the final summary and `/drlb/stats`, `/drlb/workers`, the periodic stats line). The
+//! struct, the sums ([`Totals`]), the Prometheus families, the telemetry fields, the
+//! stats line and the summary are all generated from it: adding a counter is one line.
+//! Drops have their own table, [`DropReason`] (`drop_reasons!`).
 use crate::lb::snapshot::MAX_SLOTS;
 use crate::lb::DropReason;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -14,6 +22,7 @@ pub struct Counter(AtomicU64);
 impl Counter {
     #[inline(always)]
     pub fn add(&self, n: u64) {
+        // One writer: a load and a store, not a read-modify-write (see the module docs).
         self.0.store(self.0.load(Relaxed).wrapping_add(n), Relaxed);
     }
     #[inline(always)]
@@ -36,43 +45,165 @@ pub struct SlotCounters {
     pub inactive: AtomicU64,
 }
 
-#[derive(Default)]
-#[repr(C, align(64))]
-pub struct WorkerCounters {
-    pub rx: Counter,
-    pub tx: Counter,
-    /// Frames the TX queue refused (freed and counted, never leaked).
-    pub tx_dropped: Counter,
-    pub forwarded: Counter,
-    pub new_flows: Counter,
-    pub arp_replies: Counter,
-    pub icmp_replies: Counter,
-    pub arp_learned: Counter,
-    /// Learned neighbours the manager's queue had no room for.
-    pub learn_overflow: Counter,
-    pub ctrl_tx: Counter,
-    pub idle_loops: Counter,
-    pub busy_loops: Counter,
-    pub flow_evictions: Counter,
-    pub flow_expired: Counter,
-    /// `syn_flood = "stateless"`: SYNs forwarded without a table entry, segments without
-    /// an entry routed by hash, and whether the worker is under pressure now (0/1).
-    pub syn_stateless: Counter,
-    pub hashed_segments: Counter,
-    pub flood_active: Counter,
-    /// Live flow entries at the end of the last full sweep of the table (a gauge).
-    pub flows: Counter,
-    pub generation: Counter,
-    /// Connection dump (`drlbadm -lnc`): the manager stores a new id in `dump_request`;
-    /// the worker streams the live entries of one full sweep to its dump queue, then
-    /// stores the id in `dump_done` (release: every entry pushed before it is visible).
-    pub dump_request: AtomicU64,
-    pub dump_done: AtomicU64,
-    pub drops: [Counter; DropReason::COUNT],
-    pub slots: Box<[SlotCounters]>,
-    /// Sampled RX-to-TX time inside the worker, TSC cycles; merged in by the worker
-    /// about once a tick (never per packet), read by the manager.
-    pub latency: parking_lot::Mutex<Option<hdrhistogram::Histogram<u64>>>,
+/// Prometheus type of a counter row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Only grows (`_total` in the exposition).
+    Counter,
+    /// A level that can fall (flow-table entries, flood state).
+    Gauge,
+}
+
+/// Where a row is shown besides Prometheus (every row is a metric family).
+pub mod show {
+    /// The final `counter NAME VALUE` summary and the `/drlb/stats` telemetry command.
+    pub const SUMMARY: u8 = 1;
+    /// One field per worker in the `/drlb/workers` telemetry command.
+    pub const TELEMETRY: u8 = 2;
+    pub const BOTH: u8 = SUMMARY | TELEMETRY;
+}
+
+/// One row of the counter table.
+pub struct CounterDef {
+    /// Field name: the summary and telemetry key.
+    pub name: &'static str,
+    /// Prometheus family name (`_total` is added for counters by the encoder).
+    pub metric: &'static str,
+    pub kind: Kind,
+    /// [`show`] flags.
+    pub show: u8,
+    /// Key in the periodic stats line (`""`: not in it).
+    pub stat: &'static str,
+    pub help: &'static str,
+    /// This row's value in one worker's counters.
+    pub value: fn(&WorkerCounters) -> u64,
+}
+
+macro_rules! worker_counters {
+    ($( $(#[doc = $doc:literal])+ $field:ident: $kind:ident, $metric:literal, $show:expr, $stat:literal; )*) => {
+        /// One worker's counters (see the module docs for the table they come from).
+        #[derive(Default)]
+        #[repr(C, align(64))]
+        pub struct WorkerCounters {
+            $( $(#[doc = $doc])+ pub $field: Counter, )*
+            /// Frames dropped, by [`DropReason`].
+            pub drops: [Counter; DropReason::COUNT],
+            /// Per backend slot.
+            pub slots: Box<[SlotCounters]>,
+            /// Sampled RX-to-TX time inside the worker, TSC cycles; merged in by the
+            /// worker about once a tick (never per packet), read by the manager.
+            pub latency: parking_lot::Mutex<Option<hdrhistogram::Histogram<u64>>>,
+            /// Connection dump (`drlbadm -lnc`): the manager stores a new id in
+            /// `dump_request`; the worker streams the live entries of one full sweep to
+            /// its dump queue, then stores the id in `dump_done` (release: every entry
+            /// pushed before it is visible).
+            pub dump_request: AtomicU64,
+            pub dump_done: AtomicU64,
+        }
+
+        #[allow(non_camel_case_types)]
+        #[derive(Clone, Copy)]
+        enum Row { $($field,)* }
+
+        /// The counter fields, in declaration order.
+        pub const FIELDS: &[CounterDef] = &[$(
+            CounterDef {
+                name: stringify!($field),
+                metric: $metric,
+                kind: Kind::$kind,
+                show: $show,
+                stat: $stat,
+                help: concat!($($doc),+),
+                value: |w| w.$field.get(),
+            },
+        )*];
+
+        impl Totals {
+            $(
+                $(#[doc = $doc])+
+                pub fn $field(&self) -> u64 {
+                    self.values[Row::$field as usize]
+                }
+            )*
+        }
+    };
+}
+
+// field: kind, Prometheus name, shown in, stats-line key; the doc line is the help text.
+worker_counters! {
+    /// Frames received
+    rx: Counter, "drlb_rx_packets", show::BOTH, "rx";
+    /// Frames forwarded to a real server
+    forwarded: Counter, "drlb_forwarded_packets", show::BOTH, "fwd";
+    /// New connections scheduled to a real server
+    new_flows: Counter, "drlb_new_flows", show::BOTH, "new_flows";
+    /// ARP requests for a VIP or the director IP answered
+    arp_replies: Counter, "drlb_arp_replies", show::SUMMARY, "";
+    /// ICMP echo requests to a VIP or the director IP answered
+    icmp_replies: Counter, "drlb_icmp_replies", show::SUMMARY, "";
+    /// ARP frames from real servers whose MAC was learned
+    arp_learned: Counter, "drlb_arp_learned", show::SUMMARY, "";
+    /// Frames transmitted
+    tx: Counter, "drlb_tx_packets", show::BOTH, "tx";
+    /// Frames the TX queue refused (freed and counted, never leaked)
+    tx_dropped: Counter, "drlb_tx_dropped_packets", show::BOTH, "tx_drop";
+    /// Frames from the control plane (ARP requests, gratuitous ARP) sent by the worker
+    ctrl_tx: Counter, "drlb_control_tx_packets", show::SUMMARY, "";
+    /// Learned neighbours the manager's queue had no room for
+    learn_overflow: Counter, "drlb_learn_overflow", show::SUMMARY, "";
+    /// Worker loop iterations that received nothing
+    idle_loops: Counter, "drlb_idle_loops", show::TELEMETRY, "";
+    /// Worker loop iterations that received a burst
+    busy_loops: Counter, "drlb_busy_loops", show::TELEMETRY, "";
+    /// Live flows evicted from a full flow table
+    flow_evictions: Counter, "drlb_flow_evictions", show::BOTH, "";
+    /// Flows expired by the sweep
+    flow_expired: Counter, "drlb_flow_expired", show::BOTH, "";
+    /// SYNs forwarded by hash without a flow entry: their flow-table groups were full (syn_flood = stateless)
+    syn_stateless: Counter, "drlb_syn_stateless", show::BOTH, "";
+    /// TCP segments without a flow entry routed by hash while under SYN-flood pressure (handshake ACKs)
+    hashed_segments: Counter, "drlb_hashed_segments", show::BOTH, "";
+    /// 1 while the worker is under SYN-flood pressure (a SYN found its flow-table groups full within the SYN_RECV timeout)
+    syn_flood_active: Gauge, "drlb_syn_flood_active", show::TELEMETRY, "";
+    /// Live flow-table entries per worker (as of the last full sweep)
+    flows: Gauge, "drlb_flow_entries", show::TELEMETRY, "";
+    /// Generation of the snapshot the worker forwards with
+    generation: Gauge, "drlb_worker_generation", show::TELEMETRY, "";
+}
+
+/// Rows computed from other counters.
+pub const DERIVED: &[CounterDef] = &[
+    CounterDef {
+        name: "replied",
+        metric: "drlb_replied_packets",
+        kind: Kind::Counter,
+        show: show::TELEMETRY,
+        stat: "replies",
+        help: " ARP and ICMP echo replies sent",
+        value: |w| w.arp_replies.get() + w.icmp_replies.get(),
+    },
+    CounterDef {
+        name: "dropped",
+        // Prometheus has the drops by reason instead (drlb_dropped_packets{reason}).
+        metric: "",
+        kind: Kind::Counter,
+        show: show::BOTH,
+        stat: "drop",
+        help: " Frames dropped, all reasons",
+        value: |w| w.drops.iter().map(Counter::get).sum(),
+    },
+];
+
+/// Every row: the fields, then the derived rows.
+pub fn table() -> impl Iterator<Item = &'static CounterDef> {
+    FIELDS.iter().chain(DERIVED)
+}
+
+impl CounterDef {
+    /// The help text without the doc comment's leading space.
+    pub fn help(&self) -> &'static str {
+        self.help.trim()
+    }
 }
 
 impl WorkerCounters {
@@ -139,87 +270,123 @@ pub fn latency_summary(ws: &[std::sync::Arc<WorkerCounters>], tsc_hz: u64) -> Ve
     v
 }
 
-/// The sum over workers, as the manager reports it.
+/// The sum over workers of every row of the table, and of every drop reason.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Totals {
-    pub rx: u64,
-    pub tx: u64,
-    pub tx_dropped: u64,
-    pub forwarded: u64,
-    pub new_flows: u64,
-    pub arp_replies: u64,
-    pub icmp_replies: u64,
-    pub arp_learned: u64,
-    pub learn_overflow: u64,
-    pub ctrl_tx: u64,
-    pub idle_loops: u64,
-    pub busy_loops: u64,
-    pub flow_evictions: u64,
-    pub flow_expired: u64,
-    pub syn_stateless: u64,
-    pub hashed_segments: u64,
+    /// Indexed like [`table`]: the fields, then the derived rows.
+    values: Vec<u64>,
     pub drops: Vec<(DropReason, u64)>,
 }
 
 impl Totals {
     pub fn sum(ws: &[std::sync::Arc<WorkerCounters>]) -> Totals {
-        let s = |f: fn(&WorkerCounters) -> &Counter| ws.iter().map(|w| f(w).get()).sum::<u64>();
-        // Verdict counters first, rx last: rx is bumped before a burst is processed, so
-        // reading it last keeps rx >= forwarded + replies + drops in a live reading.
-        let mut t = Totals {
-            rx: 0,
-            tx: s(|w| &w.tx),
-            tx_dropped: s(|w| &w.tx_dropped),
-            forwarded: s(|w| &w.forwarded),
-            new_flows: s(|w| &w.new_flows),
-            arp_replies: s(|w| &w.arp_replies),
-            icmp_replies: s(|w| &w.icmp_replies),
-            arp_learned: s(|w| &w.arp_learned),
-            learn_overflow: s(|w| &w.learn_overflow),
-            ctrl_tx: s(|w| &w.ctrl_tx),
-            idle_loops: s(|w| &w.idle_loops),
-            busy_loops: s(|w| &w.busy_loops),
-            flow_evictions: s(|w| &w.flow_evictions),
-            flow_expired: s(|w| &w.flow_expired),
-            syn_stateless: s(|w| &w.syn_stateless),
-            hashed_segments: s(|w| &w.hashed_segments),
-            drops: DropReason::ALL
-                .iter()
-                .map(|&r| (r, ws.iter().map(|w| w.drops[r as usize].get()).sum()))
-                .collect(),
-        };
-        t.rx = s(|w| &w.rx);
-        t
+        let rows: Vec<&CounterDef> = table().collect();
+        let mut values = vec![0; rows.len()];
+        // Last row first, `rx` (the first) last: rx is bumped before a burst is
+        // processed, so reading it last keeps rx >= forwarded + replies + drops in a
+        // live reading.
+        for (i, d) in rows.iter().enumerate().rev() {
+            values[i] = ws.iter().map(|w| (d.value)(w)).sum();
+        }
+        let drops = DropReason::ALL
+            .iter()
+            .map(|&r| (r, ws.iter().map(|w| w.drops[r as usize].get()).sum()))
+            .collect();
+        Totals { values, drops }
     }
 
+    /// The value of a derived row (see [`DERIVED`]).
+    fn derived(&self, name: &str) -> u64 {
+        let i = DERIVED
+            .iter()
+            .position(|d| d.name == name)
+            .expect("a derived row");
+        self.values.get(FIELDS.len() + i).copied().unwrap_or(0)
+    }
+
+    /// Frames dropped for any reason.
     pub fn dropped(&self) -> u64 {
-        self.drops.iter().map(|d| d.1).sum()
+        self.derived("dropped")
     }
 
-    /// `name value` lines, the final summary format (stable: tests parse it).
+    /// `name value` lines, the final summary format (stable: tests parse it): every
+    /// [`show::SUMMARY`] row, then `drop_REASON` for every drop reason.
     pub fn lines(&self) -> Vec<(String, u64)> {
-        let mut v: Vec<(String, u64)> = vec![
-            ("rx".into(), self.rx),
-            ("forwarded".into(), self.forwarded),
-            ("new_flows".into(), self.new_flows),
-            ("arp_replies".into(), self.arp_replies),
-            ("icmp_replies".into(), self.icmp_replies),
-            ("arp_learned".into(), self.arp_learned),
-            ("dropped".into(), self.dropped()),
-            ("tx".into(), self.tx),
-            ("tx_dropped".into(), self.tx_dropped),
-            ("ctrl_tx".into(), self.ctrl_tx),
-            ("learn_overflow".into(), self.learn_overflow),
-            ("flow_evictions".into(), self.flow_evictions),
-            ("flow_expired".into(), self.flow_expired),
-            ("syn_stateless".into(), self.syn_stateless),
-            ("hashed_segments".into(), self.hashed_segments),
-        ];
+        let mut v: Vec<(String, u64)> = table()
+            .zip(&self.values)
+            .filter(|(d, _)| d.show & show::SUMMARY != 0)
+            .map(|(d, &n)| (d.name.to_string(), n))
+            .collect();
         v.extend(
             self.drops
                 .iter()
                 .map(|(r, n)| (format!("drop_{}", r.name()), *n)),
         );
         v
+    }
+
+    /// `key=value` pairs of the periodic stats line, in table order.
+    pub fn stats_fields(&self) -> String {
+        table()
+            .zip(&self.values)
+            .filter(|(d, _)| !d.stat.is_empty())
+            .map(|(d, n)| format!("{}={n}", d.stat))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn every_row_has_a_unique_name_metric_and_help() {
+        let mut names: Vec<_> = table().map(|d| d.name).collect();
+        let mut metrics: Vec<_> = table()
+            .map(|d| d.metric)
+            .filter(|m| !m.is_empty())
+            .collect();
+        let n = names.len();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), n, "duplicate counter name");
+        let m = metrics.len();
+        metrics.sort();
+        metrics.dedup();
+        assert_eq!(metrics.len(), m, "duplicate metric name");
+        for d in table() {
+            assert!(!d.help().is_empty(), "{} has no help text", d.name);
+            assert!(
+                d.metric.is_empty() || d.metric.starts_with("drlb_"),
+                "{}",
+                d.metric
+            );
+        }
+    }
+
+    #[test]
+    fn totals_sum_workers_and_name_every_summary_row() {
+        let ws: Vec<Arc<WorkerCounters>> =
+            (0..2).map(|_| Arc::new(WorkerCounters::new())).collect();
+        ws[0].rx.add(10);
+        ws[1].rx.add(5);
+        ws[0].arp_replies.add(2);
+        ws[1].icmp_replies.add(3);
+        ws[1].drops[DropReason::NoService as usize].add(4);
+        let t = Totals::sum(&ws);
+        assert_eq!(t.rx(), 15);
+        assert_eq!(t.dropped(), 4);
+        let lines: std::collections::HashMap<String, u64> = t.lines().into_iter().collect();
+        assert_eq!(lines["rx"], 15);
+        assert_eq!(lines["dropped"], 4);
+        assert_eq!(lines["drop_no_service"], 4);
+        assert!(!lines.contains_key("idle_loops"), "not a summary row");
+        let stats = t.stats_fields();
+        assert!(
+            stats.contains("rx=15") && stats.contains("replies=5") && stats.contains("drop=4"),
+            "{stats}"
+        );
     }
 }

@@ -5,9 +5,25 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 static INITIALISED: AtomicBool = AtomicBool::new(false);
 
-/// Proof that EAL is up; `cleanup` tears it down.
+/// Proof that EAL is up; dropping it tears EAL down (after everything made with it:
+/// drop ports and pools first) and removes its runtime directory and hugepage files.
 pub struct Eal {
     _private: (),
+}
+
+/// Whether EAL is up in this process (between a successful [`init`] and the drop of
+/// its [`Eal`]).
+pub fn is_up() -> bool {
+    INITIALISED.load(Ordering::SeqCst)
+}
+
+/// Waits for the job on `lcore` and returns its result (0 also when EAL is down).
+pub fn wait_lcore(lcore: u32) -> i32 {
+    if !is_up() {
+        return 0;
+    }
+    // SAFETY: EAL is up; waiting on any lcore id is valid (a non-worker returns at once).
+    unsafe { dpdk_sys::rte_eal_wait_lcore(lcore) }
 }
 
 /// Runs `rte_eal_init` on `args` (args[0] is the program name). Fails if called twice.
@@ -103,31 +119,12 @@ impl Eal {
         Ok(())
     }
 
-    /// Waits for the job on `lcore` and returns its result.
-    pub fn wait(&self, lcore: u32) -> i32 {
-        // SAFETY: valid after EAL init for a worker lcore.
-        unsafe { dpdk_sys::rte_eal_wait_lcore(lcore) }
-    }
-
     /// Lets `dpdk-dumpcap` / `dpdk-pdump` (secondary processes with the same
     /// `--file-prefix`) capture this process's ports. Costs nothing until one attaches.
     pub fn pdump_init(&self) -> Result<(), DpdkError> {
         // SAFETY: valid after EAL init; registers the pdump multi-process handler.
         let rc = unsafe { dpdk_sys::rte_pdump_init() };
         super::check("rte_pdump_init", rc).map(|_| ())
-    }
-
-    /// Releases EAL resources (hugepage files, runtime dir). Call last.
-    /// Also removes this process's runtime directory (`/var/run/dpdk/PREFIX`: its
-    /// config, memseg maps and sockets), which EAL leaves behind: a stopped drlb leaves
-    /// no files. Only the primary does this; a secondary's directory is the primary's.
-    pub fn cleanup(self) {
-        // SAFETY: harmless if pdump was never initialised (it only unregisters).
-        unsafe { dpdk_sys::rte_pdump_uninit() };
-        let files = self.runtime_files();
-        // SAFETY: called once, after all DPDK objects (ports, pools) are released.
-        unsafe { dpdk_sys::rte_eal_cleanup() };
-        files.remove();
     }
 
     /// This process's runtime directory and hugepage files, to remove at exit (nothing
@@ -142,6 +139,22 @@ impl Eal {
         let primary = unsafe { dpdk_sys::rte_eal_process_type() }
             == dpdk_sys::rte_proc_type_t_RTE_PROC_PRIMARY;
         RuntimeFiles(dir.filter(|_| primary))
+    }
+}
+
+impl Drop for Eal {
+    /// Releases EAL resources and removes this process's runtime directory
+    /// (`/var/run/dpdk/PREFIX`: its config, memseg maps and sockets), which EAL leaves
+    /// behind, and its hugepage files: a stopped drlb leaves no files. Only the primary
+    /// does this; a secondary's directory is the primary's.
+    fn drop(&mut self) {
+        let files = self.runtime_files();
+        // SAFETY: harmless if pdump was never initialised (it only unregisters).
+        unsafe { dpdk_sys::rte_pdump_uninit() };
+        // SAFETY: EAL is up (this value exists); ports and pools were dropped first.
+        unsafe { dpdk_sys::rte_eal_cleanup() };
+        INITIALISED.store(false, Ordering::SeqCst);
+        files.remove();
     }
 }
 

@@ -1,7 +1,15 @@
-//! mbuf access: raw pointers on the hot path (bursts), an owning `Mbuf` elsewhere.
+//! Packet buffers as safe Rust: a received burst ([`RxBurst`]) that owns its mbufs and
+//! lends out their bytes, a TX buffer ([`TxBuffer`]) that owns what it has not sent yet,
+//! and one owned mbuf ([`Mbuf`]) for frames the control plane builds. Whatever a burst
+//! or a buffer still holds when it is dropped goes back to its pool: no path leaks an
+//! mbuf, and no caller handles a raw pointer.
 use super::mempool::Mempool;
+use super::port::{RxQueue, TxQueue};
 use dpdk_sys::rte_mbuf;
 use std::ptr::NonNull;
+
+/// Most frames a burst holds (l3fwd's MAX_PKT_BURST).
+pub const BURST: usize = 32;
 
 /// The packet bytes of a single-segment mbuf.
 ///
@@ -9,7 +17,7 @@ use std::ptr::NonNull;
 /// `m` must be a valid mbuf owned by the caller for `'a`, with no other live reference
 /// to its data.
 #[inline(always)]
-pub unsafe fn data_mut<'a>(m: *mut rte_mbuf) -> &'a mut [u8] {
+unsafe fn data_mut<'a>(m: *mut rte_mbuf) -> &'a mut [u8] {
     // SAFETY: per the contract, `m` is valid; buf_addr + data_off is the first data byte
     // and data_len bytes follow inside the buffer (DPDK invariant).
     unsafe {
@@ -19,46 +27,223 @@ pub unsafe fn data_mut<'a>(m: *mut rte_mbuf) -> &'a mut [u8] {
     }
 }
 
-/// Hints the CPU to fetch the first packet bytes (l3fwd's prefetch).
-///
-/// # Safety
-/// `m` must point to a valid mbuf (its header is read to find the data).
-#[inline(always)]
-pub unsafe fn prefetch_data(m: *mut rte_mbuf) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: the caller guarantees `m` is valid; a prefetch itself never faults.
-    unsafe {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let mb = &*m;
-        let p = (mb.buf_addr as *const u8).add(usize::from(mb.data_off));
-        _mm_prefetch(p as *const i8, _MM_HINT_T0);
-    }
-}
-
-/// Returns a burst of mbufs to their pools.
+/// Returns mbufs to their pools.
 ///
 /// # Safety
 /// Each pointer must be a valid mbuf owned by the caller; none is used afterwards.
 #[inline(always)]
-pub unsafe fn free_bulk(ms: &mut [*mut rte_mbuf]) {
+unsafe fn free_bulk(ms: &mut [*mut rte_mbuf]) {
     if !ms.is_empty() {
         // SAFETY: per the contract.
         unsafe { dpdk_sys::rte_pktmbuf_free_bulk(ms.as_mut_ptr(), ms.len() as u32) }
     }
 }
 
-/// An mbuf we own; freed on drop unless handed to a TX queue with `into_raw`.
+/// Up to [`BURST`] received frames, owned until each is handed to a [`TxBuffer`]
+/// ([`RxBurst::send`]) or freed ([`RxBurst::free_rest`], or drop).
+pub struct RxBurst {
+    pkts: [*mut rte_mbuf; BURST],
+    len: usize,
+    /// Bit i: frame i was handed to a TX buffer (no longer ours).
+    sent: u32,
+}
+
+impl Default for RxBurst {
+    fn default() -> Self {
+        RxBurst {
+            pkts: [std::ptr::null_mut(); BURST],
+            len: 0,
+            sent: 0,
+        }
+    }
+}
+
+impl RxBurst {
+    /// Receives a burst from `q` (freeing whatever the previous burst left); returns its
+    /// length.
+    #[inline(always)]
+    pub fn recv(&mut self, q: &mut RxQueue) -> usize {
+        self.free_rest();
+        self.len = q.rx_burst(&mut self.pkts);
+        self.len
+    }
+
+    #[inline(always)]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    #[inline(always)]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Starts loading every frame's first cache line (l3fwd's prefetch).
+    #[inline(always)]
+    pub fn prefetch(&self) {
+        for &m in &self.pkts[..self.len] {
+            // SAFETY: received mbufs, valid until freed by this burst; reading the
+            // header to find the data is safe, and a prefetch never faults.
+            unsafe {
+                let mb = &*m;
+                crate::mem::prefetch((mb.buf_addr as *const u8).add(usize::from(mb.data_off)));
+            }
+        }
+    }
+
+    /// The frames' bytes, read-only (for the prefetch stages).
+    #[inline(always)]
+    pub fn frames(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        // SAFETY: mbufs of this burst not yet sent (the iterator borrows `self`, so none
+        // is sent or freed while a slice lives); shared borrows only.
+        self.pkts[..self.len]
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.sent & (1 << i) == 0)
+            .map(|(_, &m)| unsafe { &*data_mut(m) })
+    }
+
+    /// Frame `i`'s bytes, writable. Panics if `i` was sent or is out of range.
+    #[inline(always)]
+    pub fn frame_mut(&mut self, i: usize) -> &mut [u8] {
+        assert!(
+            i < self.len && self.sent & (1 << i) == 0,
+            "frame {i} not in the burst"
+        );
+        // SAFETY: an mbuf this burst owns; `&mut self` makes the slice unique.
+        unsafe { data_mut(self.pkts[i]) }
+    }
+
+    /// Hands frame `i` to `tx` (which must have room: see [`TxBuffer::is_full`]).
+    #[inline(always)]
+    pub fn send(&mut self, i: usize, tx: &mut TxBuffer) {
+        assert!(
+            i < self.len && self.sent & (1 << i) == 0,
+            "frame {i} not in the burst"
+        );
+        assert!(tx.len < TX_BUFFER, "TX buffer full");
+        tx.pkts[tx.len] = self.pkts[i];
+        tx.len += 1;
+        self.sent |= 1 << i;
+    }
+
+    /// Frees every frame not sent; the burst is empty afterwards.
+    #[inline(always)]
+    pub fn free_rest(&mut self) {
+        if self.len == 0 {
+            return;
+        }
+        let mut keep = [std::ptr::null_mut(); BURST];
+        let mut n = 0;
+        let mut left = !self.sent & (u32::MAX >> (32 - self.len));
+        while left != 0 {
+            keep[n] = self.pkts[left.trailing_zeros() as usize];
+            n += 1;
+            left &= left - 1;
+        }
+        // SAFETY: mbufs of this burst that were not sent: still ours, used no more.
+        unsafe { free_bulk(&mut keep[..n]) };
+        self.len = 0;
+        self.sent = 0;
+    }
+}
+
+impl Drop for RxBurst {
+    fn drop(&mut self) {
+        self.free_rest();
+    }
+}
+
+/// Frames a TX buffer holds: two bursts, so a full burst always fits after a flush.
+pub const TX_BUFFER: usize = 2 * BURST;
+
+/// Frames waiting for the TX queue, owned until the device takes them.
+pub struct TxBuffer {
+    pkts: [*mut rte_mbuf; TX_BUFFER],
+    len: usize,
+}
+
+impl Default for TxBuffer {
+    fn default() -> Self {
+        TxBuffer {
+            pkts: [std::ptr::null_mut(); TX_BUFFER],
+            len: 0,
+        }
+    }
+}
+
+/// What one [`TxBuffer::flush`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Flushed {
+    pub sent: usize,
+    /// Refused by the queue: freed, never leaked.
+    pub dropped: usize,
+}
+
+impl TxBuffer {
+    #[inline(always)]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    #[inline(always)]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    #[inline(always)]
+    pub fn is_full(&self) -> bool {
+        self.len == TX_BUFFER
+    }
+
+    /// Adds an owned mbuf; gives it back when the buffer is full.
+    pub fn push(&mut self, m: Mbuf) -> Result<(), Mbuf> {
+        if self.is_full() {
+            return Err(m);
+        }
+        self.pkts[self.len] = m.into_raw();
+        self.len += 1;
+        Ok(())
+    }
+
+    /// Hands everything to `q`; what the queue refuses is freed and counted.
+    #[inline(always)]
+    pub fn flush(&mut self, q: &mut TxQueue) -> Flushed {
+        if self.len == 0 {
+            return Flushed {
+                sent: 0,
+                dropped: 0,
+            };
+        }
+        let sent = q.tx_burst(&mut self.pkts[..self.len]);
+        let dropped = self.len - sent;
+        // SAFETY: the device took only the first `sent`; the rest are still ours.
+        unsafe { free_bulk(&mut self.pkts[sent..self.len]) };
+        self.len = 0;
+        Flushed { sent, dropped }
+    }
+}
+
+impl Drop for TxBuffer {
+    fn drop(&mut self) {
+        // SAFETY: mbufs the device never took: ours, used no more.
+        unsafe { free_bulk(&mut self.pkts[..self.len]) };
+    }
+}
+
+/// An mbuf we own; freed on drop unless handed to a [`TxBuffer`].
 pub struct Mbuf {
     ptr: NonNull<rte_mbuf>,
 }
 
 impl Mbuf {
-    /// Allocates an mbuf and copies `bytes` into it (single segment).
+    /// Allocates an mbuf and copies `bytes` into it (single segment). None when the
+    /// pool is empty or `bytes` does not fit.
     pub fn from_bytes(pool: &Mempool, bytes: &[u8]) -> Option<Mbuf> {
         // SAFETY: the pool is valid; alloc returns NULL or a fresh, reset mbuf.
         let m = NonNull::new(unsafe { dpdk_sys::drlb_pktmbuf_alloc(pool.as_ptr()) })?;
-        let mb = Mbuf { ptr: m };
-        // SAFETY: fresh mbuf we own; data room (2048) >= what we check below.
+        let mut mb = Mbuf { ptr: m };
+        // SAFETY: fresh mbuf we own; its data room is checked before use.
         unsafe {
             let raw = &mut *m.as_ptr();
             let room = usize::from(raw.buf_len) - usize::from(raw.data_off);
@@ -67,12 +252,18 @@ impl Mbuf {
             }
             raw.data_len = bytes.len() as u16;
             raw.pkt_len = bytes.len() as u32;
-            data_mut(m.as_ptr()).copy_from_slice(bytes);
         }
+        mb.data_mut().copy_from_slice(bytes);
         Some(mb)
     }
 
-    pub fn into_raw(self) -> *mut rte_mbuf {
+    /// The frame's bytes.
+    pub fn data_mut(&mut self) -> &mut [u8] {
+        // SAFETY: we own the mbuf; `&mut self` makes the slice unique.
+        unsafe { data_mut(self.ptr.as_ptr()) }
+    }
+
+    fn into_raw(self) -> *mut rte_mbuf {
         let p = self.ptr.as_ptr();
         std::mem::forget(self);
         p

@@ -46,8 +46,11 @@ impl Mempool {
 
 impl Drop for Mempool {
     fn drop(&mut self) {
-        // SAFETY: the pool is ours; ports using it are closed before it is dropped (the
-        // owner drops the port first).
-        unsafe { dpdk_sys::rte_mempool_free(self.ptr.as_ptr()) }
+        // After EAL is torn down its memory, this pool's included, is gone already.
+        if super::eal::is_up() {
+            // SAFETY: the pool is ours; ports using it hold an Arc of it, so none is
+            // left when it is dropped.
+            unsafe { dpdk_sys::rte_mempool_free(self.ptr.as_ptr()) }
+        }
     }
 }

@@ -1,5 +1,6 @@
-//! The only hand-written unsafe over DPDK: EAL, lcores, mempools, mbufs, ports, bursts.
-//! Every `unsafe` block carries a `// SAFETY:` comment (clippy enforces it).
+//! Safe wrappers over DPDK: EAL, lcores, mempools, ports and their queues, bursts of
+//! mbufs, telemetry commands. The only place (with `mem` and `sync`) where drlb writes
+//! `unsafe`; every block carries a `// SAFETY:` comment (clippy enforces it).
 //! Return codes and `rte_errno` become [`DpdkError`] in one place ([`check`]).
 #![allow(unsafe_code)]
 
@@ -7,6 +8,7 @@ pub mod eal;
 pub mod mbuf;
 pub mod mempool;
 pub mod port;
+pub mod telemetry;
 
 use std::ffi::CStr;
 

@@ -1,10 +1,15 @@
 //! An Ethernet port with one RX and one TX queue per worker, and the queue handles.
+//!
+//! Ownership carries the safety argument: [`Port::start`] consumes the port and hands
+//! out each queue once; every handle keeps the device open, and the last one dropped
+//! stops and closes it.
 use super::mempool::Mempool;
 use super::{check, DpdkError};
 use crate::wire::Mac;
 use dpdk_sys::rte_mbuf;
 use std::ffi::CStr;
-use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 /// What the device says it can do (`rte_eth_dev_info_get`).
 #[derive(Debug, Clone)]
@@ -74,22 +79,40 @@ pub struct PortStats {
     pub rx_nombuf: u64,
 }
 
-/// A configured port. Stop and close it before dropping its mempool.
+/// A configured port: queues set up, not started yet. [`Port::start`] starts it and
+/// hands out each queue exactly once.
 pub struct Port {
-    pub id: u16,
-    pub queues: u16,
-    pub info: PortInfo,
-    started: bool,
-    closed: bool,
+    inner: Arc<PortInner>,
+}
+
+/// The device, closed when the last handle to it (the [`Started`] port or a queue) is
+/// dropped; it keeps its mempool alive until then.
+struct PortInner {
+    id: u16,
+    queues: u16,
+    started: AtomicBool,
+    _pool: Arc<Mempool>,
+}
+
+impl Drop for PortInner {
+    fn drop(&mut self) {
+        if self.started.load(Ordering::Relaxed) {
+            // SAFETY: the port was started; no queue handle exists any more (they hold
+            // this value), so nothing polls it.
+            unsafe { dpdk_sys::rte_eth_dev_stop(self.id) };
+        }
+        // SAFETY: the port is stopped (or never started) and nothing uses it any more.
+        unsafe { dpdk_sys::rte_eth_dev_close(self.id) };
+    }
 }
 
 impl Port {
     /// Configures `queues` RX and TX queues (RSS on IP/TCP/UDP, masked by what the device
     /// offers, when more than one), `rx_desc`/`tx_desc` descriptors each.
     pub fn configure(
-        info: PortInfo,
+        info: &PortInfo,
         queues: u16,
-        pool: &Mempool,
+        pool: &Arc<Mempool>,
         rx_desc: u16,
         tx_desc: u16,
     ) -> Result<Port, DpdkError> {
@@ -114,6 +137,15 @@ impl Port {
         check("rte_eth_dev_configure", unsafe {
             dpdk_sys::rte_eth_dev_configure(id, queues, queues, &conf)
         })?;
+        // From here the device is ours to close, also when a later step fails.
+        let port = Port {
+            inner: Arc::new(PortInner {
+                id,
+                queues,
+                started: AtomicBool::new(false),
+                _pool: pool.clone(),
+            }),
+        };
         let (mut nrx, mut ntx) = (rx_desc, tx_desc);
         // SAFETY: out-pointers are valid.
         check("rte_eth_dev_adjust_nb_rx_tx_desc", unsafe {
@@ -122,7 +154,8 @@ impl Port {
         // SAFETY: the port is configured; socket id lookup has no preconditions.
         let socket = unsafe { dpdk_sys::rte_eth_dev_socket_id(id) } as u32;
         for q in 0..queues {
-            // SAFETY: q < configured queues; NULL conf = driver defaults; pool outlives the port.
+            // SAFETY: q < configured queues; NULL conf = driver defaults; the pool
+            // outlives the port (PortInner holds it).
             check("rte_eth_rx_queue_setup", unsafe {
                 dpdk_sys::rte_eth_rx_queue_setup(
                     id,
@@ -138,66 +171,66 @@ impl Port {
                 dpdk_sys::rte_eth_tx_queue_setup(id, q, ntx, socket, std::ptr::null())
             })?;
         }
-        Ok(Port {
-            id,
-            queues,
-            info,
-            started: false,
-            closed: false,
-        })
-    }
-
-    pub fn mac(&self) -> Result<Mac, DpdkError> {
-        let mut a = dpdk_sys::rte_ether_addr::default();
-        // SAFETY: a is a valid out-pointer.
-        check("rte_eth_macaddr_get", unsafe {
-            dpdk_sys::rte_eth_macaddr_get(self.id, &mut a)
-        })?;
-        Ok(Mac(a.addr_bytes))
+        Ok(port)
     }
 
     pub fn set_mac(&self, mac: Mac) -> Result<(), DpdkError> {
         let mut a = dpdk_sys::rte_ether_addr { addr_bytes: mac.0 };
         // SAFETY: a is a valid in-pointer.
         check("rte_eth_dev_default_mac_addr_set", unsafe {
-            dpdk_sys::rte_eth_dev_default_mac_addr_set(self.id, &mut a)
+            dpdk_sys::rte_eth_dev_default_mac_addr_set(self.inner.id, &mut a)
         })?;
         Ok(())
     }
 
-    pub fn start(&mut self) -> Result<(), DpdkError> {
+    /// Starts the port and hands out its queue pairs, one per queue: each exists once,
+    /// so each is polled by one thread only.
+    pub fn start(self) -> Result<(Started, Vec<(RxQueue, TxQueue)>), DpdkError> {
+        let id = self.inner.id;
         // SAFETY: the port is configured with all queues set up.
         check("rte_eth_dev_start", unsafe {
-            dpdk_sys::rte_eth_dev_start(self.id)
+            dpdk_sys::rte_eth_dev_start(id)
         })?;
-        self.started = true;
-        Ok(())
-    }
-
-    /// The queue handles, one pair per worker; each must move into exactly one thread.
-    pub fn queues(&self) -> Vec<(RxQueue, TxQueue)> {
-        (0..self.queues)
+        self.inner.started.store(true, Ordering::Relaxed);
+        let queues = (0..self.inner.queues)
             .map(|q| {
                 (
                     RxQueue {
-                        port: self.id,
+                        port: id,
                         queue: q,
-                        _not_sync: PhantomData,
+                        _dev: self.inner.clone(),
                     },
                     TxQueue {
-                        port: self.id,
+                        port: id,
                         queue: q,
-                        _not_sync: PhantomData,
+                        _dev: self.inner.clone(),
                     },
                 )
             })
-            .collect()
+            .collect();
+        Ok((Started { inner: self.inner }, queues))
+    }
+}
+
+/// A started port. The device is stopped and closed (a net_pcap TX file flushed and
+/// complete) when this and every queue handle are dropped.
+pub struct Started {
+    inner: Arc<PortInner>,
+}
+
+impl Started {
+    pub fn id(&self) -> u16 {
+        self.inner.id
+    }
+
+    pub fn mac(&self) -> Result<Mac, DpdkError> {
+        mac(self.inner.id)
     }
 
     pub fn stats(&self) -> PortStats {
         let mut s = dpdk_sys::rte_eth_stats::default();
         // SAFETY: s is a valid out-pointer.
-        unsafe { dpdk_sys::rte_eth_stats_get(self.id, &mut s) };
+        unsafe { dpdk_sys::rte_eth_stats_get(self.inner.id, &mut s) };
         PortStats {
             ipackets: s.ipackets,
             opackets: s.opackets,
@@ -209,51 +242,38 @@ impl Port {
             rx_nombuf: s.rx_nombuf,
         }
     }
-
-    /// Stops and closes the port (a net_pcap TX file is flushed and closed here).
-    pub fn close(&mut self) {
-        if self.started {
-            // SAFETY: the port was started; workers have stopped using its queues.
-            unsafe { dpdk_sys::rte_eth_dev_stop(self.id) };
-            self.started = false;
-        }
-        if !self.closed {
-            // SAFETY: the port is stopped.
-            unsafe { dpdk_sys::rte_eth_dev_close(self.id) };
-            self.closed = true;
-        }
-    }
 }
 
-impl Drop for Port {
-    fn drop(&mut self) {
-        self.close();
-    }
+fn mac(id: u16) -> Result<Mac, DpdkError> {
+    let mut a = dpdk_sys::rte_ether_addr::default();
+    // SAFETY: a is a valid out-pointer.
+    check("rte_eth_macaddr_get", unsafe {
+        dpdk_sys::rte_eth_macaddr_get(id, &mut a)
+    })?;
+    Ok(Mac(a.addr_bytes))
 }
 
-/// RX queue `queue` of `port`: owned by one worker (Send, not Sync, not Clone).
+/// RX queue `queue` of a started port: handed out once by [`Port::start`], polled by
+/// the one thread that holds it (Send, not Sync, not Clone).
 pub struct RxQueue {
-    pub port: u16,
-    pub queue: u16,
-    _not_sync: PhantomData<*const ()>,
+    port: u16,
+    queue: u16,
+    _dev: Arc<PortInner>,
 }
-/// TX queue `queue` of `port`: owned by one worker.
+/// TX queue `queue` of a started port, as [`RxQueue`].
 pub struct TxQueue {
-    pub port: u16,
-    pub queue: u16,
-    _not_sync: PhantomData<*const ()>,
+    port: u16,
+    queue: u16,
+    _dev: Arc<PortInner>,
 }
-// SAFETY: a queue may be polled from any one thread at a time; the handle is not Clone
-// or Sync, so moving it is the only way to share it.
-unsafe impl Send for RxQueue {}
-// SAFETY: as above.
-unsafe impl Send for TxQueue {}
 
 impl RxQueue {
     /// Receives up to `pkts.len()` frames; returns how many slots were filled.
     #[inline(always)]
-    pub fn rx_burst(&mut self, pkts: &mut [*mut rte_mbuf]) -> usize {
-        // SAFETY: this handle is the queue's only user; pkts has room for len pointers.
+    pub(super) fn rx_burst(&mut self, pkts: &mut [*mut rte_mbuf]) -> usize {
+        // SAFETY: this handle is the queue's only user (made once, not Clone, polled
+        // through `&mut`); the port is started and open while the handle lives; pkts
+        // has room for len pointers.
         usize::from(unsafe {
             dpdk_sys::drlb_rx_burst(self.port, self.queue, pkts.as_mut_ptr(), pkts.len() as u16)
         })
@@ -263,8 +283,8 @@ impl RxQueue {
 impl TxQueue {
     /// Hands `pkts` to the device; returns how many it took (those now belong to it).
     #[inline(always)]
-    pub fn tx_burst(&mut self, pkts: &mut [*mut rte_mbuf]) -> usize {
-        // SAFETY: this handle is the queue's only user; the mbufs are valid and ours.
+    pub(super) fn tx_burst(&mut self, pkts: &mut [*mut rte_mbuf]) -> usize {
+        // SAFETY: as for RxQueue; the mbufs are valid and ours.
         usize::from(unsafe {
             dpdk_sys::drlb_tx_burst(self.port, self.queue, pkts.as_mut_ptr(), pkts.len() as u16)
         })

@@ -23,7 +23,7 @@
 //!   [`FlowTable::find`] try one cuckoo move, else pick the entry expiring soonest,
 //!   preferring entries that are not ESTABLISHED (half-open SYN_RECV floods go first),
 //!   and the insert counts the eviction.
-use super::tcp_state::State;
+use super::tcp_state::TcpState;
 use super::Tick;
 
 pub const WAYS: usize = 8;
@@ -61,11 +61,8 @@ pub struct FlowEntry {
 }
 
 impl FlowEntry {
-    pub fn state(&self) -> State {
-        State::from_u8(self.state)
-    }
-    pub fn is_live(&self, now: Tick) -> bool {
-        self.key.proto != 0 && self.expires > now
+    pub fn state(&self) -> TcpState {
+        TcpState::from_u8(self.state)
     }
 }
 
@@ -108,47 +105,10 @@ impl Group {
         m
     }
 
-    /// Lanes whose tag equals `tag`, as a bitmask (bit i = entry i): one SSE2 compare of
-    /// all eight tags (as `rte_hash` matches signatures), five instructions.
-    #[cfg(target_arch = "x86_64")]
-    #[inline(always)]
-    #[allow(unsafe_code)]
-    fn tag_matches(&self, tag: u16) -> u32 {
-        use std::arch::x86_64::*;
-        // SAFETY: SSE2 is part of the x86_64 baseline; the load reads exactly the 16
-        // bytes of `self.tag` (unaligned load, no alignment requirement).
-        unsafe {
-            let tags = _mm_loadu_si128(self.tag.as_ptr() as *const __m128i);
-            let eq = _mm_cmpeq_epi16(tags, _mm_set1_epi16(tag as i16));
-            // 16-bit lanes (0 or -1) to bytes, then one bit per lane.
-            (_mm_movemask_epi8(_mm_packs_epi16(eq, _mm_setzero_si128())) as u32) & 0xff
-        }
-    }
-
-    /// Lanes whose tag equals `tag`, as a bitmask (bit i = entry i), in a few word
-    /// operations instead of eight compares (SWAR). Lanes may be reported falsely (a
-    /// borrow can spill into the lane above a match), never missed: callers compare the
-    /// full key anyway.
-    #[cfg(not(target_arch = "x86_64"))]
+    /// Lanes whose tag equals `tag`, as a bitmask (bit i = entry i).
     #[inline(always)]
     fn tag_matches(&self, tag: u16) -> u32 {
-        const LO: u64 = 0x0001_0001_0001_0001;
-        const HI: u64 = 0x8000_8000_8000_8000;
-        let t = u64::from(tag) * LO;
-        let mut mask = 0u32;
-        for half in 0..2 {
-            let w = &self.tag[half * 4..half * 4 + 4];
-            let v = u64::from(w[0])
-                | u64::from(w[1]) << 16
-                | u64::from(w[2]) << 32
-                | u64::from(w[3]) << 48;
-            let x = v ^ t; // zero lanes where the tag matches
-            let z = x.wrapping_sub(LO) & !x & HI;
-            // Lane k's flag is bit 16k+15: gather the four into bits 0..4.
-            let lanes = ((z >> 15) & 1) | ((z >> 30) & 2) | ((z >> 45) & 4) | ((z >> 60) & 8);
-            mask |= (lanes as u32) << (half * 4);
-        }
-        mask
+        crate::mem::match_u16x8(&self.tag, tag)
     }
 }
 
@@ -157,7 +117,7 @@ pub const ENTRY_BYTES: usize = std::mem::size_of::<Group>() / WAYS;
 
 /// Where a key is, or where it would go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Slot {
+pub enum Lookup {
     /// A live entry with this key, at this index.
     Hit(usize),
     /// No live entry; an insert would use this index.
@@ -207,17 +167,9 @@ pub struct Hashed {
     tag: u16,
 }
 
-/// A cache-line prefetch hint; a no-op off x86_64.
 #[inline(always)]
-#[allow(unsafe_code)]
-fn prefetch_line(p: *const u8) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is a hint: it never faults or changes memory, whatever `p` is.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch(p as *const i8, std::arch::x86_64::_MM_HINT_T0)
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = p;
+fn prefetch_line<T>(p: &T) {
+    crate::mem::prefetch(p as *const T as *const u8);
 }
 
 #[inline(always)]
@@ -252,9 +204,9 @@ impl FlowTable {
 
     pub fn with_seed(capacity: usize, seed: [u64; 2]) -> Self {
         let entries = capacity.clamp(2 * WAYS, MAX_CAPACITY).next_power_of_two();
-        // alloc_zeroed: a large allocation comes straight from mmap as untouched zero
-        // pages, so resident memory grows with use, not with capacity; and those pages
-        // may be huge (TLB misses dominate random lookups in a big table otherwise).
+        // An anonymous mapping of untouched zero pages (mem::Table): resident memory
+        // grows with use, not with capacity, and the pages may be huge (TLB misses
+        // dominate random lookups in a big table otherwise).
         let groups = crate::mem::Table::<Group>::zeroed(entries / WAYS);
         FlowTable {
             group_mask: groups.len() - 1,
@@ -303,8 +255,8 @@ impl FlowTable {
     #[inline(always)]
     pub fn prefetch(&self, k: &FlowKey) -> Hashed {
         let h = self.hash(k);
-        prefetch_line(&self.groups[h.g1] as *const Group as *const u8);
-        prefetch_line(&self.groups[h.g2] as *const Group as *const u8);
+        prefetch_line(&self.groups[h.g1]);
+        prefetch_line(&self.groups[h.g2]);
         h
     }
 
@@ -318,7 +270,7 @@ impl FlowTable {
             while m != 0 {
                 let i = m.trailing_zeros() as usize;
                 m &= m - 1;
-                prefetch_line(&grp.kv[i] as *const Kv as *const u8);
+                prefetch_line(&grp.kv[i]);
             }
         }
     }
@@ -345,17 +297,17 @@ impl FlowTable {
     /// room may move an entry to its other group, which lookups also check, so no flow
     /// is lost by it.
     #[inline]
-    pub fn find(&mut self, k: &FlowKey, now: Tick) -> Slot {
+    pub fn find(&mut self, k: &FlowKey, now: Tick) -> Lookup {
         let h = self.hash(k);
         self.find_hashed(k, &h, now)
     }
 
-    /// [`find`] with the hash from [`prefetch`] (it must be `self.hash(k)`). Inlined
-    /// into the pipeline: the call's register saves were ~16 instructions a packet.
-    #[inline(always)]
-    pub fn find_hashed(&mut self, k: &FlowKey, h: &Hashed, now: Tick) -> Slot {
+    /// [`find`] with the hash from [`prefetch`] (it must be `self.hash(k)`): the lookup,
+    /// and room made when it says `Full`.
+    #[inline]
+    pub fn find_hashed(&mut self, k: &FlowKey, h: &Hashed, now: Tick) -> Lookup {
         match self.lookup_hashed(k, h, now) {
-            Slot::Full => Slot::Vacant(self.make_room_hashed(h, now)),
+            Lookup::Full => Lookup::Vacant(self.make_room_hashed(h, now)),
             found => found,
         }
     }
@@ -365,13 +317,13 @@ impl FlowTable {
     /// groups hold only live entries; then nothing is moved or chosen, and a caller
     /// that wants the entry anyway calls [`make_room_hashed`].
     #[inline(always)]
-    pub fn lookup_hashed(&self, k: &FlowKey, h: &Hashed, now: Tick) -> Slot {
+    pub fn lookup_hashed(&self, k: &FlowKey, h: &Hashed, now: Tick) -> Lookup {
         debug_assert_eq!(*h, self.hash(k));
         if let Some(i) = self.scan(h.g1, h.tag, k, now) {
-            return Slot::Hit(i);
+            return Lookup::Hit(i);
         }
         if let Some(i) = self.scan(h.g2, h.tag, k, now) {
-            return Slot::Hit(i);
+            return Lookup::Hit(i);
         }
         let (g1, g2) = (h.g1, h.g2);
         let (f1, f2) = (
@@ -379,11 +331,11 @@ impl FlowTable {
             self.groups[g2].free_lanes(now),
         );
         match (f1, f2) {
-            (0, 0) => Slot::Full,
+            (0, 0) => Lookup::Full,
             _ if f1.count_ones() >= f2.count_ones() => {
-                Slot::Vacant(g1 * WAYS + f1.trailing_zeros() as usize)
+                Lookup::Vacant(g1 * WAYS + f1.trailing_zeros() as usize)
             }
-            _ => Slot::Vacant(g2 * WAYS + f2.trailing_zeros() as usize),
+            _ => Lookup::Vacant(g2 * WAYS + f2.trailing_zeros() as usize),
         }
     }
 
@@ -437,7 +389,7 @@ impl FlowTable {
         for (half, g) in [g1, g2].into_iter().enumerate() {
             let grp = &self.groups[g];
             for i in 0..WAYS {
-                let est = u32::from(grp.state[i] == State::Established as u8);
+                let est = u32::from(grp.state[i] == TcpState::Established as u8);
                 keys[half * WAYS + i] = (est << 31) | grp.expires[i].min(0x7fff_ffff);
             }
         }
@@ -462,7 +414,7 @@ impl FlowTable {
     #[inline]
     pub fn is_established(&self, idx: usize, now: Tick) -> bool {
         let grp = &self.groups[idx / WAYS];
-        grp.live(idx % WAYS, now) && grp.state[idx % WAYS] == State::Established as u8
+        grp.live(idx % WAYS, now) && grp.state[idx % WAYS] == TcpState::Established as u8
     }
 
     /// The entry at `idx` as a value.
@@ -504,7 +456,7 @@ impl FlowTable {
 
     /// Updates the TCP state and expiry of the live entry at `idx`.
     #[inline(always)]
-    pub fn touch(&mut self, idx: usize, state: State, expires: Tick) {
+    pub fn touch(&mut self, idx: usize, state: TcpState, expires: Tick) {
         let grp = &mut self.groups[idx / WAYS];
         grp.state[idx % WAYS] = state as u8;
         grp.expires[idx % WAYS] = expires;
@@ -528,7 +480,7 @@ impl FlowTable {
         k: &FlowKey,
         slot: u16,
         incarnation: u16,
-        state: State,
+        state: TcpState,
         expires: Tick,
         now: Tick,
     ) {
@@ -546,7 +498,7 @@ impl FlowTable {
         h: &Hashed,
         slot: u16,
         incarnation: u16,
-        state: State,
+        state: TcpState,
         expires: Tick,
         now: Tick,
     ) {
@@ -555,7 +507,7 @@ impl FlowTable {
         let i = idx % WAYS;
         if grp.live(i, now) {
             self.stats.evictions += 1;
-            if grp.state[i] == State::Established as u8 {
+            if grp.state[i] == TcpState::Established as u8 {
                 self.stats.evicted_established += 1;
             }
         }
@@ -692,14 +644,14 @@ mod tests {
     fn insert_then_hit() {
         let mut t = FlowTable::with_seed(1024, [1, 2]);
         let k = key(7);
-        let Slot::Vacant(i) = t.find(&k, 0) else {
+        let Lookup::Vacant(i) = t.find(&k, 0) else {
             panic!("empty table hit")
         };
-        t.insert_at(i, &k, 3, 1, State::SynRecv, 100, 0);
-        assert_eq!(t.find(&k, 50), Slot::Hit(i));
+        t.insert_at(i, &k, 3, 1, TcpState::SynRecv, 100, 0);
+        assert_eq!(t.find(&k, 50), Lookup::Hit(i));
         assert_eq!(t.get(i).slot, 3);
         // expired at 100
-        assert!(matches!(t.find(&k, 100), Slot::Vacant(_)));
+        assert!(matches!(t.find(&k, 100), Lookup::Vacant(_)));
     }
 
     #[test]
@@ -709,7 +661,7 @@ mod tests {
         for i in 0..10_000u32 {
             let k = key(i);
             match t.find(&k, 0) {
-                Slot::Vacant(idx) => t.insert_at(idx, &k, 0, 0, State::Established, 1000, 0),
+                Lookup::Vacant(idx) => t.insert_at(idx, &k, 0, 0, TcpState::Established, 1000, 0),
                 s => panic!("distinct keys, and find never says Full: {s:?}"),
             }
         }
@@ -732,10 +684,10 @@ mod tests {
             let n = (cap as f64 * load) as u32;
             for i in 0..n {
                 let k = key(i);
-                let Slot::Vacant(idx) = t.find(&k, 0) else {
+                let Lookup::Vacant(idx) = t.find(&k, 0) else {
                     panic!("distinct keys")
                 };
-                t.insert_at(idx, &k, 0, 0, State::Established, 1000, 0);
+                t.insert_at(idx, &k, 0, 0, TcpState::Established, 1000, 0);
             }
             let lost = t.stats.evictions as f64 / f64::from(n);
             assert!(
@@ -753,20 +705,20 @@ mod tests {
         for i in 0..16u32 {
             let k = key(i);
             let h = t.hash(&k);
-            let Slot::Vacant(idx) = t.lookup_hashed(&k, &h, 0) else {
+            let Lookup::Vacant(idx) = t.lookup_hashed(&k, &h, 0) else {
                 panic!("room left")
             };
-            t.insert_at(idx, &k, 0, 0, State::Established, 1000 - i, 0);
+            t.insert_at(idx, &k, 0, 0, TcpState::Established, 1000 - i, 0);
         }
         let k = key(99);
         let h = t.hash(&k);
-        assert_eq!(t.lookup_hashed(&k, &h, 0), Slot::Full);
+        assert_eq!(t.lookup_hashed(&k, &h, 0), Lookup::Full);
         assert_eq!(t.stats.moved + t.stats.evictions, 0);
         // The victim: all established, so the one expiring soonest (key 15).
         let idx = t.make_room_hashed(&h, 0);
         assert_eq!(t.get(idx).key, key(15));
         // Expired entries are free again.
-        assert!(matches!(t.lookup_hashed(&k, &h, 1000), Slot::Vacant(_)));
+        assert!(matches!(t.lookup_hashed(&k, &h, 1000), Lookup::Vacant(_)));
         // choose: fixed per key, below n, spread over n.
         let mut seen = [0u32; 3];
         for i in 0..3000 {
@@ -782,18 +734,18 @@ mod tests {
         let mut t = FlowTable::with_seed(16, [5, 6]); // two groups: every key sees both
         for i in 0..16u32 {
             let k = key(i);
-            let Slot::Vacant(idx) = t.find(&k, 0) else {
+            let Lookup::Vacant(idx) = t.find(&k, 0) else {
                 panic!()
             };
             let st = if i == 5 {
-                State::SynRecv
+                TcpState::SynRecv
             } else {
-                State::Established
+                TcpState::Established
             };
             t.insert_at(idx, &k, 0, 0, st, 1000 + i, 0);
         }
         let newk = key(100);
-        let Slot::Vacant(idx) = t.find(&newk, 0) else {
+        let Lookup::Vacant(idx) = t.find(&newk, 0) else {
             panic!()
         };
         assert_eq!(
@@ -801,8 +753,8 @@ mod tests {
             key(5).saddr,
             "the SYN_RECV entry goes first"
         );
-        t.insert_at(idx, &newk, 0, 0, State::SynRecv, 2000, 0);
-        let Slot::Vacant(idx) = t.find(&key(101), 0) else {
+        t.insert_at(idx, &newk, 0, 0, TcpState::SynRecv, 2000, 0);
+        let Lookup::Vacant(idx) = t.find(&key(101), 0) else {
             panic!()
         };
         // Now all non-established is the new one (expires 2000) -> still preferred.
@@ -815,13 +767,13 @@ mod tests {
         let mut t = FlowTable::with_seed(1024, [7, 8]);
         for i in 0..500u32 {
             let k = key(i);
-            if let Slot::Vacant(idx) = t.find(&k, 0) {
+            if let Lookup::Vacant(idx) = t.find(&k, 0) {
                 t.insert_at(
                     idx,
                     &k,
                     0,
                     0,
-                    State::Close,
+                    TcpState::Close,
                     if i % 2 == 0 { 10 } else { 1000 },
                     0,
                 );
@@ -845,13 +797,13 @@ mod tests {
         let mut t = FlowTable::with_seed(4096, [3, 9]);
         for i in 0..1000u32 {
             let k = key(i);
-            let Slot::Vacant(idx) = t.find(&k, 0) else {
+            let Lookup::Vacant(idx) = t.find(&k, 0) else {
                 panic!()
             };
             let st = if i % 4 == 0 {
-                State::SynRecv
+                TcpState::SynRecv
             } else {
-                State::Established
+                TcpState::Established
             };
             t.insert_at(idx, &k, (i % 3) as u16, 1, st, 100, 0);
         }

@@ -4,9 +4,9 @@
 //! [`LocalState`], and rewrites the frame in place (the 12 MAC bytes for a forward; the
 //! whole ARP or ICMP message for a reply). It never allocates and never panics: every
 //! length is validated by a `wire` view before it is used.
-use super::flow::{FlowKey, FlowTable, Hashed, Slot};
+use super::flow::{FlowKey, FlowTable, Hashed, Lookup};
 use super::snapshot::{Service, Snapshot, MAX_SERVICES};
-use super::tcp_state::{self, State};
+use super::tcp_state::{self, TcpState};
 use super::verdict::{DropReason, Neighbor, Verdict};
 use super::{OnRemoved, SynFlood, Tick};
 use crate::wire::arp::{self, ArpPacket};
@@ -246,7 +246,7 @@ fn ipv4(
         _ => local.flows.hash(&key),
     };
     let (slot, new_flow) = match local.flows.lookup_hashed(&key, &h, now) {
-        Slot::Hit(idx) => {
+        Lookup::Hit(idx) => {
             let e = local.flows.get(idx);
             let keep = match snap.backend(e.slot, e.incarnation) {
                 // A backend that is still there keeps its flows, draining or not, unless
@@ -264,7 +264,7 @@ fn ipv4(
                 let st = if tcp {
                     tcp_state::next(e.state(), tcp_flags)
                 } else {
-                    State::Udp
+                    TcpState::Udp
                 };
                 local
                     .flows
@@ -275,9 +275,9 @@ fn ipv4(
                     return Verdict::Drop(D::NoBackend);
                 };
                 let st = if tcp {
-                    tcp_state::next(State::None, tcp_flags)
+                    tcp_state::next(TcpState::None, tcp_flags)
                 } else {
-                    State::Udp
+                    TcpState::Udp
                 };
                 local
                     .flows
@@ -290,7 +290,7 @@ fn ipv4(
         }
         miss => {
             let free = match miss {
-                Slot::Vacant(idx) => Some(idx),
+                Lookup::Vacant(idx) => Some(idx),
                 _ => None,
             };
             let m = Miss {
@@ -337,7 +337,7 @@ fn new_flow(
 ) -> Result<(u16, bool), DropReason> {
     let tcp = m.key.proto == protocol::TCP;
     let stateless = tcp && snap.syn_flood == SynFlood::Stateless;
-    let syn_recv = now.saturating_add(snap.timeouts.of(State::SynRecv));
+    let syn_recv = now.saturating_add(snap.timeouts.of(TcpState::SynRecv));
     if tcp && !m.new_syn {
         // A segment without an entry: the ACK of a handshake whose SYN went statelessly
         // (or a stray). Routed by hash only while under pressure.
@@ -357,7 +357,7 @@ fn new_flow(
             match at {
                 // Stored as SYN_RECV: its next segment makes it ESTABLISHED, so a flood
                 // of spoofed ACKs can only displace half-open entries.
-                Some(idx) => store(local, idx, m, slot, snap, State::SynRecv, syn_recv, now),
+                Some(idx) => store(local, idx, m, slot, snap, TcpState::SynRecv, syn_recv, now),
                 None => local.flood.until = syn_recv,
             }
         }
@@ -366,7 +366,7 @@ fn new_flow(
     if stateless && (m.free.is_none() || local.flood.active(now)) {
         let slot = choose(svc, &local.flows, m.key).ok_or(D::NoBackend)?;
         match m.free {
-            Some(idx) => store(local, idx, m, slot, snap, State::SynRecv, syn_recv, now),
+            Some(idx) => store(local, idx, m, slot, snap, TcpState::SynRecv, syn_recv, now),
             None => {
                 local.flood.until = syn_recv;
                 local.flood.stateless_syns += 1;
@@ -382,7 +382,11 @@ fn new_flow(
         return Err(D::FlowTableFull);
     }
     let slot = pick(svc, si, &mut local.cursors).ok_or(D::NoBackend)?;
-    let st = if tcp { State::SynRecv } else { State::Udp };
+    let st = if tcp {
+        TcpState::SynRecv
+    } else {
+        TcpState::Udp
+    };
     let expires = now.saturating_add(snap.timeouts.of(st));
     store(local, idx, m, slot, snap, st, expires, now);
     Ok((slot, true))
@@ -396,7 +400,7 @@ fn store(
     m: &Miss,
     slot: u16,
     snap: &Snapshot,
-    st: State,
+    st: TcpState,
     expires: Tick,
     now: Tick,
 ) {

@@ -48,6 +48,17 @@ pub fn cycle_len(kind: SchedKind, weights: &[u32]) -> u64 {
     }
 }
 
+/// Whether a service with these weights can be scheduled: its cycle fits
+/// [`MAX_CYCLE`]. The message says why not.
+pub fn check(kind: SchedKind, weights: &[u32]) -> Result<(), String> {
+    if cycle_len(kind, weights) > MAX_CYCLE {
+        return Err(format!(
+            "weights too fine-grained: sum/gcd exceeds {MAX_CYCLE}"
+        ));
+    }
+    Ok(())
+}
+
 /// Builds the pick sequence over `(slot, weight)`; entries with weight 0 are skipped.
 /// Returns `None` when the cycle would exceed [`MAX_CYCLE`].
 pub fn build(kind: SchedKind, backends: &[(u16, u32)]) -> Option<Vec<u16>> {

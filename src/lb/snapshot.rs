@@ -21,6 +21,22 @@ pub const MAX_SLOTS: usize = 4096;
 /// Services are u16 indices; the last value marks "none".
 pub const MAX_SERVICES: usize = 4096;
 
+/// Whether `services` services with `backends` backends in all fit a snapshot: service
+/// indexes are u16 with one value reserved, and per-worker counters are sized by
+/// [`MAX_SLOTS`]. The message says which limit.
+pub fn check_limits(services: usize, backends: usize) -> Result<(), String> {
+    if services >= MAX_SERVICES {
+        return Err(format!("{services} services; at most {}", MAX_SERVICES - 1));
+    }
+    if backends >= MAX_SLOTS {
+        return Err(format!(
+            "{backends} backends in all; at most {}",
+            MAX_SLOTS - 1
+        ));
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone)]
 pub struct Backend {
     pub ip: u32,
@@ -30,7 +46,6 @@ pub struct Backend {
     /// Destination MAC (the backend) then source MAC (the port): the whole DR rewrite.
     pub l2: [u8; 12],
     pub incarnation: u16,
-    pub service: u16,
     pub present: bool,
 }
 
@@ -43,7 +58,6 @@ impl Backend {
             mac: None,
             l2: [0; 12],
             incarnation: 0,
-            service: 0,
             present: false,
         }
     }
@@ -98,7 +112,6 @@ pub struct Snapshot {
     /// Sorted, unique VIPs: ARP and ICMP echo for these are answered.
     vips: Vec<u32>,
     pub timeouts: TimeoutTicks,
-    pub raw_timeouts: Timeouts,
     /// `dataplane.syn_flood`: what a new TCP flow does when its table groups are full.
     pub syn_flood: super::SynFlood,
 }
@@ -119,13 +132,7 @@ impl Snapshot {
         timeouts: Timeouts,
         specs: &[ServiceSpec],
     ) -> Result<Snapshot, String> {
-        if specs.len() >= MAX_SERVICES {
-            return Err(format!(
-                "{} services; at most {} are supported",
-                specs.len(),
-                MAX_SERVICES - 1
-            ));
-        }
+        check_limits(specs.len(), specs.iter().map(|s| s.backends.len()).sum())?;
         let max_slot = specs
             .iter()
             .flat_map(|s| s.backends.iter())
@@ -135,7 +142,7 @@ impl Snapshot {
         let mut services = Vec::with_capacity(specs.len());
         let mut neighbors = Vec::new();
         let mut vips = Vec::new();
-        for (si, s) in specs.iter().enumerate() {
+        for s in specs {
             let mut eligible = Vec::new();
             for b in &s.backends {
                 if usize::from(b.slot) >= MAX_SLOTS {
@@ -153,7 +160,6 @@ impl Snapshot {
                     mac: b.mac,
                     l2,
                     incarnation: b.incarnation,
-                    service: si as u16,
                     present: true,
                 };
                 neighbors.push(b.ip);
@@ -213,7 +219,6 @@ impl Snapshot {
             neighbors,
             vips,
             timeouts: TimeoutTicks::new(&timeouts),
-            raw_timeouts: timeouts,
             syn_flood: super::SynFlood::default(),
         })
     }

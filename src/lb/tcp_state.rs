@@ -19,7 +19,7 @@ use crate::wire::tcp::flags;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[repr(u8)]
-pub enum State {
+pub enum TcpState {
     #[default]
     None = 0,
     Established = 1,
@@ -31,50 +31,53 @@ pub enum State {
     Udp = 6,
 }
 
-impl State {
+impl TcpState {
     #[inline(always)]
-    pub fn from_u8(v: u8) -> State {
+    pub fn from_u8(v: u8) -> TcpState {
         match v {
-            1 => State::Established,
-            2 => State::SynRecv,
-            3 => State::FinWait,
-            4 => State::TimeWait,
-            5 => State::Close,
-            6 => State::Udp,
-            _ => State::None,
+            1 => TcpState::Established,
+            2 => TcpState::SynRecv,
+            3 => TcpState::FinWait,
+            4 => TcpState::TimeWait,
+            5 => TcpState::Close,
+            6 => TcpState::Udp,
+            _ => TcpState::None,
         }
     }
     /// ipvsadm -lnc spelling.
     pub fn name(self) -> &'static str {
         match self {
-            State::None => "NONE",
-            State::Established => "ESTABLISHED",
-            State::SynRecv => "SYN_RECV",
-            State::FinWait => "FIN_WAIT",
-            State::TimeWait => "TIME_WAIT",
-            State::Close => "CLOSE",
-            State::Udp => "UDP",
+            TcpState::None => "NONE",
+            TcpState::Established => "ESTABLISHED",
+            TcpState::SynRecv => "SYN_RECV",
+            TcpState::FinWait => "FIN_WAIT",
+            TcpState::TimeWait => "TIME_WAIT",
+            TcpState::Close => "CLOSE",
+            TcpState::Udp => "UDP",
         }
     }
     /// IPVS counts ESTABLISHED as an active connection and every other state as inactive.
     pub fn is_active(self) -> bool {
-        self == State::Established
+        self == TcpState::Established
     }
     /// States in which a new SYN starts a new connection (IPVS `conn_reuse_mode`, with the
     /// FIN_WAIT bit set, since that is the last state a DR director sees).
     pub fn is_closing(self) -> bool {
-        matches!(self, State::FinWait | State::TimeWait | State::Close)
+        matches!(
+            self,
+            TcpState::FinWait | TcpState::TimeWait | TcpState::Close
+        )
     }
 }
 
-const ES: State = State::Established;
-const SR: State = State::SynRecv;
-const FW: State = State::FinWait;
-const TW: State = State::TimeWait;
-const CL: State = State::Close;
+const ES: TcpState = TcpState::Established;
+const SR: TcpState = TcpState::SynRecv;
+const FW: TcpState = TcpState::FinWait;
+const TW: TcpState = TcpState::TimeWait;
+const CL: TcpState = TcpState::Close;
 
 /// Rows: syn, fin, ack, rst. Columns: current state None..Close.
-const TABLE: [[State; 6]; 4] = [
+const TABLE: [[TcpState; 6]; 4] = [
     /* syn */ [SR, ES, SR, SR, SR, SR],
     /* fin */ [CL, FW, TW, FW, TW, CL],
     /* ack */ [ES, ES, ES, FW, TW, CL],
@@ -83,7 +86,7 @@ const TABLE: [[State; 6]; 4] = [
 
 /// The state after a client->server segment with `tcp_flags`.
 #[inline(always)]
-pub fn next(cur: State, tcp_flags: u8) -> State {
+pub fn next(cur: TcpState, tcp_flags: u8) -> TcpState {
     let row = if tcp_flags & flags::RST != 0 {
         3
     } else if tcp_flags & flags::SYN != 0 {
@@ -121,7 +124,7 @@ impl TimeoutTicks {
         ])
     }
     #[inline]
-    pub fn of(&self, st: State) -> Tick {
+    pub fn of(&self, st: TcpState) -> Tick {
         self.0[st as usize]
     }
 }
@@ -133,29 +136,29 @@ mod tests {
 
     #[test]
     fn handshake_and_close() {
-        let s = next(State::None, SYN);
-        assert_eq!(s, State::SynRecv);
+        let s = next(TcpState::None, SYN);
+        assert_eq!(s, TcpState::SynRecv);
         let s = next(s, ACK);
-        assert_eq!(s, State::Established);
+        assert_eq!(s, TcpState::Established);
         let s = next(s, ACK | PSH);
-        assert_eq!(s, State::Established);
+        assert_eq!(s, TcpState::Established);
         let s = next(s, FIN | ACK);
-        assert_eq!(s, State::FinWait);
+        assert_eq!(s, TcpState::FinWait);
         let s = next(s, ACK);
-        assert_eq!(s, State::FinWait);
-        assert_eq!(next(State::Established, RST | ACK), State::Close);
-        assert_eq!(next(State::SynRecv, FIN), State::TimeWait);
-        assert_eq!(next(State::Established, 0), State::Established);
-        assert_eq!(next(State::Close, SYN), State::SynRecv);
+        assert_eq!(s, TcpState::FinWait);
+        assert_eq!(next(TcpState::Established, RST | ACK), TcpState::Close);
+        assert_eq!(next(TcpState::SynRecv, FIN), TcpState::TimeWait);
+        assert_eq!(next(TcpState::Established, 0), TcpState::Established);
+        assert_eq!(next(TcpState::Close, SYN), TcpState::SynRecv);
     }
 
     #[test]
     fn timeouts_by_state() {
         let t = TimeoutTicks::new(&Timeouts::default());
-        assert_eq!(t.of(State::Established), 9000);
-        assert_eq!(t.of(State::SynRecv), 600);
-        assert_eq!(t.of(State::FinWait), 1200);
-        assert_eq!(t.of(State::Close), 100);
-        assert_eq!(t.of(State::Udp), 3000);
+        assert_eq!(t.of(TcpState::Established), 9000);
+        assert_eq!(t.of(TcpState::SynRecv), 600);
+        assert_eq!(t.of(TcpState::FinWait), 1200);
+        assert_eq!(t.of(TcpState::Close), 100);
+        assert_eq!(t.of(TcpState::Udp), 3000);
     }
 }

@@ -2,13 +2,14 @@
 //!
 //! Readers (workers) `load` the current pointer once per burst and call `quiescent` once
 //! per loop iteration, when they hold no reference. The writer (the manager) `publish`es
-//! a new value, then frees the old one only after every online reader has passed a
-//! quiescent point since the swap ([`Writer::publish`] waits; [`Writer::try_reclaim`]
-//! polls). Readers never lock, allocate or do an atomic read-modify-write: a load and a
-//! plain store per iteration. A reader that stops goes `offline` and is not waited for.
+//! a new value and retires the old one, which is freed only after every online reader
+//! has passed a quiescent point since the swap: `publish` does not wait; a later
+//! [`Writer::try_reclaim`] (polls) or [`Writer::wait`] (spins up to a timeout) frees it.
+//! Readers never lock, allocate or do an atomic read-modify-write: a load and a plain
+//! store per iteration. A reader that stops goes `offline` and is not waited for.
 //!
 //! Protocol (one writer, N readers):
-//! 1. writer: `ptr.swap(new)`; `t = epoch.fetch_add(1) + 1`;
+//! 1. writer: `ptr.swap(new)`; `t = epoch.fetch_add(1) + 1`; full fence;
 //! 2. reader at a quiescent point: `slot.store(epoch.load())`;
 //! 3. writer: wait until every online slot >= t; then drop the old value.
 //!
@@ -17,21 +18,45 @@
 //! visible to that reader, so every later `load()` returns the new pointer, and every
 //! access it made through the old pointer happened before its release store of `e`,
 //! which the writer's acquire load of the slot observes before it frees.
+//!
+//! Coming online is the one step acquire/release cannot order, as in
+//! `rte_rcu_qsbr_thread_online`: the reader stores its slot and then loads the pointer,
+//! the writer swaps the pointer and then loads the slots (the store-buffering shape).
+//! Without a full fence on both sides, the reader's store can still be in flight when
+//! the writer reads the slot as offline and frees the value the reader just loaded. A
+//! `SeqCst` fence after the reader's store and one after the writer's swap make at least
+//! one side see the other (the `loom_model` tests show the failure without them).
 #![allow(unsafe_code)]
 
 // Under `--cfg loom` the same code runs on loom's model-checked atomics (see the
 // `loom_model` test below).
 #[cfg(loom)]
-use loom::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use loom::sync::atomic::{fence, AtomicPtr, AtomicU64, Ordering};
 #[cfg(loom)]
 use loom::sync::Arc;
 #[cfg(not(loom))]
-use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use std::sync::atomic::{fence, AtomicPtr, AtomicU64, Ordering};
 #[cfg(not(loom))]
 use std::sync::Arc;
 
 /// Slot value of a reader that is offline (not holding references, not reporting).
 const OFFLINE: u64 = u64::MAX;
+
+// The loom negative control (`without_the_fences_a_reader_coming_online_can_use_a_freed
+// _snapshot`) turns the two fences off to show they are needed; loom runs a model's
+// threads on one OS thread, so a thread-local reaches all of them.
+#[cfg(loom)]
+std::thread_local!(static OMIT_FENCES: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
+
+/// The full fence of the online step (see the module docs).
+#[inline(always)]
+fn full_fence() {
+    #[cfg(loom)]
+    if OMIT_FENCES.with(|f| f.get()) {
+        return;
+    }
+    fence(Ordering::SeqCst);
+}
 
 #[repr(align(64))]
 struct ReaderSlot(AtomicU64);
@@ -122,6 +147,9 @@ impl<T> Reader<T> {
     /// Starts reporting (call before the first `load`).
     pub fn online(&mut self) {
         self.quiescent();
+        // Store-load barrier: the first `load` below must not be satisfied before the
+        // writer can see this reader online (`rte_rcu_qsbr_thread_online`).
+        full_fence();
     }
 
     /// Stops reporting; the writer no longer waits for this reader.
@@ -150,6 +178,9 @@ impl<T> Writer<T> {
         // The epoch increment is sequenced after the swap; Release so a reader that sees
         // the new epoch also sees the swap. (Writer side: a read-modify-write is fine.)
         let t = self.shared.epoch.fetch_add(1, Ordering::AcqRel) + 1;
+        // Store-load barrier, the writer's half of the online step: every slot read
+        // from here on sees a reader that came online before this swap took effect.
+        full_fence();
         // SAFETY: `old` came from Box::into_raw and was the published value; it is now
         // unreachable for new loads and is owned by the retire list.
         self.retired.push((t, unsafe { Box::from_raw(old) }));
@@ -273,6 +304,54 @@ mod loom_model {
                 "the current value is never freed"
             );
         });
+    }
+
+    /// A reader coming online while the writer swaps: whatever it loads stays alive
+    /// until it reports again.
+    fn coming_online(omit_fences: bool) {
+        loom::model(move || {
+            OMIT_FENCES.with(|f| f.set(omit_fences));
+            let freed = Arc::new([
+                AtomicBool::new(false),
+                AtomicBool::new(false),
+                AtomicBool::new(false),
+            ]);
+            let (mut w, mut rs) = domain(
+                V {
+                    id: 0,
+                    freed: freed.clone(),
+                },
+                1,
+            );
+            let mut r = rs.pop().unwrap();
+            let f = freed.clone();
+            let reader = loom::thread::spawn(move || {
+                r.online();
+                let id = r.load().id;
+                assert!(
+                    !f[id].load(Ordering::SeqCst),
+                    "reader holds freed snapshot {id}"
+                );
+                r.offline();
+            });
+            w.publish(V {
+                id: 1,
+                freed: freed.clone(),
+            });
+            w.try_reclaim();
+            reader.join().unwrap();
+        });
+    }
+
+    #[test]
+    fn a_reader_coming_online_never_uses_a_freed_snapshot() {
+        coming_online(false);
+    }
+
+    #[test]
+    #[should_panic(expected = "reader holds freed snapshot")]
+    fn without_the_fences_a_reader_coming_online_can_use_a_freed_snapshot() {
+        coming_online(true);
     }
 }
 

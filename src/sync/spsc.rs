@@ -100,13 +100,6 @@ impl<T: Copy> Consumer<T> {
         r.tail.0.store(tail.wrapping_add(1), Ordering::Release);
         Some(v)
     }
-
-    /// True when nothing is queued (a cheap check for the worker's loop).
-    #[inline]
-    pub fn is_empty(&self) -> bool {
-        let r = &*self.ring;
-        r.tail.0.load(Ordering::Relaxed) == r.head.0.load(Ordering::Acquire)
-    }
 }
 
 #[cfg(test)]
@@ -127,7 +120,7 @@ mod tests {
             (1..=4).map(|_| c.pop().unwrap()).collect::<Vec<_>>(),
             vec![1, 2, 3, 4]
         );
-        assert!(c.pop().is_none() && c.is_empty());
+        assert!(c.pop().is_none());
     }
 
     #[test]

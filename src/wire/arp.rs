@@ -73,6 +73,32 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> ArpPacket<T> {
     }
 }
 
+/// An ARP message for IPv4 over Ethernet, as values (smoltcp's `Repr`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArpRepr {
+    pub oper: u16,
+    pub sha: [u8; 6],
+    pub spa: u32,
+    pub tha: [u8; 6],
+    pub tpa: u32,
+}
+
+impl ArpRepr {
+    /// Writes the 28-byte message into `buf` (at least [`PACKET_LEN`] bytes).
+    pub fn emit(&self, buf: &mut [u8]) {
+        let b = &mut buf[..PACKET_LEN];
+        put16(b, field::HTYPE, 1);
+        put16(b, field::PTYPE, 0x0800);
+        b[field::HLEN] = 6;
+        b[field::PLEN] = 4;
+        put16(b, field::OPER, self.oper);
+        b[field::SHA].copy_from_slice(&self.sha);
+        b[field::SPA..field::SPA + 4].copy_from_slice(&self.spa.to_be_bytes());
+        b[field::THA].copy_from_slice(&self.tha);
+        b[field::TPA..field::TPA + 4].copy_from_slice(&self.tpa.to_be_bytes());
+    }
+}
+
 /// Writes a whole broadcast ARP request frame (untagged, padded to 60 bytes) into `out`
 /// and returns its length. Used by the control plane to resolve backends and for
 /// gratuitous ARP (`sender_ip == target_ip`).
@@ -83,18 +109,15 @@ pub fn build_request(
     target_ip: u32,
 ) -> usize {
     *out = [0u8; 60];
-    out[0..6].copy_from_slice(&[0xff; 6]);
-    out[6..12].copy_from_slice(&src_mac);
-    out[12..14].copy_from_slice(&super::ethernet::ethertype::ARP.to_be_bytes());
-    let a = &mut out[14..14 + PACKET_LEN];
-    a[0..2].copy_from_slice(&1u16.to_be_bytes());
-    a[2..4].copy_from_slice(&0x0800u16.to_be_bytes());
-    a[4] = 6;
-    a[5] = 4;
-    a[6..8].copy_from_slice(&OP_REQUEST.to_be_bytes());
-    a[8..14].copy_from_slice(&src_mac);
-    a[14..18].copy_from_slice(&sender_ip.to_be_bytes());
-    a[24..28].copy_from_slice(&target_ip.to_be_bytes());
+    let l3 = super::ethernet::emit(out, [0xff; 6], src_mac, super::ethernet::ethertype::ARP);
+    ArpRepr {
+        oper: OP_REQUEST,
+        sha: src_mac,
+        spa: sender_ip,
+        tha: [0; 6],
+        tpa: target_ip,
+    }
+    .emit(&mut out[l3..]);
     60
 }
 

@@ -57,8 +57,6 @@ pub mod ethertype {
     pub const IPV4: u16 = 0x0800;
     pub const ARP: u16 = 0x0806;
     pub const VLAN: u16 = 0x8100;
-    pub const QINQ: u16 = 0x88a8;
-    pub const IPV6: u16 = 0x86dd;
 }
 
 pub const HEADER_LEN: usize = 14;
@@ -84,6 +82,15 @@ pub fn dst(frame: &[u8]) -> [u8; 6] {
 #[inline(always)]
 pub fn src(frame: &[u8]) -> [u8; 6] {
     [frame[6], frame[7], frame[8], frame[9], frame[10], frame[11]]
+}
+
+/// Writes an untagged Ethernet header at the start of `frame` (at least 14 bytes) and
+/// returns where L3 starts.
+pub fn emit(frame: &mut [u8], dst: [u8; 6], src: [u8; 6], ethertype: u16) -> usize {
+    frame[0..6].copy_from_slice(&dst);
+    frame[6..12].copy_from_slice(&src);
+    frame[12..14].copy_from_slice(&ethertype.to_be_bytes());
+    HEADER_LEN
 }
 
 /// Parses the Ethernet header and at most one 802.1Q tag. A second tag (or a QinQ

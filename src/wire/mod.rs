@@ -7,7 +7,6 @@
 //! host-order `u32`, which is what the flow table hashes.
 
 pub mod arp;
-pub mod builder;
 pub mod checksum;
 pub mod ethernet;
 pub mod icmp;

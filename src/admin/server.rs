@@ -12,7 +12,7 @@
 //!   without blocking; a client that has not sent a full line within [`DEADLINE`] gets
 //!   an error and is closed. At most [`MAX_CLIENTS`] are served at once; more are
 //!   answered "busy" at once. A reply is written with a short timeout.
-use super::admin::{self, Request, Response};
+use super::protocol::{self as admin, Request, Response};
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -48,58 +48,24 @@ pub enum ServerError {
 }
 
 /// The gid of a group given by name or number.
-#[allow(unsafe_code)]
 pub fn group_id(name: &str) -> Option<u32> {
     if let Ok(n) = name.parse::<u32>() {
         return Some(n);
     }
-    let c = std::ffi::CString::new(name).ok()?;
-    // SAFETY: c is a valid C string; getgrnam returns NULL or a pointer to static data
-    // that we read before any other call could overwrite it.
-    let g = unsafe { libc::getgrnam(c.as_ptr()) };
-    // SAFETY: non-NULL g points to a valid struct group.
-    (!g.is_null()).then(|| unsafe { (*g).gr_gid })
+    nix::unistd::Group::from_name(name)
+        .ok()
+        .flatten()
+        .map(|g| g.gid.as_raw())
 }
 
-#[allow(unsafe_code)]
 fn chgrp(path: &Path, gid: u32) -> std::io::Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
-    // SAFETY: c is a valid C path; uid -1 leaves the owner unchanged.
-    if unsafe { libc::chown(c.as_ptr(), u32::MAX, gid) } == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+    std::os::unix::fs::chown(path, None, Some(gid))
 }
 
 /// The peer's (uid, gid) (SO_PEERCRED).
-#[allow(unsafe_code)]
 fn peer_cred(s: &UnixStream) -> Option<(u32, u32)> {
-    use std::os::fd::AsRawFd;
-    let mut cred = libc::ucred {
-        pid: 0,
-        uid: 0,
-        gid: 0,
-    };
-    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: a valid socket fd and an out-buffer of the size we pass.
-    let rc = unsafe {
-        libc::getsockopt(
-            s.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            &mut cred as *mut _ as *mut libc::c_void,
-            &mut len,
-        )
-    };
-    (rc == 0).then_some((cred.uid, cred.gid))
-}
-
-#[allow(unsafe_code)]
-fn euid() -> u32 {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() }
+    let c = nix::sys::socket::getsockopt(s, nix::sys::socket::sockopt::PeerCredentials).ok()?;
+    Some((c.uid(), c.gid()))
 }
 
 impl ControlServer {
@@ -140,7 +106,7 @@ impl ControlServer {
             listener,
             path: path.to_path_buf(),
             clients: Vec::new(),
-            uid: euid(),
+            uid: nix::unistd::geteuid().as_raw(),
             gid,
         })
     }
@@ -246,23 +212,4 @@ impl Drop for ControlServer {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
     }
-}
-
-/// Client side: sends one request, returns the response.
-pub fn call(path: &Path, req: &Request) -> Result<Response, String> {
-    let mut s = UnixStream::connect(path).map_err(|e| {
-        format!(
-            "cannot connect to {}: {e} (is drlb running? set --socket or $DRLB_SOCKET)",
-            path.display()
-        )
-    })?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
-    let mut line = serde_json::to_vec(req).map_err(|e| e.to_string())?;
-    line.push(b'\n');
-    s.write_all(&line)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut out = Vec::new();
-    s.read_to_end(&mut out)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    serde_json::from_slice(&out).map_err(|e| format!("bad reply from drlb: {e}"))
 }

@@ -1,15 +1,14 @@
 //! Builds well-formed frames: for tests, the pcap generator (`drlb-gen`) and benchmarks.
-//! Not used on the forwarding path (it allocates).
-use super::{arp, checksum, ethernet::ethertype, ipv4::protocol, tcp::flags, Mac};
+//! Not used on the forwarding path (it allocates). Headers the wire views can emit are
+//! emitted by them.
+use crate::wire::{arp, checksum, ethernet, ethernet::ethertype, ipv4::protocol, tcp::flags, Mac};
 
 /// Minimum Ethernet frame without FCS; shorter frames are zero-padded.
 pub const MIN_FRAME: usize = 60;
 
 fn eth(dst: Mac, src: Mac, et: u16) -> Vec<u8> {
-    let mut f = Vec::with_capacity(128);
-    f.extend_from_slice(&dst.0);
-    f.extend_from_slice(&src.0);
-    f.extend_from_slice(&et.to_be_bytes());
+    let mut f = vec![0u8; ethernet::HEADER_LEN];
+    ethernet::emit(&mut f, dst.0, src.0, et);
     f
 }
 
@@ -125,15 +124,14 @@ pub fn icmp_echo_msg(
 pub fn arp_frame(dst: Mac, oper: u16, sha: Mac, spa: u32, tha: Mac, tpa: u32) -> Vec<u8> {
     let mut fr = eth(dst, sha, ethertype::ARP);
     let mut a = [0u8; arp::PACKET_LEN];
-    a[0..2].copy_from_slice(&1u16.to_be_bytes());
-    a[2..4].copy_from_slice(&0x0800u16.to_be_bytes());
-    a[4] = 6;
-    a[5] = 4;
-    a[6..8].copy_from_slice(&oper.to_be_bytes());
-    a[8..14].copy_from_slice(&sha.0);
-    a[14..18].copy_from_slice(&spa.to_be_bytes());
-    a[18..24].copy_from_slice(&tha.0);
-    a[24..28].copy_from_slice(&tpa.to_be_bytes());
+    arp::ArpRepr {
+        oper,
+        sha: sha.0,
+        spa,
+        tha: tha.0,
+        tpa,
+    }
+    .emit(&mut a);
     fr.extend_from_slice(&a);
     pad(fr, MIN_FRAME)
 }

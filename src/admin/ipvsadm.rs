@@ -1,7 +1,7 @@
 //! ipvsadm's listing formats, reproduced column for column (ipvsadm.c `print_title`,
 //! `print_service_entry`, `print_largenum`), so scripts that parse `ipvsadm -ln` parse
 //! `drlbadm -ln`. Only the first line differs (it names drlb instead of the kernel).
-use super::admin::{BackendRow, Listing, ServiceRow};
+use super::protocol::{BackendRow, ConnListing, Listing, ServiceRow};
 use std::fmt::Write;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -167,7 +167,7 @@ pub fn format(l: &Listing, mode: Mode, exact: bool, before: Option<&Listing>, se
 
 /// `ipvsadm -lnc`'s layout (`print_conn`): pro, expire mm:ss, state, source, virtual,
 /// destination.
-pub fn format_conns(l: &super::admin::ConnListing) -> String {
+pub fn format_conns(l: &ConnListing) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
@@ -272,10 +272,10 @@ mod tests {
 
     #[test]
     fn lnc_layout() {
-        let l = super::super::admin::ConnListing {
+        let l = super::super::protocol::ConnListing {
             total: 1,
             complete: true,
-            rows: vec![super::super::admin::ConnRow {
+            rows: vec![super::super::protocol::ConnRow {
                 proto: Proto::Tcp,
                 expire: 899,
                 state: "ESTABLISHED".into(),

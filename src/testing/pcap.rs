@@ -1,6 +1,6 @@
 //! Traffic for tests, benchmarks and the demo, written as pcap files: TCP flows to a VIP
 //! (SYN then ACK data segments), optional UDP, and junk of every malformed shape.
-use crate::wire::builder::{self, Flow};
+use super::frames::{self, Flow};
 use crate::wire::tcp::flags::{ACK, PSH, SYN};
 use crate::wire::Mac;
 use pcap_file::pcap::{PcapPacket, PcapReader, PcapWriter};
@@ -43,7 +43,7 @@ pub fn flow_frame(s: &FlowsSpec, i: u32, k: u32) -> Vec<u8> {
     } else {
         (ACK | PSH, s.frame_len.saturating_sub(54))
     };
-    builder::tcp(&f, fl, payload, s.frame_len.max(builder::MIN_FRAME))
+    frames::tcp(&f, fl, payload, s.frame_len.max(frames::MIN_FRAME))
 }
 
 pub fn flows(s: &FlowsSpec) -> Vec<Vec<u8>> {
@@ -82,7 +82,7 @@ pub fn junk(dst_mac: Mac, src_mac: Mac, vip: u32) -> Vec<Vec<u8>> {
         sport: 999,
         dport: 80,
     };
-    let base = builder::tcp(&f, SYN, 0, 60);
+    let base = frames::tcp(&f, SYN, 0, 60);
     let set = |at: usize, b: &[u8]| {
         let mut x = base.clone();
         x[at..at + b.len()].copy_from_slice(b);
@@ -95,7 +95,7 @@ pub fn junk(dst_mac: Mac, src_mac: Mac, vip: u32) -> Vec<Vec<u8>> {
         set(14, &[0x44]),       // IHL 4
         set(16, &[0x05, 0xdc]), // total length past the frame
         set(24, &[0xbe, 0xef]), // bad header checksum
-        builder::tcp(
+        frames::tcp(
             &Flow {
                 dst_mac: Mac([2, 0x99, 0, 0, 0, 9]),
                 ..f
@@ -104,8 +104,8 @@ pub fn junk(dst_mac: Mac, src_mac: Mac, vip: u32) -> Vec<Vec<u8>> {
             0,
             60,
         ), // not for us
-        builder::tcp(&Flow { dport: 443, ..f }, SYN, 0, 60), // no service
-        builder::tcp(&Flow { sport: 998, ..f }, ACK, 0, 60), // ACK without a flow
+        frames::tcp(&Flow { dport: 443, ..f }, SYN, 0, 60), // no service
+        frames::tcp(&Flow { sport: 998, ..f }, ACK, 0, 60), // ACK without a flow
         base[..24].to_vec(),    // short IPv4
     ]
 }

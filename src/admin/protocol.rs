@@ -1,0 +1,245 @@
+//! The admin protocol spoken over the control socket by `drlbadm`.
+//!
+//! Wire format: the client sends one JSON object on one line (at most
+//! [`MAX_REQUEST`] bytes, `\n`-terminated) and reads one JSON line back:
+//! `{"ok":true,"data":...}` or `{"ok":false,"error":"..."}`; then the server closes.
+//! Requests are [`Request`] tagged by `"cmd"`, e.g.
+//! `{"cmd":"add_backend","svc":{"vip":"192.168.1.200","port":80,"proto":"tcp"},"rip":"192.168.1.118","weight":1}`.
+//!
+//! Changes are applied by [`super::apply`] to a copy of the running config, validated
+//! as a whole, and only then swapped in (one new snapshot): a rejected command changes
+//! nothing. The messages follow ipvsadm's where one exists.
+//!
+//! This module is shared by the daemon and `drlbadm`; it holds no daemon logic.
+use crate::control::config::rules;
+use crate::lb::{Proto, SchedKind};
+use serde::{Deserialize, Serialize};
+use std::net::Ipv4Addr;
+
+/// Largest request line accepted.
+pub const MAX_REQUEST: usize = 64 * 1024;
+/// Connection entries returned by `-lnc` at most (the total is always reported).
+pub const MAX_CONNS_LISTED: usize = 10_000;
+/// Per-worker queue of entries for a connection dump.
+pub const DUMP_QUEUE: usize = 16_384;
+
+/// A virtual service: `-t|-u VIP:PORT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SvcId {
+    pub vip: Ipv4Addr,
+    pub port: u16,
+    pub proto: Proto,
+}
+
+impl std::fmt::Display for SvcId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {}:{}",
+            self.proto.ipvsadm_name(),
+            self.vip,
+            self.port
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    /// `-A -t|-u VIP:PORT [-s SCHED]`
+    AddService {
+        svc: SvcId,
+        sched: Option<SchedKind>,
+    },
+    /// `-E -t|-u VIP:PORT -s SCHED`
+    EditService { svc: SvcId, sched: SchedKind },
+    /// `-D -t|-u VIP:PORT`
+    DelService { svc: SvcId },
+    /// `-a -t|-u VIP:PORT -r RIP[:PORT] [-g] [-w W] [--mac MAC]`
+    AddBackend {
+        svc: SvcId,
+        rip: Ipv4Addr,
+        port: Option<u16>,
+        weight: Option<u32>,
+        mac: Option<String>,
+    },
+    /// `-e -t|-u VIP:PORT -r RIP[:PORT] -w W`
+    EditBackend {
+        svc: SvcId,
+        rip: Ipv4Addr,
+        port: Option<u16>,
+        weight: u32,
+    },
+    /// `-d -t|-u VIP:PORT -r RIP[:PORT]`
+    DelBackend {
+        svc: SvcId,
+        rip: Ipv4Addr,
+        port: Option<u16>,
+    },
+    // Empty-struct variants (not unit ones) so unknown fields are rejected for them too.
+    /// `-C`
+    Clear {},
+    /// `-L`/`-l` (every listing is built client-side from this).
+    List {},
+    /// `-L -c`: connection entries (capped at [`MAX_CONNS_LISTED`], with a total).
+    Conns {},
+    /// `-S`: the running config as TOML.
+    Save {},
+    /// `--reload`: re-read the config file (as SIGHUP).
+    Reload {},
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
+}
+
+impl Response {
+    pub fn ok(data: Option<serde_json::Value>) -> Self {
+        Response {
+            ok: true,
+            error: None,
+            data,
+        }
+    }
+    pub fn err(e: impl Into<String>) -> Self {
+        Response {
+            ok: false,
+            error: Some(e.into()),
+            data: None,
+        }
+    }
+}
+
+/// `-r RIP:PORT`: the config's rule ([`rules::backend_port`]), in ipvsadm's words.
+pub fn check_port(id: &SvcId, port: Option<u16>) -> Result<(), String> {
+    rules::backend_port(port, id.port).map_err(|e| format!("real server port {e}"))
+}
+
+/// `-w W`: the config's rule ([`rules::weight`]), in ipvsadm's words.
+pub fn check_weight(w: i64) -> Result<u32, String> {
+    rules::weight(w).map_err(|e| format!("Invalid weight: {e}"))
+}
+
+/// Parses one request line. Errors are messages for the client.
+pub fn parse_request(line: &[u8]) -> Result<Request, String> {
+    if line.len() > MAX_REQUEST {
+        return Err(format!(
+            "request too large ({} bytes; at most {MAX_REQUEST})",
+            line.len()
+        ));
+    }
+    let text = std::str::from_utf8(line).map_err(|_| "request is not UTF-8".to_string())?;
+    serde_json::from_str(text.trim_end()).map_err(|e| format!("malformed request: {e}"))
+}
+
+/// One backend in a listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackendRow {
+    pub ip: Ipv4Addr,
+    pub port: u16,
+    pub weight: u32,
+    pub mac: Option<String>,
+    pub active_conns: u64,
+    pub inactive_conns: u64,
+    pub conns: u64,
+    pub in_pkts: u64,
+    pub in_bytes: u64,
+}
+
+/// One service in a listing (counters are sums over workers; rates are computed by the
+/// client from two listings, as ipvsadm's kernel estimator does over time).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceRow {
+    pub proto: Proto,
+    pub vip: Ipv4Addr,
+    pub port: u16,
+    pub sched: SchedKind,
+    pub backends: Vec<BackendRow>,
+}
+
+/// One connection entry, as `ipvsadm -lnc` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnRow {
+    pub proto: Proto,
+    /// Seconds until the entry expires.
+    pub expire: u32,
+    pub state: String,
+    pub source: String,
+    pub virtual_: String,
+    pub destination: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnListing {
+    /// Live entries seen in all.
+    pub total: usize,
+    /// Whether every worker finished its pass in time and no queue overflowed.
+    pub complete: bool,
+    pub rows: Vec<ConnRow>,
+}
+
+/// Snapshot swaps so far: publish -> every worker on the new generation.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct SwapStats {
+    pub count: u64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub max_us: f64,
+    pub reloads: u64,
+    pub failed_reloads: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Listing {
+    #[serde(default)]
+    pub swaps: SwapStats,
+    pub version: String,
+    pub flows_per_worker: usize,
+    pub generation: u64,
+    pub services: Vec<ServiceRow>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seed() -> SvcId {
+        SvcId {
+            vip: "192.168.1.200".parse().unwrap(),
+            port: 80,
+            proto: Proto::Tcp,
+        }
+    }
+
+    #[test]
+    fn requests_parse_and_garbage_does_not() {
+        let r = parse_request(br#"{"cmd":"edit_backend","svc":{"vip":"192.168.1.200","port":80,"proto":"tcp"},"rip":"192.168.1.119","weight":0}"#).unwrap();
+        assert_eq!(
+            r,
+            Request::EditBackend {
+                svc: seed(),
+                rip: "192.168.1.119".parse().unwrap(),
+                port: None,
+                weight: 0
+            }
+        );
+        for bad in [
+            &b"\xff\xfe"[..],
+            b"{",
+            b"{\"cmd\":\"rm_rf\"}",
+            b"[]",
+            b"",
+            b"{\"cmd\":\"clear\",\"x\":1}",
+        ] {
+            assert!(parse_request(bad).is_err(), "{bad:?}");
+        }
+        assert!(parse_request(&vec![b' '; MAX_REQUEST + 1])
+            .unwrap_err()
+            .contains("too large"));
+    }
+}

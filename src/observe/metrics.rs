@@ -1,0 +1,281 @@
+//! Prometheus exposition at `/metrics` (`--metrics ADDR:PORT`), in the OpenMetrics text
+//! format written by `prometheus-client`, served by a small HTTP thread pinned to the
+//! main lcore's CPU (never a worker's).
+//!
+//! Worker counters are read live; the per-service/backend view (weights, connection
+//! counts, ARP state, generation, reloads) is the manager's listing, refreshed every
+//! [`REFRESH`]. Names are `drlb_*` with units in the name; labels `worker`, `reason`,
+//! `vip`, `port`, `proto`, `backend`.
+use crate::admin::protocol::{BackendRow, Listing, ServiceRow};
+use crate::dataplane::counters::{self, Kind, Totals, WorkerCounters};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const REFRESH: Duration = Duration::from_millis(250);
+
+type Labels = Vec<(String, String)>;
+
+/// What the manager shares with the metrics thread.
+#[derive(Default)]
+pub struct Shared {
+    pub listing: parking_lot::Mutex<Option<Listing>>,
+}
+
+/// `PORT` or `ADDR:PORT`; a bare port listens on 127.0.0.1.
+pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(p) = s.parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], p)));
+    }
+    s.parse()
+        .map_err(|_| format!("--metrics {s}: want PORT or ADDR:PORT, e.g. 127.0.0.1:9100"))
+}
+
+fn counter_family(
+    reg: &mut Registry,
+    name: &str,
+    help: &str,
+    rows: impl IntoIterator<Item = (Labels, u64)>,
+) {
+    let f = Family::<Labels, Counter>::default();
+    for (l, v) in rows {
+        f.get_or_create(&l).inc_by(v);
+    }
+    reg.register(name, help, f);
+}
+
+fn gauge_family(
+    reg: &mut Registry,
+    name: &str,
+    help: &str,
+    rows: impl IntoIterator<Item = (Labels, i64)>,
+) {
+    let f = Family::<Labels, Gauge>::default();
+    for (l, v) in rows {
+        f.get_or_create(&l).set(v);
+    }
+    reg.register(name, help, f);
+}
+
+/// Per-backend families from the manager's listing: name, help, kind, value.
+/// A family of the listing: name, help, kind, the value of one real server.
+type Row = (&'static str, &'static str, Kind, fn(&BackendRow) -> u64);
+
+const BACKEND_ROWS: &[Row] = &[
+    (
+        "drlb_backend_packets",
+        "Packets forwarded to the real server",
+        Kind::Counter,
+        |b| b.in_pkts,
+    ),
+    (
+        "drlb_backend_bytes",
+        "Bytes forwarded to the real server",
+        Kind::Counter,
+        |b| b.in_bytes,
+    ),
+    (
+        "drlb_backend_connections",
+        "New connections scheduled to the real server",
+        Kind::Counter,
+        |b| b.conns,
+    ),
+    (
+        "drlb_backend_active_connections",
+        "ESTABLISHED flows (as of the last flow-table sweep)",
+        Kind::Gauge,
+        |b| b.active_conns,
+    ),
+    (
+        "drlb_backend_inactive_connections",
+        "Other flows (as of the last flow-table sweep)",
+        Kind::Gauge,
+        |b| b.inactive_conns,
+    ),
+    (
+        "drlb_backend_weight",
+        "Configured weight (0 = draining)",
+        Kind::Gauge,
+        |b| u64::from(b.weight),
+    ),
+    (
+        "drlb_backend_mac_known",
+        "1 when the real server's MAC is known (static or ARP)",
+        Kind::Gauge,
+        |b| u64::from(b.mac.is_some()),
+    ),
+];
+
+/// Per-service families: sums of a backend counter over the service's real servers.
+const SERVICE_ROWS: &[Row] = &[
+    (
+        "drlb_service_packets",
+        "Packets forwarded for the virtual service",
+        Kind::Counter,
+        |b| b.in_pkts,
+    ),
+    (
+        "drlb_service_bytes",
+        "Bytes forwarded for the virtual service",
+        Kind::Counter,
+        |b| b.in_bytes,
+    ),
+    (
+        "drlb_service_connections",
+        "New connections scheduled for the virtual service",
+        Kind::Counter,
+        |b| b.conns,
+    ),
+];
+
+fn family(reg: &mut Registry, name: &str, help: &str, kind: Kind, rows: Vec<(Labels, u64)>) {
+    match kind {
+        Kind::Counter => counter_family(reg, name, help, rows),
+        Kind::Gauge => gauge_family(
+            reg,
+            name,
+            help,
+            rows.into_iter().map(|(l, v)| (l, v as i64)),
+        ),
+    }
+}
+
+fn svc_labels(s: &ServiceRow) -> Labels {
+    vec![
+        ("vip".into(), s.vip.to_string()),
+        ("port".into(), s.port.to_string()),
+        ("proto".into(), s.proto.ipvsadm_name().to_lowercase()),
+    ]
+}
+
+/// The whole exposition, as text: every row of the counter table per worker, drops by
+/// reason, and (with the manager's listing) per-service and per-backend families.
+pub fn render(workers: &[Arc<WorkerCounters>], listing: Option<&Listing>) -> String {
+    let mut reg = <Registry>::default();
+    let worker = |i: usize| vec![("worker".to_string(), i.to_string())];
+    for d in counters::table().filter(|d| !d.metric.is_empty()) {
+        let rows = workers
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (worker(i), (d.value)(w)))
+            .collect();
+        family(&mut reg, d.metric, d.help(), d.kind, rows);
+    }
+    counter_family(
+        &mut reg,
+        "drlb_dropped_packets",
+        "Frames dropped, by reason",
+        Totals::sum(workers)
+            .drops
+            .iter()
+            .map(|(r, n)| (vec![("reason".into(), r.name().to_string())], *n)),
+    );
+    if let Some(l) = listing {
+        listing_families(&mut reg, workers.len(), l);
+    }
+    let mut out = String::new();
+    encode(&mut out, &reg).expect("encoding to a String cannot fail");
+    out
+}
+
+/// The families that come from the manager's listing.
+fn listing_families(reg: &mut Registry, workers: usize, l: &Listing) {
+    let cap = (0..workers).map(|i| {
+        (
+            vec![("worker".into(), i.to_string())],
+            l.flows_per_worker as u64,
+        )
+    });
+    family(
+        reg,
+        "drlb_flow_capacity",
+        "Flow-table entries per worker",
+        Kind::Gauge,
+        cap.collect(),
+    );
+    for (name, help, kind, f) in SERVICE_ROWS {
+        let rows = l
+            .services
+            .iter()
+            .map(|s| (svc_labels(s), s.backends.iter().map(f).sum()));
+        family(reg, name, help, *kind, rows.collect());
+    }
+    for (name, help, kind, f) in BACKEND_ROWS {
+        let rows = l.services.iter().flat_map(|s| {
+            s.backends.iter().map(move |b| {
+                let mut labels = svc_labels(s);
+                labels.push(("backend".into(), format!("{}:{}", b.ip, b.port)));
+                (labels, f(b))
+            })
+        });
+        family(reg, name, help, *kind, rows.collect());
+    }
+    let g = <Gauge>::default();
+    g.set(l.generation as i64);
+    reg.register(
+        "drlb_snapshot_generation",
+        "Generation of the forwarding snapshot",
+        g,
+    );
+    for (name, help, v) in [
+        ("drlb_reloads", "Config reloads applied", l.swaps.reloads),
+        (
+            "drlb_failed_reloads",
+            "Config reloads rejected",
+            l.swaps.failed_reloads,
+        ),
+    ] {
+        let c = <Counter>::default();
+        c.inc_by(v);
+        reg.register(name, help, c);
+    }
+}
+
+/// Binds the metrics listener (at start-up, before anything else is started, so a
+/// taken port is a clean start-up error).
+pub fn bind(addr: SocketAddr) -> Result<tiny_http::Server, String> {
+    tiny_http::Server::http(addr).map_err(|e| {
+        format!("--metrics {addr}: {e}: is the port in use? choose another with --metrics")
+    })
+}
+
+/// Starts the HTTP thread on a bound `server`; it stops when `stop` is set. `cpu`: pin it there.
+pub fn serve(
+    server: tiny_http::Server,
+    workers: Vec<Arc<WorkerCounters>>,
+    shared: Arc<Shared>,
+    stop: Arc<AtomicBool>,
+    cpu: Option<usize>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("drlb-metrics".into())
+        .spawn(move || {
+            if let Some(id) = cpu {
+                core_affinity::set_for_current(core_affinity::CoreId { id });
+            }
+            while !stop.load(Ordering::Relaxed) {
+                let Ok(Some(req)) = server.recv_timeout(Duration::from_millis(100)) else {
+                    continue;
+                };
+                let resp = if req.url() == "/metrics" || req.url().starts_with("/metrics?") {
+                    let body = render(&workers, shared.listing.lock().as_ref());
+                    let ct = tiny_http::Header::from_bytes(
+                        &b"Content-Type"[..],
+                        &b"application/openmetrics-text; version=1.0.0; charset=utf-8"[..],
+                    )
+                    .expect("static header");
+                    tiny_http::Response::from_string(body).with_header(ct)
+                } else {
+                    tiny_http::Response::from_string("drlb: metrics are at /metrics\n")
+                        .with_status_code(404)
+                };
+                let _ = req.respond(resp);
+            }
+        })
+}
