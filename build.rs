@@ -14,10 +14,7 @@ fn main() {
         .output()
         .ok()
         .is_some_and(|o| !o.stdout.is_empty());
-    println!(
-        "cargo:rustc-env=DRLB_GIT_HASH={git}{}",
-        if dirty { "-dirty" } else { "" }
-    );
+    println!("cargo:rustc-env=DRLB_GIT_HASH={git}{}", if dirty { "-dirty" } else { "" });
     let dpdk = Command::new("pkg-config")
         .args(["--modversion", "libdpdk"])
         .output()

@@ -36,9 +36,7 @@ fn raw(k: &FlowKey) -> [u8; 16] {
 
 /// Lookup order: a full-period permutation (multiplier coprime with n).
 fn order(n: u32, total: usize) -> Vec<u32> {
-    (0..total as u64)
-        .map(|i| ((i * 2_654_435_761) % u64::from(n)) as u32)
-        .collect()
+    (0..total as u64).map(|i| ((i * 2_654_435_761) % u64::from(n)) as u32).collect()
 }
 
 fn ours(n: u32, lookups: &[u32]) -> f64 {
@@ -46,15 +44,7 @@ fn ours(n: u32, lookups: &[u32]) -> f64 {
     for i in 0..n {
         let k = key(i);
         if let Lookup::Vacant(idx) = t.find(&k, 0) {
-            t.insert_at(
-                idx,
-                &k,
-                (i % 4) as u16,
-                1,
-                TcpState::Established,
-                1_000_000,
-                0,
-            );
+            t.insert_at(idx, &k, (i % 4) as u16, 1, TcpState::Established, 1_000_000, 0);
         }
     }
     let keys: Vec<FlowKey> = lookups.iter().map(|&i| key(i)).collect();
@@ -108,9 +98,7 @@ fn rte(n: u32, lookups: &[u32]) -> f64 {
     let start = Instant::now();
     for chunk in keys.chunks(BURST) {
         let ptrs: [*const c_void; BURST] = std::array::from_fn(|j| {
-            chunk
-                .get(j)
-                .map_or(std::ptr::null(), |k| k.as_ptr() as *const c_void)
+            chunk.get(j).map_or(std::ptr::null(), |k| k.as_ptr() as *const c_void)
         });
         let mut data: [*mut c_void; BURST] = [std::ptr::null_mut(); BURST];
         let mut mask = 0u64;
@@ -153,11 +141,7 @@ fn main() {
     .collect();
     let eal = drlb::dpdk::eal::init(&args).expect("EAL init (run as root)");
     println!("table,flows,ns_per_lookup");
-    let sizes: &[u32] = if quick {
-        &[1024]
-    } else {
-        &[1024, 65_536, 1_048_576]
-    };
+    let sizes: &[u32] = if quick { &[1024] } else { &[1024, 65_536, 1_048_576] };
     for &n in sizes {
         let lookups = order(n, if quick { 1 << 18 } else { 1 << 23 });
         println!("drlb,{n},{:.1}", ours(n, &lookups));

@@ -106,11 +106,7 @@ fn run(p: &[Patch], flags: u8, snap: &Snapshot, local: &mut LocalState, total: u
             f[34..36].copy_from_slice(sp);
             f[24..26].copy_from_slice(ck);
         }
-        prefetch_burst(
-            ring.iter().map(|f| std::hint::black_box(f.as_slice())),
-            local,
-            &mut keys,
-        );
+        prefetch_burst(ring.iter().map(|f| std::hint::black_box(f.as_slice())), local, &mut keys);
         for (f, hint) in ring.iter_mut().zip(keys.iter()) {
             if let Verdict::Forward { .. } =
                 process_hinted(std::hint::black_box(f), snap, local, 1, hint)
@@ -136,10 +132,8 @@ fn main() {
     let snap = snapshot();
     println!("case,flows,table_capacity,ns_per_packet,mpps");
     // `--flows N` runs one hit case only (for profiling).
-    let only: Option<u32> = std::env::args()
-        .skip_while(|a| a != "--flows")
-        .nth(1)
-        .and_then(|v| v.parse().ok());
+    let only: Option<u32> =
+        std::env::args().skip_while(|a| a != "--flows").nth(1).and_then(|v| v.parse().ok());
     let sizes: Vec<u32> = only.map_or(vec![1_024, 65_536, 1_048_576], |n| vec![n]);
     for &flows in &sizes {
         let cap = (flows as usize * 2).max(1024);
@@ -155,25 +149,13 @@ fn main() {
     // Miss path: 1M distinct SYNs into a 64k table (new flow + insert, evicting).
     let mut local = LocalState::new(65_536, 0);
     let p = patches(1_048_576);
-    let ns = run(
-        &p,
-        SYN,
-        &snap,
-        &mut local,
-        if quick { 1 << 20 } else { 4 << 20 },
-    );
+    let ns = run(&p, SYN, &snap, &mut local, if quick { 1 << 20 } else { 4 << 20 });
     println!("miss,1048576,65536,{ns:.1},{:.1}", 1e3 / ns);
     // The same with syn_flood = "evict": every SYN past the fill evicts.
     let mut evict = snapshot();
     evict.syn_flood = SynFlood::Evict;
     let mut local = LocalState::new(65_536, 0);
-    let ns = run(
-        &p,
-        SYN,
-        &evict,
-        &mut local,
-        if quick { 1 << 20 } else { 4 << 20 },
-    );
+    let ns = run(&p, SYN, &evict, &mut local, if quick { 1 << 20 } else { 4 << 20 });
     println!("miss_evict,1048576,65536,{ns:.1},{:.1}", 1e3 / ns);
     fill(&evict, if quick { 65_536 } else { 1 << 20 });
 }
@@ -213,10 +195,7 @@ fn fill(snap: &Snapshot, cap: usize) {
             let live = local.flows.live(1);
             let grown = rss_bytes().saturating_sub(before);
             println!("# rss_bytes_table_at_{live}_flows {grown}");
-            println!(
-                "# rss_bytes_per_flow {:.1}",
-                grown as f64 / live.max(1) as f64
-            );
+            println!("# rss_bytes_per_flow {:.1}", grown as f64 / live.max(1) as f64);
             println!("# entry_bytes {}", drlb::lb::flow::ENTRY_BYTES);
         }
     }

@@ -9,13 +9,9 @@ use std::path::PathBuf;
 use std::process::Command;
 
 fn pkg_config(args: &[&str]) -> String {
-    let out = Command::new("pkg-config")
-        .args(args)
-        .arg("libdpdk")
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run pkg-config ({e}); install it: apt-get install pkg-config")
-        });
+    let out = Command::new("pkg-config").args(args).arg("libdpdk").output().unwrap_or_else(|e| {
+        panic!("cannot run pkg-config ({e}); install it: apt-get install pkg-config")
+    });
     if !out.status.success() {
         panic!(
             "pkg-config cannot find libdpdk: {}\nInstall DPDK: apt-get install dpdk dpdk-dev libdpdk-dev \
@@ -30,18 +26,13 @@ fn main() {
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     let out = PathBuf::from(env::var("OUT_DIR").unwrap());
     let version = pkg_config(&["--modversion"]).trim().to_string();
-    let cflags: Vec<String> = pkg_config(&["--cflags"])
-        .split_whitespace()
-        .map(String::from)
-        .collect();
+    let cflags: Vec<String> =
+        pkg_config(&["--cflags"]).split_whitespace().map(String::from).collect();
     let libs = pkg_config(&["--libs"]);
 
     // `-include rte_config.h` is two tokens; keep them together for cc.
     let mut build = cc::Build::new();
-    build
-        .file(manifest.join("shim.c"))
-        .opt_level(3)
-        .warnings(false);
+    build.file(manifest.join("shim.c")).opt_level(3).warnings(false);
     let mut it = cflags.iter();
     while let Some(f) = it.next() {
         if f == "-include" {
@@ -94,9 +85,7 @@ fn main() {
         .layout_tests(true)
         .generate()
         .expect("bindgen failed on the DPDK headers");
-    bindings
-        .write_to_file(out.join("bindings.rs"))
-        .expect("write bindings.rs");
+    bindings.write_to_file(out.join("bindings.rs")).expect("write bindings.rs");
 
     println!("cargo:rerun-if-changed=wrapper.h");
     println!("cargo:rerun-if-changed=shim.h");

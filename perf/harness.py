@@ -41,15 +41,46 @@ def sh(cmd, **kw):
     return subprocess.run(cmd, shell=isinstance(cmd, str), capture_output=True, text=True, **kw)
 
 
+def hugepages_free():
+    return next((int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("HugePages_Free:")), 0)
+
+
+# Set by main(): whether a run without hugepages is acceptable (--quick only).
+ALLOW_NO_HUGE = False
+# Every memory mode a stage used, for its results ("hugepages" or "no-huge").
+MEM_MODES = set()
+
+
 def mem_args(mb):
-    """Hugepages when there are enough, else anonymous memory (same code path, slower)."""
-    free = 0
-    for l in open("/proc/meminfo"):
-        if l.startswith("HugePages_Free:"):
-            free = int(l.split()[1])
+    """Hugepages (--in-memory) when there are enough. Without them the ratios mean
+    something else (testpmd loses half its rate, drlb less): a measuring run stops
+    with a message; --quick (which checks the harness, not speed) falls back to
+    --no-huge and says so."""
+    free = hugepages_free()
     if "hugetlbfs" in open("/proc/mounts").read() and free * 2 >= mb + 64:
+        MEM_MODES.add("hugepages")
         return ["--in-memory", "-m", str(mb)]
+    msg = (f"only {free} free 2 MiB hugepages for a {mb} MiB DPDK process (another DPDK process, "
+           f"or files left in /dev/hugepages?)")
+    if not ALLOW_NO_HUGE:
+        raise SystemExit(f"harness: {msg}; free them or reserve more (scripts/setup.sh) and rerun")
+    print(f"  note: {msg}: running with --no-huge (quick mode only)", flush=True)
+    MEM_MODES.add("no-huge")
     return ["--no-huge", "-m", str(mb)]
+
+
+def wait_until(what, timeout, cond, proc=None, log=None):
+    """Polls cond() every 50 ms; fails naming `what` (and the process's log) when the
+    process exits first or `timeout` seconds pass. Events, not fixed sleeps: a busy
+    machine only makes this slower."""
+    t0 = time.time()
+    while not cond():
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what}: the process exited ({proc.returncode}) first\n{log() if log else ''}")
+        if time.time() - t0 > timeout:
+            raise RuntimeError(f"{what}: not within {timeout} s\n{log()[-3000:] if log else ''}")
+        time.sleep(0.05)
+    return time.time() - t0
 
 
 def facts():
@@ -105,28 +136,32 @@ def pcap(flows, size, tag=""):
 
 
 def run_drlb(eal, cfg, secs, warm, extra=(), during=None):
-    """Runs drlb for warm+secs; returns (per-second rx_pps after warm-up, final counters)."""
+    """Runs drlb until it has printed warm + secs stats lines (one a second) after its
+    control socket came up; returns (per-second rx_pps after warm-up, final counters,
+    its stderr). With `during`, calls during(socket) once drlb is up and has printed
+    `warm` stats lines, and stops it when that returns (all rx_pps values then)."""
     sock = os.path.join(OUT, f"drlb-{os.getpid()}.sock")
     cmd = [f"{B}/drlb"] + eal + ["--", "--config", cfg, "--stats-interval", "1", "--control", sock] + list(extra)
     # stderr to a file, not a pipe: a pipe nobody drains fills after ~64 KB of log
     # lines and then blocks drlb's manager (the workers never log, so forwarding would
     # go on, but control requests would stall).
-    errf = open(os.path.join(OUT, "drlb.stderr"), "w+")
+    errpath = os.path.join(OUT, "drlb.stderr")
+    errf = open(errpath, "w+")
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errf, text=True)
-    if during:
-        for _ in range(100):
-            if os.path.exists(sock):
-                break
-            time.sleep(0.1)
-        time.sleep(warm)
-        during(sock)
-    else:
-        time.sleep(warm + secs + 0.5)
-    p.send_signal(signal.SIGINT)
-    out, _ = p.communicate(timeout=30)
-    errf.seek(0)
-    err = errf.read()
+    log = lambda: open(errpath).read()
+    stats = lambda: len(re.findall(r"rx_pps=(\d+)", log()))
+    try:
+        wait_until("drlb's control socket", 60, lambda: os.path.exists(sock), p, log)
+        want = warm if during else warm + secs
+        wait_until(f"{want} stats lines from drlb (one a second)", 60 + 3 * want, lambda: stats() >= want, p, log)
+        if during:
+            during(sock)
+    finally:
+        if p.poll() is None:
+            p.send_signal(signal.SIGINT)
+    out, _ = p.communicate(timeout=60)
     errf.close()
+    err = log()
     pps = [int(m) for m in re.findall(r"rx_pps=(\d+)", err)]
     counters = {m[0]: int(m[1]) for m in re.findall(r"^counter (\S+) (\d+)$", out, re.M)}
     if p.returncode != 0 or not counters:
@@ -135,18 +170,31 @@ def run_drlb(eal, cfg, secs, warm, extra=(), during=None):
 
 
 def run_testpmd(eal, secs, warm, mbufs):
+    """testpmd macswap until it has printed `secs` rate periods after its warm-up ones
+    (its first two periods, and anything before its first rate line: with --in-memory
+    -m 1536 it takes seconds to start)."""
     cmd = ["dpdk-testpmd"] + eal + ["--", "--forward-mode=macswap", "--port-topology=loop",
                                     f"--total-num-mbufs={mbufs}", "--stats-period", "1"]
-    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    time.sleep(warm + secs + 1)
-    p.send_signal(signal.SIGINT)
-    out, _ = p.communicate(timeout=30)
+    outpath = os.path.join(OUT, "testpmd.out")
+    outf = open(outpath, "w+")
+    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=outf, stderr=subprocess.STDOUT, text=True)
+    log = lambda: open(outpath).read()
+    periods = lambda: len(re.findall(r"Rx-pps:\s*(\d+)", log()))
+    skip = 2  # testpmd's first periods are warm-up
+    try:
+        wait_until(f"{skip + secs} rate lines from testpmd", 90 + 3 * (skip + secs),
+                   lambda: periods() >= skip + secs, p, log)
+    finally:
+        if p.poll() is None:
+            p.send_signal(signal.SIGINT)
+    p.wait(timeout=60)
+    outf.close()
     # testpmd leaves its EAL runtime directory behind; drlb removes its own.
     prefix = eal[eal.index("--file-prefix") + 1] if "--file-prefix" in eal else None
     if prefix:
         shutil.rmtree(os.path.join("/var/run/dpdk", prefix), ignore_errors=True)
-    pps = [int(m) for m in re.findall(r"Rx-pps:\s*(\d+)", out)]
-    return pps[2:] or pps  # testpmd's first periods are warm-up
+    pps = [int(m) for m in re.findall(r"Rx-pps:\s*(\d+)", log())]
+    return pps[skip:skip + secs]
 
 
 def mean(xs):
@@ -249,10 +297,8 @@ def memif_pair(gen_args, drlb_cfg, secs, warm=1.0):
             "--", "--config", drlb_cfg, "--control", os.path.join(d, "c.sock"), "--stats-interval", "0"]
     errf = open(os.path.join(d, "drlb.stderr"), "w+")  # a file: see run_drlb
     dp = subprocess.Popen(dcmd, stdout=subprocess.PIPE, stderr=errf, text=True)
-    for _ in range(100):
-        if os.path.exists(msock):
-            break
-        time.sleep(0.1)
+    wait_until("drlb's memif socket", 60, lambda: os.path.exists(msock), dp,
+               lambda: open(os.path.join(d, "drlb.stderr")).read())
     # The generator shares CPU 0 with drlb's (sleeping) main lcore; the worker has CPU 1.
     gcmd = [f"{B}/drlb-pktgen", "-l", "0", "--no-pci", *mem_args(256), "--file-prefix", f"hlg{os.getpid()}",
             f"--vdev=net_memif0,role=client,socket={msock},socket-abstract=no", "--",
@@ -362,10 +408,8 @@ def stage_soak(a, res):
                            f"--vdev=net_memif0,role=server,socket={msock},socket-abstract=no,mac=02:00:00:00:00:01",
                            "--", "--config", cfg, "--control", csock, "--stats-interval", "1"],
                           stdout=subprocess.PIPE, stderr=errf, text=True)
-    for _ in range(100):
-        if os.path.exists(msock) and os.path.exists(csock):
-            break
-        time.sleep(0.1)
+    wait_until("drlb's memif and control sockets", 60, lambda: os.path.exists(msock) and os.path.exists(csock),
+               dp, lambda: open(os.path.join(OUT, "soak.stderr")).read())
     g = subprocess.Popen([f"{B}/drlb-pktgen", "-l", "0", "--no-pci", *mem_args(256), "--file-prefix", f"hkg{os.getpid()}",
                           f"--vdev=net_memif0,role=client,socket={msock},socket-abstract=no", "--",
                           "--secs", str(secs), "--warmup", "1", "--dst-mac", "02:00:00:00:00:01",
@@ -578,8 +622,12 @@ def main():
                     help="soak packets/s; the generator sleeps between bursts so drlb's manager and "
                          "drlbadm get CPU time on a 2-CPU host (a spinning generator starves them)")
     a = ap.parse_args()
+    global ALLOW_NO_HUGE
+    ALLOW_NO_HUGE = a.quick
     if a.quick:
         a.runs, a.secs, a.warm = 1, 2, 1
+    print(f"memory: {hugepages_free()} free 2 MiB hugepages; DPDK processes run on hugepages"
+          + (" (or --no-huge, said per stage, in quick mode)" if a.quick else ""), flush=True)
     os.makedirs(OUT, exist_ok=True)
     subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
     # Stages run separately (--only) update the results of earlier runs; each stage
@@ -592,8 +640,10 @@ def main():
               "reload": stage_reload, "soak": stage_soak, "flood": stage_flood}
     for name in a.only.split(","):
         print(f"== {name}", flush=True)
+        MEM_MODES.clear()
         stages[name](a, res)
-        res["runs"][name] = dict(run, loadavg_end=open("/proc/loadavg").read().split()[:3])
+        res["runs"][name] = dict(run, loadavg_end=open("/proc/loadavg").read().split()[:3],
+                                 memory=sorted(MEM_MODES))
     with open(path, "w") as f:
         json.dump(res, f, indent=1)
     plots(res)

@@ -48,6 +48,10 @@ topology_up() { # $1: scratch dir
   # veth TX checksum offload leaves partial checksums that a forwarder passes on
   # unchanged (DR never touches L4): compute them in software on the client.
   ip netns exec "$NS_CLI" ethtool -K "cv$SFX" tx off tso off gso off >/dev/null
+  # The client's link is 2 Mbit/s (shaped where the bridge sends to it), so a 400 KB
+  # download takes ~1.6 s: long enough to change the director under it (curl's own
+  # --limit-rate reads a burst from its socket buffer and can finish in milliseconds).
+  ip netns exec "$NS_BR" tc qdisc add dev "bcv$SFX" root tbf rate 2mbit burst 32kb latency 2s
   _link "$NS_DIR" "$DIR_IF" "b$DIR_IF"
   ip netns exec "$NS_DIR" ethtool -K "$DIR_IF" tx off tso off gso off >/dev/null 2>&1 || true
   _real_server "$NS_A" "av$SFX" 192.168.1.118 A "$d/www-a"

@@ -31,10 +31,7 @@ impl<T: bytemuck::Zeroable> Table<T> {
     /// `len` zeroed values. Panics if the mapping fails (out of address space), like an
     /// allocation failure would.
     pub fn zeroed(len: usize) -> Self {
-        let bytes = std::mem::size_of::<T>()
-            .checked_mul(len)
-            .expect("table size overflows")
-            .max(1);
+        let bytes = std::mem::size_of::<T>().checked_mul(len).expect("table size overflows").max(1);
         assert!(std::mem::align_of::<T>() <= HUGE);
         // Over-map by 2 MiB so the table can start on a huge-page boundary.
         let map_len = bytes + HUGE;
@@ -129,10 +126,7 @@ pub fn match_u16x8(lanes: &[u16; 8], v: u16) -> u32 {
 #[cfg(not(target_arch = "x86_64"))]
 #[inline(always)]
 pub fn match_u16x8(lanes: &[u16; 8], v: u16) -> u32 {
-    lanes
-        .iter()
-        .enumerate()
-        .fold(0, |m, (i, &l)| m | (u32::from(l == v) << i))
+    lanes.iter().enumerate().fold(0, |m, (i, &l)| m | (u32::from(l == v) << i))
 }
 
 #[cfg(test)]
@@ -148,9 +142,7 @@ mod tests {
                     *t = base.wrapping_add(i as u16 + 1);
                 }
                 l[lane] = base;
-                let exact = (0..8)
-                    .filter(|&i| l[i] == base)
-                    .fold(0u32, |a, i| a | 1 << i);
+                let exact = (0..8).filter(|&i| l[i] == base).fold(0u32, |a, i| a | 1 << i);
                 assert_eq!(match_u16x8(&l, base), exact, "tag {base:#x} lane {lane}");
             }
         }

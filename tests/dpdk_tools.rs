@@ -4,52 +4,16 @@
 //! daemons run on shared hugepages (no `--in-memory`).
 mod common;
 use common::*;
-use drlb::testing::pcap::{self, FlowsSpec};
+use drlb::testing::pcap;
 use serde_json::Value;
 use std::io::Write;
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-const CFG: &str = r#"
-[dataplane]
-ip = "192.168.1.121"
-flow_capacity = 65536
-
-[[service]]
-vip = "192.168.1.200"
-port = 80
-scheduler = "wrr"
-  [[service.backend]]
-  ip = "192.168.1.118"
-  weight = 3
-  mac = "00:0c:29:00:00:0a"
-  [[service.backend]]
-  ip = "192.168.1.119"
-  weight = 1
-  mac = "00:0c:29:00:00:0b"
-
-[[service]]
-vip = "192.168.1.201"
-port = 53
-protocol = "udp"
-  [[service.backend]]
-  ip = "192.168.1.120"
-  mac = "00:0c:29:00:00:0c"
-"#;
 
 /// `flows` TCP flows of `packets` frames each to 192.168.1.200:80, flow by flow.
 fn write_flows(path: &std::path::Path, flows: u32, packets: u32) {
-    let spec = FlowsSpec {
-        flows,
-        packets_per_flow: packets,
-        dst_mac: drlb::wire::Mac([0x02, 0x70, 0x63, 0x61, 0x70, 0x00]),
-        src_mac: drlb::wire::Mac([0x02, 0xc1, 0, 0, 0, 1]),
-        vip: u32::from(std::net::Ipv4Addr::new(192, 168, 1, 200)),
-        port: 80,
-        frame_len: 60,
-        interleave: false,
-    };
-    pcap::write(path, &pcap::flows(&spec)).unwrap();
+    pcap::write(path, &pcap::flows(&flows_spec(flows, packets))).unwrap();
 }
 
 /// EAL options on shared hugepages, so secondary processes can attach.
@@ -59,19 +23,11 @@ fn eal_shared(prefix: &str, vdev: &str) -> Vec<String> {
         mem.iter().any(|a| a == "--in-memory"),
         "dpdk-telemetry.py and dpdk-dumpcap need drlb on hugepages; run scripts/setup.sh (reserves them)"
     );
-    [
-        "-l",
-        "0-1",
-        "--no-pci",
-        "--file-prefix",
-        prefix,
-        "-m",
-        "256",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([format!("--vdev={vdev}")])
-    .collect()
+    ["-l", "0-1", "--no-pci", "--file-prefix", prefix, "-m", "256"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([format!("--vdev={vdev}")])
+        .collect()
 }
 
 /// Asks `dpdk-telemetry.py -f PREFIX` each command; one parsed JSON reply per command.
@@ -108,21 +64,18 @@ fn dpdk_telemetry_shows_drlb_commands_with_live_counters() {
     let pcap = dir.join("in.pcap");
     // 400 TCP flows x 2 packets to the wrr 3:1 service: 300 flows to .118, 100 to .119.
     write_flows(&pcap, 400, 2);
-    let cfg = dir.join("drlb.toml");
-    std::fs::write(&cfg, CFG).unwrap();
+    let cfg = write(&dir, "drlb.toml", &cfg());
     let eal = eal_shared(&prefix, &format!("net_pcap0,rx_pcap={}", pcap.display()));
-    let mut d = spawn(
-        &eal,
-        &[
-            "--config".into(),
-            cfg.display().to_string(),
-            "--stats-interval".into(),
-            "1".into(),
-        ],
-    );
+    let mut d = spawn(&eal, &app(&cfg, &[]));
     d.wait_rx(800, Duration::from_secs(30));
-    // The listing is refreshed every 250 ms; the flow census needs a full sweep.
-    std::thread::sleep(Duration::from_millis(1500));
+    // The listing is refreshed every 250 ms and the flow census needs a full sweep of
+    // the table: wait until both show every flow.
+    poll("the flow census in telemetry", Duration::from_secs(30), || {
+        let r = telemetry(&prefix, &["/drlb/workers", "/drlb/services"]);
+        (r[0]["/drlb/workers"]["0"]["flows"] == 400
+            && r[1]["/drlb/services"]["0"]["connections"] == 400)
+            .then_some(())
+    });
     let r = telemetry(
         &prefix,
         &[
@@ -136,18 +89,8 @@ fn dpdk_telemetry_shows_drlb_commands_with_live_counters() {
             "/help,/drlb/backends",
         ],
     );
-    let list: Vec<&str> = r[0]["/"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|v| v.as_str())
-        .collect();
-    for c in [
-        "/drlb/stats",
-        "/drlb/workers",
-        "/drlb/services",
-        "/drlb/backends",
-    ] {
+    let list: Vec<&str> = r[0]["/"].as_array().unwrap().iter().filter_map(|v| v.as_str()).collect();
+    for c in ["/drlb/stats", "/drlb/workers", "/drlb/services", "/drlb/backends"] {
         assert!(list.contains(&c), "{c} not registered: {list:?}");
     }
     let stats = &r[1]["/drlb/stats"];
@@ -182,10 +125,7 @@ fn dpdk_telemetry_shows_drlb_commands_with_live_counters() {
     assert_eq!(one["backends_total"], 1, "{one}");
     assert_eq!(one["0"]["backend"], "192.168.1.120:53");
     assert_eq!(r[6]["/drlb/backends"]["backends_total"], 0);
-    assert!(r[7]["/help"]["/drlb/backends"]
-        .as_str()
-        .unwrap()
-        .contains("VIP:PORT"));
+    assert!(r[7]["/help"]["/drlb/backends"].as_str().unwrap().contains("VIP:PORT"));
     let (code, c, log) = d.stop();
     assert_eq!(code, 0, "{log}");
     assert_eq!(c["forwarded"], 800);
@@ -201,11 +141,7 @@ fn tcpdump_macs(file: &std::path::Path) -> Vec<(String, String)> {
         .arg(file)
         .output()
         .expect("tcpdump (scripts/setup.sh installs it)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| {
@@ -227,8 +163,7 @@ fn dpdk_dumpcap_captures_rx_and_tx_while_forwarding() {
     // worker once in CI (a segfault in mempool code). Operators: stop dumpcap with care
     // on a loaded port (README, "Packet capture").
     let (dir, prefix) = scratch("dumpcap");
-    let cfg = dir.join("drlb.toml");
-    std::fs::write(&cfg, CFG).unwrap();
+    let cfg = write(&dir, "drlb.toml", &cfg());
     let msock = dir.join("m.sock");
     let eal = eal_shared(
         &prefix,
@@ -237,38 +172,38 @@ fn dpdk_dumpcap_captures_rx_and_tx_while_forwarding() {
             msock.display()
         ),
     );
-    let d = spawn(
-        &eal,
-        &[
-            "--config".into(),
-            cfg.display().to_string(),
-            "--stats-interval".into(),
-            "1".into(),
-        ],
-    );
-    for _ in 0..100 {
-        if msock.exists() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let mut d = spawn(&eal, &app(&cfg, &[]));
+    d.wait_ready(Duration::from_secs(30));
     let cap = dir.join("cap.pcapng");
-    let dumpcap = Command::new("timeout")
+    let mut dumpcap = Command::new("timeout")
         .args(["30", "dpdk-dumpcap", "--file-prefix"])
         .arg(&prefix)
-        .args(["-i", "net_memif0", "-a", "duration:5", "-q", "-w"])
+        .args(["-i", "net_memif0", "-a", "duration:5", "-w"])
         .arg(&cap)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("dpdk-dumpcap (Debian package dpdk-dev; scripts/setup.sh installs it)");
-    std::thread::sleep(Duration::from_millis(1500));
-    let mut gen_eal = vec![
-        "-l".to_string(),
-        "0".into(),
-        "--no-pci".into(),
-        "--file-prefix".into(),
-    ];
+    // Traffic starts once dumpcap's capture loop runs (it attaches as a secondary
+    // process, which takes a while on a busy machine): its progress line "Packets
+    // captured:" appears on stderr (unbuffered) once pdump is enabled.
+    let progress = Arc::new(Mutex::new(String::new()));
+    let stderr_reader = {
+        let (mut err, progress) = (dumpcap.stderr.take().unwrap(), progress.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = std::io::Read::read(&mut err, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                progress.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        })
+    };
+    poll("dpdk-dumpcap to start capturing", Duration::from_secs(30), || {
+        progress.lock().unwrap().contains("Packets captured:").then_some(())
+    });
+    let mut gen_eal = vec!["-l".to_string(), "0".into(), "--no-pci".into(), "--file-prefix".into()];
     gen_eal.push(format!("{prefix}-gen"));
     gen_eal.extend(eal_mem());
     gen_eal.push(format!(
@@ -277,47 +212,24 @@ fn dpdk_dumpcap_captures_rx_and_tx_while_forwarding() {
     ));
     let gen = Command::new(env!("CARGO_BIN_EXE_drlb-pktgen"))
         .args(&gen_eal)
-        .args([
-            "--", "--rate", "100000", "--secs", "1", "--warmup", "0", "--flows", "64",
-        ])
-        .args([
-            "--vip",
-            "192.168.1.201",
-            "--port",
-            "53",
-            "--dst-mac",
-            "02:70:63:61:70:00",
-        ])
+        .args(["--", "--rate", "100000", "--secs", "1", "--warmup", "0", "--flows", "64"])
+        .args(["--vip", "192.168.1.201", "--port", "53", "--dst-mac", "02:70:63:61:70:00"])
         .output()
         .unwrap();
-    assert!(
-        gen.status.success(),
-        "{}",
-        String::from_utf8_lossy(&gen.stderr)
-    );
-    let out = dumpcap.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "dpdk-dumpcap failed:\n{err}\ndrlb:\n{}",
-        d.log()
-    );
+    assert!(gen.status.success(), "{}", String::from_utf8_lossy(&gen.stderr));
+    let status = dumpcap.wait().unwrap();
+    stderr_reader.join().unwrap();
+    let err = progress.lock().unwrap().clone();
+    let err = err.rsplit('\r').next().unwrap_or_default();
+    assert!(status.success(), "dpdk-dumpcap failed:\n{err}\ndrlb:\n{}", d.log());
     let frames = tcpdump_macs(&cap);
     assert!(frames.len() >= 400, "captured {}:\n{err}", frames.len());
     let port = "02:70:63:61:70:00";
     let rx = frames.iter().filter(|(dst, _)| dst == port).count();
     let tx: Vec<_> = frames.iter().filter(|(_, src)| src == port).collect();
-    assert!(
-        rx > 0 && !tx.is_empty(),
-        "rx {rx} tx {} of {}",
-        tx.len(),
-        frames.len()
-    );
+    assert!(rx > 0 && !tx.is_empty(), "rx {rx} tx {} of {}", tx.len(), frames.len());
     // What drlb sent went to the real servers' MACs, nowhere else.
-    assert!(
-        tx.iter().all(|(dst, _)| dst == "00:0c:29:00:00:0c"),
-        "{tx:?}"
-    );
+    assert!(tx.iter().all(|(dst, _)| dst == "00:0c:29:00:00:0c"), "{tx:?}");
     let (code, c, log) = d.stop();
     assert_eq!(code, 0, "{log}");
     // Every frame the generator got into the memif ring reached drlb and was forwarded.

@@ -4,12 +4,8 @@
 mod common;
 use common::*;
 use drlb::testing::pcap::{self, FlowsSpec};
-use drlb::wire::Mac;
 use std::process::Command;
 use std::time::Duration;
-
-const ADM: &str = env!("CARGO_BIN_EXE_drlbadm");
-const PORT: Mac = Mac([0x02, 0x70, 0x63, 0x61, 0x70, 0x00]);
 
 const CFG: &str = r#"[dataplane]
 ip = "192.168.1.121"
@@ -29,64 +25,23 @@ scheduler = "rr"
   mac = "00:0c:29:00:00:0b"
 "#;
 
-fn adm(sock: &std::path::Path, args: &[&str]) -> (i32, String, String) {
-    let o = Command::new(ADM)
-        .arg("--socket")
-        .arg(sock)
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        o.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
-
-fn ok(sock: &std::path::Path, args: &[&str]) -> String {
-    let (c, out, err) = adm(sock, args);
-    assert_eq!(c, 0, "drlbadm {args:?}: {err}");
-    out
-}
-
 #[test]
 fn drlbadm_commands_against_a_running_daemon() {
     let (dir, prefix) = scratch("adm");
     let cfgp = write(&dir, "drlb.toml", CFG);
     let sock = dir.join("ctl.sock");
     // 10 flows, SYN then ACK: rr gives A and B 5 established flows each, 10 packets each.
-    let spec = FlowsSpec {
-        flows: 10,
-        packets_per_flow: 2,
-        dst_mac: PORT,
-        src_mac: Mac([2, 1, 1, 1, 1, 1]),
-        vip: 0xc0a8_01c8,
-        port: 80,
-        frame_len: 60,
-        interleave: true,
-    };
+    let spec = FlowsSpec { interleave: true, ..flows_spec(10, 2) };
     let inp = dir.join("in.pcap");
     pcap::write(&inp, &pcap::flows(&spec)).unwrap();
     let eal = eal_args(&prefix, &format!("net_pcap0,rx_pcap={}", inp.display()));
-    let mut d = spawn(
-        &eal,
-        &[
-            "--config".into(),
-            cfgp.display().to_string(),
-            "--control".into(),
-            sock.display().to_string(),
-            "--stats-interval".into(),
-            "1".into(),
-        ],
-    );
+    let sock_arg = sock.display().to_string();
+    let mut d = spawn(&eal, &app(&cfgp, &["--control", &sock_arg]));
     d.wait_rx(20, Duration::from_secs(30));
 
     // Socket permissions: 0600.
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(
-        std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
+    assert_eq!(std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777, 0o600);
 
     // -ln, byte for byte in ipvsadm's layout; the census needs one sweep of the table.
     let want = concat!(
@@ -99,7 +54,7 @@ fn drlbadm_commands_against_a_running_daemon() {
     );
     let mut got = String::new();
     for _ in 0..50 {
-        got = ok(&sock, &["-ln"]);
+        got = adm_ok(&sock, &["-ln"]);
         if got == want {
             break;
         }
@@ -107,23 +62,13 @@ fn drlbadm_commands_against_a_running_daemon() {
     }
     assert_eq!(got, want);
     // -lnc: the 10 connection entries in ipvsadm's layout.
-    let lnc = ok(&sock, &["-lnc"]);
-    assert!(
-        lnc.starts_with("drlb connection entries (10 in all)\n"),
-        "{lnc}"
-    );
-    let rows: Vec<Vec<&str>> = lnc
-        .lines()
-        .skip(2)
-        .map(|l| l.split_whitespace().collect())
-        .collect();
+    let lnc = adm_ok(&sock, &["-lnc"]);
+    assert!(lnc.starts_with("drlb connection entries (10 in all)\n"), "{lnc}");
+    let rows: Vec<Vec<&str>> =
+        lnc.lines().skip(2).map(|l| l.split_whitespace().collect()).collect();
     assert_eq!(rows.len(), 10, "{lnc}");
     for f in &rows {
-        assert_eq!(
-            (f[0], f[2], f[4]),
-            ("TCP", "ESTABLISHED", "192.168.1.200:80"),
-            "{lnc}"
-        );
+        assert_eq!((f[0], f[2], f[4]), ("TCP", "ESTABLISHED", "192.168.1.200:80"), "{lnc}");
         assert!(
             f[3].starts_with("10.0.0.")
                 && (f[5] == "192.168.1.118:80" || f[5] == "192.168.1.119:80"),
@@ -131,19 +76,16 @@ fn drlbadm_commands_against_a_running_daemon() {
         );
     }
     // --stats: Conns 5, InPkts 10, InBytes 600 per backend (60-byte frames).
-    let stats = ok(&sock, &["-L", "-n", "--stats", "--exact"]);
+    let stats = adm_ok(&sock, &["-L", "-n", "--stats", "--exact"]);
     assert!(
         stats.lines().any(|l| l
             == "  -> 192.168.1.118:80                    5       10        0      600        0"),
         "{stats}"
     );
     // --rate samples over a second; the pcap was replayed once, so every rate is 0.
-    let rate = ok(&sock, &["-ln", "--rate"]);
+    let rate = adm_ok(&sock, &["-ln", "--rate"]);
     assert!(
-        rate.lines()
-            .nth(1)
-            .unwrap()
-            .ends_with("CPS    InPPS   OutPPS    InBPS   OutBPS"),
+        rate.lines().nth(1).unwrap().ends_with("CPS    InPPS   OutPPS    InBPS   OutBPS"),
         "{rate}"
     );
     assert!(
@@ -151,12 +93,12 @@ fn drlbadm_commands_against_a_running_daemon() {
             == "  -> 192.168.1.118:80                    0        0        0        0        0"),
         "{rate}"
     );
-    let json: serde_json::Value = serde_json::from_str(&ok(&sock, &["-ln", "--json"])).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&adm_ok(&sock, &["-ln", "--json"])).unwrap();
     assert_eq!(json["services"][0]["backends"][1]["in_pkts"], 10);
 
     // Edits, as an LVS operator types them.
-    ok(&sock, &["-A", "-u", "192.168.1.200:53", "-s", "wrr"]);
-    ok(
+    adm_ok(&sock, &["-A", "-u", "192.168.1.200:53", "-s", "wrr"]);
+    adm_ok(
         &sock,
         &[
             "-a",
@@ -171,97 +113,35 @@ fn drlbadm_commands_against_a_running_daemon() {
             "00:0c:29:00:00:0a",
         ],
     );
-    ok(
-        &sock,
-        &[
-            "-a",
-            "-t",
-            "192.168.1.200:80",
-            "-r",
-            "192.168.1.120",
-            "-w",
-            "2",
-        ],
-    );
-    ok(
-        &sock,
-        &[
-            "-e",
-            "-t",
-            "192.168.1.200:80",
-            "-r",
-            "192.168.1.119:80",
-            "-w",
-            "0",
-        ],
-    );
-    ok(&sock, &["-E", "-t", "192.168.1.200:80", "-s", "wrr"]);
-    let l = ok(&sock, &["-ln"]);
+    adm_ok(&sock, &["-a", "-t", "192.168.1.200:80", "-r", "192.168.1.120", "-w", "2"]);
+    adm_ok(&sock, &["-e", "-t", "192.168.1.200:80", "-r", "192.168.1.119:80", "-w", "0"]);
+    adm_ok(&sock, &["-E", "-t", "192.168.1.200:80", "-s", "wrr"]);
+    let l = adm_ok(&sock, &["-ln"]);
     assert!(l.contains("TCP  192.168.1.200:80 wrr\n"), "{l}");
-    assert!(
-        l.contains("  -> 192.168.1.119:80             Route   0      "),
-        "{l}"
-    );
-    assert!(
-        l.contains("  -> 192.168.1.120:80             Route   2      "),
-        "{l}"
-    );
+    assert!(l.contains("  -> 192.168.1.119:80             Route   0      "), "{l}");
+    assert!(l.contains("  -> 192.168.1.120:80             Route   2      "), "{l}");
     assert!(
         l.contains("UDP  192.168.1.200:53 wrr\n  -> 192.168.1.118:53             Route   3      "),
         "{l}"
     );
-    assert!(
-        l.find("TCP ").unwrap() < l.find("UDP ").unwrap(),
-        "sorted as ipvsadm sorts"
-    );
+    assert!(l.find("TCP ").unwrap() < l.find("UDP ").unwrap(), "sorted as ipvsadm sorts");
 
     // Rejected commands: exit 1, a message, nothing changed.
-    let before = ok(&sock, &["-S"]);
+    let before = adm_ok(&sock, &["-S"]);
     for (args, want) in [
+        (vec!["-A", "-t", "192.168.1.200:80"], "Service already exists"),
+        (vec!["-a", "-t", "192.168.1.200:81", "-r", "192.168.1.118"], "Service not defined"),
+        (vec!["-a", "-t", "192.168.1.200:80", "-r", "192.168.1.118:8080"], "cannot remap ports"),
         (
-            vec!["-A", "-t", "192.168.1.200:80"],
-            "Service already exists",
-        ),
-        (
-            vec!["-a", "-t", "192.168.1.200:81", "-r", "192.168.1.118"],
-            "Service not defined",
-        ),
-        (
-            vec!["-a", "-t", "192.168.1.200:80", "-r", "192.168.1.118:8080"],
-            "cannot remap ports",
-        ),
-        (
-            vec![
-                "-a",
-                "-t",
-                "192.168.1.200:80",
-                "-r",
-                "192.168.1.9",
-                "-w",
-                "70000",
-            ],
+            vec!["-a", "-t", "192.168.1.200:80", "-r", "192.168.1.9", "-w", "70000"],
             "Invalid weight",
         ),
         (
-            vec![
-                "-e",
-                "-t",
-                "192.168.1.200:80",
-                "-r",
-                "192.168.1.9",
-                "-w",
-                "1",
-            ],
+            vec!["-e", "-t", "192.168.1.200:80", "-r", "192.168.1.9", "-w", "1"],
             "No such destination",
         ),
-        (
-            vec!["-d", "-t", "192.168.1.200:80", "-r", "10.0.0.300"],
-            "not an IPv4 address",
-        ),
-        (
-            vec!["-A", "-t", "192.168.1.201:80", "-s", "lc"],
-            "Scheduler not found",
-        ),
+        (vec!["-d", "-t", "192.168.1.200:80", "-r", "10.0.0.300"], "not an IPv4 address"),
+        (vec!["-A", "-t", "192.168.1.201:80", "-s", "lc"], "Scheduler not found"),
         (
             vec!["-a", "-t", "192.168.1.200:80", "-r", "192.168.1.9", "-m"],
             "only does direct routing",
@@ -271,11 +151,7 @@ fn drlbadm_commands_against_a_running_daemon() {
         assert_ne!(c, 0, "{args:?} accepted");
         assert!(err.contains(want), "{args:?}: {err:?} lacks {want:?}");
     }
-    assert_eq!(
-        ok(&sock, &["-S"]),
-        before,
-        "a rejected command changed the state"
-    );
+    assert_eq!(adm_ok(&sock, &["-S"]), before, "a rejected command changed the state");
 
     // Garbage, a huge request and a stalled client on the socket; the next client is served.
     {
@@ -291,50 +167,33 @@ fn drlbadm_commands_against_a_running_daemon() {
         let _ = big.read_to_string(&mut r);
         assert!(r.contains("too large"), "{r}");
         let _stalled = std::os::unix::net::UnixStream::connect(&sock).unwrap();
-        assert_eq!(ok(&sock, &["-S"]), before);
+        assert_eq!(adm_ok(&sock, &["-S"]), before);
     }
 
     // -S -> --check -> reload from that file: the same state.
     let saved = write(&dir, "saved.toml", &before);
-    ok(&sock, &["--check", saved.to_str().unwrap()]);
+    adm_ok(&sock, &["--check", saved.to_str().unwrap()]);
     std::fs::copy(&saved, &cfgp).unwrap();
-    let r = ok(&sock, &["--reload"]);
+    let r = adm_ok(&sock, &["--reload"]);
     assert!(r.is_empty(), "{r}");
-    assert_eq!(ok(&sock, &["-S"]), before);
+    assert_eq!(adm_ok(&sock, &["-S"]), before);
 
     // Deletes and clear.
-    ok(
-        &sock,
-        &["-d", "-t", "192.168.1.200:80", "-r", "192.168.1.120"],
-    );
-    ok(&sock, &["-D", "-u", "192.168.1.200:53"]);
-    assert!(!ok(&sock, &["-ln"]).contains("UDP"));
-    ok(&sock, &["-C"]);
-    assert_eq!(
-        ok(&sock, &["-ln"]).lines().count(),
-        3,
-        "only the header after -C"
-    );
+    adm_ok(&sock, &["-d", "-t", "192.168.1.200:80", "-r", "192.168.1.120"]);
+    adm_ok(&sock, &["-D", "-u", "192.168.1.200:53"]);
+    assert!(!adm_ok(&sock, &["-ln"]).contains("UDP"));
+    adm_ok(&sock, &["-C"]);
+    assert_eq!(adm_ok(&sock, &["-ln"]).lines().count(), 3, "only the header after -C");
 
     // Another uid cannot use the socket.
     let o = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            ADM,
-            "--socket",
-        ])
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", ADM, "--socket"])
         .arg(&sock)
         .arg("-ln")
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
-    assert!(
-        String::from_utf8_lossy(&o.stderr).contains("Permission denied"),
-        "{:?}",
-        o
-    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("Permission denied"), "{:?}", o);
 
     let (code, _, log) = d.stop();
     assert_eq!(code, 0, "{log}");
@@ -344,36 +203,13 @@ fn drlbadm_commands_against_a_running_daemon() {
     let sock2 = dir2.join("ctl.sock");
     let eal2 = eal_args(&prefix2, &format!("net_pcap0,rx_pcap={}", inp.display()));
     let cfg2 = write(&dir2, "drlb.toml", CFG);
-    let d2 = spawn(
-        &eal2,
-        &[
-            "--config".into(),
-            cfg2.display().to_string(),
-            "--control".into(),
-            sock2.display().to_string(),
-            "--control-group".into(),
-            "4242".into(),
-        ],
-    );
-    for _ in 0..100 {
-        if sock2.exists() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert_eq!(
-        std::fs::metadata(&sock2).unwrap().permissions().mode() & 0o777,
-        0o660
-    );
+    let sock2_arg = sock2.display().to_string();
+    let mut d2 = spawn(&eal2, &app(&cfg2, &["--control", &sock2_arg, "--control-group", "4242"]));
+    d2.wait_ready(Duration::from_secs(30));
+    assert_eq!(std::fs::metadata(&sock2).unwrap().permissions().mode() & 0o777, 0o660);
     let as_gid = |gid: &str| {
         Command::new("setpriv")
-            .args([
-                "--reuid=65534",
-                &format!("--regid={gid}"),
-                "--clear-groups",
-                ADM,
-                "--socket",
-            ])
+            .args(["--reuid=65534", &format!("--regid={gid}"), "--clear-groups", ADM, "--socket"])
             .arg(&sock2)
             .arg("-ln")
             .output()

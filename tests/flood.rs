@@ -85,18 +85,10 @@ fn run(mode: SynFlood, established: usize) -> Outcome {
     for i in 0..established {
         let (a, p) = client(i);
         let v = process(&mut frame(a, p, SYN), &s, &mut l, now);
-        let Verdict::Forward { slot, .. } = v else {
-            panic!("{v:?}")
-        };
+        let Verdict::Forward { slot, .. } = v else { panic!("{v:?}") };
         backend.push(slot);
         let v = process(&mut frame(a, p, ACK), &s, &mut l, now);
-        assert_eq!(
-            v,
-            Verdict::Forward {
-                slot,
-                new_flow: false
-            }
-        );
+        assert_eq!(v, Verdict::Forward { slot, new_flow: false });
     }
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let (mut refused, mut flood_forwarded) = (0, 0);
@@ -122,10 +114,7 @@ fn run(mode: SynFlood, established: usize) -> Outcome {
     for (i, &b) in backend.iter().enumerate() {
         let (a, p) = client(i);
         if process(&mut frame(a, p, ACK), &s, &mut l, now)
-            == (Verdict::Forward {
-                slot: b,
-                new_flow: false,
-            })
+            == (Verdict::Forward { slot: b, new_flow: false })
         {
             kept += 1;
         }
@@ -156,11 +145,7 @@ fn stateless_default_evicts_nothing_and_keeps_every_established_flow() {
         assert_eq!(o.flood_forwarded, 10 * CAP, "every SYN is still served");
         // The table takes SYNs until their groups are full, then forwards them without
         // state: nearly all of the flood goes statelessly.
-        assert!(
-            o.stateless as usize >= 9 * CAP,
-            "stateless SYNs {}",
-            o.stateless
-        );
+        assert!(o.stateless as usize >= 9 * CAP, "stateless SYNs {}", o.stateless);
     }
 }
 
@@ -221,12 +206,7 @@ fn flooded(mode: SynFlood) -> (Snapshot, LocalState, u32) {
     let mut l = LocalState::new(16, 0);
     let now = 10;
     for i in 0..64u32 {
-        forward_slot(process(
-            &mut frame(0x6400_0000 + i, 4000, SYN),
-            &s,
-            &mut l,
-            now,
-        ));
+        forward_slot(process(&mut frame(0x6400_0000 + i, 4000, SYN), &s, &mut l, now));
     }
     (s, l, now)
 }
@@ -234,11 +214,7 @@ fn flooded(mode: SynFlood) -> (Snapshot, LocalState, u32) {
 #[test]
 fn handshake_in_a_flood_completes_on_one_backend_and_is_stored_by_its_ack() {
     let (s, mut l, now) = flooded(SynFlood::Stateless);
-    assert_eq!(
-        l.flood.stateless_syns,
-        64 - 16,
-        "16 stored, the rest stateless"
-    );
+    assert_eq!(l.flood.stateless_syns, 64 - 16, "16 stored, the rest stateless");
     assert!(l.flood.active(now));
     let c = ip("10.9.0.1");
     // The SYN finds the table full: routed by hash, nothing stored.
@@ -246,18 +222,9 @@ fn handshake_in_a_flood_completes_on_one_backend_and_is_stored_by_its_ack() {
     assert_eq!(l.flows.stats.inserts, 16);
     // Its retransmission and its ACK go to the same backend; the ACK stores the flow,
     // displacing a half-open flood entry.
-    assert_eq!(
-        forward_slot(process(&mut frame(c, 5555, SYN), &s, &mut l, now)),
-        b
-    );
+    assert_eq!(forward_slot(process(&mut frame(c, 5555, SYN), &s, &mut l, now)), b);
     let v = process(&mut frame(c, 5555, ACK), &s, &mut l, now);
-    assert_eq!(
-        v,
-        Verdict::Forward {
-            slot: b,
-            new_flow: false
-        }
-    );
+    assert_eq!(v, Verdict::Forward { slot: b, new_flow: false });
     assert_eq!(l.flood.hashed_segments, 1);
     assert_eq!(l.flows.stats.inserts, 17);
     assert_eq!(l.flows.stats.evictions, 1, "a half-open entry made room");
@@ -267,13 +234,7 @@ fn handshake_in_a_flood_completes_on_one_backend_and_is_stored_by_its_ack() {
     assert!(!l.flood.active(later + 700));
     for t in [later, later + 10, later + 700] {
         let v = process(&mut frame(c, 5555, ACK | PSH), &s, &mut l, t);
-        assert_eq!(
-            v,
-            Verdict::Forward {
-                slot: b,
-                new_flow: false
-            }
-        );
+        assert_eq!(v, Verdict::Forward { slot: b, new_flow: false });
     }
     assert_eq!(l.flood.hashed_segments, 1);
 }
@@ -288,18 +249,8 @@ fn segments_without_a_flow_are_routed_only_under_pressure() {
     // Under pressure: routed by hash; an RST or FIN is forwarded but not stored.
     let (s, mut l, now) = flooded(SynFlood::Stateless);
     let inserts = l.flows.stats.inserts;
-    forward_slot(process(
-        &mut frame(ip("10.1.1.2"), 1000, RST),
-        &s,
-        &mut l,
-        now,
-    ));
-    forward_slot(process(
-        &mut frame(ip("10.1.1.3"), 1000, FIN | ACK),
-        &s,
-        &mut l,
-        now,
-    ));
+    forward_slot(process(&mut frame(ip("10.1.1.2"), 1000, RST), &s, &mut l, now));
+    forward_slot(process(&mut frame(ip("10.1.1.3"), 1000, FIN | ACK), &s, &mut l, now));
     assert_eq!(l.flows.stats.inserts, inserts);
     assert_eq!(l.flood.hashed_segments, 2);
     // Pressure ends one SYN_RECV timeout (60 s) after the last full-table SYN.
@@ -323,12 +274,8 @@ fn stateless_syns_follow_the_weights() {
     let n = 80_000;
     for _ in 0..n {
         let r = rng.next();
-        let slot = forward_slot(process(
-            &mut frame(r as u32, (r >> 32) as u16 | 1, SYN),
-            &s,
-            &mut l,
-            1,
-        ));
+        let slot =
+            forward_slot(process(&mut frame(r as u32, (r >> 32) as u16 | 1, SYN), &s, &mut l, 1));
         per[usize::from(slot)] += 1;
     }
     assert_eq!(per[2], 0, "weight 0 (draining) gets no new flow");
@@ -364,11 +311,7 @@ fn flood_through_binary(mode: &str) -> std::collections::HashMap<String, u64> {
     let mut rng = Rng(0x5eed);
     for n in 0..10 * CAP {
         let r = rng.next();
-        input.push(tcp(
-            0x6400_0000 | (r as u32 & 0xff_ffff),
-            (r >> 32) as u16 | 1,
-            SYN,
-        ));
+        input.push(tcp(0x6400_0000 | (r as u32 & 0xff_ffff), (r >> 32) as u16 | 1, SYN));
         if n % 64 == 0 {
             let (a, p) = est((n / 64) % 256);
             input.push(tcp(a, p, ACK | PSH));
@@ -387,31 +330,8 @@ fn flood_through_binary(mode: &str) -> std::collections::HashMap<String, u64> {
     let inp = dir.join("in.pcap");
     let outp = dir.join("out.pcap");
     pcap::write(&inp, &input).unwrap();
-    let cfg = write(
-        &dir,
-        "c.toml",
-        &format!(
-            r#"
-[dataplane]
-ip = "192.168.1.121"
-flow_capacity = {CAP}
-syn_flood = "{mode}"
-
-[[service]]
-vip = "192.168.1.200"
-port = 80
-scheduler = "wrr"
-  [[service.backend]]
-  ip = "192.168.1.118"
-  weight = 3
-  mac = "00:0c:29:00:00:0a"
-  [[service.backend]]
-  ip = "192.168.1.119"
-  weight = 1
-  mac = "00:0c:29:00:00:0b"
-"#
-        ),
-    );
+    let cfg =
+        write(&dir, "c.toml", &web(&format!("flow_capacity = {CAP}\nsyn_flood = \"{mode}\"")));
     let eal = eal_args(&prefix, &pcap_rx_tx(&inp, &outp));
     let mut d = spawn(&eal, &["--config".into(), cfg.display().to_string()]);
     let n = input.len() as u64;
@@ -428,22 +348,14 @@ scheduler = "wrr"
     for f in &out {
         let saddr = u32::from_be_bytes(f[26..30].try_into().unwrap());
         let sport = u16::from_be_bytes([f[34], f[35]]);
-        backends
-            .entry((saddr, sport))
-            .or_default()
-            .insert(f[..6].try_into().unwrap());
+        backends.entry((saddr, sport)).or_default().insert(f[..6].try_into().unwrap());
     }
     for (what, ids) in [
         ("established", (0..256).map(est).collect::<Vec<_>>()),
         ("real", (0..50).map(real).collect()),
     ] {
         for id in ids {
-            assert_eq!(
-                backends[&id].len(),
-                1,
-                "{mode}: {what} flow {id:?} on {:?}",
-                backends[&id]
-            );
+            assert_eq!(backends[&id].len(), 1, "{mode}: {what} flow {id:?} on {:?}", backends[&id]);
         }
     }
     let _ = std::fs::remove_dir_all(&dir);

@@ -18,14 +18,7 @@ const MAC_B: Mac = Mac([0x00, 0x0c, 0x29, 0x56, 0x5c, 0xc6]);
 const OTHER: Mac = Mac([0x02, 0x99, 0, 0, 0, 0x99]);
 
 fn be(ip_: u32, slot: u16, weight: u32, mac: Option<Mac>) -> BackendSpec {
-    BackendSpec {
-        slot,
-        incarnation: 1,
-        ip: ip_,
-        port: 80,
-        weight,
-        mac,
-    }
+    BackendSpec { slot, incarnation: 1, ip: ip_, port: 80, weight, mac }
 }
 
 /// The seed: VIP 192.168.1.200:80/tcp rr over .118 (A) and .119 (B); a UDP service
@@ -49,10 +42,7 @@ fn snapshot() -> Snapshot {
             proto: Proto::Udp,
             sched: SchedKind::Wrr,
             on_removed: OnRemoved::Reschedule,
-            backends: vec![BackendSpec {
-                port: 53,
-                ..be(ip("192.168.1.118"), 2, 1, Some(MAC_A))
-            }],
+            backends: vec![BackendSpec { port: 53, ..be(ip("192.168.1.118"), 2, 1, Some(MAC_A)) }],
         },
         ServiceSpec {
             vip: ip("192.168.1.201"),
@@ -184,21 +174,13 @@ fn cases() -> Vec<Case> {
         Case {
             what: "ARP request from backend A for the DIP: answered and A's MAC learned",
             input: frames::arp_frame(Mac::BROADCAST, OP_REQUEST, new_a, a_ip, Mac::ZERO, dip),
-            verdict: Verdict::ArpReply {
-                learned: Some(Neighbor {
-                    ip: a_ip,
-                    mac: new_a,
-                }),
-            },
+            verdict: Verdict::ArpReply { learned: Some(Neighbor { ip: a_ip, mac: new_a }) },
             output: Some(frames::arp_frame(new_a, OP_REPLY, PORT, dip, new_a, a_ip)),
         },
         Case {
             what: "ARP reply from backend A: learned, consumed",
             input: frames::arp_frame(PORT, OP_REPLY, new_a, a_ip, PORT, dip),
-            verdict: Verdict::ArpLearned(Neighbor {
-                ip: a_ip,
-                mac: new_a,
-            }),
+            verdict: Verdict::ArpLearned(Neighbor { ip: a_ip, mac: new_a }),
             output: None,
         },
         Case {
@@ -251,11 +233,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             what: "ICMP echo with a bad ICMP checksum",
-            input: set(
-                frames::icmp_echo(PORT, CLIENT, cip, vip, 1),
-                36,
-                &[0xde, 0xad],
-            ),
+            input: set(frames::icmp_echo(PORT, CLIENT, cip, vip, 1), 36, &[0xde, 0xad]),
             verdict: Verdict::Drop(D::IcmpUnhandled),
             output: None,
         },
@@ -267,25 +245,14 @@ fn cases() -> Vec<Case> {
         },
         Case {
             what: "destination MAC of another host",
-            input: frames::tcp(
-                &Flow {
-                    dst_mac: OTHER,
-                    ..flow(1, 80)
-                },
-                SYN,
-                0,
-                60,
-            ),
+            input: frames::tcp(&Flow { dst_mac: OTHER, ..flow(1, 80) }, SYN, 0, 60),
             verdict: Verdict::Drop(D::NotForUs),
             output: None,
         },
         Case {
             what: "multicast destination MAC",
             input: frames::tcp(
-                &Flow {
-                    dst_mac: Mac([1, 0, 0x5e, 0, 0, 1]),
-                    ..flow(1, 80)
-                },
+                &Flow { dst_mac: Mac([1, 0, 0x5e, 0, 0, 1]), ..flow(1, 80) },
                 SYN,
                 0,
                 60,
@@ -350,11 +317,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             what: "IPv4 total length past the frame",
-            input: fix_ip_csum(set(
-                frames::tcp(&flow(1, 80), SYN, 0, 60),
-                16,
-                &[0x05, 0xdc],
-            )),
+            input: fix_ip_csum(set(frames::tcp(&flow(1, 80), SYN, 0, 60), 16, &[0x05, 0xdc])),
             verdict: Verdict::Drop(D::Ipv4Truncated),
             output: None,
         },
@@ -372,11 +335,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             what: "non-first fragment",
-            input: fix_ip_csum(set(
-                frames::tcp(&flow(1, 80), SYN, 0, 60),
-                20,
-                &[0x00, 0x10],
-            )),
+            input: fix_ip_csum(set(frames::tcp(&flow(1, 80), SYN, 0, 60), 20, &[0x00, 0x10])),
             verdict: Verdict::Drop(D::Fragment),
             output: None,
         },
@@ -424,15 +383,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             what: "service whose only backend has no MAC yet",
-            input: frames::tcp(
-                &Flow {
-                    daddr: ip("192.168.1.201"),
-                    ..flow(3, 80)
-                },
-                SYN,
-                0,
-                60,
-            ),
+            input: frames::tcp(&Flow { daddr: ip("192.168.1.201"), ..flow(3, 80) }, SYN, 0, 60),
             verdict: Verdict::Drop(D::NoBackend),
             output: None,
         },
@@ -459,11 +410,7 @@ fn golden_packets() {
     // see tests/flood.rs).
     for r in D::ALL {
         if *r != D::BackendRemoved && *r != D::FlowTableFull {
-            assert!(
-                seen.contains(r),
-                "no golden case for drop reason {}",
-                r.name()
-            );
+            assert!(seen.contains(r), "no golden case for drop reason {}", r.name());
         }
     }
 }
@@ -476,10 +423,7 @@ fn forwarded_ip_bytes_never_change() {
     for sport in 1000..1100u16 {
         let input = frames::tcp(&flow(sport, 80), SYN, 100, 60);
         let mut f = input.clone();
-        assert!(matches!(
-            process(&mut f, &snap, &mut local, 0),
-            Verdict::Forward { .. }
-        ));
+        assert!(matches!(process(&mut f, &snap, &mut local, 0), Verdict::Forward { .. }));
         assert_eq!(&f[12..], &input[12..]);
         assert_eq!(&f[6..12], &PORT.0);
     }

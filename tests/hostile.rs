@@ -4,7 +4,7 @@
 mod common;
 use common::*;
 use drlb::testing::frames::{self, Flow};
-use drlb::testing::pcap::{self, FlowsSpec};
+use drlb::testing::pcap;
 use drlb::wire::tcp::flags::{ACK, SYN};
 use drlb::wire::Mac;
 use std::collections::HashSet;
@@ -14,8 +14,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-const PORT: Mac = Mac([0x02, 0x70, 0x63, 0x61, 0x70, 0x00]);
-const CLIENT: Mac = Mac([0x02, 0xc1, 0, 0, 0, 1]);
+const PORT: Mac = PCAP_MAC;
 const BACKENDS: [&str; 2] = ["00:0c:29:00:00:0a", "00:0c:29:00:00:0b"];
 
 const CFG: &str = r#"
@@ -33,19 +32,6 @@ port = 80
   ip = "192.168.1.119"
   mac = "00:0c:29:00:00:0b"
 "#;
-
-fn spec(flows: u32, packets: u32) -> FlowsSpec {
-    FlowsSpec {
-        flows,
-        packets_per_flow: packets,
-        dst_mac: PORT,
-        src_mac: CLIENT,
-        vip: u32::from(std::net::Ipv4Addr::new(192, 168, 1, 200)),
-        port: 80,
-        frame_len: 60,
-        interleave: false,
-    }
-}
 
 /// Random frames: pure noise, and noise behind our MAC with IPv4, ARP or 802.1Q
 /// ethertypes (so it reaches the deeper parsers).
@@ -78,7 +64,7 @@ fn malformed_and_random_frames_are_counted_and_nothing_bad_is_forwarded() {
     let vip = u32::from(std::net::Ipv4Addr::new(192, 168, 1, 200));
     // Valid flows, then every malformed shape and 4000 random frames, then more valid
     // flows: forwarding must carry on after the junk.
-    let before = pcap::flows(&spec(200, 2));
+    let before = pcap::flows(&flows_spec(200, 2));
     // The same flows with one address bit flipped: the IPv4 checksum no longer holds.
     let corrupted: Vec<Vec<u8>> = before
         .iter()
@@ -114,39 +100,20 @@ fn malformed_and_random_frames_are_counted_and_nothing_bad_is_forwarded() {
     pcap::write(&inp, &input).unwrap();
     let cfg = write(&dir, "c.toml", CFG);
     let eal = eal_args(&prefix, &pcap_rx_tx(&inp, &outp));
-    let mut d = spawn(
-        &eal,
-        &[
-            "--config".into(),
-            cfg.display().to_string(),
-            "--stats-interval".into(),
-            "1".into(),
-        ],
-    );
+    let mut d = spawn(&eal, &app(&cfg, &[]));
     let n = input.len() as u64;
     d.wait_rx(n, Duration::from_secs(60));
     let (code, c, log) = d.stop();
     assert_eq!(code, 0, "{log}");
     assert_eq!(c["rx"], n, "{c:?}");
-    assert_eq!(
-        c["forwarded"] + c["arp_replies"] + c["icmp_replies"] + c["arp_learned"] + c["dropped"],
-        c["rx"],
-        "every frame has one outcome: {c:?}"
-    );
-    let drops: u64 = c
-        .iter()
-        .filter(|(k, _)| k.starts_with("drop_"))
-        .map(|(_, v)| v)
-        .sum();
+    assert_eq!(accounted(&c), c["rx"], "every frame has one outcome: {c:?}");
+    let drops: u64 = c.iter().filter(|(k, _)| k.starts_with("drop_")).map(|(_, v)| v).sum();
     assert_eq!(drops, c["dropped"], "drop reasons add up");
     // Forwarded: exactly the valid flows (the bit-flipped ones fail their checksum).
     let valid = (before.len() + tail.len()) as u64;
     assert_eq!(c["forwarded"], valid, "{c:?}");
     assert_eq!(c["new_flows"], 400, "{c:?}");
-    assert!(
-        c["drop_ipv4_bad_checksum"] >= corrupted.len() as u64,
-        "{c:?}"
-    );
+    assert!(c["drop_ipv4_bad_checksum"] >= corrupted.len() as u64, "{c:?}");
     assert_eq!(c["mbufs_in_use"], 0);
     // Every transmitted frame is a valid input frame with only its MACs rewritten, to a
     // real server.
@@ -157,10 +124,7 @@ fn malformed_and_random_frames_are_counted_and_nothing_bad_is_forwarded() {
         let dst = Mac(f[..6].try_into().unwrap()).to_string();
         assert!(BACKENDS.contains(&dst.as_str()), "sent to {dst}");
         assert_eq!(&f[6..12], &PORT.0);
-        assert!(
-            valid_tails.contains(&f[12..]),
-            "forwarded a frame that was not valid"
-        );
+        assert!(valid_tails.contains(&f[12..]), "forwarded a frame that was not valid");
     }
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -192,26 +156,12 @@ fn forwarded_now(sock: &Path) -> u64 {
 /// control socket in `dir`.
 fn full_rate(dir: &Path, prefix: &str, flows: u32) -> (Running, std::path::PathBuf) {
     let inp = dir.join("in.pcap");
-    pcap::write(&inp, &pcap::flows(&spec(flows, 4))).unwrap();
+    pcap::write(&inp, &pcap::flows(&flows_spec(flows, 4))).unwrap();
     let cfg = write(dir, "c.toml", CFG);
     let sock = dir.join("ctl.sock");
-    let eal = eal_args(
-        prefix,
-        &format!("net_pcap0,rx_pcap={},infinite_rx=1", inp.display()),
-    );
-    let d = spawn(
-        &eal,
-        &[
-            "--config".into(),
-            cfg.display().to_string(),
-            "--control".into(),
-            sock.display().to_string(),
-            "--stats-interval".into(),
-            "1".into(),
-            "--mbufs".into(),
-            "8191".into(),
-        ],
-    );
+    let eal = eal_args(prefix, &format!("net_pcap0,rx_pcap={},infinite_rx=1", inp.display()));
+    let sock_arg = sock.display().to_string();
+    let d = spawn(&eal, &app(&cfg, &["--control", &sock_arg, "--mbufs", "8191"]));
     (d, sock)
 }
 
@@ -248,9 +198,7 @@ fn control_socket_abuse_does_not_disturb_forwarding() {
     let r = big.join().unwrap();
     assert!(r.contains("too large"), "10 MB request: {:.200}", r);
     // The stalled client is cut off after the deadline with an error.
-    stalled
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    stalled.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut r = String::new();
     let _ = stalled.read_to_string(&mut r);
     assert!(r.contains("\"ok\":false"), "stalled client: {r}");
@@ -307,11 +255,7 @@ fn hostile_config_files_are_rejected_with_a_message() {
             b"[dataplane]\nip = \"1.2.3.4\"\nip = \"1.2.3.5\"\n".to_vec(),
             "duplicate key",
         ),
-        (
-            "nul",
-            b"[dataplane]\nip = \"1.2.3.4\0\"\n".to_vec(),
-            "line 2",
-        ),
+        ("nul", b"[dataplane]\nip = \"1.2.3.4\0\"\n".to_vec(), "line 2"),
         ("empty", Vec::new(), "dataplane"),
     ];
     for (name, bytes, want) in cases {
@@ -353,10 +297,7 @@ fn sigterm_at_full_rate_exits_within_a_second_and_cleans_up() {
         if let Some(st) = d.child.try_wait().unwrap() {
             break st;
         }
-        assert!(
-            t0.elapsed() < Duration::from_secs(5),
-            "no exit 5 s after SIGTERM"
-        );
+        assert!(t0.elapsed() < Duration::from_secs(5), "no exit 5 s after SIGTERM");
         std::thread::sleep(Duration::from_millis(5));
     };
     let took = t0.elapsed();
@@ -372,7 +313,7 @@ fn sigterm_at_full_rate_exits_within_a_second_and_cleans_up() {
 fn a_worker_panic_stops_the_process_with_a_clear_message() {
     let (dir, prefix) = scratch("panic");
     let inp = dir.join("in.pcap");
-    pcap::write(&inp, &pcap::flows(&spec(16, 2))).unwrap();
+    pcap::write(&inp, &pcap::flows(&flows_spec(16, 2))).unwrap();
     let cfg = write(&dir, "c.toml", CFG);
     let sock = dir.join("ctl.sock");
     let eal = eal_args(&prefix, &format!("net_pcap0,rx_pcap={}", inp.display()));
@@ -381,12 +322,7 @@ fn a_worker_panic_stops_the_process_with_a_clear_message() {
         .env("DRLB_FAULT", "worker_panic")
         .args(&eal)
         .arg("--")
-        .args([
-            "--config",
-            cfg.to_str().unwrap(),
-            "--control",
-            sock.to_str().unwrap(),
-        ])
+        .args(["--config", cfg.to_str().unwrap(), "--control", sock.to_str().unwrap()])
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);

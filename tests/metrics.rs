@@ -2,57 +2,24 @@
 mod common;
 use common::*;
 use drlb::testing::pcap::{self, FlowsSpec};
-use drlb::wire::Mac;
 use std::time::Duration;
 
 const CFG: &str = "[dataplane]\nip = \"192.168.1.121\"\nflow_capacity = 4096\n[[service]]\nvip = \"192.168.1.200\"\nport = 80\nscheduler = \"rr\"\n\
 [[service.backend]]\nip = \"192.168.1.118\"\nmac = \"00:0c:29:00:00:0a\"\n[[service.backend]]\nip = \"192.168.1.119\"\nweight = 0\nmac = \"00:0c:29:00:00:0b\"\n";
-
-fn scrape(port: u16) -> String {
-    let o = std::process::Command::new("curl")
-        .args(["-s", "--max-time", "5"])
-        .arg(format!("http://127.0.0.1:{port}/metrics"))
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
 
 #[test]
 fn metrics_match_known_traffic() {
     let (dir, prefix) = scratch("metrics");
     let cfgp = write(&dir, "drlb.toml", CFG);
     // 10 flows, SYN then ACK, plus the junk set: all 10 flows go to .118 (.119 drains).
-    let spec = FlowsSpec {
-        flows: 10,
-        packets_per_flow: 2,
-        dst_mac: Mac([0x02, 0x70, 0x63, 0x61, 0x70, 0]),
-        src_mac: Mac([2, 1, 1, 1, 1, 1]),
-        vip: 0xc0a8_01c8,
-        port: 80,
-        frame_len: 60,
-        interleave: true,
-    };
+    let spec = FlowsSpec { interleave: true, ..flows_spec(10, 2) };
     let mut frames = pcap::flows(&spec);
     frames.extend(pcap::junk(spec.dst_mac, spec.src_mac, spec.vip));
     let inp = dir.join("in.pcap");
     pcap::write(&inp, &frames).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let eal = eal_args(&prefix, &format!("net_pcap0,rx_pcap={}", inp.display()));
-    let mut d = spawn(
-        &eal,
-        &[
-            "--config".into(),
-            cfgp.display().to_string(),
-            "--metrics".into(),
-            port.to_string(),
-            "--stats-interval".into(),
-            "1".into(),
-        ],
-    );
+    let mut d = spawn(&eal, &app(&cfgp, &["--metrics", &port.to_string()]));
     d.wait_rx(frames.len() as u64, Duration::from_secs(30));
     let b118 = r#"{vip="192.168.1.200",port="80",proto="tcp",backend="192.168.1.118:80"}"#;
     let b119 = r#"{vip="192.168.1.200",port="80",proto="tcp",backend="192.168.1.119:80"}"#;
@@ -89,21 +56,17 @@ fn metrics_match_known_traffic() {
         assert!(body.lines().any(|l| l == w), "missing {w:?} in:\n{body}");
     }
     // Every metric the Grafana dashboard queries is in the scrape (a sample line).
-    let dash = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/configs/grafana-drlb.json"
-    ))
-    .unwrap();
+    let dash =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/configs/grafana-drlb.json"))
+            .unwrap();
     let dash: serde_json::Value = serde_json::from_str(&dash).expect("dashboard is JSON");
     let mut queried = std::collections::BTreeSet::new();
     for p in dash["panels"].as_array().unwrap() {
         for t in p["targets"].as_array().unwrap() {
             let e = t["expr"].as_str().unwrap();
             for (i, _) in e.match_indices("drlb_") {
-                let name: String = e[i..]
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                    .collect();
+                let name: String =
+                    e[i..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
                 queried.insert(name);
             }
         }

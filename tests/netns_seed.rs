@@ -18,25 +18,15 @@ impl Topo {
     fn sh(&self, script: &str) -> std::process::Output {
         Command::new("bash")
             .arg("-c")
-            .arg(format!(
-                "set -e; SFX={}; . {ROOT}/scripts/seed-topology.sh; {script}",
-                self.sfx
-            ))
+            .arg(format!("set -e; SFX={}; . {ROOT}/scripts/seed-topology.sh; {script}", self.sfx))
             .output()
             .expect("bash")
     }
     fn up(name: &str) -> Topo {
         let (dir, _) = scratch(name);
-        let t = Topo {
-            sfx: format!("{}", std::process::id() % 100000),
-            dir,
-        };
+        let t = Topo { sfx: format!("{}", std::process::id() % 100000), dir };
         let o = t.sh(&format!("topology_up {}", t.dir.display()));
-        assert!(
-            o.status.success(),
-            "topology_up: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
+        assert!(o.status.success(), "topology_up: {}", String::from_utf8_lossy(&o.stderr));
         t
     }
     fn ns(&self, role: &str) -> String {
@@ -45,15 +35,7 @@ impl Topo {
     /// curl from the client; returns the body or "" on failure.
     fn curl(&self, path: &str, extra: &[&str]) -> String {
         let out = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.ns("cli"),
-                "curl",
-                "-s",
-                "--max-time",
-                "10",
-            ])
+            .args(["netns", "exec", &self.ns("cli"), "curl", "-s", "--max-time", "10"])
             .args(extra)
             .arg(format!("http://192.168.1.200/{path}"))
             .output()
@@ -87,6 +69,15 @@ fn set_backends(cfg: &std::path::Path, sched: &str, wa: u32, wb: u32) {
     .unwrap();
 }
 
+/// SIGHUP, then waits for the reload's log line (the `n`-th since start).
+fn reload(d: &mut Running, n: &mut usize) {
+    d.signal(libc::SIGHUP);
+    *n += 1;
+    d.wait_count("reload", *n, Duration::from_secs(10), |l| {
+        l.contains("generation") && l.contains("reloaded")
+    });
+}
+
 #[test]
 fn seed_dr_end_to_end() {
     let t = Topo::up("seed");
@@ -106,32 +97,9 @@ fn seed_dr_end_to_end() {
     eal.extend(eal_mem());
     eal.push(format!("--vdev=net_af_packet0,iface=dv{}", t.sfx));
     let sock = t.dir.join("ctl.sock");
-    let adm = |args: &[&str]| {
-        let o = Command::new(env!("CARGO_BIN_EXE_drlbadm"))
-            .arg("--socket")
-            .arg(&sock)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "drlbadm {args:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    };
-    let mut d = spawn_cmd(
-        "ip",
-        &eal,
-        &[
-            "--config".into(),
-            cfg.display().to_string(),
-            "--stats-interval".into(),
-            "0".into(),
-            "--control".into(),
-            sock.display().to_string(),
-        ],
-    );
+    let sock_arg = sock.display().to_string();
+    let adm = |args: &[&str]| adm_ok(&sock, args);
+    let mut d = spawn_cmd("ip", &eal, &app(&cfg, &["--control", &sock_arg]));
     d.wait_for("ARP resolution of A", Duration::from_secs(20), |l| {
         l.contains("192.168.1.118 is-at")
     });
@@ -142,43 +110,19 @@ fn seed_dr_end_to_end() {
     // drlbadm -ln lists both real servers as Route 1, in ipvsadm's layout.
     let ln = adm(&["-ln"]);
     assert!(ln.contains("TCP  192.168.1.200:80 rr\n"), "{ln}");
-    assert!(
-        ln.contains("  -> 192.168.1.118:80             Route   1      "),
-        "{ln}"
-    );
-    assert!(
-        ln.contains("  -> 192.168.1.119:80             Route   1      "),
-        "{ln}"
-    );
+    assert!(ln.contains("  -> 192.168.1.118:80             Route   1      "), "{ln}");
+    assert!(ln.contains("  -> 192.168.1.119:80             Route   1      "), "{ln}");
 
     // ping to the VIP is answered (by the director).
     let ping = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            &t.ns("cli"),
-            "ping",
-            "-c",
-            "2",
-            "-W",
-            "2",
-            "192.168.1.200",
-        ])
+        .args(["netns", "exec", &t.ns("cli"), "ping", "-c", "2", "-W", "2", "192.168.1.200"])
         .output()
         .unwrap();
-    assert!(
-        ping.status.success(),
-        "ping VIP: {}",
-        String::from_utf8_lossy(&ping.stdout)
-    );
+    assert!(ping.status.success(), "ping VIP: {}", String::from_utf8_lossy(&ping.stdout));
 
     // Six curls alternate A/B.
     let seq: String = (0..6).map(|_| t.who()).collect();
-    assert!(
-        seq == "ABABAB" || seq == "BABABA",
-        "rr answers {seq:?}\n{}",
-        d.log()
-    );
+    assert!(seq == "ABABAB" || seq == "BABABA", "rr answers {seq:?}\n{}", d.log());
 
     // Drain B while a long download from B is in flight.
     let next = t.who(); // after an even count the cursor is back where it started
@@ -196,43 +140,33 @@ fn seed_dr_end_to_end() {
                 "-s",
                 "--max-time",
                 "30",
-                "--limit-rate",
-                "100k",
                 "http://192.168.1.200/big.bin",
             ])
             .output()
             .unwrap();
         out.stdout
     });
-    std::thread::sleep(Duration::from_millis(800));
+    // The download is under way once its connection is ESTABLISHED on the director.
+    let slow_ip = if slow_on == 'A' { "192.168.1.118" } else { "192.168.1.119" };
+    poll("the download's connection", Duration::from_secs(20), || {
+        let l: serde_json::Value = serde_json::from_str(&adm(&["-ln", "--json"])).ok()?;
+        let b = l["services"][0]["backends"].as_array()?;
+        b.iter().any(|b| b["ip"] == slow_ip && b["active_conns"].as_u64() >= Some(1)).then_some(())
+    });
     let (wa, wb) = if slow_on == 'B' { (1, 0) } else { (0, 1) };
     set_backends(&cfg, "rr", wa, wb);
-    d.signal(libc::SIGHUP);
-    d.wait_for("reload", Duration::from_secs(5), |l| {
-        l.contains("generation") && l.contains("reloaded")
-    });
+    let mut reloads = 0;
+    reload(&mut d, &mut reloads);
     let other = first;
     let drained: String = (0..20).map(|_| t.who()).collect();
-    assert_eq!(
-        drained,
-        other.to_string().repeat(20),
-        "new connections after draining {slow_on}"
-    );
+    assert_eq!(drained, other.to_string().repeat(20), "new connections after draining {slow_on}");
     let body = slow.join().unwrap();
-    assert_eq!(
-        body.len(),
-        400_000,
-        "the long download from the draining server completes"
-    );
-    assert!(
-        body.iter().all(|&b| b == slow_on as u8),
-        "and comes whole from {slow_on}"
-    );
+    assert_eq!(body.len(), 400_000, "the long download from the draining server completes");
+    assert!(body.iter().all(|&b| b == slow_on as u8), "and comes whole from {slow_on}");
 
     // SIGHUP with wrr, B weight 3, A weight 1: 1:3 over 40 new connections.
     set_backends(&cfg, "wrr", 1, 3);
-    d.signal(libc::SIGHUP);
-    std::thread::sleep(Duration::from_millis(300));
+    reload(&mut d, &mut reloads);
     let split: String = (0..40).map(|_| t.who()).collect();
     assert_eq!(split.matches('A').count(), 10, "{split}");
     assert_eq!(split.matches('B').count(), 30, "{split}");
@@ -244,43 +178,23 @@ fn seed_dr_end_to_end() {
         l.contains("reload rejected") && l.contains("bogus")
     });
     let after: String = (0..4).map(|_| t.who()).collect();
-    assert!(
-        after.chars().all(|c| c == 'A' || c == 'B'),
-        "service continues: {after:?}"
-    );
+    assert!(after.chars().all(|c| c == 'A' || c == 'B'), "service continues: {after:?}");
 
     // drlbadm -d on B: new connections all reach A; adding B back restores the split.
     set_backends(&cfg, "rr", 1, 1);
-    d.signal(libc::SIGHUP);
-    std::thread::sleep(Duration::from_millis(300));
+    reload(&mut d, &mut reloads);
     adm(&["-d", "-t", "192.168.1.200:80", "-r", "192.168.1.119:80"]);
     let only_a: String = (0..10).map(|_| t.who()).collect();
     assert_eq!(only_a, "A".repeat(10));
-    adm(&[
-        "-a",
-        "-t",
-        "192.168.1.200:80",
-        "-r",
-        "192.168.1.119:80",
-        "-g",
-        "-w",
-        "1",
-    ]);
+    adm(&["-a", "-t", "192.168.1.200:80", "-r", "192.168.1.119:80", "-g", "-w", "1"]);
     let back: String = (0..10).map(|_| t.who()).collect();
     assert_eq!(back.matches('B').count(), 5, "split restored: {back}");
 
     let (code, c, log) = d.stop();
     assert_eq!(code, 0, "{log}");
-    assert_eq!(
-        c["forwarded"] + c["arp_replies"] + c["icmp_replies"] + c["arp_learned"] + c["dropped"],
-        c["rx"],
-        "{c:?}"
-    );
+    assert_eq!(accounted(&c), c["rx"], "{c:?}");
     let sfx = t.sfx.clone();
     drop(t);
     let left = Command::new("ip").args(["netns", "list"]).output().unwrap();
-    assert!(
-        !String::from_utf8_lossy(&left.stdout).contains(&sfx),
-        "namespaces left behind"
-    );
+    assert!(!String::from_utf8_lossy(&left.stdout).contains(&sfx), "namespaces left behind");
 }

@@ -63,28 +63,14 @@ fn slot_of(v: Verdict) -> u16 {
 
 #[test]
 fn drain_keeps_existing_flows_and_takes_no_new_ones() {
-    let s1 = snap(
-        1,
-        OnRemoved::Reschedule,
-        &[(0, 1, 1, Some(mac(0))), (1, 1, 1, Some(mac(1)))],
-    );
+    let s1 = snap(1, OnRemoved::Reschedule, &[(0, 1, 1, Some(mac(0))), (1, 1, 1, Some(mac(1)))]);
     let mut l = LocalState::new(4096, 0);
-    let on: Vec<u16> = (0..20)
-        .map(|p| slot_of(send(&s1, &mut l, 1000 + p, SYN, 0)))
-        .collect();
+    let on: Vec<u16> = (0..20).map(|p| slot_of(send(&s1, &mut l, 1000 + p, SYN, 0))).collect();
     assert_eq!(on.iter().filter(|&&s| s == 1).count(), 10);
     // Drain backend 1.
-    let s2 = snap(
-        2,
-        OnRemoved::Reschedule,
-        &[(0, 1, 1, Some(mac(0))), (1, 1, 0, Some(mac(1)))],
-    );
+    let s2 = snap(2, OnRemoved::Reschedule, &[(0, 1, 1, Some(mac(0))), (1, 1, 0, Some(mac(1)))]);
     for (p, &was) in on.iter().enumerate() {
-        assert_eq!(
-            slot_of(send(&s2, &mut l, 1000 + p as u16, ACK, 1)),
-            was,
-            "existing flow moved"
-        );
+        assert_eq!(slot_of(send(&s2, &mut l, 1000 + p as u16, ACK, 1)), was, "existing flow moved");
     }
     for p in 0..20 {
         assert_eq!(
@@ -109,33 +95,20 @@ fn removed_backend_reschedule_or_drop() {
         let b = slot_of(send(&s1, &mut l, 2, SYN, 0));
         assert_eq!((a, b), (0, 1));
         let s2 = snap(2, policy, &only0);
-        assert_eq!(
-            slot_of(send(&s2, &mut l, 1, ACK, 1)),
-            0,
-            "surviving backend keeps its flow"
-        );
+        assert_eq!(slot_of(send(&s2, &mut l, 1, ACK, 1)), 0, "surviving backend keeps its flow");
         match policy {
             OnRemoved::Reschedule => {
                 assert_eq!(
                     send(&s2, &mut l, 2, ACK, 1),
-                    Verdict::Forward {
-                        slot: 0,
-                        new_flow: true
-                    }
+                    Verdict::Forward { slot: 0, new_flow: true }
                 )
             }
             OnRemoved::Drop => {
-                assert_eq!(
-                    send(&s2, &mut l, 2, ACK, 1),
-                    Verdict::Drop(DropReason::BackendRemoved)
-                );
+                assert_eq!(send(&s2, &mut l, 2, ACK, 1), Verdict::Drop(DropReason::BackendRemoved));
                 // ... but a new SYN from that client port starts afresh.
                 assert_eq!(
                     send(&s2, &mut l, 2, SYN, 2),
-                    Verdict::Forward {
-                        slot: 0,
-                        new_flow: true
-                    }
+                    Verdict::Forward { slot: 0, new_flow: true }
                 );
             }
         }
@@ -149,10 +122,7 @@ fn reused_slot_is_not_the_old_backend() {
     assert_eq!(slot_of(send(&s1, &mut l, 1, SYN, 0)), 0);
     // Slot 0 now holds a different backend (incarnation 2).
     let s2 = snap(2, OnRemoved::Drop, &[(0, 2, 1, Some(mac(7)))]);
-    assert_eq!(
-        send(&s2, &mut l, 1, ACK, 1),
-        Verdict::Drop(DropReason::BackendRemoved)
-    );
+    assert_eq!(send(&s2, &mut l, 1, ACK, 1), Verdict::Drop(DropReason::BackendRemoved));
 }
 
 #[test]
@@ -162,17 +132,11 @@ fn adding_a_backend_takes_new_flows_only() {
     for p in 0..10 {
         send(&s1, &mut l, p, SYN, 0);
     }
-    let s2 = snap(
-        2,
-        OnRemoved::Reschedule,
-        &[(0, 1, 1, Some(mac(0))), (1, 1, 1, Some(mac(1)))],
-    );
+    let s2 = snap(2, OnRemoved::Reschedule, &[(0, 1, 1, Some(mac(0))), (1, 1, 1, Some(mac(1)))]);
     for p in 0..10 {
         assert_eq!(slot_of(send(&s2, &mut l, p, ACK, 1)), 0);
     }
-    let new: Vec<u16> = (100..110)
-        .map(|p| slot_of(send(&s2, &mut l, p, SYN, 1)))
-        .collect();
+    let new: Vec<u16> = (100..110).map(|p| slot_of(send(&s2, &mut l, p, SYN, 1))).collect();
     assert_eq!(new.iter().filter(|&&s| s == 1).count(), 5);
 }
 
@@ -183,73 +147,24 @@ fn mac_change_applies_to_existing_flows_at_once() {
     send(&s1, &mut l, 1, SYN, 0);
     let s2 = snap(2, OnRemoved::Reschedule, &[(0, 1, 1, Some(mac(42)))]);
     let mut f = pkt(1, ACK);
-    assert_eq!(
-        process(&mut f, &s2, &mut l, 1),
-        Verdict::Forward {
-            slot: 0,
-            new_flow: false
-        }
-    );
+    assert_eq!(process(&mut f, &s2, &mut l, 1), Verdict::Forward { slot: 0, new_flow: false });
     assert_eq!(&f[..6], &mac(42).0);
 }
 
 #[test]
 fn syn_on_closing_entry_is_rescheduled_and_expiry_follows_state() {
-    let s = snap(
-        1,
-        OnRemoved::Reschedule,
-        &[(0, 1, 1, Some(mac(0))), (1, 1, 1, Some(mac(1)))],
-    );
+    let s = snap(1, OnRemoved::Reschedule, &[(0, 1, 1, Some(mac(0))), (1, 1, 1, Some(mac(1)))]);
     let mut l = LocalState::new(4096, 0);
-    assert_eq!(
-        send(&s, &mut l, 7, SYN, 0),
-        Verdict::Forward {
-            slot: 0,
-            new_flow: true
-        }
-    );
-    assert_eq!(
-        send(&s, &mut l, 7, ACK, 1),
-        Verdict::Forward {
-            slot: 0,
-            new_flow: false
-        }
-    );
-    assert_eq!(
-        send(&s, &mut l, 7, FIN | ACK, 2),
-        Verdict::Forward {
-            slot: 0,
-            new_flow: false
-        }
-    );
+    assert_eq!(send(&s, &mut l, 7, SYN, 0), Verdict::Forward { slot: 0, new_flow: true });
+    assert_eq!(send(&s, &mut l, 7, ACK, 1), Verdict::Forward { slot: 0, new_flow: false });
+    assert_eq!(send(&s, &mut l, 7, FIN | ACK, 2), Verdict::Forward { slot: 0, new_flow: false });
     // Port reuse: a new SYN on the FIN_WAIT entry is a new connection.
-    assert_eq!(
-        send(&s, &mut l, 7, SYN, 3),
-        Verdict::Forward {
-            slot: 1,
-            new_flow: true
-        }
-    );
+    assert_eq!(send(&s, &mut l, 7, SYN, 3), Verdict::Forward { slot: 1, new_flow: true });
     // SYN_RECV expires after 60 s (600 ticks): an ACK after that has no flow.
-    assert_eq!(
-        send(&s, &mut l, 7, ACK, 3 + 599),
-        Verdict::Forward {
-            slot: 1,
-            new_flow: false
-        }
-    );
+    assert_eq!(send(&s, &mut l, 7, ACK, 3 + 599), Verdict::Forward { slot: 1, new_flow: false });
     // Now ESTABLISHED: 900 s.
-    assert_eq!(
-        send(&s, &mut l, 7, ACK, 602 + 8999),
-        Verdict::Forward {
-            slot: 1,
-            new_flow: false
-        }
-    );
-    assert_eq!(
-        send(&s, &mut l, 7, ACK, 602 + 8999 + 9000),
-        Verdict::Drop(DropReason::TcpNoFlow)
-    );
+    assert_eq!(send(&s, &mut l, 7, ACK, 602 + 8999), Verdict::Forward { slot: 1, new_flow: false });
+    assert_eq!(send(&s, &mut l, 7, ACK, 602 + 8999 + 9000), Verdict::Drop(DropReason::TcpNoFlow));
 }
 
 #[test]
@@ -283,9 +198,6 @@ fn udp_flows_stick_for_the_udp_timeout() {
     };
     let first = slot_of(process(&mut frames::udp(&f, 10, 60), &s, &mut l, 0));
     for t in [1, 100, 2999] {
-        assert_eq!(
-            slot_of(process(&mut frames::udp(&f, 10, 60), &s, &mut l, t)),
-            first
-        );
+        assert_eq!(slot_of(process(&mut frames::udp(&f, 10, 60), &s, &mut l, t)), first);
     }
 }

@@ -14,15 +14,12 @@ fn expect_exit2(name: &str, eal: &[&str], cfg: &str, want: &str) {
     args.extend(mem);
     for a in eal {
         args.push(
-            a.replace("{pcap}", pcap.to_str().unwrap())
-                .replace("{dir}", dir.to_str().unwrap()),
+            a.replace("{pcap}", pcap.to_str().unwrap()).replace("{dir}", dir.to_str().unwrap()),
         );
     }
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (code, err) = run_to_exit(
-        &argv,
-        &["--config", cfgp.to_str().unwrap(), "--stats-interval", "0"],
-    );
+    let (code, err) =
+        run_to_exit(&argv, &["--config", cfgp.to_str().unwrap(), "--stats-interval", "0"]);
     assert_eq!(code, 2, "{name}: exit code, stderr:\n{err}");
     let line = err
         .lines()
@@ -108,22 +105,11 @@ fn no_hugepages_says_how_to_get_them() {
     std::fs::create_dir_all(&hd).unwrap();
     let hd = format!("--huge-dir={}", hd.display());
     let (code, err) = run_to_exit(
-        &[
-            "-l",
-            "0-1",
-            "--no-pci",
-            "--file-prefix",
-            &prefix,
-            &hd,
-            "--vdev=net_null0",
-        ],
+        &["-l", "0-1", "--no-pci", "--file-prefix", &prefix, &hd, "--vdev=net_null0"],
         &["--config", cfgp.to_str().unwrap()],
     );
     assert_eq!(code, 2, "{err}");
-    assert!(
-        err.contains("nr_hugepages") && err.contains("--no-huge"),
-        "{err}"
-    );
+    assert!(err.contains("nr_hugepages") && err.contains("--no-huge"), "{err}");
     // The failed EAL init removed the runtime directory it had created.
     assert_no_dpdk_files(&prefix);
     let _ = std::fs::remove_dir_all(dir);
@@ -150,21 +136,15 @@ fn metrics_port_in_use_fails_before_eal() {
 fn check_validates_offline() {
     let (dir, _) = scratch("check");
     let good = write(&dir, "good.toml", CFG);
-    let bad = write(
-        &dir,
-        "bad.toml",
-        &CFG.replace("port = 80", "port = 80\nscheduler = \"lc\""),
-    );
+    let bad = write(&dir, "bad.toml", &CFG.replace("port = 80", "port = 80\nscheduler = \"lc\""));
     let out = std::process::Command::new(DRLB)
         .args(["--check", good.to_str().unwrap()])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok (1 services, 1 backends)"));
-    let out = std::process::Command::new(DRLB)
-        .args(["--check", bad.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out =
+        std::process::Command::new(DRLB).args(["--check", bad.to_str().unwrap()]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown variant `lc`"));
     let _ = std::fs::remove_dir_all(dir);
@@ -172,22 +152,13 @@ fn check_validates_offline() {
 
 #[test]
 fn missing_separator_and_help() {
-    let out = std::process::Command::new(DRLB)
-        .args(["--config", "x.toml"])
-        .output()
-        .unwrap();
+    let out = std::process::Command::new(DRLB).args(["--config", "x.toml"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("`--`"));
-    let out = std::process::Command::new(DRLB)
-        .arg("--help")
-        .output()
-        .unwrap();
+    let out = std::process::Command::new(DRLB).arg("--help").output().unwrap();
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stdout).contains("drlb [EAL options] -- --config FILE"));
-    let out = std::process::Command::new(DRLB)
-        .arg("--version")
-        .output()
-        .unwrap();
+    let out = std::process::Command::new(DRLB).arg("--version").output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("DPDK"));
 }
 

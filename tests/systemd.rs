@@ -23,18 +23,11 @@ fn unit_file_verifies() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     // Unknown keys and bad values are only warnings (exit 0): there must be none.
-    assert!(
-        err.trim().is_empty(),
-        "systemd-analyze verify warned:\n{err}"
-    );
+    assert!(err.trim().is_empty(), "systemd-analyze verify warned:\n{err}");
     // A broken unit is caught: the check can fail.
     let bad = dir.join("bad.service");
     std::fs::write(&bad, "[Service]\nExecStart=/nonexistent/drlb\nBogusKey=1\n").unwrap();
-    let out = Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let out = Command::new("systemd-analyze").arg("verify").arg(&bad).output().unwrap();
     assert!(!out.status.success() || !out.stderr.is_empty());
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -2,12 +2,7 @@
 //! `pkg-config libdpdk`, plus `drlb_*` shim functions for DPDK's static inlines
 //! (`rte_eth_rx_burst`, `rte_pktmbuf_alloc`, `rte_errno`, ...). Nothing here is safe;
 //! the `drlb` crate's `dpdk` module is the only place that calls it.
-#![allow(
-    non_upper_case_globals,
-    non_camel_case_types,
-    non_snake_case,
-    dead_code
-)]
+#![allow(non_upper_case_globals, non_camel_case_types, non_snake_case, dead_code)]
 #![allow(clippy::all)]
 include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
 

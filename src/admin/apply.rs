@@ -41,13 +41,7 @@ pub fn apply(running: &Config, req: &Request) -> Result<(Config, String), String
                 .retain(|s| !(s.vip == svc.vip && s.port == svc.port && s.protocol == svc.proto));
             format!("deleted service {svc}")
         }
-        Request::AddBackend {
-            svc,
-            rip,
-            port,
-            weight,
-            mac,
-        } => {
+        Request::AddBackend { svc, rip, port, weight, mac } => {
             check_port(svc, *port)?;
             let w = check_weight(weight.map_or(1, i64::from))?;
             let mac = match mac {
@@ -56,25 +50,12 @@ pub fn apply(running: &Config, req: &Request) -> Result<(Config, String), String
             };
             let s = find_svc(&mut cfg, svc)?;
             if s.backends.iter().any(|b| b.ip == *rip) {
-                return Err(format!(
-                    "Destination already exists: {rip}:{} in {svc}",
-                    svc.port
-                ));
+                return Err(format!("Destination already exists: {rip}:{} in {svc}", svc.port));
             }
-            s.backends.push(BackendConf {
-                ip: *rip,
-                port: None,
-                weight: w,
-                mac,
-            });
+            s.backends.push(BackendConf { ip: *rip, port: None, weight: w, mac });
             format!("added real server {rip}:{} to {svc} weight {w}", svc.port)
         }
-        Request::EditBackend {
-            svc,
-            rip,
-            port,
-            weight,
-        } => {
+        Request::EditBackend { svc, rip, port, weight } => {
             check_port(svc, *port)?;
             let weight = check_weight(i64::from(*weight))?;
             let s = find_svc(&mut cfg, svc)?;
@@ -111,180 +92,76 @@ pub fn apply(running: &Config, req: &Request) -> Result<(Config, String), String
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lb::{Proto, SchedKind};
+    use crate::admin::protocol::tests::seed;
+    use crate::lb::SchedKind;
     use std::net::Ipv4Addr;
 
-    fn cfg() -> Config {
-        Config::parse(include_str!("../../configs/seed-dr.toml"), "seed").unwrap()
+    fn ip(s: &str) -> Ipv4Addr {
+        s.parse().unwrap()
     }
-    fn seed() -> SvcId {
-        SvcId {
-            vip: "192.168.1.200".parse().unwrap(),
-            port: 80,
-            proto: Proto::Tcp,
-        }
+
+    /// `-a -t SVC -r RIP[:PORT] [-w W] [--mac MAC]`
+    fn add(
+        svc: SvcId,
+        rip: &str,
+        port: Option<u16>,
+        weight: Option<u32>,
+        mac: Option<&str>,
+    ) -> Request {
+        Request::AddBackend { svc, rip: ip(rip), port, weight, mac: mac.map(String::from) }
     }
 
     #[test]
     fn ipvsadm_workflow() {
-        let c = Config::parse("[dataplane]\nip = \"192.168.1.121\"\n", "t").unwrap();
-        let (c, _) = apply(
-            &c,
-            &Request::AddService {
-                svc: seed(),
-                sched: Some(SchedKind::Rr),
-            },
-        )
-        .unwrap();
-        assert_eq!(
-            c.services.len(),
-            1,
-            "a service may be empty between -A and -a"
-        );
-        let (c, _) = apply(
-            &c,
-            &Request::AddBackend {
-                svc: seed(),
-                rip: "192.168.1.118".parse().unwrap(),
-                port: Some(80),
-                weight: Some(1),
-                mac: None,
-            },
-        )
-        .unwrap();
-        let (c, _) = apply(
-            &c,
-            &Request::EditBackend {
-                svc: seed(),
-                rip: "192.168.1.118".parse().unwrap(),
-                port: None,
-                weight: 0,
-            },
-        )
-        .unwrap();
-        assert_eq!(c.services[0].backends[0].weight, 0);
-        let (c, _) = apply(
-            &c,
-            &Request::EditService {
-                svc: seed(),
-                sched: SchedKind::Wrr,
-            },
-        )
-        .unwrap();
-        assert_eq!(c.services[0].scheduler, SchedKind::Wrr);
-        let (c, _) = apply(
-            &c,
-            &Request::DelBackend {
-                svc: seed(),
-                rip: "192.168.1.118".parse().unwrap(),
-                port: None,
-            },
-        )
-        .unwrap();
-        assert!(c.services[0].backends.is_empty());
-        let (c, _) = apply(&c, &Request::DelService { svc: seed() }).unwrap();
-        assert!(c.services.is_empty());
+        let mut c = Config::parse("[dataplane]\nip = \"192.168.1.121\"\n", "t").unwrap();
+        let rs = ip("192.168.1.118");
+        // (command, check on the resulting config)
+        type Check = fn(&Config) -> bool;
+        let steps: Vec<(Request, Check)> = vec![
+            (
+                Request::AddService { svc: seed(), sched: Some(SchedKind::Rr) },
+                |c| c.services.len() == 1, // a service may be empty between -A and -a
+            ),
+            (add(seed(), "192.168.1.118", Some(80), Some(1), None), |c| {
+                c.services[0].backends.len() == 1
+            }),
+            (Request::EditBackend { svc: seed(), rip: rs, port: None, weight: 0 }, |c| {
+                c.services[0].backends[0].weight == 0
+            }),
+            (Request::EditService { svc: seed(), sched: SchedKind::Wrr }, |c| {
+                c.services[0].scheduler == SchedKind::Wrr
+            }),
+            (Request::DelBackend { svc: seed(), rip: rs, port: None }, |c| {
+                c.services[0].backends.is_empty()
+            }),
+            (Request::DelService { svc: seed() }, |c| c.services.is_empty()),
+        ];
+        for (req, ok) in steps {
+            c = apply(&c, &req).unwrap_or_else(|e| panic!("{req:?}: {e}")).0;
+            assert!(ok(&c), "after {req:?}: {c:?}");
+        }
     }
 
     #[test]
     fn rejected_commands_name_the_problem() {
-        let c = cfg();
+        let c = Config::parse(include_str!("../../configs/seed-dr.toml"), "seed").unwrap();
         let other = SvcId { port: 81, ..seed() };
-        let a: Ipv4Addr = "192.168.1.118".parse().unwrap();
-        let z: Ipv4Addr = "192.168.1.9".parse().unwrap();
+        let z = "192.168.1.9";
         let cases: Vec<(Request, &str)> = vec![
-            (
-                Request::AddService {
-                    svc: seed(),
-                    sched: None,
-                },
-                "Service already exists",
-            ),
-            (
-                Request::EditService {
-                    svc: other,
-                    sched: SchedKind::Rr,
-                },
-                "Service not defined",
-            ),
+            (Request::AddService { svc: seed(), sched: None }, "Service already exists"),
+            (Request::EditService { svc: other, sched: SchedKind::Rr }, "Service not defined"),
             (Request::DelService { svc: other }, "Service not defined"),
+            (add(seed(), "192.168.1.118", None, None, None), "Destination already exists"),
+            (add(seed(), z, Some(8080), None, None), "cannot remap ports"),
+            (add(seed(), z, None, Some(70000), None), "Invalid weight"),
+            (add(seed(), z, None, None, Some("zz")), "not a MAC address"),
+            (add(other, z, None, None, None), "Service not defined"),
+            (add(seed(), "192.168.1.200", None, None, None), "cannot be a real server"),
             (
-                Request::AddBackend {
-                    svc: seed(),
-                    rip: a,
-                    port: None,
-                    weight: None,
-                    mac: None,
-                },
-                "Destination already exists",
-            ),
-            (
-                Request::AddBackend {
-                    svc: seed(),
-                    rip: z,
-                    port: Some(8080),
-                    weight: None,
-                    mac: None,
-                },
-                "cannot remap ports",
-            ),
-            (
-                Request::AddBackend {
-                    svc: seed(),
-                    rip: z,
-                    port: None,
-                    weight: Some(70000),
-                    mac: None,
-                },
-                "Invalid weight",
-            ),
-            (
-                Request::AddBackend {
-                    svc: seed(),
-                    rip: z,
-                    port: None,
-                    weight: None,
-                    mac: Some("zz".into()),
-                },
-                "not a MAC address",
-            ),
-            (
-                Request::AddBackend {
-                    svc: other,
-                    rip: z,
-                    port: None,
-                    weight: None,
-                    mac: None,
-                },
-                "Service not defined",
-            ),
-            (
-                Request::AddBackend {
-                    svc: seed(),
-                    rip: "192.168.1.200".parse().unwrap(),
-                    port: None,
-                    weight: None,
-                    mac: None,
-                },
-                "cannot be a real server",
-            ),
-            (
-                Request::EditBackend {
-                    svc: seed(),
-                    rip: z,
-                    port: None,
-                    weight: 1,
-                },
+                Request::EditBackend { svc: seed(), rip: ip(z), port: None, weight: 1 },
                 "No such destination",
             ),
-            (
-                Request::DelBackend {
-                    svc: seed(),
-                    rip: z,
-                    port: None,
-                },
-                "No such destination",
-            ),
+            (Request::DelBackend { svc: seed(), rip: ip(z), port: None }, "No such destination"),
         ];
         for (req, want) in cases {
             let e = apply(&c, &req).expect_err(want);

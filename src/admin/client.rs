@@ -16,10 +16,8 @@ pub fn call(path: &Path, req: &Request) -> Result<Response, String> {
     s.set_read_timeout(Some(Duration::from_secs(10))).ok();
     let mut line = serde_json::to_vec(req).map_err(|e| e.to_string())?;
     line.push(b'\n');
-    s.write_all(&line)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    s.write_all(&line).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut out = Vec::new();
-    s.read_to_end(&mut out)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    s.read_to_end(&mut out).map_err(|e| format!("{}: {e}", path.display()))?;
     serde_json::from_slice(&out).map_err(|e| format!("bad reply from drlb: {e}"))
 }

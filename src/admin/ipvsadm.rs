@@ -63,11 +63,7 @@ fn rates(now: &BackendRow, before: Option<&BackendRow>, secs: f64) -> [u64; 5] {
 /// the earlier listing for rates).
 pub fn format(l: &Listing, mode: Mode, exact: bool, before: Option<&Listing>, secs: f64) -> String {
     let mut o = String::new();
-    let _ = writeln!(
-        o,
-        "drlb {} (flows per worker={})",
-        l.version, l.flows_per_worker
-    );
+    let _ = writeln!(o, "drlb {} (flows per worker={})", l.version, l.flows_per_worker);
     match mode {
         Mode::Plain => {
             o.push_str("Prot LocalAddress:Port Scheduler Flags\n");
@@ -98,9 +94,7 @@ pub fn format(l: &Listing, mode: Mode, exact: bool, before: Option<&Listing>, se
         let mut dests: Vec<&BackendRow> = s.backends.iter().collect();
         dests.sort_by_key(|b| (u32::from(b.ip), b.port));
         let prev_svc = before.and_then(|p| {
-            p.services
-                .iter()
-                .find(|x| (x.proto, x.vip, x.port) == (s.proto, s.vip, s.port))
+            p.services.iter().find(|x| (x.proto, x.vip, x.port) == (s.proto, s.vip, s.port))
         });
         let prev = |b: &BackendRow| prev_svc.and_then(|p| p.backends.iter().find(|x| x.ip == b.ip));
         match mode {
@@ -121,13 +115,7 @@ pub fn format(l: &Listing, mode: Mode, exact: bool, before: Option<&Listing>, se
             Mode::Stats => {
                 let _ = write!(o, "{:<33}", svc_name(s));
                 let tot = |f: fn(&BackendRow) -> u64| s.backends.iter().map(f).sum::<u64>();
-                for v in [
-                    tot(|b| b.conns),
-                    tot(|b| b.in_pkts),
-                    0,
-                    tot(|b| b.in_bytes),
-                    0,
-                ] {
+                for v in [tot(|b| b.conns), tot(|b| b.in_pkts), 0, tot(|b| b.in_bytes), 0] {
                     largenum(&mut o, v, exact);
                 }
                 o.push('\n');
@@ -147,14 +135,8 @@ pub fn format(l: &Listing, mode: Mode, exact: bool, before: Option<&Listing>, se
                 }
                 o.push('\n');
                 for (b, r) in dests.iter().zip(per) {
-                    let _ = write!(
-                        o,
-                        "  -> {:<28} {:>8} {:>8} {:>8}",
-                        dest_name(b),
-                        r[0],
-                        r[1],
-                        r[2]
-                    );
+                    let _ =
+                        write!(o, "  -> {:<28} {:>8} {:>8} {:>8}", dest_name(b), r[0], r[1], r[2]);
                     largenum(&mut o, r[3], exact);
                     largenum(&mut o, r[4], exact);
                     o.push('\n');
@@ -173,22 +155,11 @@ pub fn format_conns(l: &ConnListing) -> String {
         o,
         "drlb connection entries ({} in all{}{})",
         l.total,
-        if l.rows.len() < l.total {
-            format!(", {} shown", l.rows.len())
-        } else {
-            String::new()
-        },
-        if l.complete {
-            ""
-        } else {
-            "; incomplete: a worker did not finish in time"
-        }
+        if l.rows.len() < l.total { format!(", {} shown", l.rows.len()) } else { String::new() },
+        if l.complete { "" } else { "; incomplete: a worker did not finish in time" }
     );
-    let _ = writeln!(
-        o,
-        "pro expire {:<11} {:<18} {:<18} destination",
-        "state", "source", "virtual"
-    );
+    let _ =
+        writeln!(o, "pro expire {:<11} {:<18} {:<18} destination", "state", "source", "virtual");
     for r in &l.rows {
         let _ = writeln!(
             o,

@@ -33,13 +33,7 @@ pub struct SvcId {
 
 impl std::fmt::Display for SvcId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} {}:{}",
-            self.proto.ipvsadm_name(),
-            self.vip,
-            self.port
-        )
+        write!(f, "{} {}:{}", self.proto.ipvsadm_name(), self.vip, self.port)
     }
 }
 
@@ -47,10 +41,7 @@ impl std::fmt::Display for SvcId {
 #[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {
     /// `-A -t|-u VIP:PORT [-s SCHED]`
-    AddService {
-        svc: SvcId,
-        sched: Option<SchedKind>,
-    },
+    AddService { svc: SvcId, sched: Option<SchedKind> },
     /// `-E -t|-u VIP:PORT -s SCHED`
     EditService { svc: SvcId, sched: SchedKind },
     /// `-D -t|-u VIP:PORT`
@@ -64,18 +55,9 @@ pub enum Request {
         mac: Option<String>,
     },
     /// `-e -t|-u VIP:PORT -r RIP[:PORT] -w W`
-    EditBackend {
-        svc: SvcId,
-        rip: Ipv4Addr,
-        port: Option<u16>,
-        weight: u32,
-    },
+    EditBackend { svc: SvcId, rip: Ipv4Addr, port: Option<u16>, weight: u32 },
     /// `-d -t|-u VIP:PORT -r RIP[:PORT]`
-    DelBackend {
-        svc: SvcId,
-        rip: Ipv4Addr,
-        port: Option<u16>,
-    },
+    DelBackend { svc: SvcId, rip: Ipv4Addr, port: Option<u16> },
     // Empty-struct variants (not unit ones) so unknown fields are rejected for them too.
     /// `-C`
     Clear {},
@@ -100,18 +82,10 @@ pub struct Response {
 
 impl Response {
     pub fn ok(data: Option<serde_json::Value>) -> Self {
-        Response {
-            ok: true,
-            error: None,
-            data,
-        }
+        Response { ok: true, error: None, data }
     }
     pub fn err(e: impl Into<String>) -> Self {
-        Response {
-            ok: false,
-            error: Some(e.into()),
-            data: None,
-        }
+        Response { ok: false, error: Some(e.into()), data: None }
     }
 }
 
@@ -128,10 +102,7 @@ pub fn check_weight(w: i64) -> Result<u32, String> {
 /// Parses one request line. Errors are messages for the client.
 pub fn parse_request(line: &[u8]) -> Result<Request, String> {
     if line.len() > MAX_REQUEST {
-        return Err(format!(
-            "request too large ({} bytes; at most {MAX_REQUEST})",
-            line.len()
-        ));
+        return Err(format!("request too large ({} bytes; at most {MAX_REQUEST})", line.len()));
     }
     let text = std::str::from_utf8(line).map_err(|_| "request is not UTF-8".to_string())?;
     serde_json::from_str(text.trim_end()).map_err(|e| format!("malformed request: {e}"))
@@ -205,15 +176,12 @@ pub struct Listing {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn seed() -> SvcId {
-        SvcId {
-            vip: "192.168.1.200".parse().unwrap(),
-            port: 80,
-            proto: Proto::Tcp,
-        }
+    /// TCP 192.168.1.200:80, the seed's service.
+    pub(crate) fn seed() -> SvcId {
+        SvcId { vip: "192.168.1.200".parse().unwrap(), port: 80, proto: Proto::Tcp }
     }
 
     #[test]
@@ -238,8 +206,6 @@ mod tests {
         ] {
             assert!(parse_request(bad).is_err(), "{bad:?}");
         }
-        assert!(parse_request(&vec![b' '; MAX_REQUEST + 1])
-            .unwrap_err()
-            .contains("too large"));
+        assert!(parse_request(&vec![b' '; MAX_REQUEST + 1]).unwrap_err().contains("too large"));
     }
 }

@@ -41,10 +41,7 @@ pub enum ServerError {
     #[error("control socket {0}: another drlb is listening there (stop it, or pass --control with another path)")]
     InUse(PathBuf),
     #[error("control socket {path}: {source} (is the directory writable? pass --control PATH to use another)")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
 }
 
 /// The gid of a group given by name or number.
@@ -52,10 +49,7 @@ pub fn group_id(name: &str) -> Option<u32> {
     if let Ok(n) = name.parse::<u32>() {
         return Some(n);
     }
-    nix::unistd::Group::from_name(name)
-        .ok()
-        .flatten()
-        .map(|g| g.gid.as_raw())
+    nix::unistd::Group::from_name(name).ok().flatten().map(|g| g.gid.as_raw())
 }
 
 fn chgrp(path: &Path, gid: u32) -> std::io::Result<()> {
@@ -71,15 +65,8 @@ fn peer_cred(s: &UnixStream) -> Option<(u32, u32)> {
 impl ControlServer {
     /// Binds `path`; `gid`: the group also allowed in (see the module docs).
     pub fn bind(path: &Path, gid: Option<u32>) -> Result<Self, ServerError> {
-        let io = |source| ServerError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let (dir_mode, sock_mode) = if gid.is_some() {
-            (0o750, 0o660)
-        } else {
-            (0o700, 0o600)
-        };
+        let io = |source| ServerError::Io { path: path.to_path_buf(), source };
+        let (dir_mode, sock_mode) = if gid.is_some() { (0o750, 0o660) } else { (0o700, 0o600) };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             if !dir.exists() {
                 std::fs::create_dir_all(dir).map_err(io)?;

@@ -72,10 +72,5 @@ fn main() {
         eprintln!("drlb-gen: {}: {e}", a.out.display());
         std::process::exit(1);
     }
-    println!(
-        "drlb-gen: wrote {} frames ({} flows) to {}",
-        frames.len(),
-        a.flows,
-        a.out.display()
-    );
+    println!("drlb-gen: wrote {} frames ({} flows) to {}", frames.len(), a.flows, a.out.display());
 }

@@ -83,10 +83,7 @@ impl Frames {
         let (ip, port) = if self.new_every > 0 && seq.is_multiple_of(self.new_every) {
             self.fresh = self.fresh.wrapping_add(1);
             // 100.64.0.0/10 and all ports: 2^22 x 2^16 flows before one repeats.
-            (
-                0x6440_0000 | (self.fresh >> 16 & 0x3f_ffff),
-                self.fresh as u16 | 1,
-            )
+            (0x6440_0000 | (self.fresh >> 16 & 0x3f_ffff), self.fresh as u16 | 1)
         } else {
             let i = (seq % u64::from(self.flows)) as u32;
             (0x0a00_0000 | (i >> 10), 1024 + (i & 1023) as u16)
@@ -138,11 +135,7 @@ fn main() {
     let mut gen = Frames {
         template: frames::udp(&f, a.size - 42, a.size),
         flows: a.flows,
-        new_every: if a.new_share > 0.0 {
-            (1.0 / a.new_share).round().max(1.0) as u64
-        } else {
-            0
-        },
+        new_every: if a.new_share > 0.0 { (1.0 / a.new_share).round().max(1.0) as u64 } else { 0 },
         fresh: 0,
     };
     assert_eq!(gen.template.len(), a.size, "template length");

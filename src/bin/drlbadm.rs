@@ -66,12 +66,7 @@ struct Args {
     #[arg(short = 's', long = "scheduler", value_name = "SCHED")]
     sched: Option<String>,
     /// Weight 0..65535 (0 drains: no new flows, existing ones stay).
-    #[arg(
-        short = 'w',
-        long = "weight",
-        value_name = "WEIGHT",
-        allow_negative_numbers = true
-    )]
+    #[arg(short = 'w', long = "weight", value_name = "WEIGHT", allow_negative_numbers = true)]
     weight: Option<i64>,
     /// Direct routing (the default and only method).
     #[arg(short = 'g', long = "gatewaying")]
@@ -123,9 +118,7 @@ fn parse_svc(a: &Args) -> Result<Option<SvcId>, String> {
     let (ip, port) = spec
         .rsplit_once(':')
         .ok_or_else(|| format!("'{spec}': want VIP:PORT, e.g. 192.168.1.200:80"))?;
-    let vip: Ipv4Addr = ip
-        .parse()
-        .map_err(|_| format!("'{ip}' is not an IPv4 address"))?;
+    let vip: Ipv4Addr = ip.parse().map_err(|_| format!("'{ip}' is not an IPv4 address"))?;
     let port: u16 = port
         .parse()
         .ok()
@@ -136,29 +129,17 @@ fn parse_svc(a: &Args) -> Result<Option<SvcId>, String> {
 
 fn parse_real(spec: &str) -> Result<(Ipv4Addr, Option<u16>), String> {
     let (ip, port) = match spec.rsplit_once(':') {
-        Some((i, p)) => (
-            i,
-            Some(
-                p.parse::<u16>()
-                    .map_err(|_| format!("'{p}' is not a port"))?,
-            ),
-        ),
+        Some((i, p)) => (i, Some(p.parse::<u16>().map_err(|_| format!("'{p}' is not a port"))?)),
         None => (spec, None),
     };
-    Ok((
-        ip.parse()
-            .map_err(|_| format!("'{ip}' is not an IPv4 address"))?,
-        port,
-    ))
+    Ok((ip.parse().map_err(|_| format!("'{ip}' is not an IPv4 address"))?, port))
 }
 
 fn parse_sched(s: &str) -> Result<SchedKind, String> {
     match s {
         "wrr" => Ok(SchedKind::Wrr),
         "rr" => Ok(SchedKind::Rr),
-        other => Err(format!(
-            "Scheduler not found: {other} (drlb has wrr and rr)"
-        )),
+        other => Err(format!("Scheduler not found: {other} (drlb has wrr and rr)")),
     }
 }
 
@@ -180,6 +161,88 @@ fn list(a: &Args) -> Listing {
     }
     serde_json::from_value(r.data.unwrap_or_default())
         .unwrap_or_else(|e| die(1, format!("bad listing from drlb: {e}")))
+}
+
+/// The request of a command that changes something (-A -E -D -C -a -e -d --reload).
+fn change_request(a: &Args) -> Result<Request, String> {
+    let svc = || {
+        parse_svc(a)?
+            .ok_or_else(|| "this command needs a service: -t VIP:PORT or -u VIP:PORT".to_string())
+    };
+    let real = || -> Result<(SvcId, Ipv4Addr, Option<u16>), String> {
+        let spec = a.real.as_deref().ok_or("this command needs a real server: -r RIP[:PORT]")?;
+        let (rip, port) = parse_real(spec)?;
+        Ok((svc()?, rip, port))
+    };
+    let sched = || a.sched.as_deref().map(parse_sched).transpose();
+    Ok(if a.add_service {
+        Request::AddService { svc: svc()?, sched: sched()? }
+    } else if a.edit_service {
+        let sched = sched()?.ok_or("-E needs -s SCHED")?;
+        Request::EditService { svc: svc()?, sched }
+    } else if a.delete_service {
+        Request::DelService { svc: svc()? }
+    } else if a.add_server {
+        let (svc, rip, port) = real()?;
+        let (weight, mac) = (weight(a)?, a.mac.clone());
+        Request::AddBackend { svc, rip, port, weight, mac }
+    } else if a.edit_server {
+        let (svc, rip, port) = real()?;
+        let weight = weight(a)?.ok_or("-e needs -w WEIGHT")?;
+        Request::EditBackend { svc, rip, port, weight }
+    } else if a.delete_server {
+        let (svc, rip, port) = real()?;
+        Request::DelBackend { svc, rip, port }
+    } else if a.clear {
+        Request::Clear {}
+    } else {
+        Request::Reload {}
+    })
+}
+
+/// `-L`/`-l`: the listing (or connection entries) in ipvsadm's layout, or as JSON.
+fn list_command(a: &Args) {
+    let svc = parse_svc(a).unwrap_or_else(|e| die(1, e));
+    if a.connection {
+        let r = send(a, &Request::Conns {});
+        if !r.ok {
+            die(1, r.error.unwrap_or_default());
+        }
+        let l: drlb::admin::protocol::ConnListing =
+            serde_json::from_value(r.data.unwrap_or_default())
+                .unwrap_or_else(|e| die(1, format!("bad reply from drlb: {e}")));
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&l).expect("serialises"));
+        } else {
+            print!("{}", ipvsadm::format_conns(&l));
+        }
+        return;
+    }
+    let filter = |mut l: Listing| {
+        if let Some(s) = svc {
+            l.services.retain(|x| (x.proto, x.vip, x.port) == (s.proto, s.vip, s.port));
+            if l.services.is_empty() {
+                die(1, format!("Service not defined: {s}"));
+            }
+        }
+        l
+    };
+    let first = filter(list(a));
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&first).expect("listing serialises"));
+        return;
+    }
+    let (mode, now, before, secs) = if a.rate {
+        let t0 = std::time::Instant::now();
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        let second = filter(list(a));
+        (Mode::Rate, second, Some(first), t0.elapsed().as_secs_f64())
+    } else if a.stats {
+        (Mode::Stats, first, None, 1.0)
+    } else {
+        (Mode::Plain, first, None, 1.0)
+    };
+    print!("{}", ipvsadm::format(&now, mode, a.exact, before.as_ref(), secs));
 }
 
 fn main() {
@@ -206,145 +269,26 @@ fn main() {
         _ => die(2, "more than one command given (see --help)"),
     }
     if a.masquerading || a.ipip {
-        die(
-            2,
-            "drlb only does direct routing (-g); -m and -i are not supported",
-        );
+        die(2, "drlb only does direct routing (-g); -m and -i are not supported");
     }
     if let Some(f) = &a.check {
         match Config::check_file(f) {
-            Ok(line) => {
-                println!("{line}");
-                return;
-            }
+            Ok(line) => println!("{line}"),
             Err(e) => die(1, e),
         }
-    }
-    let svc = parse_svc(&a).unwrap_or_else(|e| die(1, e));
-    let need_svc = || {
-        svc.unwrap_or_else(|| {
-            die(
-                1,
-                "this command needs a service: -t VIP:PORT or -u VIP:PORT",
-            )
-        })
-    };
-    let real = || {
-        parse_real(
-            a.real
-                .as_deref()
-                .unwrap_or_else(|| die(1, "this command needs a real server: -r RIP[:PORT]")),
-        )
-        .unwrap_or_else(|e| die(1, e))
-    };
-    let w = weight(&a).unwrap_or_else(|e| die(1, e));
-    let sched = a
-        .sched
-        .as_deref()
-        .map(parse_sched)
-        .transpose()
-        .unwrap_or_else(|e| die(1, e));
-    let req = if a.add_service {
-        Request::AddService {
-            svc: need_svc(),
-            sched,
-        }
-    } else if a.edit_service {
-        Request::EditService {
-            svc: need_svc(),
-            sched: sched.unwrap_or_else(|| die(1, "-E needs -s SCHED")),
-        }
-    } else if a.delete_service {
-        Request::DelService { svc: need_svc() }
-    } else if a.clear {
-        Request::Clear {}
-    } else if a.add_server {
-        let (rip, port) = real();
-        Request::AddBackend {
-            svc: need_svc(),
-            rip,
-            port,
-            weight: w,
-            mac: a.mac.clone(),
-        }
-    } else if a.edit_server {
-        let (rip, port) = real();
-        Request::EditBackend {
-            svc: need_svc(),
-            rip,
-            port,
-            weight: w.unwrap_or_else(|| die(1, "-e needs -w WEIGHT")),
-        }
-    } else if a.delete_server {
-        let (rip, port) = real();
-        Request::DelBackend {
-            svc: need_svc(),
-            rip,
-            port,
-        }
+    } else if a.list || a.list_l {
+        list_command(&a);
     } else if a.save {
         let r = send(&a, &Request::Save {});
         match (r.ok, r.data) {
-            (true, Some(serde_json::Value::String(t))) => {
-                print!("{t}");
-                return;
-            }
+            (true, Some(serde_json::Value::String(t))) => print!("{t}"),
             (_, _) => die(1, r.error.unwrap_or_else(|| "no config in reply".into())),
         }
-    } else if a.reload {
-        Request::Reload {}
     } else {
-        if a.connection {
-            let r = send(&a, &Request::Conns {});
-            if !r.ok {
-                die(1, r.error.unwrap_or_default());
-            }
-            let l: drlb::admin::protocol::ConnListing =
-                serde_json::from_value(r.data.unwrap_or_default())
-                    .unwrap_or_else(|e| die(1, format!("bad reply from drlb: {e}")));
-            if a.json {
-                println!("{}", serde_json::to_string_pretty(&l).expect("serialises"));
-            } else {
-                print!("{}", ipvsadm::format_conns(&l));
-            }
-            return;
+        let req = change_request(&a).unwrap_or_else(|e| die(1, e));
+        let r = send(&a, &req);
+        if !r.ok {
+            die(1, r.error.unwrap_or_default());
         }
-        let filter = |mut l: Listing| {
-            if let Some(s) = svc {
-                l.services
-                    .retain(|x| (x.proto, x.vip, x.port) == (s.proto, s.vip, s.port));
-                if l.services.is_empty() {
-                    die(1, format!("Service not defined: {s}"));
-                }
-            }
-            l
-        };
-        let first = filter(list(&a));
-        if a.json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&first).expect("listing serialises")
-            );
-            return;
-        }
-        let (mode, now, before, secs) = if a.rate {
-            let t0 = std::time::Instant::now();
-            std::thread::sleep(std::time::Duration::from_secs(1));
-            let second = filter(list(&a));
-            (Mode::Rate, second, Some(first), t0.elapsed().as_secs_f64())
-        } else if a.stats {
-            (Mode::Stats, first, None, 1.0)
-        } else {
-            (Mode::Plain, first, None, 1.0)
-        };
-        print!(
-            "{}",
-            ipvsadm::format(&now, mode, a.exact, before.as_ref(), secs)
-        );
-        return;
-    };
-    let r = send(&a, &req);
-    if !r.ok {
-        die(1, r.error.unwrap_or_default());
     }
 }

@@ -30,10 +30,7 @@ pub mod rules {
 
     /// A real server's weight: 0 ..= 65535, 0 drains (no new flows, existing ones stay).
     pub fn weight(w: i64) -> Result<u32, Broken> {
-        u32::try_from(w)
-            .ok()
-            .filter(|&w| w <= MAX_WEIGHT)
-            .ok_or(Broken::Weight(w))
+        u32::try_from(w).ok().filter(|&w| w <= MAX_WEIGHT).ok_or(Broken::Weight(w))
     }
 
     /// A real server's port, if given, is the service's: DR rewrites only MAC addresses.
@@ -49,18 +46,11 @@ pub use rules::MAX_WEIGHT;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{file}: cannot read: {source}")]
-    Io {
-        file: String,
-        source: std::io::Error,
-    },
+    Io { file: String, source: std::io::Error },
     #[error("{file}: {msg}")]
     Parse { file: String, msg: String },
     #[error("{file}: {path}: {msg}")]
-    Invalid {
-        file: String,
-        path: String,
-        msg: String,
-    },
+    Invalid { file: String, path: String, msg: String },
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -169,12 +159,9 @@ mod opt_mac {
 impl Config {
     pub fn timeouts(&self) -> Timeouts {
         match self.timeouts {
-            Some(t) => Timeouts {
-                tcp: t.tcp,
-                tcp_fin: t.tcp_fin,
-                udp: t.udp,
-                ..Timeouts::default()
-            },
+            Some(t) => {
+                Timeouts { tcp: t.tcp, tcp_fin: t.tcp_fin, udp: t.udp, ..Timeouts::default() }
+            }
             None => Timeouts::default(),
         }
     }
@@ -182,10 +169,8 @@ impl Config {
     /// Reads, parses and validates `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let file = path.display().to_string();
-        let meta = std::fs::metadata(path).map_err(|source| ConfigError::Io {
-            file: file.clone(),
-            source,
-        })?;
+        let meta = std::fs::metadata(path)
+            .map_err(|source| ConfigError::Io { file: file.clone(), source })?;
         if meta.len() > MAX_CONFIG_BYTES {
             return Err(ConfigError::Parse {
                 file,
@@ -195,10 +180,8 @@ impl Config {
                 ),
             });
         }
-        let bytes = std::fs::read(path).map_err(|source| ConfigError::Io {
-            file: file.clone(),
-            source,
-        })?;
+        let bytes =
+            std::fs::read(path).map_err(|source| ConfigError::Io { file: file.clone(), source })?;
         let text = String::from_utf8(bytes).map_err(|_| ConfigError::Parse {
             file: file.clone(),
             msg: "not UTF-8 text (is this a TOML file?)".into(),
@@ -218,10 +201,7 @@ impl Config {
                      \"stateless\", see configs/example.toml)",
                 );
             }
-            ConfigError::Parse {
-                file: file.into(),
-                msg,
-            }
+            ConfigError::Parse { file: file.into(), msg }
         })?;
         cfg.validate(file)?;
         Ok(cfg)
@@ -240,13 +220,8 @@ impl Config {
     }
 
     fn check(&self, file: &str, allow_empty: bool) -> Result<(), ConfigError> {
-        let bad = |path: String, msg: String| {
-            Err(ConfigError::Invalid {
-                file: file.into(),
-                path,
-                msg,
-            })
-        };
+        let bad =
+            |path: String, msg: String| Err(ConfigError::Invalid { file: file.into(), path, msg });
         let d = &self.dataplane;
         if d.ip.is_unspecified() || d.ip.is_broadcast() || d.ip.is_multicast() {
             return bad(
@@ -263,10 +238,7 @@ impl Config {
         if d.flow_capacity < 16 || d.flow_capacity > max {
             return bad(
                 "dataplane.flow_capacity".into(),
-                format!(
-                    "{} is out of range (16 ..= {max} flows per worker)",
-                    d.flow_capacity
-                ),
+                format!("{} is out of range (16 ..= {max} flows per worker)", d.flow_capacity),
             );
         }
         if let Some(t) = &self.timeouts {
@@ -289,10 +261,7 @@ impl Config {
             if s.vip == d.ip {
                 return bad(
                     format!("{p}.vip"),
-                    format!(
-                        "{} is the director's own IP (dataplane.ip); a VIP must differ",
-                        s.vip
-                    ),
+                    format!("{} is the director's own IP (dataplane.ip); a VIP must differ", s.vip),
                 );
             }
             if s.port == 0 {
@@ -368,11 +337,7 @@ impl Config {
     pub fn check_file(path: &Path) -> Result<String, ConfigError> {
         let c = Config::load(path)?;
         let b: usize = c.services.iter().map(|s| s.backends.len()).sum();
-        Ok(format!(
-            "{}: ok ({} services, {b} backends)",
-            path.display(),
-            c.services.len()
-        ))
+        Ok(format!("{}: ok ({} services, {b} backends)", path.display(), c.services.len()))
     }
 
     /// The config as TOML (round-trips through `parse`).
@@ -408,10 +373,7 @@ mod syn_flood_tests {
     fn syn_flood_modes_parse_and_the_old_key_says_what_replaced_it() {
         let base = "[dataplane]\nip = \"192.168.1.121\"\n{X}\n[[service]]\nvip = \"192.168.1.200\"\nport = 80\n[[service.backend]]\nip = \"192.168.1.118\"\n";
         let parse = |x: &str| Config::parse(&base.replace("{X}", x), "t.toml");
-        assert_eq!(
-            parse("").unwrap().dataplane.syn_flood,
-            crate::lb::SynFlood::Stateless
-        );
+        assert_eq!(parse("").unwrap().dataplane.syn_flood, crate::lb::SynFlood::Stateless);
         for (v, m) in [
             ("stateless", crate::lb::SynFlood::Stateless),
             ("evict", crate::lb::SynFlood::Evict),
@@ -421,10 +383,7 @@ mod syn_flood_tests {
             assert_eq!(c.dataplane.syn_flood, m);
         }
         let e = parse("syn_flood = \"off\"").unwrap_err().to_string();
-        assert!(
-            e.contains("expected one of `stateless`, `evict`, `drop`"),
-            "{e}"
-        );
+        assert!(e.contains("expected one of `stateless`, `evict`, `drop`"), "{e}");
         let e = parse("protect_established = true").unwrap_err().to_string();
         assert!(e.contains("syn_flood = \"drop\""), "{e}");
     }
@@ -483,10 +442,7 @@ mod tests {
                 Err(e) => {
                     let m = e.to_string();
                     assert!(m.contains(want), "{what}: message {m:?} lacks {want:?}");
-                    assert!(
-                        m.starts_with("x.toml: "),
-                        "{what}: message {m:?} must name the file"
-                    );
+                    assert!(m.starts_with("x.toml: "), "{what}: message {m:?} must name the file");
                     assert!(!m.contains('\n'), "{what}: one line, got {m:?}");
                 }
             }

@@ -145,9 +145,7 @@ impl Manager {
         match Config::load(&path) {
             Err(e) => {
                 self.failed_reloads += 1;
-                warn(format_args!(
-                    "reload rejected, running config unchanged: {e}"
-                ));
+                warn(format_args!("reload rejected, running config unchanged: {e}"));
                 Err(format!("reload rejected, running config unchanged: {e}"))
             }
             Ok(mut cfg) => {
@@ -174,12 +172,8 @@ impl Manager {
     fn change(&mut self, cfg: Config, why: &str) {
         let old: std::collections::HashSet<Ipv4Addr> =
             self.state.cfg.services.iter().map(|s| s.vip).collect();
-        let added: Vec<Ipv4Addr> = cfg
-            .services
-            .iter()
-            .map(|s| s.vip)
-            .filter(|v| !old.contains(v))
-            .collect();
+        let added: Vec<Ipv4Addr> =
+            cfg.services.iter().map(|s| s.vip).filter(|v| !old.contains(v)).collect();
         self.state.replace_config(cfg);
         self.publish(why);
         for vip in added {
@@ -188,10 +182,7 @@ impl Manager {
     }
 
     fn send_arp(&mut self, sender: u32, target: u32) -> bool {
-        let mut f = CtrlFrame {
-            len: 0,
-            data: [0; 64],
-        };
+        let mut f = CtrlFrame { len: 0, data: [0; 64] };
         let mut buf = [0u8; 60];
         let n = arp::build_request(&mut buf, self.port_mac.0, sender, target);
         f.data[..n].copy_from_slice(&buf[..n]);
@@ -219,9 +210,7 @@ impl Manager {
                     ))
                 }
                 Err(e) => {
-                    warn(format_args!(
-                        "drlbadm command rejected, nothing changed: {e}"
-                    ));
+                    warn(format_args!("drlbadm command rejected, nothing changed: {e}"));
                     Response::err(e)
                 }
             },
@@ -244,11 +233,7 @@ impl Manager {
         let (mut got, mut total, mut complete) = (Vec::new(), 0usize, true);
         loop {
             // Done first, then drain: entries pushed before `done` are visible now.
-            let done = self
-                .links
-                .counters
-                .iter()
-                .all(|c| c.dump_done.load(Acquire) == id);
+            let done = self.links.counters.iter().all(|c| c.dump_done.load(Acquire) == id);
             for q in self.links.dumps.iter_mut() {
                 while let Some(d) = q.pop() {
                     total += 1;
@@ -290,11 +275,7 @@ impl Manager {
                 }
             })
             .collect();
-        ConnListing {
-            total,
-            complete,
-            rows,
-        }
+        ConnListing { total, complete, rows }
     }
 
     /// The running services with per-backend counters summed over workers.
@@ -314,12 +295,8 @@ impl Manager {
                     .backends
                     .iter()
                     .map(|b| {
-                        let key = BackendKey {
-                            vip: s.vip,
-                            port: s.port,
-                            proto: s.protocol,
-                            rip: b.ip,
-                        };
+                        let key =
+                            BackendKey { vip: s.vip, port: s.port, proto: s.protocol, rip: b.ip };
                         let slot = self.state.slot_of(&key).map(|x| usize::from(x.0));
                         let sum = |f: fn(&SlotCounters) -> &std::sync::atomic::AtomicU64| -> u64 {
                             slot.map_or(0, |i| {
@@ -443,10 +420,7 @@ impl Manager {
 pub fn diff_summary(old: &Config, new: &Config) -> String {
     type K = (Ipv4Addr, u16, crate::lb::Proto);
     fn svcs(c: &Config) -> HashMap<K, &super::config::ServiceConf> {
-        c.services
-            .iter()
-            .map(|s| ((s.vip, s.port, s.protocol), s))
-            .collect()
+        c.services.iter().map(|s| ((s.vip, s.port, s.protocol), s)).collect()
     }
     let (o, n) = (svcs(old), svcs(new));
     let (mut sa, mut sd, mut ba, mut bd, mut bc) = (0, 0, 0, 0, 0);

@@ -63,12 +63,8 @@ impl ControlState {
     fn assign_slots(&mut self) {
         let want: std::collections::HashSet<BackendKey> =
             Self::keys(&self.cfg).into_iter().collect();
-        let gone: Vec<BackendKey> = self
-            .slots
-            .keys()
-            .filter(|k| !want.contains(k))
-            .copied()
-            .collect();
+        let gone: Vec<BackendKey> =
+            self.slots.keys().filter(|k| !want.contains(k)).copied().collect();
         for k in gone {
             let (slot, _) = self.slots.remove(&k).expect("present");
             self.free.push(slot);
@@ -213,11 +209,7 @@ mod tests {
         let a = s.slot_of(&key("10.0.0.1")).unwrap();
         let b = s.slot_of(&key("10.0.0.2")).unwrap();
         s.replace_config(cfg(&[("10.0.0.1", 5), ("10.0.0.3", 1)]));
-        assert_eq!(
-            s.slot_of(&key("10.0.0.1")),
-            Some(a),
-            "unchanged backend keeps its slot"
-        );
+        assert_eq!(s.slot_of(&key("10.0.0.1")), Some(a), "unchanged backend keeps its slot");
         assert_eq!(s.slot_of(&key("10.0.0.2")), None);
         let c = s.slot_of(&key("10.0.0.3")).unwrap();
         assert_eq!(c.0, b.0, "freed slot reused");
@@ -228,19 +220,13 @@ mod tests {
     fn learned_macs_enter_the_snapshot() {
         let mut s = ControlState::new(cfg(&[("10.0.0.1", 1)]));
         let snap = s.snapshot(Mac([2, 0, 0, 0, 0, 1])).unwrap();
-        assert!(
-            snap.services[0].schedule.is_empty(),
-            "no MAC yet: not schedulable"
-        );
+        assert!(snap.services[0].schedule.is_empty(), "no MAC yet: not schedulable");
         assert!(s.learn("10.0.0.1".parse().unwrap(), Mac([0, 1, 2, 3, 4, 5])));
         assert!(
             !s.learn("10.0.0.1".parse().unwrap(), Mac([0, 1, 2, 3, 4, 5])),
             "same MAC: no change"
         );
-        assert!(
-            !s.learn("10.9.9.9".parse().unwrap(), Mac([0, 1, 2, 3, 4, 5])),
-            "not a backend"
-        );
+        assert!(!s.learn("10.9.9.9".parse().unwrap(), Mac([0, 1, 2, 3, 4, 5])), "not a backend");
         let snap = s.snapshot(Mac([2, 0, 0, 0, 0, 1])).unwrap();
         assert_eq!(snap.services[0].schedule.len(), 1);
         assert_eq!(snap.generation, 2);

@@ -23,12 +23,7 @@ const LONG_VERSION: &str = concat!(
           override_usage = "drlb [EAL options] -- --config FILE [--control SOCKET] [--stats-interval SECS]")]
 pub struct Args {
     /// Config file (TOML; see configs/example.toml).
-    #[arg(
-        long,
-        short = 'c',
-        value_name = "FILE",
-        required_unless_present = "check"
-    )]
+    #[arg(long, short = 'c', value_name = "FILE", required_unless_present = "check")]
     pub config: Option<PathBuf>,
     /// Validate FILE and exit (0 valid, 1 invalid); starts nothing, needs no `--` or EAL.
     #[arg(long, value_name = "FILE", exclusive = true)]
@@ -93,9 +88,7 @@ pub fn parse(argv: Vec<String>) -> Result<Command, Exit> {
     let (eal, app): (Vec<String>, Vec<String>) = match argv.iter().position(|a| a == "--") {
         Some(i) => (
             argv[..i].to_vec(),
-            std::iter::once(prog)
-                .chain(argv[i + 1..].iter().cloned())
-                .collect(),
+            std::iter::once(prog).chain(argv[i + 1..].iter().cloned()).collect(),
         ),
         None => {
             let wants_info = argv
@@ -105,10 +98,7 @@ pub fn parse(argv: Vec<String>) -> Result<Command, Exit> {
             if !wants_info {
                 if let Err(e) = Args::try_parse_from(&argv) {
                     eprintln!("{e}");
-                    return Err(Exit {
-                        code: 2,
-                        message: SEPARATOR_HINT.into(),
-                    });
+                    return Err(Exit { code: 2, message: SEPARATOR_HINT.into() });
                 }
                 return Err(Exit {
                     code: 2,
@@ -120,10 +110,7 @@ pub fn parse(argv: Vec<String>) -> Result<Command, Exit> {
     };
     let args = Args::try_parse_from(&app).map_err(|e| {
         let _ = e.print();
-        Exit {
-            code: if e.use_stderr() { 2 } else { 0 },
-            message: String::new(),
-        }
+        Exit { code: if e.use_stderr() { 2 } else { 0 }, message: String::new() }
     })?;
     match (&args.check, &args.config) {
         (Some(f), _) => Ok(Command::Check(f.clone())),

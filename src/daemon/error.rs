@@ -36,26 +36,11 @@ pub enum StartError {
     #[error("dataplane.port = {port} but DPDK has {count} port(s) (ids 0..{}). Set dataplane.port in {file} or add the device to the EAL options.", count - 1)]
     PortMissing { port: u16, count: u16, file: String },
     #[error("port {port} ({name}, driver {driver}) offers {rx} RX and {tx} TX queues, but {workers} workers need one pair each. Use fewer lcores (-l), or a device with more queues (net_af_packet: qpairs=N; net_pcap: one rx_pcap/tx_pcap per queue).")]
-    Queues {
-        port: u16,
-        name: String,
-        driver: String,
-        rx: u16,
-        tx: u16,
-        workers: usize,
-    },
+    Queues { port: u16, name: String, driver: String, rx: u16, tx: u16, workers: usize },
     #[error("cannot create the mbuf pool: {err}.{}", pool_hint(*.mbufs, *.no_huge, err))]
-    Mempool {
-        err: DpdkError,
-        mbufs: u32,
-        no_huge: bool,
-    },
+    Mempool { err: DpdkError, mbufs: u32, no_huge: bool },
     #[error("port {port}{}: {err}", name.as_deref().map_or(String::new(), |n| format!(" ({n})")))]
-    Port {
-        port: u16,
-        name: Option<String>,
-        err: DpdkError,
-    },
+    Port { port: u16, name: Option<String>, err: DpdkError },
     #[error("port {port}: cannot set dataplane.mac {mac}: {err}. Remove dataplane.mac to use the device's own MAC.")]
     SetMac { port: u16, mac: Mac, err: DpdkError },
     #[error("bad config: {0}")]

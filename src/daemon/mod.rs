@@ -58,10 +58,7 @@ pub struct Plan {
 
 /// Checks and binds everything that needs no DPDK (see the module docs).
 pub fn preflight(eal_args: Vec<String>, args: cli::Args) -> Result<Plan, StartError> {
-    let config_path = args
-        .config
-        .clone()
-        .expect("clap requires --config without --check");
+    let config_path = args.config.clone().expect("clap requires --config without --check");
     // Bound before EAL, like the control socket: a taken port fails with nothing started.
     let metrics = match args.metrics.as_deref() {
         Some(m) => {
@@ -77,24 +74,14 @@ pub fn preflight(eal_args: Vec<String>, args: cli::Args) -> Result<Plan, StartEr
         None => None,
     };
     let server = ControlServer::bind(&args.control, gid)?;
-    let signals = Signals {
-        stop: Arc::new(AtomicBool::new(false)),
-        hup: Arc::new(AtomicBool::new(false)),
-    };
+    let signals =
+        Signals { stop: Arc::new(AtomicBool::new(false)), hup: Arc::new(AtomicBool::new(false)) };
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, signals.stop.clone()).map_err(StartError::Signals)?;
     }
     signal_hook::flag::register(signal_hook::consts::SIGHUP, signals.hup.clone())
         .map_err(StartError::Signals)?;
-    Ok(Plan {
-        args,
-        eal_args,
-        config_path,
-        cfg,
-        server,
-        metrics,
-        signals,
-    })
+    Ok(Plan { args, eal_args, config_path, cfg, server, metrics, signals })
 }
 
 /// EAL, the port and its pool. Fields drop in order: the port (closed once no queue
@@ -112,12 +99,7 @@ pub struct Dataplane {
 
 fn free_hugepages() -> Option<u64> {
     let m = std::fs::read_to_string("/proc/meminfo").ok()?;
-    m.lines()
-        .find(|l| l.starts_with("HugePages_Free:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
+    m.lines().find(|l| l.starts_with("HugePages_Free:"))?.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Starts EAL and the port: one RX and one TX queue per worker lcore.
@@ -159,11 +141,7 @@ pub fn bring_up(plan: &Plan) -> Result<Dataplane, StartError> {
     }
     let port_err = |name: Option<&str>| {
         let name = name.map(String::from);
-        move |err| StartError::Port {
-            port: pid,
-            name,
-            err,
-        }
+        move |err| StartError::Port { port: pid, name, err }
     };
     let info = port::info(pid).map_err(port_err(None))?;
     let nq = lcores.len();
@@ -181,38 +159,23 @@ pub fn bring_up(plan: &Plan) -> Result<Dataplane, StartError> {
     const CACHE: u32 = 256;
     let desc = u32::from(plan.args.descriptors);
     let need = nq as u32 * (2 * desc + 2 * mbuf::BURST as u32 + CACHE) + 1024;
-    let mbufs = plan
-        .args
-        .mbufs
-        .unwrap_or_else(|| need.max(8192).next_power_of_two() - 1);
-    let pool = Arc::new(Mempool::new("drlb_pool", mbufs, CACHE, 0).map_err(|err| {
-        StartError::Mempool {
+    let mbufs = plan.args.mbufs.unwrap_or_else(|| need.max(8192).next_power_of_two() - 1);
+    let pool = Arc::new(
+        Mempool::new("drlb_pool", mbufs, CACHE, 0).map_err(|err| StartError::Mempool {
             err,
             mbufs,
             no_huge,
-        }
-    })?);
+        })?,
+    );
     let desc = plan.args.descriptors;
     let port = port::Port::configure(&info, nq as u16, &pool, desc, desc)
         .map_err(port_err(Some(&info.name)))?;
     if let Some(mac) = plan.cfg.dataplane.mac {
-        port.set_mac(mac).map_err(|err| StartError::SetMac {
-            port: pid,
-            mac,
-            err,
-        })?;
+        port.set_mac(mac).map_err(|err| StartError::SetMac { port: pid, mac, err })?;
     }
     let (port, queues) = port.start().map_err(port_err(Some(&info.name)))?;
     let mac = port.mac().map_err(port_err(None))?;
-    Ok(Dataplane {
-        port,
-        pool,
-        queues,
-        info,
-        mac,
-        lcores,
-        eal,
-    })
+    Ok(Dataplane { port, pool, queues, info, mac, lcores, eal })
 }
 
 /// The running workers. Dropped before they were joined (a later start-up step
@@ -280,10 +243,8 @@ pub fn spawn_workers(
     let (writer, readers) = epoch::domain(first, nq);
     let (ctrl_tx, ctrl_rx) = spsc::channel::<CtrlFrame>(256);
     let mut ctrl_rx = Some(ctrl_rx);
-    let clock = crate::dataplane::worker::Clock {
-        start_tsc: dpdk::rdtsc(),
-        tsc_hz: dpdk::tsc_hz(),
-    };
+    let clock =
+        crate::dataplane::worker::Clock { start_tsc: dpdk::rdtsc(), tsc_hz: dpdk::tsc_hz() };
     // Fault injection for the crash-hygiene test: DRLB_FAULT=worker_panic makes worker 0
     // panic once it has received a packet.
     let panic_after_rx = match std::env::var("DRLB_FAULT").as_deref() {
@@ -323,11 +284,7 @@ pub fn spawn_workers(
             clock,
             panic_after_rx,
         });
-        let guard = StopOnExit {
-            stop: plan.signals.stop.clone(),
-            worker: index,
-            lcore,
-        };
+        let guard = StopOnExit { stop: plan.signals.stop.clone(), worker: index, lcore };
         dp.eal
             .launch(lcore, move || {
                 let _guard = guard; // dropped on return and on unwind
@@ -336,13 +293,7 @@ pub fn spawn_workers(
             .map_err(|err| StartError::Launch { lcore, err })?;
         workers.lcores.push(lcore);
     }
-    let links = Links {
-        writer,
-        learned,
-        dumps,
-        ctrl: ctrl_tx,
-        counters: workers.counters.clone(),
-    };
+    let links = Links { writer, learned, dumps, ctrl: ctrl_tx, counters: workers.counters.clone() };
     Ok((workers, links))
 }
 
@@ -444,9 +395,7 @@ pub fn shutdown(dp: Dataplane, workers: Workers, mgr: &Manager) -> Summary {
     let tsc_hz = workers.tsc_hz;
     let counters = workers.counters.clone();
     let worker_failed = !workers.join();
-    let Dataplane {
-        port, pool, eal, ..
-    } = dp;
+    let Dataplane { port, pool, eal, .. } = dp;
     let stats = port.stats();
     drop(port); // the queues went with the workers: this closes the port
     let summary = Summary {

@@ -297,10 +297,7 @@ impl Totals {
 
     /// The value of a derived row (see [`DERIVED`]).
     fn derived(&self, name: &str) -> u64 {
-        let i = DERIVED
-            .iter()
-            .position(|d| d.name == name)
-            .expect("a derived row");
+        let i = DERIVED.iter().position(|d| d.name == name).expect("a derived row");
         self.values.get(FIELDS.len() + i).copied().unwrap_or(0)
     }
 
@@ -317,11 +314,7 @@ impl Totals {
             .filter(|(d, _)| d.show & show::SUMMARY != 0)
             .map(|(d, &n)| (d.name.to_string(), n))
             .collect();
-        v.extend(
-            self.drops
-                .iter()
-                .map(|(r, n)| (format!("drop_{}", r.name()), *n)),
-        );
+        v.extend(self.drops.iter().map(|(r, n)| (format!("drop_{}", r.name()), *n)));
         v
     }
 
@@ -344,10 +337,7 @@ mod tests {
     #[test]
     fn every_row_has_a_unique_name_metric_and_help() {
         let mut names: Vec<_> = table().map(|d| d.name).collect();
-        let mut metrics: Vec<_> = table()
-            .map(|d| d.metric)
-            .filter(|m| !m.is_empty())
-            .collect();
+        let mut metrics: Vec<_> = table().map(|d| d.metric).filter(|m| !m.is_empty()).collect();
         let n = names.len();
         names.sort();
         names.dedup();
@@ -358,11 +348,7 @@ mod tests {
         assert_eq!(metrics.len(), m, "duplicate metric name");
         for d in table() {
             assert!(!d.help().is_empty(), "{} has no help text", d.name);
-            assert!(
-                d.metric.is_empty() || d.metric.starts_with("drlb_"),
-                "{}",
-                d.metric
-            );
+            assert!(d.metric.is_empty() || d.metric.starts_with("drlb_"), "{}", d.metric);
         }
     }
 

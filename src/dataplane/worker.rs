@@ -88,9 +88,7 @@ impl Tx {
         let f = self.buf.flush(q);
         if self.sample != 0 {
             // In range by construction (bounds below); an outlier beyond is dropped.
-            let _ = self
-                .latency
-                .record(crate::dpdk::rdtsc().wrapping_sub(self.sample).max(1));
+            let _ = self.latency.record(crate::dpdk::rdtsc().wrapping_sub(self.sample).max(1));
             self.sample = 0;
         }
         if f.dropped > 0 {

@@ -46,10 +46,8 @@ pub fn init(args: &[String]) -> Result<Eal, DpdkError> {
         })
         .collect::<Result<_, _>>()?;
     // rte_eal_init permutes argv; give it its own NULL-terminated array of pointers.
-    let mut argv: Vec<*mut libc::c_char> = cargs
-        .iter()
-        .map(|c| c.as_ptr() as *mut libc::c_char)
-        .collect();
+    let mut argv: Vec<*mut libc::c_char> =
+        cargs.iter().map(|c| c.as_ptr() as *mut libc::c_char).collect();
     argv.push(std::ptr::null_mut());
     let ours = runtime_dir_for(args).filter(|d| !d.exists());
     // SAFETY: argv holds argc valid NUL-terminated strings (kept alive by `cargs` for the

@@ -39,23 +39,25 @@ unsafe fn free_bulk(ms: &mut [*mut rte_mbuf]) {
     }
 }
 
-/// Up to [`BURST`] received frames, owned until each is handed to a [`TxBuffer`]
-/// ([`RxBurst::send`]) or freed ([`RxBurst::free_rest`], or drop).
-pub struct RxBurst {
-    pkts: [*mut rte_mbuf; BURST],
+/// Up to `N` mbuf pointers, the first `len` in use.
+struct Mbufs<const N: usize> {
+    pkts: [*mut rte_mbuf; N],
     len: usize,
-    /// Bit i: frame i was handed to a TX buffer (no longer ours).
-    sent: u32,
 }
 
-impl Default for RxBurst {
+impl<const N: usize> Default for Mbufs<N> {
     fn default() -> Self {
-        RxBurst {
-            pkts: [std::ptr::null_mut(); BURST],
-            len: 0,
-            sent: 0,
-        }
+        Mbufs { pkts: [std::ptr::null_mut(); N], len: 0 }
     }
+}
+
+/// Up to [`BURST`] received frames, owned until each is handed to a [`TxBuffer`]
+/// ([`RxBurst::send`]) or freed ([`RxBurst::free_rest`], or drop).
+#[derive(Default)]
+pub struct RxBurst {
+    m: Mbufs<BURST>,
+    /// Bit i: frame i was handed to a TX buffer (no longer ours).
+    sent: u32,
 }
 
 impl RxBurst {
@@ -64,24 +66,14 @@ impl RxBurst {
     #[inline(always)]
     pub fn recv(&mut self, q: &mut RxQueue) -> usize {
         self.free_rest();
-        self.len = q.rx_burst(&mut self.pkts);
-        self.len
-    }
-
-    #[inline(always)]
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    #[inline(always)]
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.m.len = q.rx_burst(&mut self.m.pkts);
+        self.m.len
     }
 
     /// Starts loading every frame's first cache line (l3fwd's prefetch).
     #[inline(always)]
     pub fn prefetch(&self) {
-        for &m in &self.pkts[..self.len] {
+        for &m in &self.m.pkts[..self.m.len] {
             // SAFETY: received mbufs, valid until freed by this burst; reading the
             // header to find the data is safe, and a prefetch never faults.
             unsafe {
@@ -96,7 +88,7 @@ impl RxBurst {
     pub fn frames(&self) -> impl Iterator<Item = &[u8]> + '_ {
         // SAFETY: mbufs of this burst not yet sent (the iterator borrows `self`, so none
         // is sent or freed while a slice lives); shared borrows only.
-        self.pkts[..self.len]
+        self.m.pkts[..self.m.len]
             .iter()
             .enumerate()
             .filter(|(i, _)| self.sent & (1 << i) == 0)
@@ -106,44 +98,38 @@ impl RxBurst {
     /// Frame `i`'s bytes, writable. Panics if `i` was sent or is out of range.
     #[inline(always)]
     pub fn frame_mut(&mut self, i: usize) -> &mut [u8] {
-        assert!(
-            i < self.len && self.sent & (1 << i) == 0,
-            "frame {i} not in the burst"
-        );
+        assert!(i < self.m.len && self.sent & (1 << i) == 0, "frame {i} not in the burst");
         // SAFETY: an mbuf this burst owns; `&mut self` makes the slice unique.
-        unsafe { data_mut(self.pkts[i]) }
+        unsafe { data_mut(self.m.pkts[i]) }
     }
 
     /// Hands frame `i` to `tx` (which must have room: see [`TxBuffer::is_full`]).
     #[inline(always)]
     pub fn send(&mut self, i: usize, tx: &mut TxBuffer) {
-        assert!(
-            i < self.len && self.sent & (1 << i) == 0,
-            "frame {i} not in the burst"
-        );
-        assert!(tx.len < TX_BUFFER, "TX buffer full");
-        tx.pkts[tx.len] = self.pkts[i];
-        tx.len += 1;
+        assert!(i < self.m.len && self.sent & (1 << i) == 0, "frame {i} not in the burst");
+        assert!(!tx.is_full(), "TX buffer full");
+        tx.m.pkts[tx.m.len] = self.m.pkts[i];
+        tx.m.len += 1;
         self.sent |= 1 << i;
     }
 
     /// Frees every frame not sent; the burst is empty afterwards.
     #[inline(always)]
     pub fn free_rest(&mut self) {
-        if self.len == 0 {
+        if self.m.len == 0 {
             return;
         }
         let mut keep = [std::ptr::null_mut(); BURST];
         let mut n = 0;
-        let mut left = !self.sent & (u32::MAX >> (32 - self.len));
+        let mut left = !self.sent & (u32::MAX >> (32 - self.m.len));
         while left != 0 {
-            keep[n] = self.pkts[left.trailing_zeros() as usize];
+            keep[n] = self.m.pkts[left.trailing_zeros() as usize];
             n += 1;
             left &= left - 1;
         }
         // SAFETY: mbufs of this burst that were not sent: still ours, used no more.
         unsafe { free_bulk(&mut keep[..n]) };
-        self.len = 0;
+        self.m.len = 0;
         self.sent = 0;
     }
 }
@@ -158,18 +144,9 @@ impl Drop for RxBurst {
 pub const TX_BUFFER: usize = 2 * BURST;
 
 /// Frames waiting for the TX queue, owned until the device takes them.
+#[derive(Default)]
 pub struct TxBuffer {
-    pkts: [*mut rte_mbuf; TX_BUFFER],
-    len: usize,
-}
-
-impl Default for TxBuffer {
-    fn default() -> Self {
-        TxBuffer {
-            pkts: [std::ptr::null_mut(); TX_BUFFER],
-            len: 0,
-        }
-    }
+    m: Mbufs<TX_BUFFER>,
 }
 
 /// What one [`TxBuffer::flush`] did.
@@ -183,17 +160,17 @@ pub struct Flushed {
 impl TxBuffer {
     #[inline(always)]
     pub fn len(&self) -> usize {
-        self.len
+        self.m.len
     }
 
     #[inline(always)]
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.m.len == 0
     }
 
     #[inline(always)]
     pub fn is_full(&self) -> bool {
-        self.len == TX_BUFFER
+        self.m.len == TX_BUFFER
     }
 
     /// Adds an owned mbuf; gives it back when the buffer is full.
@@ -201,25 +178,22 @@ impl TxBuffer {
         if self.is_full() {
             return Err(m);
         }
-        self.pkts[self.len] = m.into_raw();
-        self.len += 1;
+        self.m.pkts[self.m.len] = m.into_raw();
+        self.m.len += 1;
         Ok(())
     }
 
     /// Hands everything to `q`; what the queue refuses is freed and counted.
     #[inline(always)]
     pub fn flush(&mut self, q: &mut TxQueue) -> Flushed {
-        if self.len == 0 {
-            return Flushed {
-                sent: 0,
-                dropped: 0,
-            };
+        if self.m.len == 0 {
+            return Flushed { sent: 0, dropped: 0 };
         }
-        let sent = q.tx_burst(&mut self.pkts[..self.len]);
-        let dropped = self.len - sent;
+        let sent = q.tx_burst(&mut self.m.pkts[..self.m.len]);
+        let dropped = self.m.len - sent;
         // SAFETY: the device took only the first `sent`; the rest are still ours.
-        unsafe { free_bulk(&mut self.pkts[sent..self.len]) };
-        self.len = 0;
+        unsafe { free_bulk(&mut self.m.pkts[sent..self.m.len]) };
+        self.m.len = 0;
         Flushed { sent, dropped }
     }
 }
@@ -227,7 +201,7 @@ impl TxBuffer {
 impl Drop for TxBuffer {
     fn drop(&mut self) {
         // SAFETY: mbufs the device never took: ours, used no more.
-        unsafe { free_bulk(&mut self.pkts[..self.len]) };
+        unsafe { free_bulk(&mut self.m.pkts[..self.m.len]) };
     }
 }
 

@@ -25,9 +25,7 @@ pub struct DpdkError {
 pub fn strerror(code: i32) -> String {
     // SAFETY: rte_strerror returns a pointer to a static or thread-local NUL-terminated
     // string for any input.
-    unsafe { CStr::from_ptr(dpdk_sys::rte_strerror(code)) }
-        .to_string_lossy()
-        .into_owned()
+    unsafe { CStr::from_ptr(dpdk_sys::rte_strerror(code)) }.to_string_lossy().into_owned()
 }
 
 /// The calling thread's `rte_errno`.
@@ -40,11 +38,7 @@ pub fn errno() -> i32 {
 pub fn check(op: &'static str, rc: i32) -> Result<i32, DpdkError> {
     if rc < 0 {
         let code = -rc;
-        Err(DpdkError {
-            op,
-            code,
-            msg: strerror(code),
-        })
+        Err(DpdkError { op, code, msg: strerror(code) })
     } else {
         Ok(rc)
     }
@@ -53,11 +47,7 @@ pub fn check(op: &'static str, rc: i32) -> Result<i32, DpdkError> {
 /// An error from a call that reports through `rte_errno`.
 pub fn errno_error(op: &'static str) -> DpdkError {
     let code = errno();
-    DpdkError {
-        op,
-        code,
-        msg: strerror(code),
-    }
+    DpdkError { op, code, msg: strerror(code) }
 }
 
 /// The TSC, for timers and latency stamps.
@@ -76,7 +66,5 @@ pub fn tsc_hz() -> u64 {
 /// "DPDK 22.11.x" as the library reports it.
 pub fn version() -> String {
     // SAFETY: rte_version returns a pointer to a static NUL-terminated string.
-    unsafe { CStr::from_ptr(dpdk_sys::rte_version()) }
-        .to_string_lossy()
-        .into_owned()
+    unsafe { CStr::from_ptr(dpdk_sys::rte_version()) }.to_string_lossy().into_owned()
 }

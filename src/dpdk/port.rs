@@ -37,9 +37,7 @@ pub fn is_valid(id: u16) -> bool {
 pub fn info(id: u16) -> Result<PortInfo, DpdkError> {
     let mut di = dpdk_sys::rte_eth_dev_info::default();
     // SAFETY: di is a valid out-pointer.
-    check("rte_eth_dev_info_get", unsafe {
-        dpdk_sys::rte_eth_dev_info_get(id, &mut di)
-    })?;
+    check("rte_eth_dev_info_get", unsafe { dpdk_sys::rte_eth_dev_info_get(id, &mut di) })?;
     let mut name = [0 as libc::c_char; dpdk_sys::RTE_ETH_NAME_MAX_LEN as usize];
     // SAFETY: name is RTE_ETH_NAME_MAX_LEN bytes as the API requires.
     check("rte_eth_dev_get_name_by_port", unsafe {
@@ -49,16 +47,12 @@ pub fn info(id: u16) -> Result<PortInfo, DpdkError> {
         String::new()
     } else {
         // SAFETY: the driver name is a static NUL-terminated string (checked non-NULL).
-        unsafe { CStr::from_ptr(di.driver_name) }
-            .to_string_lossy()
-            .into_owned()
+        unsafe { CStr::from_ptr(di.driver_name) }.to_string_lossy().into_owned()
     };
     Ok(PortInfo {
         id,
         // SAFETY: DPDK NUL-terminates the name.
-        name: unsafe { CStr::from_ptr(name.as_ptr()) }
-            .to_string_lossy()
-            .into_owned(),
+        name: unsafe { CStr::from_ptr(name.as_ptr()) }.to_string_lossy().into_owned(),
         driver,
         max_rx_queues: di.max_rx_queues,
         max_tx_queues: di.max_tx_queues,
@@ -188,23 +182,13 @@ impl Port {
     pub fn start(self) -> Result<(Started, Vec<(RxQueue, TxQueue)>), DpdkError> {
         let id = self.inner.id;
         // SAFETY: the port is configured with all queues set up.
-        check("rte_eth_dev_start", unsafe {
-            dpdk_sys::rte_eth_dev_start(id)
-        })?;
+        check("rte_eth_dev_start", unsafe { dpdk_sys::rte_eth_dev_start(id) })?;
         self.inner.started.store(true, Ordering::Relaxed);
         let queues = (0..self.inner.queues)
             .map(|q| {
                 (
-                    RxQueue {
-                        port: id,
-                        queue: q,
-                        _dev: self.inner.clone(),
-                    },
-                    TxQueue {
-                        port: id,
-                        queue: q,
-                        _dev: self.inner.clone(),
-                    },
+                    RxQueue { port: id, queue: q, _dev: self.inner.clone() },
+                    TxQueue { port: id, queue: q, _dev: self.inner.clone() },
                 )
             })
             .collect();
@@ -247,9 +231,7 @@ impl Started {
 fn mac(id: u16) -> Result<Mac, DpdkError> {
     let mut a = dpdk_sys::rte_ether_addr::default();
     // SAFETY: a is a valid out-pointer.
-    check("rte_eth_macaddr_get", unsafe {
-        dpdk_sys::rte_eth_macaddr_get(id, &mut a)
-    })?;
+    check("rte_eth_macaddr_get", unsafe { dpdk_sys::rte_eth_macaddr_get(id, &mut a) })?;
     Ok(Mac(a.addr_bytes))
 }
 

@@ -96,12 +96,7 @@ unsafe extern "C" fn dispatch(
             (!params.is_null()).then(|| CStr::from_ptr(params).to_string_lossy().into_owned()),
         )
     };
-    let Some(h) = HANDLERS
-        .read()
-        .iter()
-        .find(|(n, _)| *n == cmd)
-        .map(|(_, h)| h.clone())
-    else {
+    let Some(h) = HANDLERS.read().iter().find(|(n, _)| *n == cmd).map(|(_, h)| h.clone()) else {
         return -1;
     };
     // SAFETY: DPDK hands us the reply container for this call only; not ours to free.
@@ -125,9 +120,7 @@ pub fn register(cmd: &'static CStr, help: &'static CStr, handler: Handler) -> Re
         dpdk_sys::rte_telemetry_register_cmd(cmd.as_ptr(), Some(dispatch), help.as_ptr())
     };
     if rc != 0 {
-        return Err(format!(
-            "cannot register telemetry command {cmd:?}: error {rc}"
-        ));
+        return Err(format!("cannot register telemetry command {cmd:?}: error {rc}"));
     }
     Ok(())
 }

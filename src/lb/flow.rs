@@ -235,11 +235,7 @@ impl FlowTable {
         if g2 == g1 {
             g2 = (g1 ^ 1) & self.group_mask;
         }
-        Hashed {
-            g1,
-            g2,
-            tag: (h >> 48) as u16,
-        }
+        Hashed { g1, g2, tag: (h >> 48) as u16 }
     }
 
     /// An index below `n`, uniform and fixed for the key (and the table's seed): the
@@ -326,10 +322,7 @@ impl FlowTable {
             return Lookup::Hit(i);
         }
         let (g1, g2) = (h.g1, h.g2);
-        let (f1, f2) = (
-            self.groups[g1].free_lanes(now),
-            self.groups[g2].free_lanes(now),
-        );
+        let (f1, f2) = (self.groups[g1].free_lanes(now), self.groups[g2].free_lanes(now));
         match (f1, f2) {
             (0, 0) => Lookup::Full,
             _ if f1.count_ones() >= f2.count_ones() => {
@@ -514,13 +507,7 @@ impl FlowTable {
         self.put(
             idx,
             h.tag,
-            &FlowEntry {
-                key: *k,
-                state: state as u8,
-                slot,
-                incarnation,
-                expires,
-            },
+            &FlowEntry { key: *k, state: state as u8, slot, incarnation, expires },
         );
         self.stats.inserts += 1;
     }
@@ -593,11 +580,7 @@ mod tests {
         assert_eq!(ENTRY_BYTES, 24);
         assert_eq!(std::mem::size_of::<Group>(), 192);
         assert_eq!(std::mem::align_of::<Group>(), 64);
-        assert_eq!(
-            std::mem::offset_of!(Group, kv),
-            64,
-            "tags, state and expiry fill line 0"
-        );
+        assert_eq!(std::mem::offset_of!(Group, kv), 64, "tags, state and expiry fill line 0");
     }
 
     #[test]
@@ -632,9 +615,7 @@ mod tests {
                 g.tag[lane] = base;
                 let m = g.tag_matches(base);
                 assert!(m & (1 << lane) != 0, "lane {lane} missed for tag {base:#x}");
-                let exact = (0..WAYS)
-                    .filter(|&i| g.tag[i] == base)
-                    .fold(0u32, |a, i| a | 1 << i);
+                let exact = (0..WAYS).filter(|&i| g.tag[i] == base).fold(0u32, |a, i| a | 1 << i);
                 assert_eq!(m & exact, exact);
             }
         }
@@ -644,9 +625,7 @@ mod tests {
     fn insert_then_hit() {
         let mut t = FlowTable::with_seed(1024, [1, 2]);
         let k = key(7);
-        let Lookup::Vacant(i) = t.find(&k, 0) else {
-            panic!("empty table hit")
-        };
+        let Lookup::Vacant(i) = t.find(&k, 0) else { panic!("empty table hit") };
         t.insert_at(i, &k, 3, 1, TcpState::SynRecv, 100, 0);
         assert_eq!(t.find(&k, 50), Lookup::Hit(i));
         assert_eq!(t.get(i).slot, 3);
@@ -674,27 +653,16 @@ mod tests {
 
     #[test]
     fn two_choices_hold_a_nearly_full_table() {
-        for (cap, load) in [
-            (1 << 12, 0.9),
-            (1 << 16, 0.9),
-            (1 << 16, 0.5),
-            (1 << 20, 0.9),
-        ] {
+        for (cap, load) in [(1 << 12, 0.9), (1 << 16, 0.9), (1 << 16, 0.5), (1 << 20, 0.9)] {
             let mut t = FlowTable::with_seed(cap, [11, 13]);
             let n = (cap as f64 * load) as u32;
             for i in 0..n {
                 let k = key(i);
-                let Lookup::Vacant(idx) = t.find(&k, 0) else {
-                    panic!("distinct keys")
-                };
+                let Lookup::Vacant(idx) = t.find(&k, 0) else { panic!("distinct keys") };
                 t.insert_at(idx, &k, 0, 0, TcpState::Established, 1000, 0);
             }
             let lost = t.stats.evictions as f64 / f64::from(n);
-            assert!(
-                lost < 0.001,
-                "capacity {cap} at {load}: {:.3} % evicted",
-                lost * 100.0
-            );
+            assert!(lost < 0.001, "capacity {cap} at {load}: {:.3} % evicted", lost * 100.0);
             assert_eq!(t.live(0) as u64, u64::from(n) - t.stats.evictions);
         }
     }
@@ -705,9 +673,7 @@ mod tests {
         for i in 0..16u32 {
             let k = key(i);
             let h = t.hash(&k);
-            let Lookup::Vacant(idx) = t.lookup_hashed(&k, &h, 0) else {
-                panic!("room left")
-            };
+            let Lookup::Vacant(idx) = t.lookup_hashed(&k, &h, 0) else { panic!("room left") };
             t.insert_at(idx, &k, 0, 0, TcpState::Established, 1000 - i, 0);
         }
         let k = key(99);
@@ -734,29 +700,15 @@ mod tests {
         let mut t = FlowTable::with_seed(16, [5, 6]); // two groups: every key sees both
         for i in 0..16u32 {
             let k = key(i);
-            let Lookup::Vacant(idx) = t.find(&k, 0) else {
-                panic!()
-            };
-            let st = if i == 5 {
-                TcpState::SynRecv
-            } else {
-                TcpState::Established
-            };
+            let Lookup::Vacant(idx) = t.find(&k, 0) else { panic!() };
+            let st = if i == 5 { TcpState::SynRecv } else { TcpState::Established };
             t.insert_at(idx, &k, 0, 0, st, 1000 + i, 0);
         }
         let newk = key(100);
-        let Lookup::Vacant(idx) = t.find(&newk, 0) else {
-            panic!()
-        };
-        assert_eq!(
-            t.get(idx).key.saddr,
-            key(5).saddr,
-            "the SYN_RECV entry goes first"
-        );
+        let Lookup::Vacant(idx) = t.find(&newk, 0) else { panic!() };
+        assert_eq!(t.get(idx).key.saddr, key(5).saddr, "the SYN_RECV entry goes first");
         t.insert_at(idx, &newk, 0, 0, TcpState::SynRecv, 2000, 0);
-        let Lookup::Vacant(idx) = t.find(&key(101), 0) else {
-            panic!()
-        };
+        let Lookup::Vacant(idx) = t.find(&key(101), 0) else { panic!() };
         // Now all non-established is the new one (expires 2000) -> still preferred.
         assert_eq!(t.get(idx).key.saddr, newk.saddr);
         assert_eq!(t.stats.evicted_established, 0);
@@ -768,15 +720,7 @@ mod tests {
         for i in 0..500u32 {
             let k = key(i);
             if let Lookup::Vacant(idx) = t.find(&k, 0) {
-                t.insert_at(
-                    idx,
-                    &k,
-                    0,
-                    0,
-                    TcpState::Close,
-                    if i % 2 == 0 { 10 } else { 1000 },
-                    0,
-                );
+                t.insert_at(idx, &k, 0, 0, TcpState::Close, if i % 2 == 0 { 10 } else { 1000 }, 0);
             }
         }
         let live0 = t.live(0);
@@ -785,10 +729,7 @@ mod tests {
             cleared += t.sweep(20, 1);
         }
         assert_eq!(t.live(20), live0 - cleared);
-        assert_eq!(
-            t.live(20),
-            t.iter_live(20).filter(|e| e.expires == 1000).count()
-        );
+        assert_eq!(t.live(20), t.iter_live(20).filter(|e| e.expires == 1000).count());
         assert!(cleared >= 200, "about half expired, got {cleared}");
     }
 
@@ -797,14 +738,8 @@ mod tests {
         let mut t = FlowTable::with_seed(4096, [3, 9]);
         for i in 0..1000u32 {
             let k = key(i);
-            let Lookup::Vacant(idx) = t.find(&k, 0) else {
-                panic!()
-            };
-            let st = if i % 4 == 0 {
-                TcpState::SynRecv
-            } else {
-                TcpState::Established
-            };
+            let Lookup::Vacant(idx) = t.find(&k, 0) else { panic!() };
+            let st = if i % 4 == 0 { TcpState::SynRecv } else { TcpState::Established };
             t.insert_at(idx, &k, (i % 3) as u16, 1, st, 100, 0);
         }
         let mut count = [[0u32; 2]; 3];
@@ -818,23 +753,14 @@ mod tests {
         assert_eq!(wraps, 1);
         let total: u32 = count.iter().flatten().sum();
         assert_eq!(total, 1000);
-        assert_eq!(
-            count.iter().map(|c| c[1]).sum::<u32>(),
-            250,
-            "SYN_RECV counts as inactive"
-        );
+        assert_eq!(count.iter().map(|c| c[1]).sum::<u32>(), 250, "SYN_RECV counts as inactive");
     }
 
     #[test]
     fn seeds_change_placement() {
         let a = FlowTable::with_seed(1 << 16, [1, 1]);
         let b = FlowTable::with_seed(1 << 16, [2, 3]);
-        let same = (0..1000)
-            .filter(|&i| a.hash(&key(i)).g1 == b.hash(&key(i)).g1)
-            .count();
-        assert!(
-            same < 20,
-            "placement must depend on the seed ({same}/1000 equal)"
-        );
+        let same = (0..1000).filter(|&i| a.hash(&key(i)).g1 == b.hash(&key(i)).g1).count();
+        assert!(same < 20, "placement must depend on the seed ({same}/1000 equal)");
     }
 }

@@ -105,12 +105,6 @@ pub struct Timeouts {
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Timeouts {
-            tcp: 900,
-            tcp_fin: 120,
-            udp: 300,
-            syn: 60,
-            close: 10,
-        }
+        Timeouts { tcp: 900, tcp_fin: 120, udp: 300, syn: 60, close: 10 }
     }
 }

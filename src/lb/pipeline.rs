@@ -10,7 +10,7 @@ use super::tcp_state::{self, TcpState};
 use super::verdict::{DropReason, Neighbor, Verdict};
 use super::{OnRemoved, SynFlood, Tick};
 use crate::wire::arp::{self, ArpPacket};
-use crate::wire::ethernet::{self, ethertype};
+use crate::wire::ethernet::{self, EtherType};
 use crate::wire::icmp::{self, IcmpPacket};
 use crate::wire::ipv4::{protocol, Ipv4Packet};
 use crate::wire::tcp::{flags, TcpPacket};
@@ -92,8 +92,8 @@ pub fn process_hinted(
         return Verdict::Drop(D::NotForUs);
     }
     match l2.ethertype {
-        ethertype::IPV4 => ipv4(frame, l2.l3_offset, snap, local, now, hint),
-        ethertype::ARP => arp_in(frame, l2.l3_offset, snap),
+        EtherType::IPV4 => ipv4(frame, l2.l3_offset, snap, local, now, hint),
+        EtherType::ARP => arp_in(frame, l2.l3_offset, snap),
         _ => Verdict::Drop(D::UnsupportedEthertype),
     }
 }
@@ -103,7 +103,7 @@ pub fn process_hinted(
 #[inline(always)]
 pub fn peek_key(frame: &[u8]) -> Option<FlowKey> {
     let l2 = ethernet::parse(frame).ok()?;
-    if l2.ethertype != ethertype::IPV4 {
+    if l2.ethertype != EtherType::IPV4 {
         return None;
     }
     let ip = &frame[l2.l3_offset..];
@@ -231,13 +231,7 @@ fn ipv4(
         return Verdict::Drop(D::NoService);
     };
     // 6. Flow lookup, scheduling.
-    let key = FlowKey {
-        saddr,
-        daddr,
-        sport,
-        dport,
-        proto,
-    };
+    let key = FlowKey { saddr, daddr, sport, dport, proto };
     let tcp = proto == protocol::TCP;
     // IPVS `is_new_conn`: SYN without ACK (and we also exclude RST).
     let new_syn = tcp && tcp_flags & (flags::SYN | flags::ACK | flags::RST) == flags::SYN;
@@ -261,30 +255,17 @@ fn ipv4(
                 None => false,
             };
             if keep {
-                let st = if tcp {
-                    tcp_state::next(e.state(), tcp_flags)
-                } else {
-                    TcpState::Udp
-                };
-                local
-                    .flows
-                    .touch(idx, st, now.saturating_add(snap.timeouts.of(st)));
+                let st = if tcp { tcp_state::next(e.state(), tcp_flags) } else { TcpState::Udp };
+                local.flows.touch(idx, st, now.saturating_add(snap.timeouts.of(st)));
                 (e.slot, false)
             } else {
                 let Some(slot) = pick(svc, si, &mut local.cursors) else {
                     return Verdict::Drop(D::NoBackend);
                 };
-                let st = if tcp {
-                    tcp_state::next(TcpState::None, tcp_flags)
-                } else {
-                    TcpState::Udp
-                };
-                local
-                    .flows
-                    .rebind(idx, slot, snap.backends[usize::from(slot)].incarnation);
-                local
-                    .flows
-                    .touch(idx, st, now.saturating_add(snap.timeouts.of(st)));
+                let st =
+                    if tcp { tcp_state::next(TcpState::None, tcp_flags) } else { TcpState::Udp };
+                local.flows.rebind(idx, slot, snap.backends[usize::from(slot)].incarnation);
+                local.flows.touch(idx, st, now.saturating_add(snap.timeouts.of(st)));
                 (slot, true)
             }
         }
@@ -293,13 +274,7 @@ fn ipv4(
                 Lookup::Vacant(idx) => Some(idx),
                 _ => None,
             };
-            let m = Miss {
-                key: &key,
-                h: &h,
-                new_syn,
-                tcp_flags,
-                free,
-            };
+            let m = Miss { key: &key, h: &h, new_syn, tcp_flags, free };
             match new_flow(&m, si, svc, snap, local, now) {
                 Ok(slot) => slot,
                 Err(r) => return Verdict::Drop(r),
@@ -382,11 +357,7 @@ fn new_flow(
         return Err(D::FlowTableFull);
     }
     let slot = pick(svc, si, &mut local.cursors).ok_or(D::NoBackend)?;
-    let st = if tcp {
-        TcpState::SynRecv
-    } else {
-        TcpState::Udp
-    };
+    let st = if tcp { TcpState::SynRecv } else { TcpState::Udp };
     let expires = now.saturating_add(snap.timeouts.of(st));
     store(local, idx, m, slot, snap, st, expires, now);
     Ok((slot, true))
@@ -405,9 +376,7 @@ fn store(
     now: Tick,
 ) {
     let inc = snap.backends[usize::from(slot)].incarnation;
-    local
-        .flows
-        .insert_hashed(idx, m.key, m.h, slot, inc, st, expires, now);
+    local.flows.insert_hashed(idx, m.key, m.h, slot, inc, st, expires, now);
 }
 
 /// The backend of a flow routed by hash: a position in the service's schedule chosen by
@@ -431,11 +400,7 @@ fn pick(svc: &Service, si: u16, cursors: &mut [u32]) -> Option<u16> {
     let c = &mut cursors[usize::from(si)];
     // The cursor may be past the end after a swap shortened the schedule.
     let i = (*c as usize) % seq.len();
-    *c = if i + 1 == seq.len() {
-        0
-    } else {
-        (i + 1) as u32
-    };
+    *c = if i + 1 == seq.len() { 0 } else { (i + 1) as u32 };
     Some(seq[i])
 }
 

@@ -30,11 +30,7 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
 
 /// Length of the cycle `build` would produce for these weights (0 weights ignored).
 pub fn cycle_len(kind: SchedKind, weights: &[u32]) -> u64 {
-    let w: Vec<u64> = weights
-        .iter()
-        .filter(|&&w| w > 0)
-        .map(|&w| u64::from(w))
-        .collect();
+    let w: Vec<u64> = weights.iter().filter(|&&w| w > 0).map(|&w| u64::from(w)).collect();
     match kind {
         SchedKind::Rr => w.len() as u64,
         SchedKind::Wrr => {
@@ -52,9 +48,7 @@ pub fn cycle_len(kind: SchedKind, weights: &[u32]) -> u64 {
 /// [`MAX_CYCLE`]. The message says why not.
 pub fn check(kind: SchedKind, weights: &[u32]) -> Result<(), String> {
     if cycle_len(kind, weights) > MAX_CYCLE {
-        return Err(format!(
-            "weights too fine-grained: sum/gcd exceeds {MAX_CYCLE}"
-        ));
+        return Err(format!("weights too fine-grained: sum/gcd exceeds {MAX_CYCLE}"));
     }
     Ok(())
 }
@@ -62,11 +56,8 @@ pub fn check(kind: SchedKind, weights: &[u32]) -> Result<(), String> {
 /// Builds the pick sequence over `(slot, weight)`; entries with weight 0 are skipped.
 /// Returns `None` when the cycle would exceed [`MAX_CYCLE`].
 pub fn build(kind: SchedKind, backends: &[(u16, u32)]) -> Option<Vec<u16>> {
-    let live: Vec<(u16, u64)> = backends
-        .iter()
-        .filter(|b| b.1 > 0)
-        .map(|&(s, w)| (s, u64::from(w)))
-        .collect();
+    let live: Vec<(u16, u64)> =
+        backends.iter().filter(|b| b.1 > 0).map(|&(s, w)| (s, u64::from(w))).collect();
     match kind {
         SchedKind::Rr => Some(live.iter().map(|b| b.0).collect()),
         SchedKind::Wrr => {
@@ -89,9 +80,7 @@ pub fn build(kind: SchedKind, backends: &[(u16, u32)]) -> Option<Vec<u16>> {
             // Compare (2k1+1)/w1 with (2k2+1)/w2 exactly by cross-multiplying (fits u64:
             // k < w <= 2^32).
             picks.sort_by(|a, b| {
-                ((2 * a.1 + 1) * b.2)
-                    .cmp(&((2 * b.1 + 1) * a.2))
-                    .then(a.0.cmp(&b.0))
+                ((2 * a.1 + 1) * b.2).cmp(&((2 * b.1 + 1) * a.2)).then(a.0.cmp(&b.0))
             });
             Some(picks.into_iter().map(|p| live[p.0].0).collect())
         }
@@ -126,17 +115,10 @@ mod tests {
     #[test]
     fn wrr_no_long_runs() {
         // 1:1 must alternate; 2:1 must never repeat a backend three times in a row.
-        assert_eq!(
-            names(&build(SchedKind::Wrr, &[(0, 1), (1, 1)]).unwrap()),
-            "AB"
-        );
+        assert_eq!(names(&build(SchedKind::Wrr, &[(0, 1), (1, 1)]).unwrap()), "AB");
         let s = build(SchedKind::Wrr, &[(0, 5), (1, 4), (2, 3), (3, 1)]).unwrap();
         let doubled: Vec<u16> = s.iter().chain(s.iter()).copied().collect();
-        assert!(
-            doubled.windows(3).all(|w| !(w[0] == w[1] && w[1] == w[2])),
-            "{}",
-            names(&s)
-        );
+        assert!(doubled.windows(3).all(|w| !(w[0] == w[1] && w[1] == w[2])), "{}", names(&s));
     }
 
     #[test]
@@ -151,10 +133,7 @@ mod tests {
         assert!(build(SchedKind::Wrr, &[]).unwrap().is_empty());
         let huge: Vec<(u16, u32)> = (0..40).map(|i| (i, 65_521 - i as u32 * 2)).collect();
         assert!(
-            cycle_len(
-                SchedKind::Wrr,
-                &huge.iter().map(|b| b.1).collect::<Vec<_>>()
-            ) > MAX_CYCLE
+            cycle_len(SchedKind::Wrr, &huge.iter().map(|b| b.1).collect::<Vec<_>>()) > MAX_CYCLE
         );
         assert!(build(SchedKind::Wrr, &huge).is_none());
     }

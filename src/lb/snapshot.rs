@@ -29,10 +29,7 @@ pub fn check_limits(services: usize, backends: usize) -> Result<(), String> {
         return Err(format!("{services} services; at most {}", MAX_SERVICES - 1));
     }
     if backends >= MAX_SLOTS {
-        return Err(format!(
-            "{backends} backends in all; at most {}",
-            MAX_SLOTS - 1
-        ));
+        return Err(format!("{backends} backends in all; at most {}", MAX_SLOTS - 1));
     }
     Ok(())
 }
@@ -133,11 +130,8 @@ impl Snapshot {
         specs: &[ServiceSpec],
     ) -> Result<Snapshot, String> {
         check_limits(specs.len(), specs.iter().map(|s| s.backends.len()).sum())?;
-        let max_slot = specs
-            .iter()
-            .flat_map(|s| s.backends.iter())
-            .map(|b| usize::from(b.slot))
-            .max();
+        let max_slot =
+            specs.iter().flat_map(|s| s.backends.iter()).map(|b| usize::from(b.slot)).max();
         let mut backends = vec![Backend::absent(); max_slot.map_or(0, |m| m + 1)];
         let mut services = Vec::with_capacity(specs.len());
         let mut neighbors = Vec::new();

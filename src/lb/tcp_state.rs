@@ -63,10 +63,7 @@ impl TcpState {
     /// States in which a new SYN starts a new connection (IPVS `conn_reuse_mode`, with the
     /// FIN_WAIT bit set, since that is the last state a DR director sees).
     pub fn is_closing(self) -> bool {
-        matches!(
-            self,
-            TcpState::FinWait | TcpState::TimeWait | TcpState::Close
-        )
+        matches!(self, TcpState::FinWait | TcpState::TimeWait | TcpState::Close)
     }
 }
 

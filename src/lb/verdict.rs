@@ -69,9 +69,6 @@ mod tests {
         n.sort();
         n.dedup();
         assert_eq!(n.len(), DropReason::COUNT);
-        assert_eq!(
-            DropReason::ALL[DropReason::NoBackend as usize],
-            DropReason::NoBackend
-        );
+        assert_eq!(DropReason::ALL[DropReason::NoBackend as usize], DropReason::NoBackend);
     }
 }

@@ -33,53 +33,35 @@ pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
     if let Ok(p) = s.parse::<u16>() {
         return Ok(SocketAddr::from(([127, 0, 0, 1], p)));
     }
-    s.parse()
-        .map_err(|_| format!("--metrics {s}: want PORT or ADDR:PORT, e.g. 127.0.0.1:9100"))
+    s.parse().map_err(|_| format!("--metrics {s}: want PORT or ADDR:PORT, e.g. 127.0.0.1:9100"))
 }
 
-fn counter_family(
-    reg: &mut Registry,
-    name: &str,
-    help: &str,
-    rows: impl IntoIterator<Item = (Labels, u64)>,
-) {
-    let f = Family::<Labels, Counter>::default();
-    for (l, v) in rows {
-        f.get_or_create(&l).inc_by(v);
+/// Registers one family of labelled values as Prometheus counters or gauges.
+fn family(reg: &mut Registry, name: &str, help: &str, kind: Kind, rows: Vec<(Labels, u64)>) {
+    match kind {
+        Kind::Counter => {
+            let f = Family::<Labels, Counter>::default();
+            for (l, v) in rows {
+                f.get_or_create(&l).inc_by(v);
+            }
+            reg.register(name, help, f);
+        }
+        Kind::Gauge => {
+            let f = Family::<Labels, Gauge>::default();
+            for (l, v) in rows {
+                f.get_or_create(&l).set(v as i64);
+            }
+            reg.register(name, help, f);
+        }
     }
-    reg.register(name, help, f);
 }
 
-fn gauge_family(
-    reg: &mut Registry,
-    name: &str,
-    help: &str,
-    rows: impl IntoIterator<Item = (Labels, i64)>,
-) {
-    let f = Family::<Labels, Gauge>::default();
-    for (l, v) in rows {
-        f.get_or_create(&l).set(v);
-    }
-    reg.register(name, help, f);
-}
-
-/// Per-backend families from the manager's listing: name, help, kind, value.
 /// A family of the listing: name, help, kind, the value of one real server.
 type Row = (&'static str, &'static str, Kind, fn(&BackendRow) -> u64);
 
 const BACKEND_ROWS: &[Row] = &[
-    (
-        "drlb_backend_packets",
-        "Packets forwarded to the real server",
-        Kind::Counter,
-        |b| b.in_pkts,
-    ),
-    (
-        "drlb_backend_bytes",
-        "Bytes forwarded to the real server",
-        Kind::Counter,
-        |b| b.in_bytes,
-    ),
+    ("drlb_backend_packets", "Packets forwarded to the real server", Kind::Counter, |b| b.in_pkts),
+    ("drlb_backend_bytes", "Bytes forwarded to the real server", Kind::Counter, |b| b.in_bytes),
     (
         "drlb_backend_connections",
         "New connections scheduled to the real server",
@@ -98,12 +80,9 @@ const BACKEND_ROWS: &[Row] = &[
         Kind::Gauge,
         |b| b.inactive_conns,
     ),
-    (
-        "drlb_backend_weight",
-        "Configured weight (0 = draining)",
-        Kind::Gauge,
-        |b| u64::from(b.weight),
-    ),
+    ("drlb_backend_weight", "Configured weight (0 = draining)", Kind::Gauge, |b| {
+        u64::from(b.weight)
+    }),
     (
         "drlb_backend_mac_known",
         "1 when the real server's MAC is known (static or ARP)",
@@ -114,18 +93,12 @@ const BACKEND_ROWS: &[Row] = &[
 
 /// Per-service families: sums of a backend counter over the service's real servers.
 const SERVICE_ROWS: &[Row] = &[
-    (
-        "drlb_service_packets",
-        "Packets forwarded for the virtual service",
-        Kind::Counter,
-        |b| b.in_pkts,
-    ),
-    (
-        "drlb_service_bytes",
-        "Bytes forwarded for the virtual service",
-        Kind::Counter,
-        |b| b.in_bytes,
-    ),
+    ("drlb_service_packets", "Packets forwarded for the virtual service", Kind::Counter, |b| {
+        b.in_pkts
+    }),
+    ("drlb_service_bytes", "Bytes forwarded for the virtual service", Kind::Counter, |b| {
+        b.in_bytes
+    }),
     (
         "drlb_service_connections",
         "New connections scheduled for the virtual service",
@@ -133,18 +106,6 @@ const SERVICE_ROWS: &[Row] = &[
         |b| b.conns,
     ),
 ];
-
-fn family(reg: &mut Registry, name: &str, help: &str, kind: Kind, rows: Vec<(Labels, u64)>) {
-    match kind {
-        Kind::Counter => counter_family(reg, name, help, rows),
-        Kind::Gauge => gauge_family(
-            reg,
-            name,
-            help,
-            rows.into_iter().map(|(l, v)| (l, v as i64)),
-        ),
-    }
-}
 
 fn svc_labels(s: &ServiceRow) -> Labels {
     vec![
@@ -160,21 +121,17 @@ pub fn render(workers: &[Arc<WorkerCounters>], listing: Option<&Listing>) -> Str
     let mut reg = <Registry>::default();
     let worker = |i: usize| vec![("worker".to_string(), i.to_string())];
     for d in counters::table().filter(|d| !d.metric.is_empty()) {
-        let rows = workers
-            .iter()
-            .enumerate()
-            .map(|(i, w)| (worker(i), (d.value)(w)))
-            .collect();
+        let rows = workers.iter().enumerate().map(|(i, w)| (worker(i), (d.value)(w))).collect();
         family(&mut reg, d.metric, d.help(), d.kind, rows);
     }
-    counter_family(
+    let t = Totals::sum(workers);
+    let drops = t.drops.iter().map(|(r, n)| (vec![("reason".into(), r.name().to_string())], *n));
+    family(
         &mut reg,
         "drlb_dropped_packets",
         "Frames dropped, by reason",
-        Totals::sum(workers)
-            .drops
-            .iter()
-            .map(|(r, n)| (vec![("reason".into(), r.name().to_string())], *n)),
+        Kind::Counter,
+        drops.collect(),
     );
     if let Some(l) = listing {
         listing_families(&mut reg, workers.len(), l);
@@ -186,24 +143,11 @@ pub fn render(workers: &[Arc<WorkerCounters>], listing: Option<&Listing>) -> Str
 
 /// The families that come from the manager's listing.
 fn listing_families(reg: &mut Registry, workers: usize, l: &Listing) {
-    let cap = (0..workers).map(|i| {
-        (
-            vec![("worker".into(), i.to_string())],
-            l.flows_per_worker as u64,
-        )
-    });
-    family(
-        reg,
-        "drlb_flow_capacity",
-        "Flow-table entries per worker",
-        Kind::Gauge,
-        cap.collect(),
-    );
+    let cap =
+        (0..workers).map(|i| (vec![("worker".into(), i.to_string())], l.flows_per_worker as u64));
+    family(reg, "drlb_flow_capacity", "Flow-table entries per worker", Kind::Gauge, cap.collect());
     for (name, help, kind, f) in SERVICE_ROWS {
-        let rows = l
-            .services
-            .iter()
-            .map(|s| (svc_labels(s), s.backends.iter().map(f).sum()));
+        let rows = l.services.iter().map(|s| (svc_labels(s), s.backends.iter().map(f).sum()));
         family(reg, name, help, *kind, rows.collect());
     }
     for (name, help, kind, f) in BACKEND_ROWS {
@@ -218,18 +162,10 @@ fn listing_families(reg: &mut Registry, workers: usize, l: &Listing) {
     }
     let g = <Gauge>::default();
     g.set(l.generation as i64);
-    reg.register(
-        "drlb_snapshot_generation",
-        "Generation of the forwarding snapshot",
-        g,
-    );
+    reg.register("drlb_snapshot_generation", "Generation of the forwarding snapshot", g);
     for (name, help, v) in [
         ("drlb_reloads", "Config reloads applied", l.swaps.reloads),
-        (
-            "drlb_failed_reloads",
-            "Config reloads rejected",
-            l.swaps.failed_reloads,
-        ),
+        ("drlb_failed_reloads", "Config reloads rejected", l.swaps.failed_reloads),
     ] {
         let c = <Counter>::default();
         c.inc_by(v);
@@ -253,29 +189,27 @@ pub fn serve(
     stop: Arc<AtomicBool>,
     cpu: Option<usize>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name("drlb-metrics".into())
-        .spawn(move || {
-            if let Some(id) = cpu {
-                core_affinity::set_for_current(core_affinity::CoreId { id });
-            }
-            while !stop.load(Ordering::Relaxed) {
-                let Ok(Some(req)) = server.recv_timeout(Duration::from_millis(100)) else {
-                    continue;
-                };
-                let resp = if req.url() == "/metrics" || req.url().starts_with("/metrics?") {
-                    let body = render(&workers, shared.listing.lock().as_ref());
-                    let ct = tiny_http::Header::from_bytes(
-                        &b"Content-Type"[..],
-                        &b"application/openmetrics-text; version=1.0.0; charset=utf-8"[..],
-                    )
-                    .expect("static header");
-                    tiny_http::Response::from_string(body).with_header(ct)
-                } else {
-                    tiny_http::Response::from_string("drlb: metrics are at /metrics\n")
-                        .with_status_code(404)
-                };
-                let _ = req.respond(resp);
-            }
-        })
+    std::thread::Builder::new().name("drlb-metrics".into()).spawn(move || {
+        if let Some(id) = cpu {
+            core_affinity::set_for_current(core_affinity::CoreId { id });
+        }
+        while !stop.load(Ordering::Relaxed) {
+            let Ok(Some(req)) = server.recv_timeout(Duration::from_millis(100)) else {
+                continue;
+            };
+            let resp = if req.url() == "/metrics" || req.url().starts_with("/metrics?") {
+                let body = render(&workers, shared.listing.lock().as_ref());
+                let ct = tiny_http::Header::from_bytes(
+                    &b"Content-Type"[..],
+                    &b"application/openmetrics-text; version=1.0.0; charset=utf-8"[..],
+                )
+                .expect("static header");
+                tiny_http::Response::from_string(body).with_header(ct)
+            } else {
+                tiny_http::Response::from_string("drlb: metrics are at /metrics\n")
+                    .with_status_code(404)
+            };
+            let _ = req.respond(resp);
+        }
+    })
 }

@@ -42,27 +42,16 @@ fn stats(v: &View, d: &mut Dict) {
         d.u64("reloads", l.swaps.reloads);
         d.u64("failed_reloads", l.swaps.failed_reloads);
         d.u64("services", l.services.len() as u64);
-        d.u64(
-            "backends",
-            l.services.iter().map(|s| s.backends.len() as u64).sum(),
-        );
+        d.u64("backends", l.services.iter().map(|s| s.backends.len() as u64).sum());
         d.str("version", &l.version);
     }
 }
 
 fn workers(v: &View, d: &mut Dict) {
-    let cap = v
-        .shared
-        .listing
-        .lock()
-        .as_ref()
-        .map_or(0, |l| l.flows_per_worker as u64);
+    let cap = v.shared.listing.lock().as_ref().map_or(0, |l| l.flows_per_worker as u64);
     for (i, w) in v.workers.iter().enumerate().take(MAX_ROWS) {
         let Some(mut e) = Dict::new() else { return };
-        e.u64(
-            "lcore",
-            u64::from(v.lcores.get(i).copied().unwrap_or(u32::MAX)),
-        );
+        e.u64("lcore", u64::from(v.lcores.get(i).copied().unwrap_or(u32::MAX)));
         for row in counters::table().filter(|r| r.show & show::TELEMETRY != 0) {
             e.u64(row.name, (row.value)(w));
         }

@@ -103,23 +103,10 @@ pub fn domain<T: Send + Sync>(initial: T, readers: usize) -> (Writer<T>, Vec<Rea
     let shared = Arc::new(Shared {
         ptr: AtomicPtr::new(Box::into_raw(Box::new(initial))),
         epoch: AtomicU64::new(0),
-        slots: (0..readers)
-            .map(|_| ReaderSlot(AtomicU64::new(OFFLINE)))
-            .collect(),
+        slots: (0..readers).map(|_| ReaderSlot(AtomicU64::new(OFFLINE))).collect(),
     });
-    let rs = (0..readers)
-        .map(|idx| Reader {
-            shared: shared.clone(),
-            idx,
-        })
-        .collect();
-    (
-        Writer {
-            shared,
-            retired: Vec::new(),
-        },
-        rs,
-    )
+    let rs = (0..readers).map(|idx| Reader { shared: shared.clone(), idx }).collect();
+    (Writer { shared, retired: Vec::new() }, rs)
 }
 
 impl<T> Reader<T> {
@@ -154,9 +141,7 @@ impl<T> Reader<T> {
 
     /// Stops reporting; the writer no longer waits for this reader.
     pub fn offline(&mut self) {
-        self.shared.slots[self.idx]
-            .0
-            .store(OFFLINE, Ordering::Release);
+        self.shared.slots[self.idx].0.store(OFFLINE, Ordering::Release);
     }
 }
 
@@ -254,22 +239,18 @@ mod loom_model {
         }
     }
 
+    /// Three drop flags and a one-reader domain holding value 0.
+    fn setup() -> (Arc<[AtomicBool; 3]>, Writer<V>, Reader<V>) {
+        let freed =
+            Arc::new([AtomicBool::new(false), AtomicBool::new(false), AtomicBool::new(false)]);
+        let (w, mut rs) = domain(V { id: 0, freed: freed.clone() }, 1);
+        (freed, w, rs.pop().unwrap())
+    }
+
     #[test]
     fn reader_never_holds_a_freed_snapshot() {
         loom::model(|| {
-            let freed = Arc::new([
-                AtomicBool::new(false),
-                AtomicBool::new(false),
-                AtomicBool::new(false),
-            ]);
-            let (mut w, mut rs) = domain(
-                V {
-                    id: 0,
-                    freed: freed.clone(),
-                },
-                1,
-            );
-            let mut r = rs.pop().unwrap();
+            let (freed, mut w, mut r) = setup();
             r.online();
             let f = freed.clone();
             let reader = loom::thread::spawn(move || {
@@ -277,32 +258,20 @@ mod loom_model {
                 for _ in 0..2 {
                     let v = r.load();
                     let id = v.id;
-                    assert!(
-                        !f[id].load(Ordering::SeqCst),
-                        "reader holds freed snapshot {id}"
-                    );
+                    assert!(!f[id].load(Ordering::SeqCst), "reader holds freed snapshot {id}");
                     assert!(id >= last, "went back in time");
                     last = id;
                     r.quiescent();
                 }
                 r.offline();
             });
-            w.publish(V {
-                id: 1,
-                freed: freed.clone(),
-            });
+            w.publish(V { id: 1, freed: freed.clone() });
             w.try_reclaim();
-            w.publish(V {
-                id: 2,
-                freed: freed.clone(),
-            });
+            w.publish(V { id: 2, freed: freed.clone() });
             reader.join().unwrap();
             assert_eq!(w.try_reclaim(), 0, "an offline reader holds nothing back");
             assert!(freed[0].load(Ordering::SeqCst) && freed[1].load(Ordering::SeqCst));
-            assert!(
-                !freed[2].load(Ordering::SeqCst),
-                "the current value is never freed"
-            );
+            assert!(!freed[2].load(Ordering::SeqCst), "the current value is never freed");
         });
     }
 
@@ -311,33 +280,15 @@ mod loom_model {
     fn coming_online(omit_fences: bool) {
         loom::model(move || {
             OMIT_FENCES.with(|f| f.set(omit_fences));
-            let freed = Arc::new([
-                AtomicBool::new(false),
-                AtomicBool::new(false),
-                AtomicBool::new(false),
-            ]);
-            let (mut w, mut rs) = domain(
-                V {
-                    id: 0,
-                    freed: freed.clone(),
-                },
-                1,
-            );
-            let mut r = rs.pop().unwrap();
+            let (freed, mut w, mut r) = setup();
             let f = freed.clone();
             let reader = loom::thread::spawn(move || {
                 r.online();
                 let id = r.load().id;
-                assert!(
-                    !f[id].load(Ordering::SeqCst),
-                    "reader holds freed snapshot {id}"
-                );
+                assert!(!f[id].load(Ordering::SeqCst), "reader holds freed snapshot {id}");
                 r.offline();
             });
-            w.publish(V {
-                id: 1,
-                freed: freed.clone(),
-            });
+            w.publish(V { id: 1, freed: freed.clone() });
             w.try_reclaim();
             reader.join().unwrap();
         });
@@ -377,26 +328,11 @@ mod tests {
     #[test]
     fn old_value_lives_until_readers_pass() {
         let drops = Arc::new(AtomicUsize::new(0));
-        let (mut w, mut rs) = domain(
-            Canary {
-                magic: 7,
-                value: 0,
-                drops: drops.clone(),
-            },
-            2,
-        );
+        let (mut w, mut rs) = domain(Canary { magic: 7, value: 0, drops: drops.clone() }, 2);
         rs[0].online();
         rs[1].online();
-        let t = w.publish(Canary {
-            magic: 7,
-            value: 1,
-            drops: drops.clone(),
-        });
-        assert_eq!(
-            drops.load(Ordering::Relaxed),
-            0,
-            "readers have not passed yet"
-        );
+        let t = w.publish(Canary { magic: 7, value: 1, drops: drops.clone() });
+        assert_eq!(drops.load(Ordering::Relaxed), 0, "readers have not passed yet");
         rs[0].quiescent();
         assert_eq!(w.try_reclaim(), 1);
         assert!(!w.passed(t));
@@ -413,14 +349,7 @@ mod tests {
     fn stress_100k_swaps() {
         let drops = Arc::new(AtomicUsize::new(0));
         let readers = 2;
-        let (mut w, rs) = domain(
-            Canary {
-                magic: 7,
-                value: 0,
-                drops: drops.clone(),
-            },
-            readers,
-        );
+        let (mut w, rs) = domain(Canary { magic: 7, value: 0, drops: drops.clone() }, readers);
         let stop = Arc::new(AtomicBool::new(false));
         // Readers are online before the first swap, so the writer must wait for them.
         let ready = Arc::new(std::sync::Barrier::new(readers + 1));
@@ -452,26 +381,15 @@ mod tests {
         const SWAPS: u64 = 100_000;
         ready.wait();
         for i in 1..=SWAPS {
-            w.publish(Canary {
-                magic: 7,
-                value: i,
-                drops: drops.clone(),
-            });
+            w.publish(Canary { magic: 7, value: i, drops: drops.clone() });
             if i % 64 == 0 {
-                assert!(
-                    w.wait(w.epoch(), Duration::from_secs(10)),
-                    "a reader got stuck"
-                );
+                assert!(w.wait(w.epoch(), Duration::from_secs(10)), "a reader got stuck");
             }
         }
         stop.store(true, Ordering::Relaxed);
         let loads: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
         w.try_reclaim();
-        assert_eq!(
-            drops.load(Ordering::Relaxed) as u64,
-            SWAPS,
-            "each old value freed once"
-        );
+        assert_eq!(drops.load(Ordering::Relaxed) as u64, SWAPS, "each old value freed once");
         assert!(loads > 0);
         drop(w);
         assert_eq!(drops.load(Ordering::Relaxed) as u64, SWAPS + 1);

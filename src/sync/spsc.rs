@@ -41,9 +41,7 @@ pub struct Consumer<T> {
 pub fn channel<T: Copy + Send>(capacity: usize) -> (Producer<T>, Consumer<T>) {
     let n = capacity.max(2).next_power_of_two();
     let ring = Arc::new(Ring {
-        buf: (0..n)
-            .map(|_| UnsafeCell::new(MaybeUninit::uninit()))
-            .collect(),
+        buf: (0..n).map(|_| UnsafeCell::new(MaybeUninit::uninit())).collect(),
         mask: n - 1,
         head: Pad(AtomicUsize::new(0)),
         tail: Pad(AtomicUsize::new(0)),
@@ -57,11 +55,7 @@ impl<T: Copy> Producer<T> {
     pub fn room(&self) -> usize {
         let r = &*self.ring;
         // Acquire on tail as in push; head is ours.
-        r.mask + 1
-            - r.head
-                .0
-                .load(Ordering::Relaxed)
-                .wrapping_sub(r.tail.0.load(Ordering::Acquire))
+        r.mask + 1 - r.head.0.load(Ordering::Relaxed).wrapping_sub(r.tail.0.load(Ordering::Acquire))
     }
 
     /// Enqueues `v`; gives it back when the queue is full.
@@ -116,10 +110,7 @@ mod tests {
         assert_eq!(p.room(), 0);
         assert_eq!(c.pop(), Some(0));
         p.push(4).unwrap();
-        assert_eq!(
-            (1..=4).map(|_| c.pop().unwrap()).collect::<Vec<_>>(),
-            vec![1, 2, 3, 4]
-        );
+        assert_eq!((1..=4).map(|_| c.pop().unwrap()).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
         assert!(c.pop().is_none());
     }
 

@@ -1,12 +1,12 @@
 //! Builds well-formed frames: for tests, the pcap generator (`drlb-gen`) and benchmarks.
 //! Not used on the forwarding path (it allocates). Headers the wire views can emit are
 //! emitted by them.
-use crate::wire::{arp, checksum, ethernet, ethernet::ethertype, ipv4::protocol, tcp::flags, Mac};
+use crate::wire::{arp, checksum, ethernet, ethernet::EtherType, ipv4::protocol, tcp::flags, Mac};
 
 /// Minimum Ethernet frame without FCS; shorter frames are zero-padded.
 pub const MIN_FRAME: usize = 60;
 
-fn eth(dst: Mac, src: Mac, et: u16) -> Vec<u8> {
+fn eth(dst: Mac, src: Mac, et: EtherType) -> Vec<u8> {
     let mut f = vec![0u8; ethernet::HEADER_LEN];
     ethernet::emit(&mut f, dst.0, src.0, et);
     f
@@ -55,44 +55,50 @@ pub struct Flow {
     pub dport: u16,
 }
 
-/// A TCP segment with `tcp_flags` and `payload` bytes of payload, padded to `min_len`.
-pub fn tcp(f: &Flow, tcp_flags: u8, payload: usize, min_len: usize) -> Vec<u8> {
-    let mut seg = vec![0u8; 20 + payload];
+/// A TCP or UDP segment of `header` bytes of header then `payload` bytes (0, 1, 2, ...)
+/// for flow `f`, its ports set; `fill` writes the rest of the header; the checksum is
+/// computed at `csum_at`; the frame is padded to `min_len`.
+fn l4_frame(
+    f: &Flow,
+    proto: u8,
+    (header, payload): (usize, usize),
+    csum_at: usize,
+    min_len: usize,
+    fill: impl FnOnce(&mut [u8]),
+) -> Vec<u8> {
+    let mut seg = vec![0u8; header + payload];
     seg[0..2].copy_from_slice(&f.sport.to_be_bytes());
     seg[2..4].copy_from_slice(&f.dport.to_be_bytes());
-    seg[4..8].copy_from_slice(&1000u32.to_be_bytes());
-    if tcp_flags & flags::ACK != 0 {
-        seg[8..12].copy_from_slice(&1u32.to_be_bytes());
-    }
-    seg[12] = 0x50;
-    seg[13] = tcp_flags;
-    seg[14..16].copy_from_slice(&65535u16.to_be_bytes());
-    for (i, b) in seg[20..].iter_mut().enumerate() {
+    fill(&mut seg);
+    for (i, b) in seg[header..].iter_mut().enumerate() {
         *b = i as u8;
     }
-    let c = l4_checksum(f.saddr, f.daddr, protocol::TCP, &seg);
-    seg[16..18].copy_from_slice(&c.to_be_bytes());
-    let mut fr = eth(f.dst_mac, f.src_mac, ethertype::IPV4);
-    fr.extend_from_slice(&ipv4_header(f.saddr, f.daddr, protocol::TCP, seg.len()));
+    let c = l4_checksum(f.saddr, f.daddr, proto, &seg);
+    seg[csum_at..csum_at + 2].copy_from_slice(&c.to_be_bytes());
+    let mut fr = eth(f.dst_mac, f.src_mac, EtherType::IPV4);
+    fr.extend_from_slice(&ipv4_header(f.saddr, f.daddr, proto, seg.len()));
     fr.extend_from_slice(&seg);
     pad(fr, min_len)
 }
 
+/// A TCP segment with `tcp_flags` and `payload` bytes of payload, padded to `min_len`.
+pub fn tcp(f: &Flow, tcp_flags: u8, payload: usize, min_len: usize) -> Vec<u8> {
+    l4_frame(f, protocol::TCP, (20, payload), 16, min_len, |seg| {
+        seg[4..8].copy_from_slice(&1000u32.to_be_bytes());
+        if tcp_flags & flags::ACK != 0 {
+            seg[8..12].copy_from_slice(&1u32.to_be_bytes());
+        }
+        seg[12] = 0x50;
+        seg[13] = tcp_flags;
+        seg[14..16].copy_from_slice(&65535u16.to_be_bytes());
+    })
+}
+
 /// A UDP datagram with `payload` bytes, padded to `min_len`.
 pub fn udp(f: &Flow, payload: usize, min_len: usize) -> Vec<u8> {
-    let mut seg = vec![0u8; 8 + payload];
-    seg[0..2].copy_from_slice(&f.sport.to_be_bytes());
-    seg[2..4].copy_from_slice(&f.dport.to_be_bytes());
-    seg[4..6].copy_from_slice(&((8 + payload) as u16).to_be_bytes());
-    for (i, b) in seg[8..].iter_mut().enumerate() {
-        *b = i as u8;
-    }
-    let c = l4_checksum(f.saddr, f.daddr, protocol::UDP, &seg);
-    seg[6..8].copy_from_slice(&c.to_be_bytes());
-    let mut fr = eth(f.dst_mac, f.src_mac, ethertype::IPV4);
-    fr.extend_from_slice(&ipv4_header(f.saddr, f.daddr, protocol::UDP, seg.len()));
-    fr.extend_from_slice(&seg);
-    pad(fr, min_len)
+    l4_frame(f, protocol::UDP, (8, payload), 6, min_len, |seg| {
+        seg[4..6].copy_from_slice(&((8 + payload) as u16).to_be_bytes());
+    })
 }
 
 /// An ICMP echo request (id 0x1234, seq `seq`, 8 bytes of data).
@@ -114,7 +120,7 @@ pub fn icmp_echo_msg(
     m.extend_from_slice(b"drlbping");
     let c = checksum::checksum(&m);
     m[2..4].copy_from_slice(&c.to_be_bytes());
-    let mut fr = eth(dst_mac, src_mac, ethertype::IPV4);
+    let mut fr = eth(dst_mac, src_mac, EtherType::IPV4);
     fr.extend_from_slice(&ipv4_header(saddr, daddr, protocol::ICMP, m.len()));
     fr.extend_from_slice(&m);
     pad(fr, MIN_FRAME)
@@ -122,16 +128,9 @@ pub fn icmp_echo_msg(
 
 /// An ARP request or reply frame. `dst` is the Ethernet destination.
 pub fn arp_frame(dst: Mac, oper: u16, sha: Mac, spa: u32, tha: Mac, tpa: u32) -> Vec<u8> {
-    let mut fr = eth(dst, sha, ethertype::ARP);
+    let mut fr = eth(dst, sha, EtherType::ARP);
     let mut a = [0u8; arp::PACKET_LEN];
-    arp::ArpRepr {
-        oper,
-        sha: sha.0,
-        spa,
-        tha: tha.0,
-        tpa,
-    }
-    .emit(&mut a);
+    arp::ArpRepr { oper, sha: sha.0, spa, tha: tha.0, tpa }.emit(&mut a);
     fr.extend_from_slice(&a);
     pad(fr, MIN_FRAME)
 }
@@ -139,7 +138,7 @@ pub fn arp_frame(dst: Mac, oper: u16, sha: Mac, spa: u32, tha: Mac, tpa: u32) ->
 /// Inserts an 802.1Q tag with `tci` after the MAC addresses.
 pub fn with_vlan(frame: &[u8], tci: u16) -> Vec<u8> {
     let mut f = frame[..12].to_vec();
-    f.extend_from_slice(&ethertype::VLAN.to_be_bytes());
+    f.extend_from_slice(&EtherType::VLAN.0.to_be_bytes());
     f.extend_from_slice(&tci.to_be_bytes());
     f.extend_from_slice(&frame[12..]);
     f

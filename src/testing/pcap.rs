@@ -30,19 +30,9 @@ pub struct FlowsSpec {
 /// One TCP frame of flow `i`, packet `k`.
 pub fn flow_frame(s: &FlowsSpec, i: u32, k: u32) -> Vec<u8> {
     let (saddr, sport) = client(i);
-    let f = Flow {
-        dst_mac: s.dst_mac,
-        src_mac: s.src_mac,
-        saddr,
-        daddr: s.vip,
-        sport,
-        dport: s.port,
-    };
-    let (fl, payload) = if k == 0 {
-        (SYN, 0)
-    } else {
-        (ACK | PSH, s.frame_len.saturating_sub(54))
-    };
+    let f =
+        Flow { dst_mac: s.dst_mac, src_mac: s.src_mac, saddr, daddr: s.vip, sport, dport: s.port };
+    let (fl, payload) = if k == 0 { (SYN, 0) } else { (ACK | PSH, s.frame_len.saturating_sub(54)) };
     frames::tcp(&f, fl, payload, s.frame_len.max(frames::MIN_FRAME))
 }
 
@@ -74,14 +64,7 @@ pub fn flows_from(s: &FlowsSpec, first: u32) -> Vec<Vec<u8>> {
 
 /// Frames that must all be dropped (one per malformed shape), addressed to `dst_mac`.
 pub fn junk(dst_mac: Mac, src_mac: Mac, vip: u32) -> Vec<Vec<u8>> {
-    let f = Flow {
-        dst_mac,
-        src_mac,
-        saddr: 0x0a63_0001,
-        daddr: vip,
-        sport: 999,
-        dport: 80,
-    };
+    let f = Flow { dst_mac, src_mac, saddr: 0x0a63_0001, daddr: vip, sport: 999, dport: 80 };
     let base = frames::tcp(&f, SYN, 0, 60);
     let set = |at: usize, b: &[u8]| {
         let mut x = base.clone();
@@ -89,21 +72,13 @@ pub fn junk(dst_mac: Mac, src_mac: Mac, vip: u32) -> Vec<Vec<u8>> {
         x
     };
     vec![
-        vec![0xffu8; 10],       // runt
-        set(12, &[0x86, 0xdd]), // IPv6
+        vec![0xffu8; 10],                                                            // runt
+        set(12, &[0x86, 0xdd]),                                                      // IPv6
         set(14, &[0x55]),       // IPv4 version 5
         set(14, &[0x44]),       // IHL 4
         set(16, &[0x05, 0xdc]), // total length past the frame
         set(24, &[0xbe, 0xef]), // bad header checksum
-        frames::tcp(
-            &Flow {
-                dst_mac: Mac([2, 0x99, 0, 0, 0, 9]),
-                ..f
-            },
-            SYN,
-            0,
-            60,
-        ), // not for us
+        frames::tcp(&Flow { dst_mac: Mac([2, 0x99, 0, 0, 0, 9]), ..f }, SYN, 0, 60), // not for us
         frames::tcp(&Flow { dport: 443, ..f }, SYN, 0, 60), // no service
         frames::tcp(&Flow { sport: 998, ..f }, ACK, 0, 60), // ACK without a flow
         base[..24].to_vec(),    // short IPv4
@@ -115,8 +90,7 @@ pub fn write(path: &std::path::Path, frames: &[Vec<u8>]) -> std::io::Result<()> 
     let mut w = PcapWriter::new(file).map_err(std::io::Error::other)?;
     for (i, f) in frames.iter().enumerate() {
         let ts = Duration::from_micros(i as u64);
-        w.write_packet(&PcapPacket::new(ts, f.len() as u32, f))
-            .map_err(std::io::Error::other)?;
+        w.write_packet(&PcapPacket::new(ts, f.len() as u32, f)).map_err(std::io::Error::other)?;
     }
     Ok(())
 }

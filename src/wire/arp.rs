@@ -1,75 +1,50 @@
 //! ARP for IPv4 over Ethernet (RFC 826). Only htype 1 / ptype 0x0800 / hlen 6 / plen 4
 //! is accepted; anything else is `Malformed`.
-use super::{be16, be32, put16, Error};
+use super::{be16, need, put16, put32, Error};
 
+/// Field offsets (RFC 826): each field follows the one before.
 mod field {
-    use std::ops::Range;
     pub const HTYPE: usize = 0;
-    pub const PTYPE: usize = 2;
-    pub const HLEN: usize = 4;
-    pub const PLEN: usize = 5;
-    pub const OPER: usize = 6;
-    pub const SHA: Range<usize> = 8..14;
-    pub const SPA: usize = 14;
-    pub const THA: Range<usize> = 18..24;
-    pub const TPA: usize = 24;
+    pub const PTYPE: usize = HTYPE + 2;
+    pub const HLEN: usize = PTYPE + 2;
+    pub const PLEN: usize = HLEN + 1;
+    pub const OPER: usize = PLEN + 1;
+    pub const SHA: usize = OPER + 2;
+    pub const SPA: usize = SHA + 6;
+    pub const THA: usize = SPA + 4;
+    pub const TPA: usize = THA + 6;
 }
-pub const PACKET_LEN: usize = 28;
+pub const PACKET_LEN: usize = field::TPA + 4;
 pub const OP_REQUEST: u16 = 1;
 pub const OP_REPLY: u16 = 2;
 
-pub struct ArpPacket<T> {
-    buf: T,
+/// Validates the length and the fixed Ethernet/IPv4 fields.
+#[inline]
+fn check(b: &[u8]) -> Result<(), Error> {
+    need(b, PACKET_LEN)?;
+    if be16(b, field::HTYPE) != 1
+        || be16(b, field::PTYPE) != 0x0800
+        || b[field::HLEN] != 6
+        || b[field::PLEN] != 4
+    {
+        return Err(Error::Malformed);
+    }
+    Ok(())
 }
 
-impl<T: AsRef<[u8]>> ArpPacket<T> {
-    /// Validates the length and the fixed Ethernet/IPv4 fields.
-    pub fn new_checked(buf: T) -> Result<Self, Error> {
-        let b = buf.as_ref();
-        if b.len() < PACKET_LEN {
-            return Err(Error::Truncated);
-        }
-        if be16(b, field::HTYPE) != 1
-            || be16(b, field::PTYPE) != 0x0800
-            || b[field::HLEN] != 6
-            || b[field::PLEN] != 4
-        {
-            return Err(Error::Malformed);
-        }
-        Ok(ArpPacket { buf })
-    }
-    #[inline]
-    pub fn oper(&self) -> u16 {
-        be16(self.buf.as_ref(), field::OPER)
-    }
-    #[inline]
-    pub fn sha(&self) -> [u8; 6] {
-        self.buf.as_ref()[field::SHA].try_into().unwrap()
-    }
-    #[inline]
-    pub fn spa(&self) -> u32 {
-        be32(self.buf.as_ref(), field::SPA)
-    }
-    #[inline]
-    pub fn tha(&self) -> [u8; 6] {
-        self.buf.as_ref()[field::THA].try_into().unwrap()
-    }
-    #[inline]
-    pub fn tpa(&self) -> u32 {
-        be32(self.buf.as_ref(), field::TPA)
-    }
+view! {
+    /// An ARP message: the operation, the sender's addresses, the target's.
+    ArpPacket, check;
+    oper: u16 @ field::OPER;
+    sha: mac @ field::SHA; spa: u32 @ field::SPA;
+    tha: mac @ field::THA; tpa: u32 @ field::TPA;
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> ArpPacket<T> {
     /// Turns a request into the reply "`target` is at `our_mac`", in place.
     pub fn make_reply(&mut self, our_mac: [u8; 6]) {
-        let (sha, spa, tpa) = (self.sha(), self.spa(), self.tpa());
-        let b = self.buf.as_mut();
-        put16(b, field::OPER, OP_REPLY);
-        b[field::THA].copy_from_slice(&sha);
-        b[field::TPA..field::TPA + 4].copy_from_slice(&spa.to_be_bytes());
-        b[field::SHA].copy_from_slice(&our_mac);
-        b[field::SPA..field::SPA + 4].copy_from_slice(&tpa.to_be_bytes());
+        ArpRepr { oper: OP_REPLY, sha: our_mac, spa: self.tpa(), tha: self.sha(), tpa: self.spa() }
+            .emit(self.buf.as_mut());
     }
 }
 
@@ -92,10 +67,10 @@ impl ArpRepr {
         b[field::HLEN] = 6;
         b[field::PLEN] = 4;
         put16(b, field::OPER, self.oper);
-        b[field::SHA].copy_from_slice(&self.sha);
-        b[field::SPA..field::SPA + 4].copy_from_slice(&self.spa.to_be_bytes());
-        b[field::THA].copy_from_slice(&self.tha);
-        b[field::TPA..field::TPA + 4].copy_from_slice(&self.tpa.to_be_bytes());
+        b[field::SHA..field::SHA + 6].copy_from_slice(&self.sha);
+        put32(b, field::SPA, self.spa);
+        b[field::THA..field::THA + 6].copy_from_slice(&self.tha);
+        put32(b, field::TPA, self.tpa);
     }
 }
 
@@ -109,15 +84,9 @@ pub fn build_request(
     target_ip: u32,
 ) -> usize {
     *out = [0u8; 60];
-    let l3 = super::ethernet::emit(out, [0xff; 6], src_mac, super::ethernet::ethertype::ARP);
-    ArpRepr {
-        oper: OP_REQUEST,
-        sha: src_mac,
-        spa: sender_ip,
-        tha: [0; 6],
-        tpa: target_ip,
-    }
-    .emit(&mut out[l3..]);
+    let l3 = super::ethernet::emit(out, [0xff; 6], src_mac, super::ethernet::EtherType::ARP);
+    ArpRepr { oper: OP_REQUEST, sha: src_mac, spa: sender_ip, tha: [0; 6], tpa: target_ip }
+        .emit(&mut out[l3..]);
     60
 }
 

@@ -1,29 +1,30 @@
 //! ICMPv4 echo (RFC 792): just what the director needs to answer ping to a VIP.
-use super::{be16, checksum, Error};
+use super::{be16, checksum, need, Error};
 
 pub const ECHO_REPLY: u8 = 0;
 pub const ECHO_REQUEST: u8 = 8;
 pub const HEADER_LEN: usize = 8;
 
-pub struct IcmpPacket<T> {
-    buf: T,
+/// Field offsets (RFC 792).
+mod field {
+    pub const TYPE: usize = 0;
+    pub const CHECKSUM: usize = 2;
+}
+
+/// Needs the 8-byte header.
+#[inline]
+fn check(b: &[u8]) -> Result<(), Error> {
+    need(b, HEADER_LEN)
+}
+
+view! {
+    /// An ICMP message.
+    IcmpPacket, check;
+    msg_type: u8 @ field::TYPE;
+    code: u8 @ 1;
 }
 
 impl<T: AsRef<[u8]>> IcmpPacket<T> {
-    pub fn new_checked(buf: T) -> Result<Self, Error> {
-        if buf.as_ref().len() < HEADER_LEN {
-            return Err(Error::Truncated);
-        }
-        Ok(IcmpPacket { buf })
-    }
-    #[inline]
-    pub fn msg_type(&self) -> u8 {
-        self.buf.as_ref()[0]
-    }
-    #[inline]
-    pub fn code(&self) -> u8 {
-        self.buf.as_ref()[1]
-    }
     /// The checksum over the whole message is valid.
     pub fn verify_checksum(&self) -> bool {
         checksum::verify(self.buf.as_ref())
@@ -34,11 +35,11 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> IcmpPacket<T> {
     /// Echo request -> echo reply in place: type 8 -> 0 with an RFC 1624 checksum update.
     pub fn make_echo_reply(&mut self) {
         let b = self.buf.as_mut();
-        let old = be16(b, 0);
-        b[0] = ECHO_REPLY;
-        let new = be16(b, 0);
-        let c = checksum::update16(be16(b, 2), old, new);
-        b[2..4].copy_from_slice(&c.to_be_bytes());
+        let old = be16(b, field::TYPE);
+        b[field::TYPE] = ECHO_REPLY;
+        let new = be16(b, field::TYPE);
+        let c = checksum::update16(be16(b, field::CHECKSUM), old, new);
+        super::put16(b, field::CHECKSUM, c);
     }
 }
 

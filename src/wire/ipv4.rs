@@ -3,7 +3,7 @@
 //! `new_checked` validates version == 4, IHL >= 5, IHL*4 <= total length, and total
 //! length <= the buffer (Ethernet padding after it is allowed). After it succeeds no
 //! accessor can panic and `payload()` is exactly the L4 bytes the header announces.
-use super::{be16, be32, checksum, Error};
+use super::{be16, be32, checksum, length, need, put32, Error};
 
 mod field {
     pub const VER_IHL: usize = 0;
@@ -23,32 +23,30 @@ pub mod protocol {
     pub const UDP: u8 = 17;
 }
 
-pub struct Ipv4Packet<T> {
-    buf: T,
+/// Version 4, IHL at least 5, IHL*4 <= total length <= the buffer.
+#[inline]
+fn check(b: &[u8]) -> Result<(), Error> {
+    need(b, HEADER_LEN)?;
+    if b[field::VER_IHL] >> 4 != 4 {
+        return Err(Error::Malformed);
+    }
+    let hl = usize::from(b[field::VER_IHL] & 0x0f) * 4;
+    if hl < HEADER_LEN {
+        return Err(Error::Malformed);
+    }
+    length(b, usize::from(be16(b, field::LENGTH)), hl)
+}
+
+view! {
+    /// An IPv4 packet.
+    Ipv4Packet, check;
+    ttl: u8 @ field::TTL;
+    protocol: u8 @ field::PROTOCOL;
+    checksum: u16 @ field::CHECKSUM;
+    src: u32 @ field::SRC; dst: u32 @ field::DST;
 }
 
 impl<T: AsRef<[u8]>> Ipv4Packet<T> {
-    pub fn new_checked(buf: T) -> Result<Self, Error> {
-        let b = buf.as_ref();
-        if b.len() < HEADER_LEN {
-            return Err(Error::Truncated);
-        }
-        if b[field::VER_IHL] >> 4 != 4 {
-            return Err(Error::Malformed);
-        }
-        let hl = usize::from(b[field::VER_IHL] & 0x0f) * 4;
-        if hl < HEADER_LEN {
-            return Err(Error::Malformed);
-        }
-        let total = usize::from(be16(b, field::LENGTH));
-        if total < hl {
-            return Err(Error::Malformed);
-        }
-        if total > b.len() {
-            return Err(Error::Truncated);
-        }
-        Ok(Ipv4Packet { buf })
-    }
     #[inline]
     pub fn header_len(&self) -> usize {
         usize::from(self.buf.as_ref()[field::VER_IHL] & 0x0f) * 4
@@ -66,26 +64,6 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     #[inline]
     pub fn is_non_first_fragment(&self) -> bool {
         be16(self.buf.as_ref(), field::FLG_OFF) & 0x1fff != 0
-    }
-    #[inline]
-    pub fn ttl(&self) -> u8 {
-        self.buf.as_ref()[field::TTL]
-    }
-    #[inline]
-    pub fn protocol(&self) -> u8 {
-        self.buf.as_ref()[field::PROTOCOL]
-    }
-    #[inline]
-    pub fn checksum(&self) -> u16 {
-        be16(self.buf.as_ref(), field::CHECKSUM)
-    }
-    #[inline]
-    pub fn src(&self) -> u32 {
-        be32(self.buf.as_ref(), field::SRC)
-    }
-    #[inline]
-    pub fn dst(&self) -> u32 {
-        be32(self.buf.as_ref(), field::DST)
     }
     /// The header checksum is valid.
     #[inline]
@@ -109,15 +87,15 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
     pub fn swap_addrs(&mut self) {
         let b = self.buf.as_mut();
         let (s, d) = (be32(b, field::SRC), be32(b, field::DST));
-        b[field::SRC..field::SRC + 4].copy_from_slice(&d.to_be_bytes());
-        b[field::DST..field::DST + 4].copy_from_slice(&s.to_be_bytes());
+        put32(b, field::SRC, d);
+        put32(b, field::DST, s);
     }
     pub fn fill_checksum(&mut self) {
         let hl = self.header_len();
         let b = self.buf.as_mut();
-        b[field::CHECKSUM..field::CHECKSUM + 2].copy_from_slice(&[0, 0]);
+        super::put16(b, field::CHECKSUM, 0);
         let c = checksum::checksum(&b[..hl]);
-        b[field::CHECKSUM..field::CHECKSUM + 2].copy_from_slice(&c.to_be_bytes());
+        super::put16(b, field::CHECKSUM, c);
     }
     pub fn set_ttl(&mut self, ttl: u8) {
         self.buf.as_mut()[field::TTL] = ttl;
@@ -152,38 +130,19 @@ mod tests {
 
     #[test]
     fn malformed_shapes() {
-        let mut b = hdr();
-        b[0] = 0x65;
-        assert_eq!(
-            Ipv4Packet::new_checked(&b[..]).err(),
-            Some(Error::Malformed),
-            "version 6"
-        );
-        b[0] = 0x44;
-        assert_eq!(
-            Ipv4Packet::new_checked(&b[..]).err(),
-            Some(Error::Malformed),
-            "ihl 4"
-        );
-        b[0] = 0x46;
-        b[2..4].copy_from_slice(&22u16.to_be_bytes());
-        assert_eq!(
-            Ipv4Packet::new_checked(&b[..]).err(),
-            Some(Error::Malformed),
-            "total < ihl*4"
-        );
-        b[0] = 0x45;
-        b[2..4].copy_from_slice(&25u16.to_be_bytes());
-        assert_eq!(
-            Ipv4Packet::new_checked(&b[..]).err(),
-            Some(Error::Truncated),
-            "total > buffer"
-        );
-        assert_eq!(
-            Ipv4Packet::new_checked(&b[..19]).err(),
-            Some(Error::Truncated),
-            "short"
-        );
+        // (what, version/IHL byte, total length, buffer length, error)
+        for (what, ver_ihl, total, len, want) in [
+            ("version 6", 0x65u8, 24u16, 24, Error::Malformed),
+            ("ihl 4", 0x44, 24, 24, Error::Malformed),
+            ("total < ihl*4", 0x46, 22, 24, Error::Malformed),
+            ("total > buffer", 0x45, 25, 24, Error::Truncated),
+            ("short", 0x45, 24, 19, Error::Truncated),
+        ] {
+            let mut b = hdr();
+            b[0] = ver_ihl;
+            b[2..4].copy_from_slice(&total.to_be_bytes());
+            assert_eq!(Ipv4Packet::new_checked(&b[..len]).err(), Some(want), "{what}");
+        }
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! TCP header view (RFC 9293): ports and flags, validated data offset.
-use super::{be16, Error};
+use super::{length, need, Error};
 
 pub const HEADER_LEN: usize = 20;
 pub mod flags {
@@ -10,62 +10,44 @@ pub mod flags {
     pub const ACK: u8 = 0x10;
 }
 
-pub struct TcpPacket<T> {
-    buf: T,
+/// Offset of the data offset (header length in words, high nibble).
+const DATA_OFF: usize = 12;
+
+/// Needs 20 bytes, and a data offset between 5 words and the segment length.
+#[inline]
+fn check(b: &[u8]) -> Result<(), Error> {
+    need(b, HEADER_LEN)?;
+    length(b, usize::from(b[DATA_OFF] >> 4) * 4, HEADER_LEN)
 }
 
-impl<T: AsRef<[u8]>> TcpPacket<T> {
-    /// Needs 20 bytes, and a data offset between 5 and the segment length.
-    pub fn new_checked(buf: T) -> Result<Self, Error> {
-        let b = buf.as_ref();
-        if b.len() < HEADER_LEN {
-            return Err(Error::Truncated);
-        }
-        let doff = usize::from(b[12] >> 4) * 4;
-        if doff < HEADER_LEN {
-            return Err(Error::Malformed);
-        }
-        if doff > b.len() {
-            return Err(Error::Truncated);
-        }
-        Ok(TcpPacket { buf })
-    }
-    #[inline]
-    pub fn src_port(&self) -> u16 {
-        be16(self.buf.as_ref(), 0)
-    }
-    #[inline]
-    pub fn dst_port(&self) -> u16 {
-        be16(self.buf.as_ref(), 2)
-    }
-    #[inline]
-    pub fn flags(&self) -> u8 {
-        self.buf.as_ref()[13]
-    }
+// Fields at their RFC 9293 offsets.
+view! {
+    /// A TCP segment.
+    TcpPacket, check;
+    src_port: u16 @ 0; dst_port: u16 @ 2;
+    flags: u8 @ 13;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    /// A SYN from port 40000 to port 80, no options.
+    const SYN: [u8; 20] =
+        [0x9c, 0x40, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0];
+
     #[test]
     fn parse() {
-        let mut b = [0u8; 20];
-        b[0..2].copy_from_slice(&40000u16.to_be_bytes());
-        b[2..4].copy_from_slice(&80u16.to_be_bytes());
-        b[12] = 0x50;
-        b[13] = flags::SYN;
+        let mut b = SYN;
         let t = TcpPacket::new_checked(&b[..]).unwrap();
-        assert_eq!(
-            (t.src_port(), t.dst_port(), t.flags()),
-            (40000, 80, flags::SYN)
-        );
-        assert_eq!(
-            TcpPacket::new_checked(&b[..19]).err(),
-            Some(Error::Truncated)
-        );
-        b[12] = 0x40;
-        assert_eq!(TcpPacket::new_checked(&b[..]).err(), Some(Error::Malformed));
-        b[12] = 0x60;
-        assert_eq!(TcpPacket::new_checked(&b[..]).err(), Some(Error::Truncated));
+        assert_eq!((t.src_port(), t.dst_port(), t.flags()), (40000, 80, flags::SYN));
+        // (data offset byte, buffer length, error)
+        for (doff, len, want) in [
+            (0x50, 19, Error::Truncated),
+            (0x40, 20, Error::Malformed),
+            (0x60, 20, Error::Truncated),
+        ] {
+            b[12] = doff;
+            assert_eq!(TcpPacket::new_checked(&b[..len]).err(), Some(want));
+        }
     }
 }
