@@ -15,7 +15,7 @@
 //! memory at 1M flows (`# rss_*` lines).
 use drlb::lb::snapshot::{BackendSpec, ServiceSpec};
 use drlb::lb::{
-    prefetch_burst, process_hinted, LocalState, OnRemoved, Proto, SchedKind, Snapshot, SynFlood,
+    prefetch_burst, process_hinted, LocalState, OnGone, Proto, SchedKind, Snapshot, SynFlood,
     Timeouts, Verdict,
 };
 use drlb::testing::pcap::{self, FlowsSpec};
@@ -32,7 +32,10 @@ fn snapshot() -> Snapshot {
         port: 80,
         proto: Proto::Tcp,
         sched: SchedKind::Wrr,
-        on_removed: OnRemoved::Reschedule,
+        on_removed: OnGone::Reschedule,
+        on_down: OnGone::Reschedule,
+        sorry: None,
+        quorum: 1,
         backends: (0..4)
             .map(|i| BackendSpec {
                 slot: i,
@@ -41,6 +44,7 @@ fn snapshot() -> Snapshot {
                 port: 80,
                 weight: 1 + u32::from(i),
                 mac: Some(Mac([0, 0xc, 0x29, 0, 0, i as u8])),
+                down: false,
             })
             .collect(),
     }];

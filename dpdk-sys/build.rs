@@ -73,6 +73,7 @@ fn main() {
              |rte_eth_promiscuous_enable|rte_eth_promiscuous_disable|rte_eth_stats_get|rte_eth_stats_reset\
              |rte_eth_dev_get_name_by_port|rte_eth_dev_adjust_nb_rx_tx_desc|rte_eth_link_get_nowait\
              |rte_telemetry_register_cmd|rte_tel_data_.*|rte_pdump_init|rte_pdump_uninit\
+             |rte_eal_hotplug_add|rte_eal_hotplug_remove|rte_eth_dev_get_port_by_name|rte_eth_dev_set_mtu\
              |rte_hash_create|rte_hash_free|rte_hash_add_key_data|rte_hash_lookup_bulk_data\
              |drlb_.*",
         )

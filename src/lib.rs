@@ -7,6 +7,8 @@
 //! - [`dataplane`]: the worker loop around the pipeline, and the counter table;
 //! - [`control`]: the manager: config, desired state, snapshots, ARP resolution;
 //! - [`admin`]: the control-socket protocol, its server and client, the ipvsadm formats;
+//! - [`health`]: real-server health checks (tcp, http, exec) on a thread of their own;
+//! - [`kernel`]: the kernel interface: the director's own traffic to and from the kernel;
 //! - [`observe`]: Prometheus metrics, DPDK telemetry, logging;
 //! - [`daemon`]: the drlb process's start-up phases and shutdown;
 //! - [`dpdk`]: the safe wrappers over DPDK (EAL, ports, queues, bursts, telemetry);
@@ -24,6 +26,8 @@ pub mod control;
 pub mod daemon;
 pub mod dataplane;
 pub mod dpdk;
+pub mod health;
+pub mod kernel;
 pub mod lb;
 pub mod mem;
 pub mod observe;

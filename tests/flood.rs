@@ -9,7 +9,7 @@ mod common;
 use common::Rng;
 use drlb::lb::snapshot::{BackendSpec, ServiceSpec};
 use drlb::lb::{
-    process, DropReason, LocalState, OnRemoved, Proto, SchedKind, Snapshot, SynFlood, Timeouts,
+    process, DropReason, LocalState, OnGone, Proto, SchedKind, Snapshot, SynFlood, Timeouts,
     Verdict,
 };
 use drlb::testing::frames::{self, ip, Flow};
@@ -29,7 +29,10 @@ fn snap_weighted(mode: SynFlood, weights: [u32; 4]) -> Snapshot {
         port: 80,
         proto: Proto::Tcp,
         sched: SchedKind::Wrr,
-        on_removed: OnRemoved::Reschedule,
+        on_removed: OnGone::Reschedule,
+        on_down: OnGone::Reschedule,
+        sorry: None,
+        quorum: 1,
         backends: (0..4u16)
             .map(|slot| BackendSpec {
                 slot,
@@ -38,6 +41,7 @@ fn snap_weighted(mode: SynFlood, weights: [u32; 4]) -> Snapshot {
                 port: 80,
                 weight: weights[usize::from(slot)],
                 mac: Some(Mac([0, 0x0c, 0x29, 0, 0, slot as u8])),
+                down: false,
             })
             .collect(),
     }];

@@ -4,7 +4,7 @@
 use drlb::lb::snapshot::{BackendSpec, ServiceSpec};
 use drlb::lb::verdict::Neighbor;
 use drlb::lb::{
-    process, DropReason as D, LocalState, OnRemoved, Proto, SchedKind, Snapshot, Timeouts, Verdict,
+    process, DropReason as D, LocalState, OnGone, Proto, SchedKind, Snapshot, Timeouts, Verdict,
 };
 use drlb::testing::frames::{self, ip, Flow};
 use drlb::wire::arp::{OP_REPLY, OP_REQUEST};
@@ -18,7 +18,7 @@ const MAC_B: Mac = Mac([0x00, 0x0c, 0x29, 0x56, 0x5c, 0xc6]);
 const OTHER: Mac = Mac([0x02, 0x99, 0, 0, 0, 0x99]);
 
 fn be(ip_: u32, slot: u16, weight: u32, mac: Option<Mac>) -> BackendSpec {
-    BackendSpec { slot, incarnation: 1, ip: ip_, port: 80, weight, mac }
+    BackendSpec { slot, incarnation: 1, ip: ip_, port: 80, weight, mac, down: false }
 }
 
 /// The seed: VIP 192.168.1.200:80/tcp rr over .118 (A) and .119 (B); a UDP service
@@ -30,7 +30,10 @@ fn snapshot() -> Snapshot {
             port: 80,
             proto: Proto::Tcp,
             sched: SchedKind::Rr,
-            on_removed: OnRemoved::Reschedule,
+            on_removed: OnGone::Reschedule,
+            on_down: OnGone::Reschedule,
+            sorry: None,
+            quorum: 1,
             backends: vec![
                 be(ip("192.168.1.118"), 0, 1, Some(MAC_A)),
                 be(ip("192.168.1.119"), 1, 1, Some(MAC_B)),
@@ -41,7 +44,10 @@ fn snapshot() -> Snapshot {
             port: 53,
             proto: Proto::Udp,
             sched: SchedKind::Wrr,
-            on_removed: OnRemoved::Reschedule,
+            on_removed: OnGone::Reschedule,
+            on_down: OnGone::Reschedule,
+            sorry: None,
+            quorum: 1,
             backends: vec![BackendSpec { port: 53, ..be(ip("192.168.1.118"), 2, 1, Some(MAC_A)) }],
         },
         ServiceSpec {
@@ -49,7 +55,10 @@ fn snapshot() -> Snapshot {
             port: 80,
             proto: Proto::Tcp,
             sched: SchedKind::Wrr,
-            on_removed: OnRemoved::Reschedule,
+            on_removed: OnGone::Reschedule,
+            on_down: OnGone::Reschedule,
+            sorry: None,
+            quorum: 1,
             backends: vec![be(ip("192.168.1.120"), 3, 1, None)],
         },
     ];
@@ -405,13 +414,116 @@ fn golden_packets() {
             seen.insert(r);
         }
     }
-    // Every drop reason is covered here but BackendRemoved (needs a swap; see
-    // tests/semantics.rs) and FlowTableFull (needs a table full of established flows;
-    // see tests/flood.rs).
+    // Every drop reason is covered here but BackendRemoved and BackendDown (need a
+    // swap; see tests/semantics.rs), FlowTableFull (needs a table full of established
+    // flows; see tests/flood.rs) and the kernel queue's (the worker's, not the
+    // pipeline's: see tests/kernel.rs).
+    let elsewhere = [
+        D::BackendRemoved,
+        D::BackendDown,
+        D::FlowTableFull,
+        D::KernelRateLimited,
+        D::KernelQueueFull,
+    ];
     for r in D::ALL {
-        if *r != D::BackendRemoved && *r != D::FlowTableFull {
+        if !elsewhere.contains(r) {
             assert!(seen.contains(r), "no golden case for drop reason {}", r.name());
         }
+    }
+}
+
+/// With a kernel interface: what is the director's goes to the kernel unchanged (its
+/// IP, ARP for it and replies to it, learning backends on the way); what is a VIP's is
+/// handled as before.
+#[test]
+fn golden_exception_frames() {
+    let mut snap = snapshot();
+    snap.kernel = true;
+    let mut local = LocalState::new(1024, 0);
+    let (vip, dip, cip, a_ip) =
+        (ip("192.168.1.200"), ip("192.168.1.121"), ip("10.0.0.7"), ip("192.168.1.118"));
+    let to_dip = Flow { daddr: dip, ..flow(40100, 22) };
+    let new_a = Mac([0x02, 0xaa, 0, 0, 0, 0x18]);
+    let a_learned = Some(Neighbor { ip: a_ip, mac: new_a });
+    let kernel = |learned| Verdict::Kernel { learned };
+    let vip_syn = frames::tcp(&flow(40101, 80), SYN, 0, 60);
+    let arp_req_vip = frames::arp_frame(Mac::BROADCAST, OP_REQUEST, CLIENT, cip, Mac::ZERO, vip);
+    let mut frag_to_dip = frames::udp(&Flow { daddr: dip, ..flow(5000, 53) }, 20, 60);
+    frag_to_dip[20] = 0x00;
+    frag_to_dip[21] = 0x10; // a later fragment: offset 16 * 8
+    let cases = vec![
+        Case {
+            what: "TCP to the director IP (ssh)",
+            input: frames::tcp(&to_dip, SYN, 0, 60),
+            verdict: kernel(None),
+            output: None,
+        },
+        Case {
+            what: "UDP to the director IP",
+            input: frames::udp(&Flow { daddr: dip, ..flow(5000, 53) }, 20, 60),
+            verdict: kernel(None),
+            output: None,
+        },
+        Case {
+            what: "a later fragment to the director IP (the kernel reassembles)",
+            input: fix_ip_csum(frag_to_dip),
+            verdict: kernel(None),
+            output: None,
+        },
+        Case {
+            what: "ping to the director IP: the kernel answers",
+            input: frames::icmp_echo(PORT, CLIENT, cip, dip, 1),
+            verdict: kernel(None),
+            output: None,
+        },
+        Case {
+            what: "ARP request for the director IP: the kernel answers",
+            input: frames::arp_frame(Mac::BROADCAST, OP_REQUEST, CLIENT, cip, Mac::ZERO, dip),
+            verdict: kernel(None),
+            output: None,
+        },
+        Case {
+            what: "ARP request for the director IP from a backend: learned, and to the kernel",
+            input: frames::arp_frame(Mac::BROADCAST, OP_REQUEST, new_a, a_ip, Mac::ZERO, dip),
+            verdict: kernel(a_learned),
+            output: None,
+        },
+        Case {
+            what: "ARP reply to the director IP from a backend: learned, and to the kernel",
+            input: frames::arp_frame(PORT, OP_REPLY, new_a, a_ip, PORT, dip),
+            verdict: kernel(a_learned),
+            output: None,
+        },
+        Case {
+            what: "TCP to the director IP for another MAC",
+            input: frames::tcp(&Flow { dst_mac: OTHER, ..to_dip }, SYN, 0, 60),
+            verdict: Verdict::Drop(D::NotForUs),
+            output: None,
+        },
+        Case {
+            what: "ARP for a VIP: still answered here",
+            output: Some(frames::arp_frame(CLIENT, OP_REPLY, PORT, vip, CLIENT, cip)),
+            input: arp_req_vip,
+            verdict: Verdict::ArpReply { learned: None },
+        },
+        Case {
+            what: "ping to a VIP: still answered here",
+            output: Some(frames::icmp_echo_msg(0, CLIENT, PORT, vip, cip, 2)),
+            input: frames::icmp_echo(PORT, CLIENT, cip, vip, 2),
+            verdict: Verdict::IcmpReply,
+        },
+        Case {
+            what: "TCP to a VIP: forwarded as before",
+            output: Some(rewritten(&vip_syn, MAC_A)),
+            input: vip_syn,
+            verdict: fwd(0, true),
+        },
+    ];
+    for c in cases {
+        let mut frame = c.input.clone();
+        let v = process(&mut frame, &snap, &mut local, 10);
+        assert_eq!(v, c.verdict, "{}", c.what);
+        assert_eq!(frame, c.output.unwrap_or_else(|| c.input.clone()), "output bytes: {}", c.what);
     }
 }
 

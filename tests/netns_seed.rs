@@ -3,60 +3,12 @@
 //! server), driven with ping and curl. Topology from scripts/seed-topology.sh, with a
 //! per-run suffix; torn down also when an assertion fails.
 mod common;
+use common::topo::*;
 use common::*;
 use std::process::Command;
 use std::time::Duration;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
-
-struct Topo {
-    sfx: String,
-    dir: std::path::PathBuf,
-}
-
-impl Topo {
-    fn sh(&self, script: &str) -> std::process::Output {
-        Command::new("bash")
-            .arg("-c")
-            .arg(format!("set -e; SFX={}; . {ROOT}/scripts/seed-topology.sh; {script}", self.sfx))
-            .output()
-            .expect("bash")
-    }
-    fn up(name: &str) -> Topo {
-        let (dir, _) = scratch(name);
-        let t = Topo { sfx: format!("{}", std::process::id() % 100000), dir };
-        let o = t.sh(&format!("topology_up {}", t.dir.display()));
-        assert!(o.status.success(), "topology_up: {}", String::from_utf8_lossy(&o.stderr));
-        t
-    }
-    fn ns(&self, role: &str) -> String {
-        format!("drlb-{role}-{}", self.sfx)
-    }
-    /// curl from the client; returns the body or "" on failure.
-    fn curl(&self, path: &str, extra: &[&str]) -> String {
-        let out = Command::new("ip")
-            .args(["netns", "exec", &self.ns("cli"), "curl", "-s", "--max-time", "10"])
-            .args(extra)
-            .arg(format!("http://192.168.1.200/{path}"))
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-    fn who(&self) -> char {
-        let body = self.curl("", &[]);
-        match body.trim_end().chars().last() {
-            Some('.') => body.trim_end().chars().rev().nth(1).unwrap_or('?'),
-            _ => '?',
-        }
-    }
-}
-
-impl Drop for Topo {
-    fn drop(&mut self) {
-        let _ = self.sh(&format!("topology_down {}", self.dir.display()));
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 fn set_backends(cfg: &std::path::Path, sched: &str, wa: u32, wb: u32) {
     std::fs::write(
@@ -69,33 +21,12 @@ fn set_backends(cfg: &std::path::Path, sched: &str, wa: u32, wb: u32) {
     .unwrap();
 }
 
-/// SIGHUP, then waits for the reload's log line (the `n`-th since start).
-fn reload(d: &mut Running, n: &mut usize) {
-    d.signal(libc::SIGHUP);
-    *n += 1;
-    d.wait_count("reload", *n, Duration::from_secs(10), |l| {
-        l.contains("generation") && l.contains("reloaded")
-    });
-}
-
 #[test]
 fn seed_dr_end_to_end() {
     let t = Topo::up("seed");
     let cfg = t.dir.join("drlb.toml");
     std::fs::copy(format!("{ROOT}/configs/seed-dr.toml"), &cfg).unwrap();
-    let mut eal: Vec<String> = vec![
-        "netns".into(),
-        "exec".into(),
-        t.ns("dir"),
-        DRLB.into(),
-        "-l".into(),
-        "0-1".into(),
-        "--no-pci".into(),
-        "--file-prefix".into(),
-        format!("drlbe2e{}", t.sfx),
-    ];
-    eal.extend(eal_mem());
-    eal.push(format!("--vdev=net_af_packet0,iface=dv{}", t.sfx));
+    let eal = t.drlb_eal("e2e");
     let sock = t.dir.join("ctl.sock");
     let sock_arg = sock.display().to_string();
     let adm = |args: &[&str]| adm_ok(&sock, args);

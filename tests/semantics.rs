@@ -2,7 +2,7 @@
 //! with the pure pipeline: no DPDK.
 use drlb::lb::snapshot::{BackendSpec, ServiceSpec};
 use drlb::lb::{
-    process, DropReason, LocalState, OnRemoved, Proto, SchedKind, Snapshot, Timeouts, Verdict,
+    process, DropReason, LocalState, OnGone, Proto, SchedKind, Snapshot, Timeouts, Verdict,
 };
 use drlb::testing::frames::{self, ip, Flow};
 use drlb::wire::tcp::flags::*;
@@ -15,13 +15,27 @@ fn mac(i: u16) -> Mac {
 }
 
 /// Backends as (slot, incarnation, weight, mac?).
-fn snap(gen: u64, on_removed: OnRemoved, backends: &[(u16, u16, u32, Option<Mac>)]) -> Snapshot {
+fn snap(gen: u64, on_removed: OnGone, backends: &[(u16, u16, u32, Option<Mac>)]) -> Snapshot {
+    snap_down(gen, on_removed, backends, &[])
+}
+
+/// [`snap`] with the backends in slots `down` failing their health check, and
+/// `on_backend_down` = `on_removed`.
+fn snap_down(
+    gen: u64,
+    on_removed: OnGone,
+    backends: &[(u16, u16, u32, Option<Mac>)],
+    down: &[u16],
+) -> Snapshot {
     let specs = vec![ServiceSpec {
         vip: ip("192.168.1.200"),
         port: 80,
         proto: Proto::Tcp,
         sched: SchedKind::Wrr,
         on_removed,
+        on_down: on_removed,
+        sorry: None,
+        quorum: 1,
         backends: backends
             .iter()
             .map(|&(slot, inc, weight, mac)| BackendSpec {
@@ -31,6 +45,7 @@ fn snap(gen: u64, on_removed: OnRemoved, backends: &[(u16, u16, u32, Option<Mac>
                 port: 80,
                 weight,
                 mac,
+                down: down.contains(&slot),
             })
             .collect(),
     }];
@@ -63,12 +78,12 @@ fn slot_of(v: Verdict) -> u16 {
 
 #[test]
 fn drain_keeps_existing_flows_and_takes_no_new_ones() {
-    let s1 = snap(1, OnRemoved::Reschedule, &[(0, 1, 1, Some(mac(0))), (1, 1, 1, Some(mac(1)))]);
+    let s1 = snap(1, OnGone::Reschedule, &[(0, 1, 1, Some(mac(0))), (1, 1, 1, Some(mac(1)))]);
     let mut l = LocalState::new(4096, 0);
     let on: Vec<u16> = (0..20).map(|p| slot_of(send(&s1, &mut l, 1000 + p, SYN, 0))).collect();
     assert_eq!(on.iter().filter(|&&s| s == 1).count(), 10);
     // Drain backend 1.
-    let s2 = snap(2, OnRemoved::Reschedule, &[(0, 1, 1, Some(mac(0))), (1, 1, 0, Some(mac(1)))]);
+    let s2 = snap(2, OnGone::Reschedule, &[(0, 1, 1, Some(mac(0))), (1, 1, 0, Some(mac(1)))]);
     for (p, &was) in on.iter().enumerate() {
         assert_eq!(slot_of(send(&s2, &mut l, 1000 + p as u16, ACK, 1)), was, "existing flow moved");
     }
@@ -84,55 +99,92 @@ fn drain_keeps_existing_flows_and_takes_no_new_ones() {
     assert_eq!(slot_of(send(&s2, &mut l, 1000 + p, SYN, 2)), 0);
 }
 
+/// A backend removed, or down (its check failed), under each policy: `drop` keeps the
+/// flow pinned and drops its packets until the backend is back (and then it resumes on
+/// it), `reschedule` moves it to a remaining backend, `expire` removes the entry at its
+/// next packet (dropped). A new SYN is a new connection under every policy.
 #[test]
-fn removed_backend_reschedule_or_drop() {
+fn gone_backend_policies() {
     let both = [(0, 1, 1, Some(mac(0))), (1, 1, 1, Some(mac(1)))];
     let only0 = [(0, 1, 1, Some(mac(0)))];
-    for policy in [OnRemoved::Reschedule, OnRemoved::Drop] {
-        let s1 = snap(1, policy, &both);
-        let mut l = LocalState::new(4096, 0);
-        let a = slot_of(send(&s1, &mut l, 1, SYN, 0));
-        let b = slot_of(send(&s1, &mut l, 2, SYN, 0));
-        assert_eq!((a, b), (0, 1));
-        let s2 = snap(2, policy, &only0);
-        assert_eq!(slot_of(send(&s2, &mut l, 1, ACK, 1)), 0, "surviving backend keeps its flow");
-        match policy {
-            OnRemoved::Reschedule => {
-                assert_eq!(
-                    send(&s2, &mut l, 2, ACK, 1),
-                    Verdict::Forward { slot: 0, new_flow: true }
-                )
+    for (how, reason) in
+        [("removed", DropReason::BackendRemoved), ("down", DropReason::BackendDown)]
+    {
+        for policy in [OnGone::Drop, OnGone::Reschedule, OnGone::Expire] {
+            let what = format!("{how}, {policy:?}");
+            let s1 = snap(1, policy, &both);
+            let mut l = LocalState::new(4096, 0);
+            let (a, b) =
+                (slot_of(send(&s1, &mut l, 1, SYN, 0)), slot_of(send(&s1, &mut l, 2, SYN, 0)));
+            assert_eq!((a, b), (0, 1), "{what}");
+            let s2 = match how {
+                "removed" => snap(2, policy, &only0),
+                _ => snap_down(2, policy, &both, &[1]),
+            };
+            assert_eq!(
+                slot_of(send(&s2, &mut l, 1, ACK, 1)),
+                0,
+                "{what}: the other backend keeps its flow"
+            );
+            let v = send(&s2, &mut l, 2, ACK, 1);
+            match policy {
+                OnGone::Reschedule => {
+                    assert_eq!(v, Verdict::Forward { slot: 0, new_flow: true }, "{what}")
+                }
+                OnGone::Drop | OnGone::Expire => assert_eq!(v, Verdict::Drop(reason), "{what}"),
             }
-            OnRemoved::Drop => {
-                assert_eq!(send(&s2, &mut l, 2, ACK, 1), Verdict::Drop(DropReason::BackendRemoved));
-                // ... but a new SYN from that client port starts afresh.
-                assert_eq!(
-                    send(&s2, &mut l, 2, SYN, 2),
-                    Verdict::Forward { slot: 0, new_flow: true }
-                );
+            // Back (re-added with its slot and incarnation, or up again).
+            let s3 = snap(3, policy, &both);
+            let v = send(&s3, &mut l, 2, ACK, 2);
+            match policy {
+                OnGone::Drop => {
+                    assert_eq!(v, Verdict::Forward { slot: 1, new_flow: false }, "{what}: resumes")
+                }
+                OnGone::Reschedule => assert_eq!(slot_of(v), 0, "{what}: stays where it moved"),
+                OnGone::Expire => {
+                    assert_eq!(v, Verdict::Drop(DropReason::TcpNoFlow), "{what}: the entry is gone")
+                }
             }
+            // While gone, a new SYN from that client port is a new connection on the
+            // remaining backend, whatever the policy (a rescheduled flow is already there).
+            let v = send(&s2, &mut l, 2, SYN, 3);
+            assert_eq!(slot_of(v), 0, "{what}");
         }
     }
 }
 
 #[test]
+fn a_backend_without_a_mac_is_down_for_its_flows() {
+    let s1 = snap(1, OnGone::Drop, &[(0, 1, 1, Some(mac(0)))]);
+    let mut l = LocalState::new(4096, 0);
+    send(&s1, &mut l, 1, SYN, 0);
+    let s2 = snap(2, OnGone::Drop, &[(0, 1, 1, None)]);
+    assert_eq!(send(&s2, &mut l, 1, ACK, 1), Verdict::Drop(DropReason::BackendDown));
+    assert_eq!(
+        send(&s2, &mut l, 3, SYN, 1),
+        Verdict::Drop(DropReason::NoBackend),
+        "not schedulable"
+    );
+}
+
+#[test]
 fn reused_slot_is_not_the_old_backend() {
-    let s1 = snap(1, OnRemoved::Drop, &[(0, 1, 1, Some(mac(0)))]);
+    let s1 = snap(1, OnGone::Drop, &[(0, 1, 1, Some(mac(0)))]);
     let mut l = LocalState::new(4096, 0);
     assert_eq!(slot_of(send(&s1, &mut l, 1, SYN, 0)), 0);
     // Slot 0 now holds a different backend (incarnation 2).
-    let s2 = snap(2, OnRemoved::Drop, &[(0, 2, 1, Some(mac(7)))]);
+    let s2 = snap(2, OnGone::Drop, &[(0, 2, 1, Some(mac(7)))]);
     assert_eq!(send(&s2, &mut l, 1, ACK, 1), Verdict::Drop(DropReason::BackendRemoved));
 }
 
 #[test]
 fn adding_a_backend_takes_new_flows_only() {
-    let s1 = snap(1, OnRemoved::Reschedule, &[(0, 1, 1, Some(mac(0)))]);
+    let s1 = snap(1, OnGone::Reschedule, &[(0, 1, 1, Some(mac(0)))]);
     let mut l = LocalState::new(4096, 0);
     for p in 0..10 {
         send(&s1, &mut l, p, SYN, 0);
     }
-    let s2 = snap(2, OnRemoved::Reschedule, &[(0, 1, 1, Some(mac(0))), (1, 1, 1, Some(mac(1)))]);
+    let s2 = snap(2, OnGone::Reschedule, &[(0, 1, 1, Some(mac(0))), (1, 1, 1, Some(mac(1)))]);
     for p in 0..10 {
         assert_eq!(slot_of(send(&s2, &mut l, p, ACK, 1)), 0);
     }
@@ -142,10 +194,10 @@ fn adding_a_backend_takes_new_flows_only() {
 
 #[test]
 fn mac_change_applies_to_existing_flows_at_once() {
-    let s1 = snap(1, OnRemoved::Reschedule, &[(0, 1, 1, Some(mac(0)))]);
+    let s1 = snap(1, OnGone::Reschedule, &[(0, 1, 1, Some(mac(0)))]);
     let mut l = LocalState::new(4096, 0);
     send(&s1, &mut l, 1, SYN, 0);
-    let s2 = snap(2, OnRemoved::Reschedule, &[(0, 1, 1, Some(mac(42)))]);
+    let s2 = snap(2, OnGone::Reschedule, &[(0, 1, 1, Some(mac(42)))]);
     let mut f = pkt(1, ACK);
     assert_eq!(process(&mut f, &s2, &mut l, 1), Verdict::Forward { slot: 0, new_flow: false });
     assert_eq!(&f[..6], &mac(42).0);
@@ -153,7 +205,7 @@ fn mac_change_applies_to_existing_flows_at_once() {
 
 #[test]
 fn syn_on_closing_entry_is_rescheduled_and_expiry_follows_state() {
-    let s = snap(1, OnRemoved::Reschedule, &[(0, 1, 1, Some(mac(0))), (1, 1, 1, Some(mac(1)))]);
+    let s = snap(1, OnGone::Reschedule, &[(0, 1, 1, Some(mac(0))), (1, 1, 1, Some(mac(1)))]);
     let mut l = LocalState::new(4096, 0);
     assert_eq!(send(&s, &mut l, 7, SYN, 0), Verdict::Forward { slot: 0, new_flow: true });
     assert_eq!(send(&s, &mut l, 7, ACK, 1), Verdict::Forward { slot: 0, new_flow: false });
@@ -174,7 +226,10 @@ fn udp_flows_stick_for_the_udp_timeout() {
         port: 53,
         proto: Proto::Udp,
         sched: SchedKind::Rr,
-        on_removed: OnRemoved::Reschedule,
+        on_removed: OnGone::Reschedule,
+        on_down: OnGone::Reschedule,
+        sorry: None,
+        quorum: 1,
         backends: (0..3)
             .map(|i| BackendSpec {
                 slot: i,
@@ -183,6 +238,7 @@ fn udp_flows_stick_for_the_udp_timeout() {
                 port: 53,
                 weight: 1,
                 mac: Some(mac(i)),
+                down: false,
             })
             .collect(),
     }];

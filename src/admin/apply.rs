@@ -2,7 +2,7 @@
 //! config into the next one, validated as a whole before the manager swaps it in.
 use super::protocol::{check_port, check_weight, Request, SvcId};
 use crate::control::config::{BackendConf, Config, ServiceConf};
-use crate::lb::OnRemoved;
+use crate::lb::OnGone;
 use crate::wire::Mac;
 
 fn find_svc<'a>(cfg: &'a mut Config, id: &SvcId) -> Result<&'a mut ServiceConf, String> {
@@ -26,7 +26,11 @@ pub fn apply(running: &Config, req: &Request) -> Result<(Config, String), String
                 port: svc.port,
                 protocol: svc.proto,
                 scheduler: sched.unwrap_or_default(),
-                on_backend_removed: OnRemoved::default(),
+                on_backend_removed: OnGone::default(),
+                on_backend_down: OnGone::default(),
+                sorry_server: None,
+                quorum: 1,
+                check: None,
                 backends: Vec::new(),
             });
             format!("added service {svc} {}", sched.unwrap_or_default().name())

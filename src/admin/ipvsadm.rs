@@ -114,8 +114,9 @@ pub fn format(l: &Listing, mode: Mode, exact: bool, before: Option<&Listing>, se
             }
             Mode::Stats => {
                 let _ = write!(o, "{:<33}", svc_name(s));
-                let tot = |f: fn(&BackendRow) -> u64| s.backends.iter().map(f).sum::<u64>();
-                for v in [tot(|b| b.conns), tot(|b| b.in_pkts), 0, tot(|b| b.in_bytes), 0] {
+                // The service's own totals: they keep the counts of servers removed since.
+                let t = &s.totals;
+                for v in [t.conns, t.in_pkts, 0, t.in_bytes, 0] {
                     largenum(&mut o, v, exact);
                 }
                 o.push('\n');
@@ -142,6 +143,43 @@ pub fn format(l: &Listing, mode: Mode, exact: bool, before: Option<&Listing>, se
                     o.push('\n');
                 }
             }
+        }
+    }
+    o
+}
+
+/// `drlbadm -ln --health` (drlb's own; ipvsadm has no health): per service its check,
+/// servers up against the quorum and whether it is available; per real server its
+/// state, how long it has been in it, the last check's latency and result.
+pub fn format_health(l: &Listing) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "drlb {} (flows per worker={})", l.version, l.flows_per_worker);
+    o.push_str("Prot LocalAddress:Port Check            Up/Quorum Available\n");
+    o.push_str("  -> RemoteAddress:Port           State   Since    Latency  Last result\n");
+    let mut svcs: Vec<&ServiceRow> = l.services.iter().collect();
+    svcs.sort_by_key(|s| (s.proto, u32::from(s.vip), s.port));
+    for s in svcs {
+        let check = s.check.as_deref().unwrap_or("none");
+        let avail = if s.available { "yes" } else { "no" };
+        let sorry = s.sorry_server.map_or(String::new(), |ip| format!(" (sorry server {ip})"));
+        let _ =
+            writeln!(o, "{:<33} {check:<16} {}/{:<7} {avail}{sorry}", svc_name(s), s.up, s.quorum);
+        let mut dests: Vec<&BackendRow> = s.backends.iter().filter(|b| !b.sorry).collect();
+        dests.sort_by_key(|b| (u32::from(b.ip), b.port));
+        for b in dests {
+            let h = &b.health;
+            let since = h.since_secs.map_or("-".into(), |s| format!("{s:.0}s"));
+            let latency = h.latency_ms.map_or("-".into(), |ms| format!("{ms:.1}ms"));
+            let mut last = h.last_result.clone().unwrap_or_else(|| "-".into());
+            if b.mac.is_none() {
+                last.push_str(" (no ARP answer: takes no flows)");
+            }
+            let _ = writeln!(
+                o,
+                "  -> {:<28} {:<7} {since:<8} {latency:<8} {last}",
+                dest_name(b),
+                h.state
+            );
         }
     }
     o
@@ -186,12 +224,15 @@ mod tests {
             ip: ip.parse().unwrap(),
             port: 80,
             weight: 1,
+            config_weight: 1,
             mac: None,
             active_conns,
             inactive_conns: 0,
             conns,
             in_pkts: conns * 6,
             in_bytes: conns * 380,
+            health: Default::default(),
+            sorry: false,
         };
         Listing {
             swaps: Default::default(),
@@ -204,6 +245,16 @@ mod tests {
                 port: 80,
                 sched: SchedKind::Rr,
                 backends: vec![b("192.168.1.119", 0, 1), b("192.168.1.118", active, 1)],
+                totals: super::super::protocol::ServiceTotals {
+                    conns: 2,
+                    in_pkts: 12,
+                    in_bytes: 760,
+                },
+                check: None,
+                quorum: 1,
+                up: 2,
+                available: true,
+                sorry_server: None,
             }],
         }
     }

@@ -109,14 +109,47 @@ pub fn parse_request(line: &[u8]) -> Result<Request, String> {
 }
 
 /// One backend in a listing.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BackendRow {
     pub ip: Ipv4Addr,
     pub port: u16,
+    /// The weight new flows see: the configured one, or 0 while the server is down or
+    /// its MAC unknown (as keepalived's `inhibit_on_failure` shows a failed server).
     pub weight: u32,
+    /// The configured weight.
+    #[serde(default)]
+    pub config_weight: u32,
     pub mac: Option<String>,
     pub active_conns: u64,
     pub inactive_conns: u64,
+    pub conns: u64,
+    pub in_pkts: u64,
+    pub in_bytes: u64,
+    #[serde(default)]
+    pub health: HealthRow,
+    /// The service's sorry server (listed only while it takes new flows).
+    #[serde(default)]
+    pub sorry: bool,
+}
+
+/// A real server's health, as `drlbadm -ln --health` shows it.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct HealthRow {
+    /// "up", "down", "unknown" (checked, no result yet; counts as up), or "unchecked".
+    pub state: String,
+    /// What the last check saw ("HTTP 200", "connect refused", "timeout (1.0 s)").
+    pub last_result: Option<String>,
+    /// Seconds since the state last changed.
+    pub since_secs: Option<f64>,
+    /// The last check's duration, ms.
+    pub latency_ms: Option<f64>,
+    /// State changes so far.
+    pub transitions: u64,
+}
+
+/// Counters of a service, kept when backends come and go (they never go backwards).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ServiceTotals {
     pub conns: u64,
     pub in_pkts: u64,
     pub in_bytes: u64,
@@ -124,13 +157,36 @@ pub struct BackendRow {
 
 /// One service in a listing (counters are sums over workers; rates are computed by the
 /// client from two listings, as ipvsadm's kernel estimator does over time).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServiceRow {
     pub proto: Proto,
     pub vip: Ipv4Addr,
     pub port: u16,
     pub sched: SchedKind,
     pub backends: Vec<BackendRow>,
+    #[serde(default)]
+    pub totals: ServiceTotals,
+    /// The health check, e.g. "http /" (None: not checked).
+    #[serde(default)]
+    pub check: Option<String>,
+    #[serde(default = "one")]
+    pub quorum: u32,
+    /// Backends up (serving, weight > 0).
+    #[serde(default)]
+    pub up: usize,
+    /// At least `quorum` backends up.
+    #[serde(default = "yes")]
+    pub available: bool,
+    #[serde(default)]
+    pub sorry_server: Option<Ipv4Addr>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// One connection entry, as `ipvsadm -lnc` shows it.

@@ -95,6 +95,9 @@ struct Args {
     /// With -L: JSON instead of ipvsadm's layout.
     #[arg(long)]
     json: bool,
+    /// With -L: each real server's health (state, since, last check, latency).
+    #[arg(long)]
+    health: bool,
     /// With -L: connection entries (ipvsadm -lnc; at most 10,000 rows, with the total).
     #[arg(short = 'c', long = "connection")]
     connection: bool,
@@ -230,6 +233,10 @@ fn list_command(a: &Args) {
     let first = filter(list(a));
     if a.json {
         println!("{}", serde_json::to_string_pretty(&first).expect("listing serialises"));
+        return;
+    }
+    if a.health {
+        print!("{}", ipvsadm::format_health(&first));
         return;
     }
     let (mode, now, before, secs) = if a.rate {

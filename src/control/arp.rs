@@ -8,11 +8,14 @@ use std::time::{Duration, Instant};
 
 pub const RETRY: Duration = Duration::from_secs(1);
 pub const REFRESH: Duration = Duration::from_secs(30);
+/// Unanswered requests after which the manager warns (once).
+pub const UNANSWERED_WARNING: u32 = 3;
 
-/// Per backend IP: when we last asked, and whether it ever answered.
+/// Per backend IP: when we last asked, whether it ever answered, and how many requests
+/// went unanswered in a row.
 #[derive(Default)]
 pub struct Resolver {
-    asked: HashMap<Ipv4Addr, (Option<Instant>, bool)>,
+    asked: HashMap<Ipv4Addr, (Option<Instant>, bool, u32)>,
 }
 
 impl Resolver {
@@ -20,12 +23,13 @@ impl Resolver {
     pub fn answered(&mut self, ip: Ipv4Addr) {
         if let Some(e) = self.asked.get_mut(&ip) {
             e.1 = true;
+            e.2 = 0;
         }
     }
 
     /// Is a request for `ip` due at `now`? `Some(refresh)` if so.
     pub fn due(&mut self, ip: Ipv4Addr, now: Instant) -> Option<bool> {
-        let (sent, answered) = *self.asked.entry(ip).or_insert((None, false));
+        let (sent, answered, _) = *self.asked.entry(ip).or_insert((None, false, 0));
         let due = match sent {
             None => true,
             Some(t) => now.duration_since(t) >= if answered { REFRESH } else { RETRY },
@@ -33,10 +37,13 @@ impl Resolver {
         due.then_some(answered)
     }
 
-    /// Records a request sent for `ip` at `now`.
-    pub fn sent(&mut self, ip: Ipv4Addr, now: Instant) {
-        let e = self.asked.entry(ip).or_insert((None, false));
+    /// Records a request sent for `ip` at `now`; returns how many went unanswered in a
+    /// row, this one included.
+    pub fn sent(&mut self, ip: Ipv4Addr, now: Instant) -> u32 {
+        let e = self.asked.entry(ip).or_insert((None, false, 0));
         e.0 = Some(now);
+        e.2 += 1;
+        e.2
     }
 }
 

@@ -4,7 +4,7 @@
 //! This is the one validator: the config file, a reload, `drlbadm --check` and every
 //! admin command go through [`Config::validate`] / [`Config::validate_running`], and the
 //! rules a single value follows ([`rules`]) are shared with drlbadm's own checks.
-use crate::lb::{OnRemoved, Proto, SchedKind, Timeouts};
+use crate::lb::{OnGone, Proto, SchedKind, Timeouts};
 use crate::wire::Mac;
 use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
@@ -77,6 +77,24 @@ pub struct Dataplane {
     /// `stateless` (default), `evict` or `drop` ([`crate::lb::SynFlood`]).
     #[serde(default, skip_serializing_if = "is_default_syn_flood")]
     pub syn_flood: crate::lb::SynFlood,
+    /// The kernel interface (a `net_tap` device) holding the director IP; absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel_interface: Option<String>,
+    /// Prefix length of the director IP on the kernel interface.
+    #[serde(default = "d_prefix")]
+    pub prefix: u8,
+    /// Frames per second each worker hands to the kernel at most (a token bucket; the
+    /// rest are dropped and counted): a flood at the director IP cannot swamp it.
+    #[serde(default = "d_kernel_rate")]
+    pub kernel_rate: u32,
+}
+
+fn d_prefix() -> u8 {
+    24
+}
+
+fn d_kernel_rate() -> u32 {
+    10_000
 }
 
 fn is_default_syn_flood(m: &crate::lb::SynFlood) -> bool {
@@ -118,9 +136,97 @@ pub struct ServiceConf {
     #[serde(default)]
     pub scheduler: SchedKind,
     #[serde(default)]
-    pub on_backend_removed: OnRemoved,
+    pub on_backend_removed: OnGone,
+    #[serde(default)]
+    pub on_backend_down: OnGone,
+    /// Takes new flows only while fewer than `quorum` backends are up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sorry_server: Option<Ipv4Addr>,
+    /// Backends that must be up for the service to be available (default 1).
+    #[serde(default = "d_quorum")]
+    pub quorum: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<CheckConf>,
     #[serde(default, rename = "backend")]
     pub backends: Vec<BackendConf>,
+}
+
+fn d_quorum() -> u32 {
+    1
+}
+
+/// How a health check talks to a real server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckType {
+    /// A TCP connection opens (keepalived TCP_CHECK).
+    Tcp,
+    /// `GET path` answers with an expected status (HTTP_GET).
+    Http,
+    /// A command exits 0 (MISC_CHECK).
+    Exec,
+}
+
+/// `[service.check]`: keepalived-style health checking of every backend of a service.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CheckConf {
+    #[serde(rename = "type")]
+    pub kind: CheckType,
+    /// Seconds between two checks of one server (keepalived delay_loop).
+    #[serde(default = "d_interval")]
+    pub interval: f64,
+    /// Seconds a check may take, connect and response (connect_timeout).
+    #[serde(default = "d_check_timeout")]
+    pub timeout: f64,
+    /// Consecutive successes that bring a server up.
+    #[serde(default = "d_rise")]
+    pub rise: u32,
+    /// Consecutive failures that take it down (keepalived retry).
+    #[serde(default = "d_fall")]
+    pub fall: u32,
+    /// http: the request path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// http: the expected status, or a list of them (default 200).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect: Option<Expect>,
+    /// exec: the command and its arguments (no shell; %ip and %port are replaced).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// The port checked (default: the service's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+}
+
+/// One expected HTTP status or several.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum Expect {
+    One(u16),
+    Any(Vec<u16>),
+}
+
+impl Expect {
+    pub fn statuses(&self) -> Vec<u16> {
+        match self {
+            Expect::One(s) => vec![*s],
+            Expect::Any(v) => v.clone(),
+        }
+    }
+}
+
+fn d_interval() -> f64 {
+    2.0
+}
+fn d_check_timeout() -> f64 {
+    1.0
+}
+fn d_rise() -> u32 {
+    2
+}
+fn d_fall() -> u32 {
+    3
 }
 fn d_proto() -> Proto {
     Proto::Tcp
@@ -220,118 +326,153 @@ impl Config {
     }
 
     fn check(&self, file: &str, allow_empty: bool) -> Result<(), ConfigError> {
-        let bad =
-            |path: String, msg: String| Err(ConfigError::Invalid { file: file.into(), path, msg });
+        let invalid = |(path, msg)| ConfigError::Invalid { file: file.into(), path, msg };
+        self.check_dataplane().map_err(invalid)?;
+        let mut seen = std::collections::HashSet::new();
+        let mut total = 0usize;
+        for (i, s) in self.services.iter().enumerate() {
+            let p = format!("service[{i}]");
+            if !seen.insert((s.vip, s.port, s.protocol)) {
+                let proto = s.protocol.ipvsadm_name().to_lowercase();
+                let msg = format!("duplicate service {}:{}/{proto}", s.vip, s.port);
+                return Err(invalid((p, msg)));
+            }
+            self.check_service(s, &p, allow_empty).map_err(invalid)?;
+            total += s.backends.len() + usize::from(s.sorry_server.is_some());
+        }
+        crate::lb::snapshot::check_limits(self.services.len(), total)
+            .map_err(|e| invalid(("service".into(), e)))
+    }
+
+    fn check_dataplane(&self) -> Result<(), (String, String)> {
         let d = &self.dataplane;
+        let bad = |k: &str, msg: String| Err((format!("dataplane.{k}"), msg));
         if d.ip.is_unspecified() || d.ip.is_broadcast() || d.ip.is_multicast() {
-            return bad(
-                "dataplane.ip".into(),
-                format!("{} cannot be the director's address", d.ip),
-            );
+            return bad("ip", format!("{} cannot be the director's address", d.ip));
         }
         if let Some(m) = d.mac {
             if m.is_multicast() || m == Mac::ZERO {
-                return bad("dataplane.mac".into(), format!("{m} is not a unicast MAC"));
+                return bad("mac", format!("{m} is not a unicast MAC"));
             }
         }
         let max = crate::lb::flow::MAX_CAPACITY;
         if d.flow_capacity < 16 || d.flow_capacity > max {
-            return bad(
-                "dataplane.flow_capacity".into(),
-                format!("{} is out of range (16 ..= {max} flows per worker)", d.flow_capacity),
-            );
+            let msg =
+                format!("{} is out of range (16 ..= {max} flows per worker)", d.flow_capacity);
+            return bad("flow_capacity", msg);
+        }
+        if let Some(name) = &d.kernel_interface {
+            // Linux interface names: 1..=15 bytes, no '/', no white space (dev_valid_name).
+            let ok = (1..=15).contains(&name.len())
+                && !name
+                    .chars()
+                    .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
+                && name != "."
+                && name != "..";
+            if !ok {
+                let msg = format!(
+                    "{name:?} is not an interface name (1 to 15 characters, no '/', ':' or spaces)"
+                );
+                return bad("kernel_interface", msg);
+            }
+        }
+        if !(1..=32).contains(&d.prefix) {
+            return bad("prefix", format!("/{} is not a prefix length (1 ..= 32)", d.prefix));
+        }
+        if d.kernel_rate == 0 {
+            return bad("kernel_rate", "0 frames/s would cut the director off; at least 1".into());
         }
         if let Some(t) = &self.timeouts {
             for (k, v) in [("tcp", t.tcp), ("tcp_fin", t.tcp_fin), ("udp", t.udp)] {
                 if v == 0 || v > 86400 * 30 {
-                    return bad(
-                        format!("timeouts.{k}"),
-                        format!("{v} s is out of range (1 ..= 2592000)"),
-                    );
+                    let msg = format!("{v} s is out of range (1 ..= 2592000)");
+                    return Err((format!("timeouts.{k}"), msg));
                 }
             }
-        }
-        let mut seen = std::collections::HashSet::new();
-        let mut total_backends = 0usize;
-        for (i, s) in self.services.iter().enumerate() {
-            let p = format!("service[{i}]");
-            if s.vip.is_unspecified() || s.vip.is_broadcast() || s.vip.is_multicast() {
-                return bad(format!("{p}.vip"), format!("{} cannot be a VIP", s.vip));
-            }
-            if s.vip == d.ip {
-                return bad(
-                    format!("{p}.vip"),
-                    format!("{} is the director's own IP (dataplane.ip); a VIP must differ", s.vip),
-                );
-            }
-            if s.port == 0 {
-                return bad(format!("{p}.port"), "port 0 is not a service port".into());
-            }
-            if !seen.insert((s.vip, s.port, s.protocol)) {
-                return bad(
-                    p,
-                    format!(
-                        "duplicate service {}:{}/{}",
-                        s.vip,
-                        s.port,
-                        s.protocol.ipvsadm_name().to_lowercase()
-                    ),
-                );
-            }
-            if s.backends.is_empty() && !allow_empty {
-                return bad(
-                    format!("{p}.backend"),
-                    format!(
-                        "service {}:{} has no backend; add at least one [[service.backend]]",
-                        s.vip, s.port
-                    ),
-                );
-            }
-            let mut rips = std::collections::HashSet::new();
-            for (j, b) in s.backends.iter().enumerate() {
-                let bp = format!("{p}.backend[{j}]");
-                if let Err(e) = rules::backend_port(b.port, s.port) {
-                    let fix = format!("drop the key or set it to {}", s.port);
-                    return bad(format!("{bp}.port"), format!("{e} ({fix})"));
-                }
-                if let Err(e) = rules::weight(i64::from(b.weight)) {
-                    return bad(format!("{bp}.weight"), e.to_string());
-                }
-                if b.ip.is_unspecified()
-                    || b.ip.is_broadcast()
-                    || b.ip.is_multicast()
-                    || b.ip == s.vip
-                    || b.ip == d.ip
-                {
-                    return bad(
-                        format!("{bp}.ip"),
-                        format!("{} cannot be a real server here", b.ip),
-                    );
-                }
-                if let Some(m) = b.mac {
-                    if m.is_multicast() || m == Mac::ZERO {
-                        return bad(format!("{bp}.mac"), format!("{m} is not a unicast MAC"));
-                    }
-                }
-                if !rips.insert(b.ip) {
-                    return bad(
-                        bp,
-                        format!("duplicate backend {} in service {}:{}", b.ip, s.vip, s.port),
-                    );
-                }
-            }
-            let weights: Vec<u32> = s.backends.iter().map(|b| b.weight).collect();
-            if let Err(e) = crate::lb::sched::check(s.scheduler, &weights) {
-                return bad(format!("{p}.backend"), e);
-            }
-            total_backends += s.backends.len();
-        }
-        if let Err(e) = crate::lb::snapshot::check_limits(self.services.len(), total_backends) {
-            return bad("service".into(), e);
         }
         Ok(())
     }
 
+    fn check_service(
+        &self,
+        s: &ServiceConf,
+        p: &str,
+        allow_empty: bool,
+    ) -> Result<(), (String, String)> {
+        let dip = self.dataplane.ip;
+        let bad = |k: &str, msg: String| Err((format!("{p}{k}"), msg));
+        if s.vip.is_unspecified() || s.vip.is_broadcast() || s.vip.is_multicast() {
+            return bad(".vip", format!("{} cannot be a VIP", s.vip));
+        }
+        if s.vip == dip {
+            let msg =
+                format!("{} is the director's own IP (dataplane.ip); a VIP must differ", s.vip);
+            return bad(".vip", msg);
+        }
+        if s.port == 0 {
+            return bad(".port", "port 0 is not a service port".into());
+        }
+        if s.backends.is_empty() && !allow_empty {
+            let msg = format!(
+                "service {}:{} has no backend; add at least one [[service.backend]]",
+                s.vip, s.port
+            );
+            return bad(".backend", msg);
+        }
+        let not_a_server = |ip: Ipv4Addr| {
+            ip.is_unspecified()
+                || ip.is_broadcast()
+                || ip.is_multicast()
+                || ip == s.vip
+                || ip == dip
+        };
+        let mut rips = std::collections::HashSet::new();
+        for (j, b) in s.backends.iter().enumerate() {
+            let bp = format!(".backend[{j}]");
+            if let Err(e) = rules::backend_port(b.port, s.port) {
+                let fix = format!("drop the key or set it to {}", s.port);
+                return bad(&format!("{bp}.port"), format!("{e} ({fix})"));
+            }
+            if let Err(e) = rules::weight(i64::from(b.weight)) {
+                return bad(&format!("{bp}.weight"), e.to_string());
+            }
+            if not_a_server(b.ip) {
+                return bad(&format!("{bp}.ip"), format!("{} cannot be a real server here", b.ip));
+            }
+            if let Some(m) = b.mac.filter(|m| m.is_multicast() || *m == Mac::ZERO) {
+                return bad(&format!("{bp}.mac"), format!("{m} is not a unicast MAC"));
+            }
+            if !rips.insert(b.ip) {
+                let msg = format!("duplicate backend {} in service {}:{}", b.ip, s.vip, s.port);
+                return bad(&bp, msg);
+            }
+        }
+        if let Some(ip) = s.sorry_server {
+            if not_a_server(ip) || rips.contains(&ip) {
+                let msg = format!("{ip} cannot be the sorry server (a VIP, the director, or one of the service's backends)");
+                return bad(".sorry_server", msg);
+            }
+        }
+        if s.quorum == 0 || (s.quorum as usize > s.backends.len() && !s.backends.is_empty()) {
+            let msg = format!(
+                "{} is out of range (1 ..= {}, the number of backends)",
+                s.quorum,
+                s.backends.len().max(1)
+            );
+            return bad(".quorum", msg);
+        }
+        if let Some(c) = &s.check {
+            check_check(c).map_err(|(k, m)| (format!("{p}.check.{k}"), m))?;
+            if self.dataplane.kernel_interface.is_none() {
+                let msg = "health checks run from the director IP through the kernel interface: \
+                           set dataplane.kernel_interface (e.g. \"drlb0\") too"
+                    .to_string();
+                return bad(".check", msg);
+            }
+        }
+        let weights: Vec<u32> = s.backends.iter().map(|b| b.weight).collect();
+        crate::lb::sched::check(s.scheduler, &weights).map_err(|e| (format!("{p}.backend"), e))
+    }
     /// `--check FILE` for drlb and drlbadm: "FILE: ok (N services, M backends)" or the
     /// error (exit 0 / 1 at the caller).
     pub fn check_file(path: &Path) -> Result<String, ConfigError> {
@@ -343,6 +484,54 @@ impl Config {
     /// The config as TOML (round-trips through `parse`).
     pub fn to_toml(&self) -> String {
         toml::to_string(self).expect("config serialises")
+    }
+}
+
+/// A check's own keys: which go with which type, and their ranges. Errors: (key, why).
+fn check_check(c: &CheckConf) -> Result<(), (String, String)> {
+    let bad = |k: &str, msg: String| Err((k.to_string(), msg));
+    if !(0.1..=3600.0).contains(&c.interval) {
+        return bad("interval", format!("{} s is out of range (0.1 ..= 3600)", c.interval));
+    }
+    if !(0.01..=c.interval).contains(&c.timeout) {
+        let msg = format!("{} s is out of range (0.01 ..= interval, {} s)", c.timeout, c.interval);
+        return bad("timeout", msg);
+    }
+    for (k, v) in [("rise", c.rise), ("fall", c.fall)] {
+        if !(1..=100).contains(&v) {
+            return bad(k, format!("{v} is out of range (1 ..= 100)"));
+        }
+    }
+    let only = |k: &str, set: bool, kind: &str| -> Result<(), (String, String)> {
+        if set {
+            return bad(k, format!("only for type = \"{kind}\" checks"));
+        }
+        Ok(())
+    };
+    only("path", c.path.is_some() && c.kind != CheckType::Http, "http")?;
+    only("expect", c.expect.is_some() && c.kind != CheckType::Http, "http")?;
+    only("command", c.command.is_some() && c.kind != CheckType::Exec, "exec")?;
+    if let Some(p) = c
+        .path
+        .as_deref()
+        .filter(|p| !p.starts_with('/') || p.chars().any(|c| c.is_control() || c == ' '))
+    {
+        return bad("path", format!("{p:?} is not a request path (starts with '/', no spaces)"));
+    }
+    if let Some(e) = &c.expect {
+        let s = e.statuses();
+        if s.is_empty() || s.iter().any(|s| !(100..=599).contains(s)) {
+            return bad("expect", format!("{s:?}: HTTP statuses are 100 ..= 599"));
+        }
+    }
+    match (&c.kind, c.command.as_deref().map(shell_words::split)) {
+        (CheckType::Exec, None) => bad("command", "an exec check needs a command".into()),
+        (CheckType::Exec, Some(Err(e))) => {
+            bad("command", format!("cannot split it into words: {e}"))
+        }
+        (CheckType::Exec, Some(Ok(w))) if w.is_empty() => bad("command", "is empty".into()),
+        _ if c.port == Some(0) => bad("port", "port 0 cannot be checked".into()),
+        _ => Ok(()),
     }
 }
 

@@ -9,14 +9,15 @@
 //! - prints a stats line every `stats_interval`.
 use super::arp::Resolver;
 use super::config::Config;
+use super::listing::Accounting;
 use super::state::{BackendKey, ControlState};
 use crate::admin::protocol::{
-    self as admin, BackendRow, ConnListing, ConnRow, Listing, Request, Response, ServiceRow,
-    SwapStats,
+    self as admin, ConnListing, ConnRow, Listing, Request, Response, SwapStats,
 };
 use crate::admin::server::ControlServer;
-use crate::dataplane::counters::{SlotCounters, Totals, WorkerCounters};
+use crate::dataplane::counters::{Totals, WorkerCounters};
 use crate::dataplane::{CtrlFrame, DumpEntry};
+use crate::health::{Checker, Target};
 use crate::lb::verdict::Neighbor;
 use crate::lb::Snapshot;
 use crate::observe::metrics;
@@ -57,6 +58,8 @@ pub struct ManagerConfig {
     /// The listing the metrics thread and the telemetry commands read.
     pub shared: Arc<metrics::Shared>,
     pub signals: crate::daemon::Signals,
+    /// The health checker (when the config has a kernel interface to check through).
+    pub checker: Option<Checker>,
 }
 
 pub struct Manager {
@@ -69,6 +72,11 @@ pub struct Manager {
     shared: Arc<metrics::Shared>,
     signals: crate::daemon::Signals,
     arp: Resolver,
+    checker: Option<Checker>,
+    accounting: Accounting,
+    /// Each service's availability in the last snapshot, once it has been available (to
+    /// log its changes).
+    available: HashMap<(Ipv4Addr, u16, crate::lb::Proto), bool>,
     reloads: u64,
     failed_reloads: u64,
     dump_seq: u64,
@@ -88,7 +96,7 @@ pub fn warn(msg: impl std::fmt::Display) {
 
 impl Manager {
     pub fn new(c: ManagerConfig, links: Links) -> Self {
-        let m = Manager {
+        let mut m = Manager {
             state: c.state,
             links,
             port_mac: c.port_mac,
@@ -98,11 +106,16 @@ impl Manager {
             shared: c.shared,
             signals: c.signals,
             arp: Resolver::default(),
+            checker: c.checker,
+            accounting: Accounting::default(),
+            available: HashMap::new(),
             reloads: 0,
             failed_reloads: 0,
             dump_seq: 0,
             swap_latency: hdrhistogram::Histogram::new(3).expect("3 significant figures is valid"),
         };
+        m.update_checks();
+        m.note_availability();
         *m.shared.listing.lock() = Some(m.listing());
         m
     }
@@ -130,6 +143,7 @@ impl Manager {
                     ns as f64 / 1e3,
                     if done { "" } else { "; still waiting" }
                 ));
+                self.note_availability();
             }
             // Config validation makes this unreachable; keep serving the old snapshot.
             Err(e) => warn(format_args!(
@@ -150,14 +164,16 @@ impl Manager {
             }
             Ok(mut cfg) => {
                 let old = &self.state.cfg.dataplane;
-                if cfg.dataplane.port != old.port
-                    || cfg.dataplane.mac != old.mac
-                    || cfg.dataplane.flow_capacity != old.flow_capacity
+                let d = &mut cfg.dataplane;
+                if (d.port, d.mac, d.flow_capacity) != (old.port, old.mac, old.flow_capacity)
+                    || (&d.kernel_interface, d.prefix) != (&old.kernel_interface, old.prefix)
                 {
-                    log("reload: dataplane.port, .mac and .flow_capacity take effect on restart; keeping the running values");
-                    cfg.dataplane.port = old.port;
-                    cfg.dataplane.mac = old.mac;
-                    cfg.dataplane.flow_capacity = old.flow_capacity;
+                    log("reload: dataplane.port, .mac, .flow_capacity, .kernel_interface and .prefix take effect on restart; keeping the running values");
+                    d.port = old.port;
+                    d.mac = old.mac;
+                    d.flow_capacity = old.flow_capacity;
+                    d.kernel_interface = old.kernel_interface.clone();
+                    d.prefix = old.prefix;
                 }
                 let summary = diff_summary(&self.state.cfg, &cfg);
                 self.change(cfg, &format!("reloaded {}: {summary}", path.display()));
@@ -174,7 +190,10 @@ impl Manager {
             self.state.cfg.services.iter().map(|s| s.vip).collect();
         let added: Vec<Ipv4Addr> =
             cfg.services.iter().map(|s| s.vip).filter(|v| !old.contains(v)).collect();
+        self.accounting.refresh(&mut self.state, &self.links.counters);
         self.state.replace_config(cfg);
+        self.accounting.refresh(&mut self.state, &self.links.counters);
+        self.update_checks();
         self.publish(why);
         for vip in added {
             self.send_arp(u32::from(vip), u32::from(vip));
@@ -278,50 +297,14 @@ impl Manager {
         ConnListing { total, complete, rows }
     }
 
-    /// The running services with per-backend counters summed over workers.
-    pub fn listing(&self) -> Listing {
-        use std::sync::atomic::Ordering::Relaxed;
-        let services = self
-            .state
-            .cfg
-            .services
-            .iter()
-            .map(|s| ServiceRow {
-                proto: s.protocol,
-                vip: s.vip,
-                port: s.port,
-                sched: s.scheduler,
-                backends: s
-                    .backends
-                    .iter()
-                    .map(|b| {
-                        let key =
-                            BackendKey { vip: s.vip, port: s.port, proto: s.protocol, rip: b.ip };
-                        let slot = self.state.slot_of(&key).map(|x| usize::from(x.0));
-                        let sum = |f: fn(&SlotCounters) -> &std::sync::atomic::AtomicU64| -> u64 {
-                            slot.map_or(0, |i| {
-                                self.links
-                                    .counters
-                                    .iter()
-                                    .map(|w| f(&w.slots[i]).load(Relaxed))
-                                    .sum()
-                            })
-                        };
-                        BackendRow {
-                            ip: b.ip,
-                            port: s.port,
-                            weight: b.weight,
-                            mac: self.state.mac_of(b.ip, b.mac).map(|m| m.to_string()),
-                            active_conns: sum(|c| &c.active),
-                            inactive_conns: sum(|c| &c.inactive),
-                            conns: sum(|c| &c.conns),
-                            in_pkts: sum(|c| &c.pkts),
-                            in_bytes: sum(|c| &c.bytes),
-                        }
-                    })
-                    .collect(),
-            })
-            .collect();
+    /// The running services with their counters, health and availability.
+    pub fn listing(&mut self) -> Listing {
+        self.accounting.refresh(&mut self.state, &self.links.counters);
+        let services = self.accounting.services(
+            &self.state,
+            self.links.writer.current(),
+            &self.links.counters,
+        );
         let h = &self.swap_latency;
         Listing {
             swaps: SwapStats {
@@ -336,6 +319,88 @@ impl Manager {
             flows_per_worker: self.state.cfg.dataplane.flow_capacity.next_power_of_two(),
             generation: self.links.writer.current().generation,
             services,
+        }
+    }
+
+    /// Hands the checker the servers to check now.
+    fn update_checks(&mut self) {
+        let Some(checker) = &self.checker else { return };
+        let source = self.state.cfg.dataplane.ip;
+        let targets = self
+            .state
+            .cfg
+            .services
+            .iter()
+            .filter_map(|s| Some((s, s.check.as_ref()?)))
+            .flat_map(|(s, c)| {
+                s.backends.iter().map(move |b| Target {
+                    key: BackendKey::of(s, b.ip),
+                    addr: std::net::SocketAddrV4::new(b.ip, c.port.unwrap_or(s.port)),
+                    source,
+                    check: c.clone(),
+                })
+            })
+            .collect();
+        checker.set_targets(targets);
+    }
+
+    /// Feeds the checkers' results to the health state; a server going down or up is one
+    /// log line and one new snapshot.
+    fn apply_health(&mut self) {
+        let Some(checker) = &self.checker else { return };
+        let reports: Vec<_> = checker.reports().collect();
+        let now = Instant::now();
+        let mut changed = Vec::new();
+        for r in reports {
+            let detail = r.result.detail.clone();
+            if let Some((old, new)) = self.state.record_check(r.key, r.result, now) {
+                let line = format!("{}: {} -> {} ({detail})", r.key, old.name(), new.name());
+                if new == super::health::Health::Down {
+                    warn(&line);
+                } else {
+                    log(&line);
+                }
+                // unknown -> up changes nothing for forwarding (unknown counts as up).
+                if old == super::health::Health::Down || new == super::health::Health::Down {
+                    changed.push(format!("{} {}", r.key.rip, new.name()));
+                }
+            }
+        }
+        if !changed.is_empty() {
+            self.publish(&format!("health: {}", changed.join(", ")));
+        }
+    }
+
+    /// Logs every service that became unavailable (fewer than `quorum` servers up) and
+    /// every one that recovered since. A service not yet available at start-up (its
+    /// real servers' MACs unknown) is not news.
+    fn note_availability(&mut self) {
+        let snap = self.links.writer.current();
+        for (s, live) in self.state.cfg.services.iter().zip(&snap.services) {
+            let key = (s.vip, s.port, s.protocol);
+            let svc = format!("service {} {}:{}", s.protocol.ipvsadm_name(), s.vip, s.port);
+            match (self.available.get(&key).copied(), live.available) {
+                // Seen available before, not now.
+                (Some(true), false) => {
+                    let sorry = match s.sorry_server {
+                        Some(ip) => format!("; new flows go to the sorry server {ip}"),
+                        None => String::new(),
+                    };
+                    warn(format_args!(
+                        "{svc} unavailable: fewer than {} servers up{sorry}",
+                        s.quorum
+                    ));
+                }
+                (Some(false), true) => {
+                    log(format_args!("{svc} available again (quorum {})", s.quorum))
+                }
+                _ => {}
+            }
+            // Remember availability once it has been seen (unavailable stays "not yet"
+            // until then).
+            if live.available || self.available.contains_key(&key) {
+                self.available.insert(key, live.available);
+            }
         }
     }
 
@@ -367,7 +432,12 @@ impl Manager {
                     self.state.cfg.dataplane.ip,
                     if refresh { " (refresh)" } else { "" }
                 );
-                self.arp.sent(ip, now);
+                if self.arp.sent(ip, now) == super::arp::UNANSWERED_WARNING {
+                    warn(format_args!(
+                        "{ip} has not answered {} ARP requests: it takes no flows until it does (shown with weight 0 in drlbadm -ln)",
+                        super::arp::UNANSWERED_WARNING
+                    ));
+                }
             }
         }
     }
@@ -390,11 +460,13 @@ impl Manager {
                 self.server = Some(srv);
             }
             self.drain_learned();
+            self.apply_health();
             let now = Instant::now();
             self.resolve(now);
             self.links.writer.try_reclaim();
             if now.duration_since(last_metrics) >= metrics::REFRESH {
-                *self.shared.listing.lock() = Some(self.listing());
+                let l = self.listing();
+                *self.shared.listing.lock() = Some(l);
                 last_metrics = now;
             }
             if let Some(iv) = self.stats_interval {

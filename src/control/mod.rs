@@ -3,5 +3,7 @@
 //! resolution of real servers, and the manager loop that runs it all on the main lcore.
 pub mod arp;
 pub mod config;
+pub mod health;
+pub mod listing;
 pub mod manager;
 pub mod state;

@@ -51,6 +51,10 @@ pub enum StartError {
     Telemetry(String),
     #[error("cannot start the metrics thread: {0}")]
     MetricsThread(std::io::Error),
+    #[error("cannot start a thread: {0}")]
+    Thread(std::io::Error),
+    #[error(transparent)]
+    Kernel(#[from] crate::kernel::KernelError),
 }
 
 fn pool_hint(mbufs: u32, no_huge: bool, err: &DpdkError) -> String {

@@ -30,6 +30,7 @@ use crate::dataplane::CtrlFrame;
 use crate::dpdk::mempool::Mempool;
 use crate::dpdk::port::{self, PortInfo, PortStats, RxQueue, Started, TxQueue};
 use crate::dpdk::{self, eal, mbuf};
+use crate::kernel;
 use crate::observe::{metrics, telemetry};
 use crate::sync::{epoch, spsc};
 use crate::wire::Mac;
@@ -88,6 +89,8 @@ pub fn preflight(eal_args: Vec<String>, args: cli::Args) -> Result<Plan, StartEr
 /// handle is left), the pool, then EAL (cleaned up, its files removed).
 pub struct Dataplane {
     pub port: Started,
+    /// The kernel interface's tap, until its thread takes it.
+    pub tap: Option<kernel::Tap>,
     pub pool: Arc<Mempool>,
     /// One pair per worker, taken by [`spawn_workers`].
     pub queues: Vec<(RxQueue, TxQueue)>,
@@ -175,7 +178,12 @@ pub fn bring_up(plan: &Plan) -> Result<Dataplane, StartError> {
     }
     let (port, queues) = port.start().map_err(port_err(Some(&info.name)))?;
     let mac = port.mac().map_err(port_err(None))?;
-    Ok(Dataplane { port, pool, queues, info, mac, lcores, eal })
+    let d = &plan.cfg.dataplane;
+    let tap = match &d.kernel_interface {
+        Some(iface) => Some(kernel::create(iface, mac, d.ip, d.prefix, &pool)?),
+        None => None,
+    };
+    Ok(Dataplane { port, tap, pool, queues, info, mac, lcores, eal })
 }
 
 /// The running workers. Dropped before they were joined (a later start-up step
@@ -185,6 +193,12 @@ pub struct Workers {
     lcores: Vec<u32>,
     pub counters: Vec<Arc<WorkerCounters>>,
     pub tsc_hz: u64,
+    /// What the kernel interface's thread counts.
+    pub kernel: Arc<kernel::KernelStats>,
+    /// Threads beside the workers (the kernel interface's), joined with them.
+    threads: Vec<std::thread::JoinHandle<()>>,
+    /// The kernel interface's tap, closed after its thread ends.
+    kernel_port: Option<Started>,
 }
 
 impl Workers {
@@ -197,6 +211,9 @@ impl Workers {
                 log::error!("worker on lcore {l} failed (panicked); stopping");
             }
         }
+        for t in std::mem::take(&mut self.threads) {
+            ok &= t.join().is_ok();
+        }
         ok
     }
 }
@@ -207,6 +224,10 @@ impl Drop for Workers {
         for &l in &self.lcores {
             eal::wait_lcore(l);
         }
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        self.kernel_port.take(); // closes the tap: the kernel interface goes away
     }
 }
 
@@ -257,8 +278,15 @@ pub fn spawn_workers(
         lcores: Vec::new(),
         counters: Vec::new(),
         tsc_hz: clock.tsc_hz,
+        kernel: Arc::default(),
+        threads: Vec::new(),
+        kernel_port: None,
     };
     let (mut learned, mut dumps) = (Vec::new(), Vec::new());
+    let has_kernel = dp.tap.is_some();
+    let (mut to_kernel_rx, (from_kernel_tx, from_kernel_rx)) =
+        (Vec::new(), spsc::channel(kernel::QUEUE));
+    let mut from_kernel_rx = has_kernel.then_some(from_kernel_rx);
     let queues = std::mem::take(&mut dp.queues);
     for (index, (((rx, tx), snap), &lcore)) in
         queues.into_iter().zip(readers).zip(&dp.lcores).enumerate()
@@ -269,6 +297,11 @@ pub fn spawn_workers(
         dumps.push(dump_rx);
         let counters = Arc::new(WorkerCounters::new());
         workers.counters.push(counters.clone());
+        let to_kernel = has_kernel.then(|| {
+            let (tx, rx) = spsc::channel(kernel::QUEUE);
+            to_kernel_rx.push(rx);
+            tx
+        });
         let w = Worker::new(WorkerSetup {
             index,
             rx,
@@ -279,6 +312,9 @@ pub fn spawn_workers(
             learned: learned_tx,
             dump: dump_tx,
             ctrl: if index == 0 { ctrl_rx.take() } else { None },
+            to_kernel,
+            from_kernel: if index == 0 { from_kernel_rx.take() } else { None },
+            kernel_rate: plan.cfg.dataplane.kernel_rate,
             stop: plan.signals.stop.clone(),
             flow_capacity,
             clock,
@@ -294,6 +330,15 @@ pub fn spawn_workers(
         workers.lcores.push(lcore);
     }
     let links = Links { writer, learned, dumps, ctrl: ctrl_tx, counters: workers.counters.clone() };
+    if let Some(tap) = dp.tap.take() {
+        let klinks = kernel::Links { from_workers: to_kernel_rx, to_wire: from_kernel_tx };
+        let cpu = usize::try_from(dp.eal.lcore_cpu(dp.eal.main_lcore())).ok();
+        let (port, thread) =
+            kernel::spawn(tap, klinks, workers.kernel.clone(), plan.signals.stop.clone(), cpu)
+                .map_err(StartError::Thread)?;
+        workers.kernel_port = Some(port);
+        workers.threads.push(thread);
+    }
     Ok((workers, links))
 }
 
@@ -301,6 +346,8 @@ pub fn spawn_workers(
 pub struct Summary {
     pub generation: u64,
     pub totals: Totals,
+    /// The kernel interface thread's counters (name, value).
+    pub kernel: Vec<(String, u64)>,
     pub port: PortStats,
     pub mbufs_in_use: u32,
     pub latency: Vec<(String, u64)>,
@@ -317,7 +364,7 @@ impl Summary {
             ("port_imissed", self.port.imissed),
             ("mbufs_in_use", u64::from(self.mbufs_in_use)),
         ];
-        let lines = self.totals.lines().into_iter();
+        let lines = self.totals.lines().into_iter().chain(self.kernel.iter().cloned());
         let port = port.into_iter().map(|(k, v)| (k.to_string(), v));
         for (k, v) in lines.chain(port).chain(self.latency.iter().cloned()) {
             println!("counter {k} {v}");
@@ -347,8 +394,15 @@ pub fn run(eal_args: Vec<String>, args: cli::Args) -> Result<Summary, StartError
     );
     // The listing the metrics thread and the telemetry commands read, refreshed by the
     // manager every metrics::REFRESH.
-    let shared = Arc::new(metrics::Shared::default());
+    let shared =
+        Arc::new(metrics::Shared { listing: Default::default(), kernel: workers.kernel.clone() });
     let stats_interval = plan.args.stats_interval;
+    let main_cpu = usize::try_from(dp.eal.lcore_cpu(dp.eal.main_lcore())).ok();
+    // Checks go through the kernel interface: no interface, no checker.
+    let checker = match plan.cfg.dataplane.kernel_interface {
+        Some(_) => Some(crate::health::Checker::start(main_cpu).map_err(StartError::Thread)?),
+        None => None,
+    };
     let mut mgr = Manager::new(
         ManagerConfig {
             state,
@@ -358,6 +412,7 @@ pub fn run(eal_args: Vec<String>, args: cli::Args) -> Result<Summary, StartError
             server: plan.server,
             shared: shared.clone(),
             signals: plan.signals.clone(),
+            checker,
         },
         links,
     );
@@ -369,13 +424,12 @@ pub fn run(eal_args: Vec<String>, args: cli::Args) -> Result<Summary, StartError
     .map_err(StartError::Telemetry)?;
     let metrics_thread = match plan.metrics.take() {
         Some((addr, listener)) => {
-            let cpu = usize::try_from(dp.eal.lcore_cpu(dp.eal.main_lcore())).ok();
             let t = metrics::serve(
                 listener,
                 workers.counters.clone(),
                 shared,
                 plan.signals.stop.clone(),
-                cpu,
+                main_cpu,
             )
             .map_err(StartError::MetricsThread)?;
             log::info!("metrics at http://{addr}/metrics");
@@ -394,6 +448,7 @@ pub fn run(eal_args: Vec<String>, args: cli::Args) -> Result<Summary, StartError
 pub fn shutdown(dp: Dataplane, workers: Workers, mgr: &Manager) -> Summary {
     let tsc_hz = workers.tsc_hz;
     let counters = workers.counters.clone();
+    let kstats = workers.kernel.clone();
     let worker_failed = !workers.join();
     let Dataplane { port, pool, eal, .. } = dp;
     let stats = port.stats();
@@ -401,6 +456,7 @@ pub fn shutdown(dp: Dataplane, workers: Workers, mgr: &Manager) -> Summary {
     let summary = Summary {
         generation: mgr.generation(),
         totals: Totals::sum(&counters),
+        kernel: kstats.rows().iter().map(|(k, _, v)| (k.to_string(), *v)).collect(),
         port: stats,
         mbufs_in_use: pool.in_use(),
         latency: latency_summary(&counters, tsc_hz),

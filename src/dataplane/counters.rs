@@ -149,6 +149,10 @@ worker_counters! {
     tx_dropped: Counter, "drlb_tx_dropped_packets", show::BOTH, "tx_drop";
     /// Frames from the control plane (ARP requests, gratuitous ARP) sent by the worker
     ctrl_tx: Counter, "drlb_control_tx_packets", show::SUMMARY, "";
+    /// Frames for the director itself handed to the kernel interface
+    to_kernel: Counter, "drlb_to_kernel_packets", show::BOTH, "kernel_in";
+    /// Frames the kernel sent, transmitted on the port (worker 0)
+    from_kernel: Counter, "drlb_from_kernel_packets", show::BOTH, "kernel_out";
     /// Learned neighbours the manager's queue had no room for
     learn_overflow: Counter, "drlb_learn_overflow", show::SUMMARY, "";
     /// Worker loop iterations that received nothing

@@ -14,6 +14,7 @@ use crate::dpdk::mbuf::{Mbuf, RxBurst, TxBuffer, BURST};
 use crate::dpdk::mempool::Mempool;
 use crate::dpdk::port::{RxQueue, TxQueue};
 use crate::lb::verdict::Neighbor;
+use crate::lb::DropReason;
 use crate::lb::{
     prefetch_burst, process_hinted, Hint, LocalState, Snapshot, Tick, Verdict, TICKS_PER_SEC,
 };
@@ -48,6 +49,12 @@ pub struct WorkerSetup {
     pub dump: spsc::Producer<DumpEntry>,
     /// Frames from the manager to send (worker 0 only).
     pub ctrl: Option<spsc::Consumer<CtrlFrame>>,
+    /// Frames for the kernel interface (when there is one).
+    pub to_kernel: Option<spsc::Producer<Mbuf>>,
+    /// Frames the kernel sent, to transmit (worker 0 only).
+    pub from_kernel: Option<spsc::Consumer<Mbuf>>,
+    /// Frames per second this worker hands to the kernel at most.
+    pub kernel_rate: u32,
     pub stop: Arc<AtomicBool>,
     pub flow_capacity: usize,
     pub clock: Clock,
@@ -58,6 +65,44 @@ pub struct WorkerSetup {
 pub struct Worker {
     s: WorkerSetup,
     local: LocalState,
+    bucket: TokenBucket,
+}
+
+/// What becomes of a frame after the pipeline's verdict.
+enum Then {
+    Transmit,
+    Free,
+    Kernel,
+}
+
+/// `rate` frames a second with bursts of a tenth of that, on the TSC: integer only,
+/// checked only for frames to the kernel.
+struct TokenBucket {
+    /// In TSC ticks: one frame costs `hz` tokens, and `rate * dt` arrive in `dt` ticks.
+    tokens: u64,
+    cap: u64,
+    rate: u64,
+    hz: u64,
+    last: u64,
+}
+
+impl TokenBucket {
+    fn new(rate: u32, hz: u64, now: u64) -> Self {
+        let burst = u64::from(rate / 10).max(1);
+        TokenBucket { tokens: burst * hz, cap: burst * hz, rate: u64::from(rate), hz, last: now }
+    }
+
+    fn allow(&mut self, now: u64) -> bool {
+        // At most a second's worth of ticks at once: rate * hz stays far from overflow.
+        let dt = now.wrapping_sub(self.last).min(self.hz);
+        self.last = now;
+        self.tokens = (self.tokens + dt * self.rate).min(self.cap);
+        if self.tokens >= self.hz {
+            self.tokens -= self.hz;
+            return true;
+        }
+        false
+    }
 }
 
 /// What one full sweep of the flow table counts: live flows per backend slot (active,
@@ -101,7 +146,8 @@ impl Tx {
 impl Worker {
     pub fn new(s: WorkerSetup) -> Worker {
         let local = LocalState::new(s.flow_capacity, s.index);
-        Worker { s, local }
+        let bucket = TokenBucket::new(s.kernel_rate, s.clock.tsc_hz, crate::dpdk::rdtsc());
+        Worker { s, local, bucket }
     }
 
     /// Sweeps `groups` flow-table groups, counting live flows of present backends into
@@ -164,21 +210,104 @@ impl Worker {
         c.publish_latency(latency);
     }
 
-    /// Moves frames the manager queued (worker 0) into the TX buffer, while it has room.
+    /// Moves frames the manager and the kernel queued (worker 0) into the TX buffer,
+    /// while it has room.
     fn take_ctrl(&mut self, tx: &mut Tx) {
-        let Some(ctrl) = self.s.ctrl.as_mut() else {
-            return;
-        };
-        while !tx.buf.is_full() {
-            let Some(f) = ctrl.pop() else { break };
-            if let Some(m) = Mbuf::from_bytes(&self.s.pool, &f.data[..usize::from(f.len)]) {
+        let c = &self.s.counters;
+        if let Some(ctrl) = self.s.ctrl.as_mut() {
+            while !tx.buf.is_full() {
+                let Some(f) = ctrl.pop() else { break };
+                if let Some(m) = Mbuf::from_bytes(&self.s.pool, &f.data[..usize::from(f.len)]) {
+                    if tx.buf.push(m).is_ok() {
+                        c.ctrl_tx.add(1);
+                    }
+                }
+            }
+        }
+        if let Some(k) = self.s.from_kernel.as_mut() {
+            while !tx.buf.is_full() {
+                let Some(m) = k.pop() else { break };
                 if tx.buf.push(m).is_ok() {
-                    self.s.counters.ctrl_tx.add(1);
+                    c.from_kernel.add(1);
                 }
             }
         }
     }
+}
 
+/// Counts a verdict, queues a learned neighbour for the manager, and says what becomes
+/// of the frame.
+#[inline(always)]
+fn account(
+    c: &WorkerCounters,
+    learned_q: &mut spsc::Producer<Neighbor>,
+    v: Verdict,
+    len: u64,
+) -> Then {
+    let learned = match v {
+        Verdict::Forward { slot, new_flow } => {
+            c.forwarded.add(1);
+            if new_flow {
+                c.new_flows.add(1);
+            }
+            c.slot(slot, len, new_flow);
+            return Then::Transmit;
+        }
+        Verdict::Drop(r) => {
+            c.drops[r as usize].add(1);
+            return Then::Free;
+        }
+        Verdict::IcmpReply => {
+            c.icmp_replies.add(1);
+            return Then::Transmit;
+        }
+        Verdict::ArpReply { learned } => {
+            c.arp_replies.add(1);
+            learned
+        }
+        Verdict::ArpLearned(nb) => {
+            c.arp_learned.add(1);
+            Some(nb)
+        }
+        Verdict::Kernel { learned } => learned,
+    };
+    if let Some(nb) = learned {
+        if learned_q.push(nb).is_err() {
+            c.learn_overflow.add(1);
+        }
+    }
+    match v {
+        Verdict::ArpReply { .. } => Then::Transmit,
+        Verdict::Kernel { .. } => Then::Kernel,
+        _ => Then::Free,
+    }
+}
+
+/// Hands frame `i` to the kernel queue, within the rate; else it is freed with the burst
+/// and counted.
+#[inline]
+fn to_kernel(
+    c: &WorkerCounters,
+    q: Option<&mut spsc::Producer<Mbuf>>,
+    bucket: &mut TokenBucket,
+    (burst, i): (&mut RxBurst, usize),
+    tsc: u64,
+) {
+    let Some(q) = q else {
+        // Without a kernel interface the pipeline never says Kernel.
+        c.drops[DropReason::KernelQueueFull as usize].add(1);
+        return;
+    };
+    if !bucket.allow(tsc) {
+        c.drops[DropReason::KernelRateLimited as usize].add(1);
+    } else if q.push(burst.take(i)).is_err() {
+        c.drops[DropReason::KernelQueueFull as usize].add(1); // the mbuf was freed
+    } else {
+        c.to_kernel.add(1);
+    }
+}
+
+impl Worker {
     /// Runs until the stop flag is set; returns 0.
     pub fn run(mut self) -> i32 {
         let c = self.s.counters.clone();
@@ -244,46 +373,23 @@ impl Worker {
                 for (i, hint) in hints.iter().enumerate().take(n) {
                     let data = burst.frame_mut(i);
                     let len = data.len() as u64;
-                    let transmit = match process_hinted(data, snap, &mut self.local, now, hint) {
-                        Verdict::Forward { slot, new_flow } => {
-                            c.forwarded.add(1);
-                            if new_flow {
-                                c.new_flows.add(1);
+                    let v = process_hinted(data, snap, &mut self.local, now, hint);
+                    match account(&c, &mut self.s.learned, v, len) {
+                        Then::Transmit => {
+                            if tx.buf.is_full() {
+                                tx.flush(&mut self.s.tx, &c);
+                                last_flush = tsc;
                             }
-                            c.slot(slot, len, new_flow);
-                            true
+                            burst.send(i, &mut tx.buf);
                         }
-                        Verdict::ArpReply { learned } => {
-                            c.arp_replies.add(1);
-                            if let Some(nb) = learned {
-                                if self.s.learned.push(nb).is_err() {
-                                    c.learn_overflow.add(1);
-                                }
-                            }
-                            true
-                        }
-                        Verdict::IcmpReply => {
-                            c.icmp_replies.add(1);
-                            true
-                        }
-                        Verdict::ArpLearned(nb) => {
-                            c.arp_learned.add(1);
-                            if self.s.learned.push(nb).is_err() {
-                                c.learn_overflow.add(1);
-                            }
-                            false
-                        }
-                        Verdict::Drop(r) => {
-                            c.drops[r as usize].add(1);
-                            false
-                        }
-                    };
-                    if transmit {
-                        if tx.buf.is_full() {
-                            tx.flush(&mut self.s.tx, &c);
-                            last_flush = tsc;
-                        }
-                        burst.send(i, &mut tx.buf);
+                        Then::Free => {}
+                        Then::Kernel => to_kernel(
+                            &c,
+                            self.s.to_kernel.as_mut(),
+                            &mut self.bucket,
+                            (&mut burst, i),
+                            tsc,
+                        ),
                     }
                 }
             }

@@ -113,6 +113,16 @@ impl RxBurst {
         self.sent |= 1 << i;
     }
 
+    /// Takes frame `i` out of the burst as an owned mbuf (to hand to another thread).
+    #[inline(always)]
+    pub fn take(&mut self, i: usize) -> Mbuf {
+        assert!(i < self.m.len && self.sent & (1 << i) == 0, "frame {i} not in the burst");
+        self.sent |= 1 << i;
+        // SAFETY: received mbufs are non-null; this one leaves the burst here (marked
+        // sent), so the Mbuf is its only owner.
+        Mbuf { ptr: unsafe { NonNull::new_unchecked(self.m.pkts[i]) } }
+    }
+
     /// Frees every frame not sent; the burst is empty afterwards.
     #[inline(always)]
     pub fn free_rest(&mut self) {
@@ -209,6 +219,12 @@ impl Drop for TxBuffer {
 pub struct Mbuf {
     ptr: NonNull<rte_mbuf>,
 }
+
+// SAFETY: an Mbuf is the only handle to its buffer (made by alloc or taken out of a
+// burst, never cloned), so moving it to another thread moves the ownership; freeing it
+// there returns it to its mempool, whose ring is multi-producer (a thread without an
+// lcore id bypasses the per-lcore cache).
+unsafe impl Send for Mbuf {}
 
 impl Mbuf {
     /// Allocates an mbuf and copies `bytes` into it (single segment). None when the

@@ -8,6 +8,7 @@ pub mod eal;
 pub mod mbuf;
 pub mod mempool;
 pub mod port;
+pub mod tap;
 pub mod telemetry;
 
 use std::ffi::CStr;

@@ -455,6 +455,12 @@ impl FlowTable {
         grp.expires[idx % WAYS] = expires;
     }
 
+    /// Removes the entry at `idx` (its backend is gone and its policy is `expire`).
+    #[inline]
+    pub fn remove(&mut self, idx: usize) {
+        self.groups[idx / WAYS].proto[idx % WAYS] = 0;
+    }
+
     /// Points the live entry at `idx` to another backend (a rescheduled flow).
     #[inline(always)]
     pub fn rebind(&mut self, idx: usize, slot: u16, incarnation: u16) {

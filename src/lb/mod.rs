@@ -65,15 +65,24 @@ impl SchedKind {
     }
 }
 
-/// What happens to a removed backend's flows on their next packet.
+/// What the flows of a backend that is gone do (`on_backend_removed` when it was
+/// removed from the service, `on_backend_down` when its health check failed or its MAC
+/// is unknown), on their next packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum OnRemoved {
-    /// Schedule the flow afresh on a remaining backend (IPVS `expire_nodest_conn=1`-like).
+pub enum OnGone {
+    /// IPVS `expire_nodest_conn = 0`: the flow stays pinned to its backend; its packets
+    /// are dropped and counted while the backend is gone, and flow again when the same
+    /// address comes back (re-added, or up again). A short flap costs retransmissions,
+    /// not connections.
     #[default]
-    Reschedule,
-    /// Drop its packets until the entry expires (IPVS `expire_nodest_conn=0`).
     Drop,
+    /// The next packet is scheduled afresh on a remaining backend (which resets a TCP
+    /// connection it does not know: a fast failure for the client).
+    Reschedule,
+    /// IPVS `expire_nodest_conn = 1`: the flow's entry is removed at its next packet (and
+    /// by the table's sweep), that packet dropped; a later SYN starts a new connection.
+    Expire,
 }
 
 /// What a new TCP flow does when both of its flow-table groups are full of live flows

@@ -8,7 +8,7 @@ use super::flow::{FlowKey, FlowTable, Hashed, Lookup};
 use super::snapshot::{Service, Snapshot, MAX_SERVICES};
 use super::tcp_state::{self, TcpState};
 use super::verdict::{DropReason, Neighbor, Verdict};
-use super::{OnRemoved, SynFlood, Tick};
+use super::{OnGone, SynFlood, Tick};
 use crate::wire::arp::{self, ArpPacket};
 use crate::wire::ethernet::{self, EtherType};
 use crate::wire::icmp::{self, IcmpPacket};
@@ -168,7 +168,13 @@ fn arp_in(frame: &mut [u8], off: usize, snap: &Snapshot) -> Verdict {
     let mac = Mac(sha);
     let learned = (snap.is_backend_ip(spa) && !mac.is_multicast() && mac != Mac::ZERO)
         .then_some(Neighbor { ip: spa, mac });
-    let for_us = snap.is_vip(tpa) || (tpa == snap.dip && snap.dip != 0);
+    let for_dip = tpa == snap.dip && snap.dip != 0;
+    // With a kernel interface the kernel answers for the director IP, and sees the
+    // replies to it (drlb still learns real servers' MACs from them).
+    if snap.kernel && for_dip {
+        return Verdict::Kernel { learned };
+    }
+    let for_us = snap.is_vip(tpa) || for_dip;
     // A gratuitous ARP (sender == target) announces; it is not a question to answer.
     if oper == arp::OP_REQUEST && for_us && spa != tpa {
         // The view was validated just above on the same bytes.
@@ -210,6 +216,10 @@ fn ipv4(
         Err(Error::Truncated) => return Verdict::Drop(D::Ipv4Truncated),
         Err(Error::Malformed) => return Verdict::Drop(D::Ipv4Malformed),
     };
+    // The director's own traffic (fragments included: the kernel reassembles them).
+    if snap.kernel && daddr == snap.dip {
+        return Verdict::Kernel { learned: None };
+    }
     if non_first {
         return Verdict::Drop(D::Fragment);
     }
@@ -242,17 +252,29 @@ fn ipv4(
     let (slot, new_flow) = match local.flows.lookup_hashed(&key, &h, now) {
         Lookup::Hit(idx) => {
             let e = local.flows.get(idx);
-            let keep = match snap.backend(e.slot, e.incarnation) {
-                // A backend that is still there keeps its flows, draining or not, unless
-                // a fresh SYN arrives on a draining backend or a closing entry.
-                Some(b) => {
-                    b.mac.is_some() && !(new_syn && (b.weight == 0 || e.state().is_closing()))
+            // A backend that is gone: down (its check failed, or its MAC is unknown), or
+            // removed from the service; the service's policy for each says what its
+            // flows do.
+            let gone = match snap.backend(e.slot, e.incarnation) {
+                Some(b) if b.serving() => None,
+                Some(_) => Some((svc.on_down, D::BackendDown)),
+                None => Some((svc.on_removed, D::BackendRemoved)),
+            };
+            let keep = match gone {
+                // A serving backend keeps its flows, draining or not, unless a fresh SYN
+                // arrives on a draining backend or a closing entry (IPVS
+                // conn_reuse_mode): that is a new connection, scheduled afresh.
+                None => {
+                    let b = &snap.backends[usize::from(e.slot)];
+                    !(new_syn && (b.weight == 0 || e.state().is_closing()))
                 }
-                None if new_syn => false,
-                None if svc.on_removed == OnRemoved::Drop => {
-                    return Verdict::Drop(D::BackendRemoved)
+                Some(_) if new_syn => false,
+                Some((OnGone::Drop, r)) => return Verdict::Drop(r),
+                Some((OnGone::Expire, r)) => {
+                    local.flows.remove(idx);
+                    return Verdict::Drop(r);
                 }
-                None => false,
+                Some((OnGone::Reschedule, _)) => false,
             };
             if keep {
                 let st = if tcp { tcp_state::next(e.state(), tcp_flags) } else { TcpState::Udp };

@@ -11,7 +11,7 @@
 //! reused by another backend) is recognised as such.
 use super::sched;
 use super::tcp_state::TimeoutTicks;
-use super::{OnRemoved, Proto, SchedKind, Timeouts};
+use super::{OnGone, Proto, SchedKind, Timeouts};
 use crate::wire::Mac;
 
 /// Marks an empty slot in the service hash.
@@ -43,7 +43,10 @@ pub struct Backend {
     /// Destination MAC (the backend) then source MAC (the port): the whole DR rewrite.
     pub l2: [u8; 12],
     pub incarnation: u16,
+    /// In its service (not removed).
     pub present: bool,
+    /// Failed its health check.
+    pub down: bool,
 }
 
 impl Backend {
@@ -56,7 +59,15 @@ impl Backend {
             l2: [0; 12],
             incarnation: 0,
             present: false,
+            down: false,
         }
+    }
+
+    /// Can take packets: its MAC is known and it is not down. (A draining backend,
+    /// weight 0, still serves its flows.)
+    #[inline(always)]
+    pub fn serving(&self) -> bool {
+        self.mac.is_some() && !self.down
     }
 }
 
@@ -66,15 +77,19 @@ pub struct Service {
     pub port: u16,
     pub proto: Proto,
     pub sched: SchedKind,
-    pub on_removed: OnRemoved,
+    pub on_removed: OnGone,
+    pub on_down: OnGone,
     /// Slots of this service's backends, in configuration order.
     pub backends: Vec<u16>,
-    /// The pick sequence (slots); empty when no backend is eligible.
+    /// The pick sequence (slots); empty when no backend is eligible. While the service
+    /// is below its quorum and has a serving sorry server, only the sorry server.
     pub schedule: Box<[u16]>,
+    /// Backends up (serving, weight > 0) at least the quorum.
+    pub available: bool,
 }
 
 /// Input to [`Snapshot::build`]: one backend as the control plane knows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct BackendSpec {
     pub slot: u16,
     pub incarnation: u16,
@@ -82,6 +97,8 @@ pub struct BackendSpec {
     pub port: u16,
     pub weight: u32,
     pub mac: Option<Mac>,
+    /// Its health check says down.
+    pub down: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,8 +107,30 @@ pub struct ServiceSpec {
     pub port: u16,
     pub proto: Proto,
     pub sched: SchedKind,
-    pub on_removed: OnRemoved,
+    pub on_removed: OnGone,
+    pub on_down: OnGone,
     pub backends: Vec<BackendSpec>,
+    /// Takes new flows only while fewer than `quorum` backends are up (keepalived's
+    /// `sorry_server`).
+    pub sorry: Option<BackendSpec>,
+    /// Backends that must be up for the service to be available (at least 1).
+    pub quorum: u32,
+}
+
+impl Default for ServiceSpec {
+    fn default() -> Self {
+        ServiceSpec {
+            vip: 0,
+            port: 0,
+            proto: Proto::Tcp,
+            sched: SchedKind::default(),
+            on_removed: OnGone::default(),
+            on_down: OnGone::default(),
+            backends: Vec::new(),
+            sorry: None,
+            quorum: 1,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -111,6 +150,9 @@ pub struct Snapshot {
     pub timeouts: TimeoutTicks,
     /// `dataplane.syn_flood`: what a new TCP flow does when its table groups are full.
     pub syn_flood: super::SynFlood,
+    /// `dataplane.kernel_interface` is set: traffic to the director IP goes to the
+    /// kernel (the exception path) instead of being answered or dropped here.
+    pub kernel: bool,
 }
 
 #[inline(always)]
@@ -129,16 +171,19 @@ impl Snapshot {
         timeouts: Timeouts,
         specs: &[ServiceSpec],
     ) -> Result<Snapshot, String> {
-        check_limits(specs.len(), specs.iter().map(|s| s.backends.len()).sum())?;
-        let max_slot =
-            specs.iter().flat_map(|s| s.backends.iter()).map(|b| usize::from(b.slot)).max();
+        check_limits(
+            specs.len(),
+            specs.iter().map(|s| s.backends.len() + s.sorry.iter().count()).sum(),
+        )?;
+        let all = || specs.iter().flat_map(|s| s.backends.iter().chain(&s.sorry));
+        let max_slot = all().map(|b| usize::from(b.slot)).max();
         let mut backends = vec![Backend::absent(); max_slot.map_or(0, |m| m + 1)];
         let mut services = Vec::with_capacity(specs.len());
         let mut neighbors = Vec::new();
         let mut vips = Vec::new();
         for s in specs {
             let mut eligible = Vec::new();
-            for b in &s.backends {
+            for b in s.backends.iter().chain(&s.sorry) {
                 if usize::from(b.slot) >= MAX_SLOTS {
                     return Err(format!("backend slot {} out of range", b.slot));
                 }
@@ -147,7 +192,7 @@ impl Snapshot {
                     l2[..6].copy_from_slice(&m.0);
                 }
                 l2[6..].copy_from_slice(&port_mac.0);
-                backends[usize::from(b.slot)] = Backend {
+                let be = Backend {
                     ip: b.ip,
                     port: b.port,
                     weight: b.weight,
@@ -155,20 +200,28 @@ impl Snapshot {
                     l2,
                     incarnation: b.incarnation,
                     present: true,
+                    down: b.down,
                 };
-                neighbors.push(b.ip);
-                if b.mac.is_some() {
+                if be.serving() && s.sorry.as_ref() != Some(b) {
                     eligible.push((b.slot, b.weight));
                 }
+                backends[usize::from(b.slot)] = be;
+                neighbors.push(b.ip);
             }
-            let schedule = sched::build(s.sched, &eligible).ok_or_else(|| {
-                format!(
-                    "service {}:{}: the weights' cycle (sum/gcd) exceeds {} picks",
-                    std::net::Ipv4Addr::from(s.vip),
-                    s.port,
-                    sched::MAX_CYCLE
-                )
-            })?;
+            let up = eligible.iter().filter(|e| e.1 > 0).count();
+            let available = up >= s.quorum.max(1) as usize;
+            let sorry = s.sorry.as_ref().filter(|b| !b.down && b.mac.is_some());
+            let schedule = match sorry {
+                Some(b) if !available => vec![b.slot],
+                _ => sched::build(s.sched, &eligible).ok_or_else(|| {
+                    format!(
+                        "service {}:{}: the weights' cycle (sum/gcd) exceeds {} picks",
+                        std::net::Ipv4Addr::from(s.vip),
+                        s.port,
+                        sched::MAX_CYCLE
+                    )
+                })?,
+            };
             vips.push(s.vip);
             services.push(Service {
                 vip: s.vip,
@@ -176,8 +229,10 @@ impl Snapshot {
                 proto: s.proto,
                 sched: s.sched,
                 on_removed: s.on_removed,
+                on_down: s.on_down,
                 backends: s.backends.iter().map(|b| b.slot).collect(),
                 schedule: schedule.into_boxed_slice(),
+                available,
             });
         }
         neighbors.sort_unstable();
@@ -214,6 +269,7 @@ impl Snapshot {
             vips,
             timeouts: TimeoutTicks::new(&timeouts),
             syn_flood: super::SynFlood::default(),
+            kernel: false,
         })
     }
 

@@ -18,6 +18,9 @@ pub enum Verdict {
     IcmpReply,
     /// An ARP frame from a backend: its MAC is learned, the frame is consumed.
     ArpLearned(Neighbor),
+    /// For the director itself (its IP, ARP for or to it): handed unchanged to the
+    /// kernel interface. `learned` when it is an ARP frame from a backend.
+    Kernel { learned: Option<Neighbor> },
     /// Not transmitted; counted under the reason.
     Drop(DropReason),
 }
@@ -56,7 +59,10 @@ drop_reasons! {
     IcmpUnhandled => "icmp_unhandled", "ICMP to a VIP that is not a valid echo request";
     TcpNoFlow => "tcp_no_flow", "TCP segment without SYN and without a flow entry (IPVS sloppy_tcp=0)";
     NoBackend => "no_backend", "no backend with weight > 0 and a known MAC";
-    BackendRemoved => "backend_removed", "flow's backend was removed and on_backend_removed = drop";
+    BackendRemoved => "backend_removed", "flow's backend was removed and on_backend_removed = drop or expire";
+    BackendDown => "backend_down", "flow's backend is down (health check, or MAC unknown) and on_backend_down = drop or expire";
+    KernelRateLimited => "kernel_rate_limited", "for the kernel interface, over dataplane.kernel_rate";
+    KernelQueueFull => "kernel_queue_full", "for the kernel interface, whose queue was full";
     FlowTableFull => "flow_table_full", "new flow refused: its flow-table groups hold only ESTABLISHED flows and syn_flood is drop";
 }
 

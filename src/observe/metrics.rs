@@ -26,6 +26,8 @@ type Labels = Vec<(String, String)>;
 #[derive(Default)]
 pub struct Shared {
     pub listing: parking_lot::Mutex<Option<Listing>>,
+    /// The kernel interface thread's counters (zero without one).
+    pub kernel: Arc<crate::kernel::KernelStats>,
 }
 
 /// `PORT` or `ADDR:PORT`; a bare port listens on 127.0.0.1.
@@ -92,19 +94,28 @@ const BACKEND_ROWS: &[Row] = &[
 ];
 
 /// Per-service families: sums of a backend counter over the service's real servers.
-const SERVICE_ROWS: &[Row] = &[
-    ("drlb_service_packets", "Packets forwarded for the virtual service", Kind::Counter, |b| {
-        b.in_pkts
+/// Per-service families: name, help, kind, the value of one service.
+type SvcRow = (&'static str, &'static str, Kind, fn(&ServiceRow) -> u64);
+
+const SERVICE_ROWS: &[SvcRow] = &[
+    ("drlb_service_packets", "Packets forwarded for the virtual service", Kind::Counter, |s| {
+        s.totals.in_pkts
     }),
-    ("drlb_service_bytes", "Bytes forwarded for the virtual service", Kind::Counter, |b| {
-        b.in_bytes
+    ("drlb_service_bytes", "Bytes forwarded for the virtual service", Kind::Counter, |s| {
+        s.totals.in_bytes
     }),
     (
         "drlb_service_connections",
         "New connections scheduled for the virtual service",
         Kind::Counter,
-        |b| b.conns,
+        |s| s.totals.conns,
     ),
+    ("drlb_service_backends_up", "Real servers up (serving, weight > 0)", Kind::Gauge, |s| {
+        s.up as u64
+    }),
+    ("drlb_service_available", "1 while at least `quorum` real servers are up", Kind::Gauge, |s| {
+        u64::from(s.available)
+    }),
 ];
 
 fn svc_labels(s: &ServiceRow) -> Labels {
@@ -117,7 +128,9 @@ fn svc_labels(s: &ServiceRow) -> Labels {
 
 /// The whole exposition, as text: every row of the counter table per worker, drops by
 /// reason, and (with the manager's listing) per-service and per-backend families.
-pub fn render(workers: &[Arc<WorkerCounters>], listing: Option<&Listing>) -> String {
+pub fn render(workers: &[Arc<WorkerCounters>], shared: &Shared) -> String {
+    let listing = shared.listing.lock();
+    let listing = listing.as_ref();
     let mut reg = <Registry>::default();
     let worker = |i: usize| vec![("worker".to_string(), i.to_string())];
     for d in counters::table().filter(|d| !d.metric.is_empty()) {
@@ -136,6 +149,11 @@ pub fn render(workers: &[Arc<WorkerCounters>], listing: Option<&Listing>) -> Str
     if let Some(l) = listing {
         listing_families(&mut reg, workers.len(), l);
     }
+    for (name, help, v) in shared.kernel.rows() {
+        let c = <Counter>::default();
+        c.inc_by(v);
+        reg.register(format!("drlb_{name}_packets"), help, c);
+    }
     let mut out = String::new();
     encode(&mut out, &reg).expect("encoding to a String cannot fail");
     out
@@ -147,12 +165,12 @@ fn listing_families(reg: &mut Registry, workers: usize, l: &Listing) {
         (0..workers).map(|i| (vec![("worker".into(), i.to_string())], l.flows_per_worker as u64));
     family(reg, "drlb_flow_capacity", "Flow-table entries per worker", Kind::Gauge, cap.collect());
     for (name, help, kind, f) in SERVICE_ROWS {
-        let rows = l.services.iter().map(|s| (svc_labels(s), s.backends.iter().map(f).sum()));
+        let rows = l.services.iter().map(|s| (svc_labels(s), f(s)));
         family(reg, name, help, *kind, rows.collect());
     }
     for (name, help, kind, f) in BACKEND_ROWS {
         let rows = l.services.iter().flat_map(|s| {
-            s.backends.iter().map(move |b| {
+            s.backends.iter().filter(|b| !b.sorry).map(move |b| {
                 let mut labels = svc_labels(s);
                 labels.push(("backend".into(), format!("{}:{}", b.ip, b.port)));
                 (labels, f(b))
@@ -198,7 +216,7 @@ pub fn serve(
                 continue;
             };
             let resp = if req.url() == "/metrics" || req.url().starts_with("/metrics?") {
-                let body = render(&workers, shared.listing.lock().as_ref());
+                let body = render(&workers, &shared);
                 let ct = tiny_http::Header::from_bytes(
                     &b"Content-Type"[..],
                     &b"application/openmetrics-text; version=1.0.0; charset=utf-8"[..],

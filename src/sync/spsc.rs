@@ -1,9 +1,11 @@
-//! A bounded single-producer single-consumer queue of `Copy` values (Lamport ring).
+//! A bounded single-producer single-consumer queue (Lamport ring).
 //!
-//! Used for ARP learned by a worker (worker -> manager) and control frames the manager
-//! wants sent (manager -> worker 0). `push` and `pop` are wait-free: one acquire load
-//! and one release store each, no read-modify-write. A full queue refuses the push and
-//! the caller counts it.
+//! Used for ARP learned by a worker (worker -> manager), control frames the manager
+//! wants sent (manager -> worker 0), and frames for and from the kernel interface
+//! (owned mbufs, worker <-> the kernel thread). `push` and `pop` are wait-free: one
+//! acquire load and one release store each, no read-modify-write. A full queue refuses
+//! the push (and gives the value back) and the caller counts it. Values still queued
+//! when both ends are gone are dropped with the ring.
 #![allow(unsafe_code)]
 
 use std::cell::UnsafeCell;
@@ -38,7 +40,7 @@ pub struct Consumer<T> {
 }
 
 /// A queue holding up to `capacity` (rounded up to a power of two) values.
-pub fn channel<T: Copy + Send>(capacity: usize) -> (Producer<T>, Consumer<T>) {
+pub fn channel<T: Send>(capacity: usize) -> (Producer<T>, Consumer<T>) {
     let n = capacity.max(2).next_power_of_two();
     let ring = Arc::new(Ring {
         buf: (0..n).map(|_| UnsafeCell::new(MaybeUninit::uninit())).collect(),
@@ -49,7 +51,20 @@ pub fn channel<T: Copy + Send>(capacity: usize) -> (Producer<T>, Consumer<T>) {
     (Producer { ring: ring.clone() }, Consumer { ring })
 }
 
-impl<T: Copy> Producer<T> {
+impl<T> Drop for Ring<T> {
+    fn drop(&mut self) {
+        // Both ends are gone (the ring is dropped with the last Arc): nobody else reads
+        // head or tail any more.
+        let (mut tail, head) = (*self.tail.0.get_mut(), *self.head.0.get_mut());
+        while tail != head {
+            // SAFETY: slots in [tail, head) hold values pushed and never popped.
+            unsafe { (*self.buf[tail & self.mask].get()).assume_init_drop() };
+            tail = tail.wrapping_add(1);
+        }
+    }
+}
+
+impl<T> Producer<T> {
     /// How many pushes would succeed now (at least; the consumer may free more).
     #[inline]
     pub fn room(&self) -> usize {
@@ -77,7 +92,7 @@ impl<T: Copy> Producer<T> {
     }
 }
 
-impl<T: Copy> Consumer<T> {
+impl<T> Consumer<T> {
     #[inline]
     pub fn pop(&mut self) -> Option<T> {
         let r = &*self.ring;
@@ -88,8 +103,9 @@ impl<T: Copy> Consumer<T> {
         if tail == head {
             return None;
         }
-        // SAFETY: slot `tail` is inside [tail, head): written by the producer, released.
-        let v = unsafe { (*r.buf[tail & r.mask].get()).assume_init() };
+        // SAFETY: slot `tail` is inside [tail, head): written by the producer, released;
+        // the value is moved out and the slot counts as empty once tail moves past it.
+        let v = unsafe { (*r.buf[tail & r.mask].get()).assume_init_read() };
         // Release: our read is done before the producer may reuse the slot.
         r.tail.0.store(tail.wrapping_add(1), Ordering::Release);
         Some(v)
@@ -112,6 +128,19 @@ mod tests {
         p.push(4).unwrap();
         assert_eq!((1..=4).map(|_| c.pop().unwrap()).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
         assert!(c.pop().is_none());
+    }
+
+    #[test]
+    fn values_left_in_the_queue_are_dropped_with_it() {
+        let counted = std::sync::Arc::new(());
+        let (mut p, mut c) = channel(4);
+        for _ in 0..3 {
+            p.push(counted.clone()).unwrap();
+        }
+        drop(c.pop());
+        assert_eq!(std::sync::Arc::strong_count(&counted), 3);
+        drop((p, c));
+        assert_eq!(std::sync::Arc::strong_count(&counted), 1, "nothing leaked");
     }
 
     #[test]

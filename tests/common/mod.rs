@@ -2,6 +2,8 @@
 //! arguments, scratch directories, starting and stopping the daemon, waiting for its
 //! log lines and control socket, drlbadm calls, the usual configs and traffic.
 #![allow(dead_code)]
+pub mod topo;
+
 use drlb::testing::pcap::FlowsSpec;
 use drlb::wire::Mac;
 use std::collections::HashMap;
@@ -91,9 +93,15 @@ pub fn app(cfg: &Path, extra: &[&str]) -> Vec<String> {
     v
 }
 
-/// Frames with an outcome in the final counters: forwarded, replied, learned or dropped.
+/// Frames with an outcome in the final counters: forwarded, replied, learned, handed
+/// to the kernel or dropped.
 pub fn accounted(c: &HashMap<String, u64>) -> u64 {
-    c["forwarded"] + c["arp_replies"] + c["icmp_replies"] + c["arp_learned"] + c["dropped"]
+    c["forwarded"]
+        + c["arp_replies"]
+        + c["icmp_replies"]
+        + c["arp_learned"]
+        + c["to_kernel"]
+        + c["dropped"]
 }
 
 /// Runs drlbadm against `sock`: (exit code, stdout, stderr).
