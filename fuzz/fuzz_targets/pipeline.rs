@@ -49,7 +49,8 @@ on_backend_removed = "drop"
   mac = "00:0c:29:00:00:0a"
 "#;
 
-/// The snapshot once per `syn_flood` mode (the input's length picks one).
+/// The snapshot once per `syn_flood` mode (the input's length picks one); the `drop`
+/// one also has a kernel interface.
 fn snaps() -> &'static [Snapshot] {
     static S: OnceLock<Vec<Snapshot>> = OnceLock::new();
     S.get_or_init(|| {
@@ -61,7 +62,10 @@ fn snaps() -> &'static [Snapshot] {
                     &format!("flow_capacity = 64\nsyn_flood = \"{m}\""),
                 );
                 let cfg = Config::parse(&text, "fuzz").expect("fuzz config is valid");
-                ControlState::new(cfg).snapshot(PORT).expect("snapshot")
+                let mut s = ControlState::new(cfg).snapshot(PORT).expect("snapshot");
+                // One of the three with a kernel interface (the exception path).
+                s.kernel = *m == "drop";
+                s
             })
             .collect()
     })
@@ -73,6 +77,7 @@ fn check(before: &[u8], after: &[u8], v: Verdict, s: &Snapshot) {
         Verdict::Forward { slot, .. } => {
             let b = &s.backends[usize::from(slot)];
             assert!(b.present, "forwarded to a removed backend");
+            assert!(!b.down, "forwarded to a backend that is down");
             let mac = b.mac.expect("forwarded to a backend without a MAC");
             assert_eq!(&after[..6], &mac.0, "destination is the backend's MAC");
             assert_eq!(&after[6..12], &PORT.0, "source is the port's MAC");
@@ -82,7 +87,7 @@ fn check(before: &[u8], after: &[u8], v: Verdict, s: &Snapshot) {
             assert_eq!(&after[..6], &before[6..12], "a reply goes back to the sender");
             assert_eq!(&after[6..12], &PORT.0);
         }
-        Verdict::Drop(_) | Verdict::ArpLearned(_) => {
+        Verdict::Drop(_) | Verdict::ArpLearned(_) | Verdict::Kernel { .. } => {
             assert_eq!(after, before, "{v:?} modified the frame");
         }
     }
