@@ -173,3 +173,68 @@ fn health_row(state: &ControlState, key: &BackendKey, checked: bool, now: Instan
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::config::Config;
+    use crate::wire::Mac;
+    use std::sync::atomic::Ordering::Relaxed;
+
+    fn cfg(backends: &[&str]) -> Config {
+        let mut t = String::from("[dataplane]\nip = \"192.168.1.121\"\n[[service]]\nvip = \"192.168.1.200\"\nport = 80\n");
+        for ip in backends {
+            t += &format!("[[service.backend]]\nip = \"{ip}\"\nmac = \"02:00:00:00:00:09\"\n");
+        }
+        Config::parse(&t, "t").unwrap()
+    }
+
+    /// Adds `n` packets (and a connection) to `slot` on worker 0.
+    fn traffic(ws: &[Arc<WorkerCounters>], slot: u16, n: u64) {
+        let s = &ws[0].slots[usize::from(slot)];
+        s.pkts.store(s.pkts.load(Relaxed) + n, Relaxed);
+        s.conns.store(s.conns.load(Relaxed) + 1, Relaxed);
+    }
+
+    #[test]
+    fn a_reused_slot_starts_from_zero_and_service_totals_never_go_backwards() {
+        let ws = vec![Arc::new(WorkerCounters::new())];
+        let many: Vec<String> = (0..crate::lb::snapshot::MAX_SLOTS - 1)
+            .map(|i| format!("10.{}.{}.1", i / 250, i % 250))
+            .collect();
+        let mut set: Vec<&str> = many.iter().map(String::as_str).collect();
+        let mut state = ControlState::new(cfg(&set));
+        let mut acc = Accounting::default();
+        acc.refresh(&mut state, &ws);
+        let first = state
+            .slot_of(&BackendKey::of(&state.cfg.services[0], set[0].parse().unwrap()))
+            .unwrap()
+            .0;
+        traffic(&ws, first, 10);
+        let listed = |state: &mut ControlState, acc: &mut Accounting| {
+            acc.refresh(state, &ws);
+            let snap = state.snapshot(Mac([2, 0, 0, 0, 0, 1])).unwrap();
+            acc.services(state, &snap, &ws).remove(0)
+        };
+        let s = listed(&mut state, &mut acc);
+        assert_eq!((s.backends[0].in_pkts, s.totals.in_pkts), (10, 10));
+        // Removed: its packets stay in the service's totals.
+        set[0] = "10.99.99.1";
+        state.replace_config(cfg(&set));
+        let s = listed(&mut state, &mut acc);
+        assert_eq!(s.totals.in_pkts, 10, "totals keep a removed server's counts");
+        // Every slot held: the next new server reuses the first one's slot, from zero.
+        set[1] = "10.99.99.2";
+        state.replace_config(cfg(&set));
+        let key = BackendKey::of(&state.cfg.services[0], "10.99.99.2".parse().unwrap());
+        assert_eq!(state.slot_of(&key).unwrap().0, first, "the slot is reused");
+        let s = listed(&mut state, &mut acc);
+        let row = s.backends.iter().find(|b| b.ip.to_string() == "10.99.99.2").unwrap();
+        assert_eq!((row.in_pkts, row.conns), (0, 0), "a reused slot starts from zero");
+        assert_eq!(s.totals.in_pkts, 10, "and the service's totals did not move");
+        traffic(&ws, first, 5);
+        let s = listed(&mut state, &mut acc);
+        let row = s.backends.iter().find(|b| b.ip.to_string() == "10.99.99.2").unwrap();
+        assert_eq!((row.in_pkts, s.totals.in_pkts), (5, 15));
+    }
+}
