@@ -135,13 +135,15 @@ def pcap(flows, size, tag=""):
     return p
 
 
-def run_drlb(eal, cfg, secs, warm, extra=(), during=None):
+def run_drlb(eal, cfg, secs, warm, extra=(), during=None, netns=None):
     """Runs drlb until it has printed warm + secs stats lines (one a second) after its
     control socket came up; returns (per-second rx_pps after warm-up, final counters,
     its stderr). With `during`, calls during(socket) once drlb is up and has printed
     `warm` stats lines, and stops it when that returns (all rx_pps values then)."""
     sock = os.path.join(OUT, f"drlb-{os.getpid()}.sock")
     cmd = [f"{B}/drlb"] + eal + ["--", "--config", cfg, "--stats-interval", "1", "--control", sock] + list(extra)
+    if netns:
+        cmd = ["ip", "netns", "exec", netns] + cmd
     # stderr to a file, not a pipe: a pipe nobody drains fills after ~64 KB of log
     # lines and then blocks drlb's manager (the workers never log, so forwarding would
     # go on, but control requests would stall).
@@ -478,6 +480,71 @@ def read_pcap(path):
     return data[:24], frames
 
 
+def udp_frame(dst_mac, src_ip, dst_ip, sport, dport):
+    """A 60-byte UDP frame (pcap record: header + bytes), IPv4 checksum filled."""
+    ip = bytearray(20)
+    ip[0], ip[2:4], ip[8], ip[9] = 0x45, (28 + 18).to_bytes(2, "big"), 64, 17
+    ip[12:16], ip[16:20] = bytes(src_ip), bytes(dst_ip)
+    c = sum(int.from_bytes(ip[i:i + 2], "big") for i in range(0, 20, 2))
+    while c > 0xffff:
+        c = (c & 0xffff) + (c >> 16)
+    ip[10:12] = (~c & 0xffff).to_bytes(2, "big")
+    udp = sport.to_bytes(2, "big") + dport.to_bytes(2, "big") + (26).to_bytes(2, "big") + b"\0\0" + b"x" * 18
+    frame = bytes(dst_mac) + bytes([2, 0xc1, 0, 0, 0, 1]) + b"\x08\x00" + bytes(ip) + udp
+    return (0).to_bytes(8, "little") + len(frame).to_bytes(4, "little") * 2 + frame
+
+
+def stage_kernel(a, res):
+    """Forwarding with and without a flood at the director IP (the kernel interface's
+    rate limit at work): equal-sized pcaps, the flood one with half its frames UDP to the
+    director IP; drlb with kernel_interface in a namespace of the harness's own."""
+    ns = f"drlb-hk-{os.getpid()}"
+    sh(["ip", "netns", "add", ns])
+    try:
+        flows, n = 1024, 8192
+        base = pcap(flows, 60, "")
+        hdr, fr = read_pcap(base)
+        half = os.path.join(OUT, f"kernel-half-{flows}.pcap")
+        subprocess.run([f"{B}/drlb-gen", "--flows", str(flows), "--packets-per-flow", str(n // flows // 2),
+                        "--interleave", "--out", half], check=True, capture_output=True)
+        _, lb = read_pcap(half)
+        mix = os.path.join(OUT, f"kernel-flood-{flows}.pcap")
+        port_mac = [2, 0x70, 0x63, 0x61, 0x70, 0]
+        with open(mix, "wb") as w:
+            w.write(hdr)
+            for i, f in enumerate(lb):
+                w.write(f)
+                w.write(udp_frame(port_mac, [10, 9, i >> 8 & 255, i & 255], [192, 168, 1, 121], 1024 + i, 53))
+        base8 = os.path.join(OUT, f"kernel-base-{flows}.pcap")
+        subprocess.run([f"{B}/drlb-gen", "--flows", str(flows), "--packets-per-flow", str(len(lb) * 2 // flows),
+                        "--interleave", "--out", base8], check=True, capture_output=True)
+        cfg = bench_config(os.path.join(OUT, "kernel.toml"), flows, extra='kernel_interface = "drlbh0"')
+        vals, last = {"no flood": [], "flood at the director IP": []}, {}
+        for _ in range(a.runs):
+            for name, p in (("no flood", base8), ("flood at the director IP", mix)):
+                eal = ["-l", "0-1", "--no-pci", *mem_args(1536), "--file-prefix", f"hk{os.getpid()}",
+                       f"--vdev=net_pcap0,rx_pcap={p},infinite_rx=1"]
+                pps, c, _ = run_drlb(eal, cfg, a.secs, a.warm, ["--mbufs", str(4 * len(lb) + 16384)], netns=ns)
+                vals[name].append(mean(pps) / 1e6)
+                last[name] = c
+        b0 = vals["no flood"]
+        rows = []
+        for name, v in vals.items():
+            c = last[name]
+            ratios = [x / b for x, b in zip(v, b0) if b]
+            rows.append({"traffic": name, "mpps": round(statistics.median(v), 3), "mpps_runs": [round(x, 3) for x in v],
+                         "rate_vs_no_flood": round(statistics.median(ratios), 3) if ratios else None,
+                         "to_kernel": c.get("to_kernel"), "rate_limited": c.get("drop_kernel_rate_limited"),
+                         "queue_full": c.get("drop_kernel_queue_full"), "kernel_tx": c.get("kernel_tx"),
+                         "forwarded": c.get("forwarded"), "rx": c.get("rx")})
+            print(f"  kernel: {rows[-1]}")
+        res["kernel"] = rows
+        write_csv("kernel", rows, ["traffic", "mpps", "rate_vs_no_flood", "to_kernel", "rate_limited", "queue_full",
+                                   "kernel_tx", "forwarded", "rx"])
+    finally:
+        sh(["ip", "netns", "del", ns])
+
+
 def stage_flood(a, res):
     """Established flows alone, then the same flows among 10 x capacity spoofed SYNs."""
     cap = 4096 if a.quick else 16384
@@ -612,7 +679,7 @@ def plots(res):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="seconds per stage; checks the harness, not speed")
-    ap.add_argument("--only", default=ALL, help=f"comma-separated stages (default {ALL}; also: soak, flood)")
+    ap.add_argument("--only", default=ALL, help=f"comma-separated stages (default {ALL}; also: soak, flood, kernel)")
     ap.add_argument("--publish", action="store_true", help="copy results.json, *.csv, *.svg to perf/results/")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--secs", type=int, default=8)
@@ -637,7 +704,7 @@ def main():
     run = {"facts": facts(), "params": {"quick": a.quick, "runs": a.runs, "secs": a.secs, "warm": a.warm}}
     res.setdefault("runs", {})
     stages = {"e2e": stage_e2e, "scaling": stage_scaling, "micro": stage_micro, "latency": stage_latency,
-              "reload": stage_reload, "soak": stage_soak, "flood": stage_flood}
+              "reload": stage_reload, "soak": stage_soak, "flood": stage_flood, "kernel": stage_kernel}
     for name in a.only.split(","):
         print(f"== {name}", flush=True)
         MEM_MODES.clear()

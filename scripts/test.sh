@@ -22,18 +22,18 @@ done
 echo "== tests"
 cargo test --release --workspace -- --test-threads=2
 echo "== loom model check of the epoch swap (every interleaving, bounded preemptions)"
-RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom LOOM_MAX_PREEMPTIONS=3 \
+RUSTFLAGS="--cfg drlb_loom" CARGO_TARGET_DIR=target/loom LOOM_MAX_PREEMPTIONS=3 \
   cargo test --release --quiet --lib loom_model
 echo "== perf/pktgen scripts (syntax only: they drive Pktgen on real NICs)"
 luac5.3 -p perf/pktgen/*.lua
 python3 -m py_compile perf/pktgen/percentiles.py perf/harness.py fuzz/seed.py
 target/release/drlb --check perf/pktgen/drlb-bench.toml
 echo "== perf harness, quick mode (checks the harness runs and parses; no timing asserted)"
-OUT=target/perf-quick python3 perf/harness.py --quick --only e2e,scaling,micro,latency,reload,soak,flood
+OUT=target/perf-quick python3 perf/harness.py --quick --only e2e,scaling,micro,latency,reload,soak,flood,kernel
 python3 - <<'PY'
 import json
 r = json.load(open("target/perf-quick/results.json"))
-for k in ("e2e", "scaling", "micro", "latency", "reload", "soak", "flood"):
+for k in ("e2e", "scaling", "micro", "latency", "reload", "soak", "flood", "kernel"):
     assert k in r, k
 assert r["e2e"][0]["drlb_mpps"] > 0 and r["e2e"][0]["testpmd_mpps"] > 0, r["e2e"]
 assert r["latency"]["rows"][1]["samples"] > 0, r["latency"]
@@ -41,6 +41,9 @@ assert r["soak"]["balanced"] and r["soak"]["mbufs_in_use_at_exit"] == 0, r["soak
 base, stateless, evict = r["flood"]
 assert stateless["evictions"] == 0 and stateless["syn_stateless"] > 0 and stateless["dropped"] == 0, stateless
 assert evict["evictions"] > 0 and evict["syn_stateless"] == 0 and evict["dropped"] == 0, evict
+quiet, flood = r["kernel"]
+assert flood["rate_limited"] > 0 and flood["to_kernel"] > 0 and flood["kernel_tx"] > 0, flood
+assert flood["forwarded"] > 0 and quiet["rate_limited"] == 0, r["kernel"]
 print("perf harness quick mode: every stage ran and parsed")
 PY
 echo "== fuzz smoke (each target 20 s on its seed corpus)"

@@ -28,15 +28,16 @@
 //! one side see the other (the `loom_model` tests show the failure without them).
 #![allow(unsafe_code)]
 
-// Under `--cfg loom` the same code runs on loom's model-checked atomics (see the
+// Under `--cfg drlb_loom` (our own name: `--cfg loom` would also put tokio in its loom
+// mode) the same code runs on loom's model-checked atomics (see the
 // `loom_model` test below).
-#[cfg(loom)]
+#[cfg(drlb_loom)]
 use loom::sync::atomic::{fence, AtomicPtr, AtomicU64, Ordering};
-#[cfg(loom)]
+#[cfg(drlb_loom)]
 use loom::sync::Arc;
-#[cfg(not(loom))]
+#[cfg(not(drlb_loom))]
 use std::sync::atomic::{fence, AtomicPtr, AtomicU64, Ordering};
-#[cfg(not(loom))]
+#[cfg(not(drlb_loom))]
 use std::sync::Arc;
 
 /// Slot value of a reader that is offline (not holding references, not reporting).
@@ -45,13 +46,13 @@ const OFFLINE: u64 = u64::MAX;
 // The loom negative control (`without_the_fences_a_reader_coming_online_can_use_a_freed
 // _snapshot`) turns the two fences off to show they are needed; loom runs a model's
 // threads on one OS thread, so a thread-local reaches all of them.
-#[cfg(loom)]
+#[cfg(drlb_loom)]
 std::thread_local!(static OMIT_FENCES: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
 
 /// The full fence of the online step (see the module docs).
 #[inline(always)]
 fn full_fence() {
-    #[cfg(loom)]
+    #[cfg(drlb_loom)]
     if OMIT_FENCES.with(|f| f.get()) {
         return;
     }
@@ -205,9 +206,9 @@ impl<T> Writer<T> {
                 return false;
             }
             std::hint::spin_loop();
-            #[cfg(loom)]
+            #[cfg(drlb_loom)]
             loom::thread::yield_now();
-            #[cfg(not(loom))]
+            #[cfg(not(drlb_loom))]
             std::thread::yield_now();
         }
         self.try_reclaim();
@@ -219,12 +220,12 @@ impl<T> Writer<T> {
     }
 }
 
-/// Model check (run with `RUSTFLAGS="--cfg loom" cargo test --release --lib loom_model`,
+/// Model check (run with `RUSTFLAGS="--cfg drlb_loom" cargo test --release --lib loom_model`,
 /// as scripts/test.sh does): every interleaving of a reader taking two snapshots with
 /// quiescent points between them, against a writer publishing twice and reclaiming. A
 /// value's drop sets its flag; a reader that ever sees the flag of the value it holds
 /// set has read a freed snapshot.
-#[cfg(all(test, loom))]
+#[cfg(all(test, drlb_loom))]
 mod loom_model {
     use super::*;
     use loom::sync::atomic::AtomicBool;
@@ -306,7 +307,7 @@ mod loom_model {
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(drlb_loom)))]
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicBool, AtomicUsize};
