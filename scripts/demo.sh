@@ -16,6 +16,7 @@ SFX=$(( $$ % 100000 ))
 WORK=$(mktemp -d /tmp/drlb-demo.XXXXXX)
 DRLB_PID=
 cleanup() {
+  set +e # tear everything down even if a step fails (drlb may have been waited for already)
   [ -n "$DRLB_PID" ] && kill -TERM "$DRLB_PID" 2>/dev/null && wait "$DRLB_PID" 2>/dev/null
   topology_down "$WORK"
   rm -rf "$WORK"
@@ -40,15 +41,16 @@ weight() { # ip -> its weight as new flows see it (0: down or unresolved), from 
 }
 wait_weight() { # ip up|down -> seconds it took
   local t0 w; t0=$(date +%s.%N)
-  for _ in $(seq 200); do
+  for _ in $(seq 600); do
     w=$(weight "$1")
     if { [ "$2" = up ] && [ "${w:--1}" -gt 0 ]; } || { [ "$2" = down ] && [ "${w:--1}" = 0 ]; }; then
       awk -v a="$(date +%s.%N)" -v b="$t0" 'BEGIN { printf "%.2f", a - b }'; return 0
     fi
-    kill -0 "$DRLB_PID" 2>/dev/null || { cat "$WORK/drlb.log"; exit 1; }
+    kill -0 "$DRLB_PID" 2>/dev/null || { echo "demo.sh: drlb exited; its log:" >&2; cat "$WORK/drlb.log" >&2; exit 1; }
     sleep 0.05
   done
-  echo "(not within 10 s)"; return 1
+  echo "demo.sh: $1 not $2 within 30 s; drlb's log:" >&2; sed 's/^/   /' "$WORK/drlb.log" >&2
+  exit 1
 }
 # Wait until both real servers are resolved by ARP and have passed their first check.
 wait_weight 192.168.1.118 up >/dev/null

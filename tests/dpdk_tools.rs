@@ -70,11 +70,11 @@ fn dpdk_telemetry_shows_drlb_commands_with_live_counters() {
     d.wait_rx(800, Duration::from_secs(30));
     // The listing is refreshed every 250 ms and the flow census needs a full sweep of
     // the table: wait until both show every flow.
-    poll("the flow census in telemetry", Duration::from_secs(30), || {
+    poll_noting("the flow census in telemetry", Duration::from_secs(30), |seen| {
         let r = telemetry(&prefix, &["/drlb/workers", "/drlb/services"]);
-        (r[0]["/drlb/workers"]["0"]["flows"] == 400
-            && r[1]["/drlb/services"]["0"]["connections"] == 400)
-            .then_some(())
+        let (w, s) = (&r[0]["/drlb/workers"]["0"], &r[1]["/drlb/services"]["0"]);
+        *seen = format!("worker {w}, service {s}");
+        (w["flows"] == 400 && s["connections"] == 400).then_some(())
     });
     let r = telemetry(
         &prefix,

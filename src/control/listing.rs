@@ -197,6 +197,19 @@ mod tests {
     }
 
     #[test]
+    fn traffic_before_the_first_refresh_counts_for_the_first_holders() {
+        let ws = vec![Arc::new(WorkerCounters::new())];
+        let mut state = ControlState::new(cfg(&["10.0.0.1"]));
+        traffic(&ws, 0, 7); // workers forward before the manager's first listing
+        let mut acc = Accounting::default();
+        acc.refresh(&mut state, &ws);
+        let snap = state.snapshot(Mac([2, 0, 0, 0, 0, 1])).unwrap();
+        let s = acc.services(&state, &snap, &ws).remove(0);
+        assert_eq!((s.backends[0].in_pkts, s.backends[0].conns), (7, 1));
+        assert_eq!(s.totals.in_pkts, 7);
+    }
+
+    #[test]
     fn a_reused_slot_starts_from_zero_and_service_totals_never_go_backwards() {
         let ws = vec![Arc::new(WorkerCounters::new())];
         let many: Vec<String> = (0..crate::lb::snapshot::MAX_SLOTS - 1)

@@ -82,6 +82,9 @@ impl ControlState {
             generation: 0,
         };
         s.assign_slots();
+        // The first holders own their slots' counts from zero: the counters start with
+        // the process, and traffic may be counted before the manager's first refresh.
+        s.reassigned.clear();
         s
     }
 

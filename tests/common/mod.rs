@@ -123,12 +123,25 @@ pub fn adm_ok(sock: &Path, args: &[&str]) -> String {
 
 /// Polls `f` every 50 ms until it returns Some, or panics naming `what` after `timeout`.
 pub fn poll<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    poll_noting(what, timeout, |_| f())
+}
+
+/// [`poll`] where `f` also notes what it last saw, for the message on a timeout.
+pub fn poll_noting<T>(
+    what: &str,
+    timeout: Duration,
+    mut f: impl FnMut(&mut String) -> Option<T>,
+) -> T {
     let start = Instant::now();
+    let mut seen = String::new();
     loop {
-        if let Some(v) = f() {
+        if let Some(v) = f(&mut seen) {
             return v;
         }
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}; last seen: {seen}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
