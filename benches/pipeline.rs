@@ -36,6 +36,9 @@ fn snapshot() -> Snapshot {
         on_down: OnGone::Reschedule,
         sorry: None,
         quorum: 1,
+        mh: None,
+        mh_hash: Default::default(),
+        mid_flow: drlb::lb::MidFlow::Drop,
         backends: (0..4)
             .map(|i| BackendSpec {
                 slot: i,

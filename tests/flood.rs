@@ -33,6 +33,9 @@ fn snap_weighted(mode: SynFlood, weights: [u32; 4]) -> Snapshot {
         on_down: OnGone::Reschedule,
         sorry: None,
         quorum: 1,
+        mh: None,
+        mh_hash: Default::default(),
+        mid_flow: drlb::lb::MidFlow::Drop,
         backends: (0..4u16)
             .map(|slot| BackendSpec {
                 slot,

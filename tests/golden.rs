@@ -34,6 +34,9 @@ fn snapshot() -> Snapshot {
             on_down: OnGone::Reschedule,
             sorry: None,
             quorum: 1,
+            mh: None,
+            mh_hash: Default::default(),
+            mid_flow: drlb::lb::MidFlow::Drop,
             backends: vec![
                 be(ip("192.168.1.118"), 0, 1, Some(MAC_A)),
                 be(ip("192.168.1.119"), 1, 1, Some(MAC_B)),
@@ -48,6 +51,9 @@ fn snapshot() -> Snapshot {
             on_down: OnGone::Reschedule,
             sorry: None,
             quorum: 1,
+            mh: None,
+            mh_hash: Default::default(),
+            mid_flow: drlb::lb::MidFlow::Drop,
             backends: vec![BackendSpec { port: 53, ..be(ip("192.168.1.118"), 2, 1, Some(MAC_A)) }],
         },
         ServiceSpec {
@@ -59,6 +65,9 @@ fn snapshot() -> Snapshot {
             on_down: OnGone::Reschedule,
             sorry: None,
             quorum: 1,
+            mh: None,
+            mh_hash: Default::default(),
+            mid_flow: drlb::lb::MidFlow::Drop,
             backends: vec![be(ip("192.168.1.120"), 3, 1, None)],
         },
     ];

@@ -36,6 +36,9 @@ fn snap_down(
         on_down: on_removed,
         sorry: None,
         quorum: 1,
+        mh: None,
+        mh_hash: Default::default(),
+        mid_flow: drlb::lb::MidFlow::Drop,
         backends: backends
             .iter()
             .map(|&(slot, inc, weight, mac)| BackendSpec {
@@ -230,6 +233,9 @@ fn udp_flows_stick_for_the_udp_timeout() {
         on_down: OnGone::Reschedule,
         sorry: None,
         quorum: 1,
+        mh: None,
+        mh_hash: Default::default(),
+        mid_flow: drlb::lb::MidFlow::Drop,
         backends: (0..3)
             .map(|i| BackendSpec {
                 slot: i,

@@ -47,6 +47,20 @@ on_backend_removed = "drop"
   [[service.backend]]
   ip = "192.168.1.118"
   mac = "00:0c:29:00:00:0a"
+[[service]]
+vip = "192.168.1.200"
+port = 443
+scheduler = "mh"
+mh_table_size = 251
+  [[service.backend]]
+  ip = "192.168.1.118"
+  mac = "00:0c:29:00:00:0a"
+  [[service.backend]]
+  ip = "192.168.1.119"
+  weight = 0
+  mac = "00:0c:29:00:00:0b"
+  [[service.backend]]
+  ip = "192.168.1.122"
 "#;
 
 /// The snapshot once per `syn_flood` mode (the input's length picks one); the `drop`

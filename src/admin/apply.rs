@@ -2,7 +2,6 @@
 //! config into the next one, validated as a whole before the manager swaps it in.
 use super::protocol::{check_port, check_weight, Request, SvcId};
 use crate::control::config::{BackendConf, Config, ServiceConf};
-use crate::lb::OnGone;
 use crate::wire::Mac;
 
 fn find_svc<'a>(cfg: &'a mut Config, id: &SvcId) -> Result<&'a mut ServiceConf, String> {
@@ -21,18 +20,12 @@ pub fn apply(running: &Config, req: &Request) -> Result<(Config, String), String
             if find_svc(&mut cfg, svc).is_ok() {
                 return Err(format!("Service already exists: {svc}"));
             }
-            cfg.services.push(ServiceConf {
-                vip: svc.vip,
-                port: svc.port,
-                protocol: svc.proto,
-                scheduler: sched.unwrap_or_default(),
-                on_backend_removed: OnGone::default(),
-                on_backend_down: OnGone::default(),
-                sorry_server: None,
-                quorum: 1,
-                check: None,
-                backends: Vec::new(),
-            });
+            cfg.services.push(ServiceConf::new(
+                svc.vip,
+                svc.port,
+                svc.proto,
+                sched.unwrap_or_default(),
+            ));
             format!("added service {svc} {}", sched.unwrap_or_default().name())
         }
         Request::EditService { svc, sched } => {

@@ -255,6 +255,8 @@ mod tests {
                 up: 2,
                 available: true,
                 sorry_server: None,
+                mid_flow: crate::lb::MidFlow::Drop,
+                mh: None,
             }],
         }
     }

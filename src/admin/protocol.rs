@@ -179,6 +179,26 @@ pub struct ServiceRow {
     pub available: bool,
     #[serde(default)]
     pub sorry_server: Option<Ipv4Addr>,
+    /// What a TCP segment without SYN and without an entry does.
+    #[serde(default = "drop_mid_flow")]
+    pub mid_flow: crate::lb::MidFlow,
+    /// `mh`: the Maglev table, for comparing directors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mh: Option<MhRow>,
+}
+
+/// An `mh` service's table as `-ln --json` shows it: directors that choose alike show
+/// the same fingerprint (same servers, weights, size and `hash_seed`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MhRow {
+    pub table_size: u32,
+    pub hash: crate::lb::maglev::MhHash,
+    /// 16 hex digits.
+    pub fingerprint: String,
+}
+
+fn drop_mid_flow() -> crate::lb::MidFlow {
+    crate::lb::MidFlow::Drop
 }
 
 fn one() -> u32 {

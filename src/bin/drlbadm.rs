@@ -142,7 +142,8 @@ fn parse_sched(s: &str) -> Result<SchedKind, String> {
     match s {
         "wrr" => Ok(SchedKind::Wrr),
         "rr" => Ok(SchedKind::Rr),
-        other => Err(format!("Scheduler not found: {other} (drlb has wrr and rr)")),
+        "mh" => Ok(SchedKind::Mh),
+        other => Err(format!("Scheduler not found: {other} (drlb has wrr, rr and mh)")),
     }
 }
 

@@ -8,7 +8,7 @@
 use super::config::CheckType;
 use super::health::Health;
 use super::state::{BackendKey, ControlState};
-use crate::admin::protocol::{BackendRow, HealthRow, ServiceRow, ServiceTotals};
+use crate::admin::protocol::{BackendRow, HealthRow, MhRow, ServiceRow, ServiceTotals};
 use crate::dataplane::counters::{SlotCounters, WorkerCounters};
 use crate::lb::Snapshot;
 use std::collections::HashMap;
@@ -113,6 +113,12 @@ impl Accounting {
                     up,
                     available: live.available,
                     sorry_server: s.sorry_server,
+                    mid_flow: s.mid_flow(),
+                    mh: state.mh_table_of(s.vip, s.port, s.protocol).map(|t| MhRow {
+                        table_size: s.mh_table_size(),
+                        hash: s.mh_hash.unwrap_or_default(),
+                        fingerprint: format!("{:016x}", t.fingerprint()),
+                    }),
                     backends,
                 }
             })

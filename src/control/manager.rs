@@ -114,10 +114,18 @@ impl Manager {
             dump_seq: 0,
             swap_latency: hdrhistogram::Histogram::new(3).expect("3 significant figures is valid"),
         };
+        m.warn_config();
         m.update_checks();
         m.note_availability();
         *m.shared.listing.lock() = Some(m.listing());
         m
+    }
+
+    /// Logs what the running config deserves a word about ([`Config::warnings`]).
+    fn warn_config(&self) {
+        for w in self.state.cfg.warnings() {
+            warn(format_args!("{}: {w}", self.config_path.display()));
+        }
     }
 
     /// Generation of the snapshot the workers forward with.
@@ -167,16 +175,19 @@ impl Manager {
                 let d = &mut cfg.dataplane;
                 if (d.port, d.mac, d.flow_capacity) != (old.port, old.mac, old.flow_capacity)
                     || (&d.kernel_interface, d.prefix) != (&old.kernel_interface, old.prefix)
+                    || d.idle != old.idle
                 {
-                    log("reload: dataplane.port, .mac, .flow_capacity, .kernel_interface and .prefix take effect on restart; keeping the running values");
+                    log("reload: dataplane.port, .mac, .flow_capacity, .kernel_interface, .prefix and .idle take effect on restart; keeping the running values");
                     d.port = old.port;
                     d.mac = old.mac;
                     d.flow_capacity = old.flow_capacity;
                     d.kernel_interface = old.kernel_interface.clone();
                     d.prefix = old.prefix;
+                    d.idle = old.idle;
                 }
                 let summary = diff_summary(&self.state.cfg, &cfg);
                 self.change(cfg, &format!("reloaded {}: {summary}", path.display()));
+                self.warn_config();
                 self.reloads += 1;
                 Ok(summary)
             }

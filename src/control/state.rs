@@ -12,11 +12,13 @@
 //!   from zero (the listing subtracts the slot's counts at reuse, [`SlotInfo::baseline`]).
 use super::config::{Config, ServiceConf};
 use super::health::{CheckResult, Health, HealthState};
+use crate::lb::maglev::{MhBackend, MhKeys, MhTable};
 use crate::lb::snapshot::{BackendSpec, ServiceSpec, MAX_SLOTS};
-use crate::lb::{Proto, Snapshot};
+use crate::lb::{Proto, SchedKind, Snapshot};
 use crate::wire::Mac;
 use std::collections::{HashMap, VecDeque};
 use std::net::Ipv4Addr;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Identity of a backend (or a sorry server): its service and its IP.
@@ -67,6 +69,21 @@ pub struct ControlState {
     /// Health of every checked backend (absent: no check).
     pub health: HashMap<BackendKey, HealthState>,
     pub generation: u64,
+    /// Each backend's last non-zero weight (IPVS `last_weight`): the `mh` tables are
+    /// built from it, so draining to 0 does not rebuild them. Kept while the backend
+    /// is in the config.
+    last_weight: HashMap<BackendKey, u32>,
+    /// The `mh` table last built for each service, with what it was built from: reused
+    /// while that does not change (a MAC learned or a health change does not touch it).
+    mh_tables: HashMap<(Ipv4Addr, u16, Proto), (MhInputs, Arc<MhTable>)>,
+}
+
+/// What an `mh` table is built from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct MhInputs {
+    size: u32,
+    seed: String,
+    backends: Vec<MhBackend>,
 }
 
 impl ControlState {
@@ -80,6 +97,8 @@ impl ControlState {
             learned: HashMap::new(),
             health: HashMap::new(),
             generation: 0,
+            last_weight: HashMap::new(),
+            mh_tables: HashMap::new(),
         };
         s.assign_slots();
         // The first holders own their slots' counts from zero: the counters start with
@@ -143,6 +162,65 @@ impl ControlState {
         // Health is kept for the servers that stay; a removed one starts afresh.
         let checked: std::collections::HashSet<BackendKey> = self.checked_keys().collect();
         self.health.retain(|k, _| checked.contains(k));
+        // A weight of 0 keeps the last one; a removed server forgets it.
+        let mut last = HashMap::new();
+        for s in &self.cfg.services {
+            for b in &s.backends {
+                let k = BackendKey::of(s, b.ip);
+                let w = if b.weight > 0 { b.weight } else { self.last_weight(&k) };
+                last.insert(k, w);
+            }
+        }
+        self.last_weight = last;
+        let services: std::collections::HashSet<_> =
+            self.cfg.services.iter().map(|s| (s.vip, s.port, s.protocol)).collect();
+        self.mh_tables.retain(|k, _| services.contains(k));
+    }
+
+    /// A backend's last non-zero weight (0: it never had one).
+    pub fn last_weight(&self, k: &BackendKey) -> u32 {
+        self.last_weight.get(k).copied().unwrap_or(0)
+    }
+
+    /// The `mh` table of a service, built from its backends' addresses, slots and last
+    /// weights, reused when none of that (nor the size or seed) changed.
+    fn mh_table(&mut self, si: usize) -> Arc<MhTable> {
+        let s = &self.cfg.services[si];
+        let inputs = MhInputs {
+            size: s.mh_table_size(),
+            seed: self.cfg.dataplane.hash_seed().to_string(),
+            backends: s
+                .backends
+                .iter()
+                .map(|b| {
+                    let k = BackendKey::of(s, b.ip);
+                    MhBackend {
+                        ip: u32::from(b.ip),
+                        port: s.port,
+                        last_weight: self.last_weight(&k),
+                        slot: self.by_key[&k],
+                    }
+                })
+                .collect(),
+        };
+        let id = (s.vip, s.port, s.protocol);
+        if let Some((built, table)) = self.mh_tables.get(&id) {
+            if *built == inputs {
+                return table.clone();
+            }
+        }
+        let table = Arc::new(MhTable::build(
+            inputs.size,
+            &MhKeys::from_seed(&inputs.seed),
+            &inputs.backends,
+        ));
+        self.mh_tables.insert(id, (inputs, table.clone()));
+        table
+    }
+
+    /// The `mh` table the last snapshot carries for a service, if it has one.
+    pub fn mh_table_of(&self, vip: Ipv4Addr, port: u16, proto: Proto) -> Option<&Arc<MhTable>> {
+        self.mh_tables.get(&(vip, port, proto)).map(|(_, t)| t)
     }
 
     /// Slots given to a new key since the last call: the caller records their baseline.
@@ -258,11 +336,15 @@ impl ControlState {
     /// Builds the next snapshot (generation + 1).
     pub fn snapshot(&mut self, port_mac: Mac) -> Result<Snapshot, String> {
         self.generation += 1;
+        let tables: Vec<Option<Arc<MhTable>>> = (0..self.cfg.services.len())
+            .map(|i| (self.cfg.services[i].scheduler == SchedKind::Mh).then(|| self.mh_table(i)))
+            .collect();
         let specs: Vec<ServiceSpec> = self
             .cfg
             .services
             .iter()
-            .map(|s| ServiceSpec {
+            .zip(tables)
+            .map(|(s, mh)| ServiceSpec {
                 vip: u32::from(s.vip),
                 port: s.port,
                 proto: s.protocol,
@@ -276,6 +358,9 @@ impl ControlState {
                     .collect(),
                 sorry: s.sorry_server.map(|ip| self.spec(BackendKey::of(s, ip), 1, None)),
                 quorum: s.quorum,
+                mh,
+                mh_hash: s.mh_hash.unwrap_or_default(),
+                mid_flow: s.mid_flow(),
             })
             .collect();
         let d = &self.cfg.dataplane;
@@ -283,6 +368,7 @@ impl ControlState {
             .map(|mut s| {
                 s.syn_flood = d.syn_flood;
                 s.kernel = d.kernel_interface.is_some();
+                s.mh_keys = MhKeys::from_seed(d.hash_seed());
                 s
             })
     }

@@ -319,6 +319,7 @@ pub fn spawn_workers(
             flow_capacity,
             clock,
             panic_after_rx,
+            idle: plan.cfg.dataplane.idle,
         });
         let guard = StopOnExit { stop: plan.signals.stop.clone(), worker: index, lcore };
         dp.eal

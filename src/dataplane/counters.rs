@@ -157,6 +157,8 @@ worker_counters! {
     learn_overflow: Counter, "drlb_learn_overflow", show::SUMMARY, "";
     /// Worker loop iterations that received nothing
     idle_loops: Counter, "drlb_idle_loops", show::TELEMETRY, "";
+    /// Sleeps of an idle worker (dataplane.idle = adaptive)
+    idle_sleeps: Counter, "drlb_idle_sleeps", show::TELEMETRY, "";
     /// Worker loop iterations that received a burst
     busy_loops: Counter, "drlb_busy_loops", show::TELEMETRY, "";
     /// Live flows evicted from a full flow table
@@ -167,6 +169,8 @@ worker_counters! {
     syn_stateless: Counter, "drlb_syn_stateless", show::BOTH, "";
     /// TCP segments without a flow entry routed by hash while under SYN-flood pressure (handshake ACKs)
     hashed_segments: Counter, "drlb_hashed_segments", show::BOTH, "";
+    /// TCP segments without SYN and without a flow entry scheduled and stored (mid_flow = schedule: the flow began on another director)
+    mid_flow_scheduled: Counter, "drlb_mid_flow_scheduled", show::BOTH, "";
     /// 1 while the worker is under SYN-flood pressure (a SYN found its flow-table groups full within the SYN_RECV timeout)
     syn_flood_active: Gauge, "drlb_syn_flood_active", show::TELEMETRY, "";
     /// Live flow-table entries per worker (as of the last full sweep)

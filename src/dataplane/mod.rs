@@ -1,5 +1,6 @@
 //! The worker: one per lcore, a thin l3fwd-shaped loop around `lb::process`.
 pub mod counters;
+pub mod idle;
 pub mod worker;
 
 /// One flow entry streamed to the manager for `drlbadm -lnc`, with the worker's clock.

@@ -60,6 +60,8 @@ pub struct WorkerSetup {
     pub clock: Clock,
     /// Fault injection (tests): panic once `rx` reaches this (u64::MAX: never).
     pub panic_after_rx: u64,
+    /// What it does when its RX queue is empty.
+    pub idle: super::idle::Idle,
 }
 
 pub struct Worker {
@@ -206,6 +208,7 @@ impl Worker {
         c.flow_expired.set(stats.expired);
         c.syn_stateless.set(flood.stateless_syns);
         c.hashed_segments.set(flood.hashed_segments);
+        c.mid_flow_scheduled.set(self.local.mid_flow_scheduled);
         c.syn_flood_active.set(u64::from(flood.active(now)));
         c.publish_latency(latency);
     }
@@ -329,6 +332,7 @@ impl Worker {
             sample: 0,
             latency: super::counters::latency_histogram(),
         };
+        let mut backoff = super::idle::Backoff::new(self.s.idle);
         let mut last_flush = crate::dpdk::rdtsc();
         let mut last_stats_tick: Tick = 0;
         self.s.snap.online();
@@ -349,8 +353,17 @@ impl Worker {
                     self.publish(now, &mut tx.latency);
                 }
                 self.s.snap.quiescent();
+                if let Some(d) = backoff.empty() {
+                    tx.flush(&mut self.s.tx, &c);
+                    last_flush = tsc;
+                    c.idle_sleeps.add(1);
+                    self.s.snap.offline();
+                    std::thread::sleep(d);
+                    self.s.snap.online();
+                }
                 continue;
             }
+            backoff.busy();
             let busy = c.busy_loops.get() + 1;
             c.busy_loops.set(busy);
             c.rx.add(n as u64);

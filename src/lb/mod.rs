@@ -3,10 +3,12 @@
 //! - [`snapshot`]: the immutable forwarding state workers read (services, backends with
 //!   their precomputed 12-byte L2 header, schedules), built by the control plane.
 //! - [`sched`]: WRR / RR schedules, precomputed as sequences so a pick is O(1).
+//! - [`maglev`]: the `mh` scheduler's table, the same on every director.
 //! - [`flow`]: the per-worker flow table (fixed capacity, seeded hash, bounded probing).
 //! - [`tcp_state`]: IPVS's input-only TCP state table (DR sees client->server only).
 //! - [`pipeline`]: `process(frame, &snapshot, &mut local, now) -> Verdict`.
 pub mod flow;
+pub mod maglev;
 pub mod pipeline;
 pub mod sched;
 pub mod snapshot;
@@ -54,6 +56,8 @@ pub enum SchedKind {
     #[default]
     Wrr,
     Rr,
+    /// Maglev hashing ([`maglev`]): the same choice on every director.
+    Mh,
 }
 
 impl SchedKind {
@@ -61,6 +65,30 @@ impl SchedKind {
         match self {
             SchedKind::Wrr => "wrr",
             SchedKind::Rr => "rr",
+            SchedKind::Mh => "mh",
+        }
+    }
+}
+
+/// What a TCP segment that is not a SYN and has no flow entry does (`mid_flow`): the
+/// flow began elsewhere (on another director that ECMP moved it from, or before a
+/// restart).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MidFlow {
+    /// Scheduled like a new flow and stored as ESTABLISHED (IPVS `sloppy_tcp = 1`). With
+    /// `mh` that is the backend its SYN got on any director; the default for `mh`.
+    Schedule,
+    /// Dropped (`tcp_no_flow`; IPVS `sloppy_tcp = 0`); the default for the others.
+    Drop,
+}
+
+impl MidFlow {
+    /// The default for a scheduler.
+    pub fn default_for(s: SchedKind) -> Self {
+        match s {
+            SchedKind::Mh => MidFlow::Schedule,
+            _ => MidFlow::Drop,
         }
     }
 }

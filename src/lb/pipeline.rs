@@ -8,7 +8,7 @@ use super::flow::{FlowKey, FlowTable, Hashed, Lookup};
 use super::snapshot::{Service, Snapshot, MAX_SERVICES};
 use super::tcp_state::{self, TcpState};
 use super::verdict::{DropReason, Neighbor, Verdict};
-use super::{OnGone, SynFlood, Tick};
+use super::{MidFlow, OnGone, SynFlood, Tick};
 use crate::wire::arp::{self, ArpPacket};
 use crate::wire::ethernet::{self, EtherType};
 use crate::wire::icmp::{self, IcmpPacket};
@@ -23,6 +23,8 @@ pub struct LocalState {
     pub flows: FlowTable,
     cursors: Box<[u32]>,
     pub flood: Flood,
+    /// TCP segments without SYN and without an entry scheduled (`mid_flow = schedule`).
+    pub mid_flow_scheduled: u64,
 }
 
 /// `syn_flood = "stateless"` bookkeeping of one worker.
@@ -60,6 +62,7 @@ impl LocalState {
             flows,
             cursors: vec![worker as u32; MAX_SERVICES].into_boxed_slice(),
             flood: Flood::default(),
+            mid_flow_scheduled: 0,
         }
     }
 }
@@ -281,7 +284,7 @@ fn ipv4(
                 local.flows.touch(idx, st, now.saturating_add(snap.timeouts.of(st)));
                 (e.slot, false)
             } else {
-                let Some(slot) = pick(svc, si, &mut local.cursors) else {
+                let Some(slot) = pick(svc, si, &key, snap, &mut local.cursors) else {
                     return Verdict::Drop(D::NoBackend);
                 };
                 let st =
@@ -335,13 +338,16 @@ fn new_flow(
     let tcp = m.key.proto == protocol::TCP;
     let stateless = tcp && snap.syn_flood == SynFlood::Stateless;
     let syn_recv = now.saturating_add(snap.timeouts.of(TcpState::SynRecv));
+    if tcp && !m.new_syn && svc.mid_flow == MidFlow::Schedule {
+        return mid_flow(m, si, svc, snap, local, now);
+    }
     if tcp && !m.new_syn {
         // A segment without an entry: the ACK of a handshake whose SYN went statelessly
         // (or a stray). Routed by hash only while under pressure.
         if !(stateless && local.flood.active(now)) {
             return Err(D::TcpNoFlow);
         }
-        let slot = choose(svc, &local.flows, m.key).ok_or(D::NoBackend)?;
+        let slot = choose(svc, snap, &local.flows, m.key).ok_or(D::NoBackend)?;
         local.flood.hashed_segments += 1;
         if m.tcp_flags & (flags::RST | flags::FIN) == 0 {
             let at = match m.free {
@@ -361,7 +367,7 @@ fn new_flow(
         return Ok((slot, false));
     }
     if stateless && (m.free.is_none() || local.flood.active(now)) {
-        let slot = choose(svc, &local.flows, m.key).ok_or(D::NoBackend)?;
+        let slot = choose(svc, snap, &local.flows, m.key).ok_or(D::NoBackend)?;
         match m.free {
             Some(idx) => store(local, idx, m, slot, snap, TcpState::SynRecv, syn_recv, now),
             None => {
@@ -378,7 +384,7 @@ fn new_flow(
     if snap.syn_flood == SynFlood::Drop && local.flows.is_established(idx, now) {
         return Err(D::FlowTableFull);
     }
-    let slot = pick(svc, si, &mut local.cursors).ok_or(D::NoBackend)?;
+    let slot = pick(svc, si, m.key, snap, &mut local.cursors).ok_or(D::NoBackend)?;
     let st = if tcp { TcpState::SynRecv } else { TcpState::Udp };
     let expires = now.saturating_add(snap.timeouts.of(st));
     store(local, idx, m, slot, snap, st, expires, now);
@@ -401,20 +407,80 @@ fn store(
     local.flows.insert_hashed(idx, m.key, m.h, slot, inc, st, expires, now);
 }
 
-/// The backend of a flow routed by hash: a position in the service's schedule chosen by
-/// a hash of the flow's key ([`FlowTable::choose`]), so each backend's share is its
-/// share of the schedule (its weight for wrr) and every segment of the flow gets the
-/// same one while the schedule stands.
+/// A segment of a TCP flow that began elsewhere (`mid_flow = schedule`): scheduled as a
+/// new flow would be (for `mh`, the backend its SYN got on any director) and stored as
+/// ESTABLISHED, or as what its FIN makes of that; a RST is forwarded and not stored.
+/// Where both of its groups hold only ESTABLISHED flows it is forwarded without an
+/// entry (its next segment is scheduled the same way) rather than evict one.
+#[inline(never)]
+fn mid_flow(
+    m: &Miss,
+    si: u16,
+    svc: &Service,
+    snap: &Snapshot,
+    local: &mut LocalState,
+    now: Tick,
+) -> Result<(u16, bool), DropReason> {
+    let slot = pick(svc, si, m.key, snap, &mut local.cursors).ok_or(D::NoBackend)?;
+    local.mid_flow_scheduled += 1;
+    if m.tcp_flags & flags::RST == 0 {
+        let at = match m.free {
+            Some(idx) => Some(idx),
+            None => {
+                let idx = local.flows.make_room_hashed(m.h, now);
+                (!local.flows.is_established(idx, now)).then_some(idx)
+            }
+        };
+        if let Some(idx) = at {
+            let st = tcp_state::next(TcpState::Established, m.tcp_flags);
+            let expires = now.saturating_add(snap.timeouts.of(st));
+            store(local, idx, m, slot, snap, st, expires, now);
+        }
+    }
+    Ok((slot, false))
+}
+
+/// The backend of an `mh` service for a flow: its Maglev table's choice among the
+/// eligible backends. `None` when none is eligible.
 #[inline]
-fn choose(svc: &Service, flows: &FlowTable, key: &FlowKey) -> Option<u16> {
+fn maglev(svc: &Service, snap: &Snapshot, key: &FlowKey) -> Option<Option<u16>> {
+    let table = svc.mh.as_ref()?;
+    if svc.schedule.is_empty() {
+        return Some(None); // no eligible backend: do not walk the table
+    }
+    let h =
+        snap.mh_keys.flow_hash(svc.mh_hash, key.saddr, key.daddr, key.sport, key.dport, key.proto);
+    Some(table.lookup(h, |s| snap.backends.get(usize::from(s)).is_some_and(Service::eligible)))
+}
+
+/// The backend of a flow routed by hash: for `mh`, its table's choice; else a position
+/// in the service's schedule chosen by a hash of the flow's key
+/// ([`FlowTable::choose`]), so each backend's share is its share of the schedule (its
+/// weight for wrr) and every segment of the flow gets the same one while the schedule
+/// stands.
+#[inline]
+fn choose(svc: &Service, snap: &Snapshot, flows: &FlowTable, key: &FlowKey) -> Option<u16> {
+    if let Some(chosen) = maglev(svc, snap, key) {
+        return chosen;
+    }
     let seq = &svc.schedule;
     (!seq.is_empty()).then(|| seq[flows.choose(key, seq.len())])
 }
 
-/// Next backend of `svc` for this worker. The schedule only holds present backends with
-/// weight > 0 and a known MAC.
+/// The backend of a new flow of `svc` on this worker: for `mh`, its table's choice;
+/// else the next in the schedule from this worker's cursor. The schedule only holds
+/// present backends with weight > 0 and a known MAC.
 #[inline]
-fn pick(svc: &Service, si: u16, cursors: &mut [u32]) -> Option<u16> {
+fn pick(
+    svc: &Service,
+    si: u16,
+    key: &FlowKey,
+    snap: &Snapshot,
+    cursors: &mut [u32],
+) -> Option<u16> {
+    if let Some(chosen) = maglev(svc, snap, key) {
+        return chosen;
+    }
     let seq = &svc.schedule;
     if seq.is_empty() {
         return None;

@@ -12,6 +12,9 @@
 //! **rr** — each backend with weight > 0 once per cycle, in order: weights other than 0
 //! are ignored, weight 0 drains (IPVS rr skips `IP_VS_DEST_F_OVERLOAD` and weight 0).
 //!
+//! **mh** — the sequence is the eligible backends, as for rr: it says whether any is;
+//! the choice is made by the service's Maglev table ([`super::maglev`]).
+//!
 //! Only backends with weight > 0 *and* a known MAC are in the sequence; the control
 //! plane rebuilds it when either changes. Each worker keeps its own cursor, starting at
 //! its index, so workers do not all hand their first flow to the same backend.
@@ -32,7 +35,7 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
 pub fn cycle_len(kind: SchedKind, weights: &[u32]) -> u64 {
     let w: Vec<u64> = weights.iter().filter(|&&w| w > 0).map(|&w| u64::from(w)).collect();
     match kind {
-        SchedKind::Rr => w.len() as u64,
+        SchedKind::Rr | SchedKind::Mh => w.len() as u64,
         SchedKind::Wrr => {
             let g = w.iter().fold(0, |g, &x| gcd(g, x));
             if g == 0 {
@@ -59,7 +62,7 @@ pub fn build(kind: SchedKind, backends: &[(u16, u32)]) -> Option<Vec<u16>> {
     let live: Vec<(u16, u64)> =
         backends.iter().filter(|b| b.1 > 0).map(|&(s, w)| (s, u64::from(w))).collect();
     match kind {
-        SchedKind::Rr => Some(live.iter().map(|b| b.0).collect()),
+        SchedKind::Rr | SchedKind::Mh => Some(live.iter().map(|b| b.0).collect()),
         SchedKind::Wrr => {
             let g = live.iter().fold(0, |g, b| gcd(g, b.1));
             if g == 0 {

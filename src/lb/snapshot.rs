@@ -9,10 +9,12 @@
 //! a slot is reused. A flow entry stores both, so after any number of swaps a flow
 //! finds its backend again in O(1), and a flow whose backend was removed (slot empty, or
 //! reused by another backend) is recognised as such.
+use super::maglev::{MhHash, MhKeys, MhTable};
 use super::sched;
 use super::tcp_state::TimeoutTicks;
-use super::{OnGone, Proto, SchedKind, Timeouts};
+use super::{MidFlow, OnGone, Proto, SchedKind, Timeouts};
 use crate::wire::Mac;
+use std::sync::Arc;
 
 /// Marks an empty slot in the service hash.
 const NO_SERVICE: u16 = u16::MAX;
@@ -86,6 +88,20 @@ pub struct Service {
     pub schedule: Box<[u16]>,
     /// Backends up (serving, weight > 0) at least the quorum.
     pub available: bool,
+    /// `mh`: the Maglev table new flows are chosen by; `None` for the other schedulers
+    /// and while the sorry server takes the new flows.
+    pub mh: Option<Arc<MhTable>>,
+    pub mh_hash: MhHash,
+    pub mid_flow: MidFlow,
+}
+
+impl Service {
+    /// A backend new flows may go to: serving, with weight > 0 (the `mh` table keeps
+    /// drained and down backends; they are skipped at lookup).
+    #[inline]
+    pub fn eligible(b: &Backend) -> bool {
+        b.serving() && b.weight > 0
+    }
 }
 
 /// Input to [`Snapshot::build`]: one backend as the control plane knows it.
@@ -115,6 +131,11 @@ pub struct ServiceSpec {
     pub sorry: Option<BackendSpec>,
     /// Backends that must be up for the service to be available (at least 1).
     pub quorum: u32,
+    /// `mh`: the table, built by the control plane (it keeps tables that did not
+    /// change); `None` for the other schedulers.
+    pub mh: Option<Arc<MhTable>>,
+    pub mh_hash: MhHash,
+    pub mid_flow: MidFlow,
 }
 
 impl Default for ServiceSpec {
@@ -129,6 +150,9 @@ impl Default for ServiceSpec {
             backends: Vec::new(),
             sorry: None,
             quorum: 1,
+            mh: None,
+            mh_hash: MhHash::default(),
+            mid_flow: MidFlow::default_for(SchedKind::default()),
         }
     }
 }
@@ -153,6 +177,8 @@ pub struct Snapshot {
     /// `dataplane.kernel_interface` is set: traffic to the director IP goes to the
     /// kernel (the exception path) instead of being answered or dropped here.
     pub kernel: bool,
+    /// `dataplane.hash_seed`'s keys: flows are hashed by them for `mh` tables.
+    pub mh_keys: MhKeys,
 }
 
 #[inline(always)]
@@ -211,6 +237,7 @@ impl Snapshot {
             let up = eligible.iter().filter(|e| e.1 > 0).count();
             let available = up >= s.quorum.max(1) as usize;
             let sorry = s.sorry.as_ref().filter(|b| !b.down && b.mac.is_some());
+            let sorry_takes = sorry.is_some() && !available;
             let schedule = match sorry {
                 Some(b) if !available => vec![b.slot],
                 _ => sched::build(s.sched, &eligible).ok_or_else(|| {
@@ -233,6 +260,9 @@ impl Snapshot {
                 backends: s.backends.iter().map(|b| b.slot).collect(),
                 schedule: schedule.into_boxed_slice(),
                 available,
+                mh: if sorry_takes { None } else { s.mh.clone() },
+                mh_hash: s.mh_hash,
+                mid_flow: s.mid_flow,
             });
         }
         neighbors.sort_unstable();
@@ -270,6 +300,7 @@ impl Snapshot {
             timeouts: TimeoutTicks::new(&timeouts),
             syn_flood: super::SynFlood::default(),
             kernel: false,
+            mh_keys: MhKeys::default(),
         })
     }
 

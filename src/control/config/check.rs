@@ -1,318 +1,11 @@
-//! The TOML config: parsing, validation, and errors that name the file, the key path
-//! and the fix. Unknown keys are rejected.
-//!
-//! This is the one validator: the config file, a reload, `drlbadm --check` and every
-//! admin command go through [`Config::validate`] / [`Config::validate_running`], and the
-//! rules a single value follows ([`rules`]) are shared with drlbadm's own checks.
-use crate::lb::{OnGone, Proto, SchedKind, Timeouts};
+//! Validation: the semantic checks the types cannot express, each error naming the
+//! key path and the fix, and the warnings a valid config may still deserve.
+use super::*;
 use crate::wire::Mac;
-use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
 use std::path::Path;
 
-/// Largest config file we read (a director config is a few KiB; this bounds a mistake).
-pub const MAX_CONFIG_BYTES: u64 = 4 << 20;
-/// The rules one value follows, wherever it comes from (a file, drlbadm, an admin
-/// command); each caller adds its context (a key path, or ipvsadm's wording).
-pub mod rules {
-    /// ipvsadm's weight range.
-    pub const MAX_WEIGHT: u32 = 65535;
-
-    #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-    pub enum Broken {
-        #[error("{0} is out of range (0 ..= {MAX_WEIGHT}; 0 drains)")]
-        Weight(i64),
-        #[error(
-            "{port} differs from the service port {service}: direct routing cannot remap ports"
-        )]
-        PortRemap { port: u16, service: u16 },
-    }
-
-    /// A real server's weight: 0 ..= 65535, 0 drains (no new flows, existing ones stay).
-    pub fn weight(w: i64) -> Result<u32, Broken> {
-        u32::try_from(w).ok().filter(|&w| w <= MAX_WEIGHT).ok_or(Broken::Weight(w))
-    }
-
-    /// A real server's port, if given, is the service's: DR rewrites only MAC addresses.
-    pub fn backend_port(port: Option<u16>, service: u16) -> Result<(), Broken> {
-        match port {
-            Some(p) if p != service => Err(Broken::PortRemap { port: p, service }),
-            _ => Ok(()),
-        }
-    }
-}
-pub use rules::MAX_WEIGHT;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("{file}: cannot read: {source}")]
-    Io { file: String, source: std::io::Error },
-    #[error("{file}: {msg}")]
-    Parse { file: String, msg: String },
-    #[error("{file}: {path}: {msg}")]
-    Invalid { file: String, path: String, msg: String },
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Config {
-    pub dataplane: Dataplane,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeouts: Option<TimeoutsConf>,
-    #[serde(default, rename = "service")]
-    pub services: Vec<ServiceConf>,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct Dataplane {
-    #[serde(default)]
-    pub port: u16,
-    pub ip: Ipv4Addr,
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_mac")]
-    pub mac: Option<Mac>,
-    #[serde(default = "default_flow_capacity")]
-    pub flow_capacity: usize,
-    /// What a new TCP flow does when both of its flow-table groups are full:
-    /// `stateless` (default), `evict` or `drop` ([`crate::lb::SynFlood`]).
-    #[serde(default, skip_serializing_if = "is_default_syn_flood")]
-    pub syn_flood: crate::lb::SynFlood,
-    /// The kernel interface (a `net_tap` device) holding the director IP; absent: none.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kernel_interface: Option<String>,
-    /// Prefix length of the director IP on the kernel interface.
-    #[serde(default = "d_prefix")]
-    pub prefix: u8,
-    /// Frames per second each worker hands to the kernel at most (a token bucket; the
-    /// rest are dropped and counted): a flood at the director IP cannot swamp it.
-    #[serde(default = "d_kernel_rate")]
-    pub kernel_rate: u32,
-}
-
-fn d_prefix() -> u8 {
-    24
-}
-
-fn d_kernel_rate() -> u32 {
-    10_000
-}
-
-fn is_default_syn_flood(m: &crate::lb::SynFlood) -> bool {
-    *m == crate::lb::SynFlood::default()
-}
-
-fn default_flow_capacity() -> usize {
-    1 << 20
-}
-
-/// `[timeouts]`: each key defaults to IPVS's value ([`Timeouts::default`]).
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct TimeoutsConf {
-    #[serde(default = "d_tcp")]
-    pub tcp: u32,
-    #[serde(default = "d_fin")]
-    pub tcp_fin: u32,
-    #[serde(default = "d_udp")]
-    pub udp: u32,
-}
-fn d_tcp() -> u32 {
-    Timeouts::default().tcp
-}
-fn d_fin() -> u32 {
-    Timeouts::default().tcp_fin
-}
-fn d_udp() -> u32 {
-    Timeouts::default().udp
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ServiceConf {
-    pub vip: Ipv4Addr,
-    pub port: u16,
-    #[serde(default = "d_proto")]
-    pub protocol: Proto,
-    #[serde(default)]
-    pub scheduler: SchedKind,
-    #[serde(default)]
-    pub on_backend_removed: OnGone,
-    #[serde(default)]
-    pub on_backend_down: OnGone,
-    /// Takes new flows only while fewer than `quorum` backends are up.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sorry_server: Option<Ipv4Addr>,
-    /// Backends that must be up for the service to be available (default 1).
-    #[serde(default = "d_quorum")]
-    pub quorum: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub check: Option<CheckConf>,
-    #[serde(default, rename = "backend")]
-    pub backends: Vec<BackendConf>,
-}
-
-fn d_quorum() -> u32 {
-    1
-}
-
-/// How a health check talks to a real server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CheckType {
-    /// A TCP connection opens (keepalived TCP_CHECK).
-    Tcp,
-    /// `GET path` answers with an expected status (HTTP_GET).
-    Http,
-    /// A command exits 0 (MISC_CHECK).
-    Exec,
-}
-
-/// `[service.check]`: keepalived-style health checking of every backend of a service.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct CheckConf {
-    #[serde(rename = "type")]
-    pub kind: CheckType,
-    /// Seconds between two checks of one server (keepalived delay_loop).
-    #[serde(default = "d_interval")]
-    pub interval: f64,
-    /// Seconds a check may take, connect and response (connect_timeout).
-    #[serde(default = "d_check_timeout")]
-    pub timeout: f64,
-    /// Consecutive successes that bring a server up.
-    #[serde(default = "d_rise")]
-    pub rise: u32,
-    /// Consecutive failures that take it down (keepalived retry).
-    #[serde(default = "d_fall")]
-    pub fall: u32,
-    /// http: the request path.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
-    /// http: the expected status, or a list of them (default 200).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub expect: Option<Expect>,
-    /// exec: the command and its arguments (no shell; %ip and %port are replaced).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub command: Option<String>,
-    /// The port checked (default: the service's).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub port: Option<u16>,
-}
-
-/// One expected HTTP status or several.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(untagged)]
-pub enum Expect {
-    One(u16),
-    Any(Vec<u16>),
-}
-
-impl Expect {
-    pub fn statuses(&self) -> Vec<u16> {
-        match self {
-            Expect::One(s) => vec![*s],
-            Expect::Any(v) => v.clone(),
-        }
-    }
-}
-
-fn d_interval() -> f64 {
-    2.0
-}
-fn d_check_timeout() -> f64 {
-    1.0
-}
-fn d_rise() -> u32 {
-    2
-}
-fn d_fall() -> u32 {
-    3
-}
-fn d_proto() -> Proto {
-    Proto::Tcp
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct BackendConf {
-    pub ip: Ipv4Addr,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub port: Option<u16>,
-    #[serde(default = "d_weight")]
-    pub weight: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_mac")]
-    pub mac: Option<Mac>,
-}
-fn d_weight() -> u32 {
-    1
-}
-
-mod opt_mac {
-    use crate::wire::Mac;
-    use serde::{Deserialize, Deserializer, Serializer};
-    pub fn serialize<S: Serializer>(m: &Option<Mac>, s: S) -> Result<S::Ok, S::Error> {
-        match m {
-            Some(m) => s.serialize_str(&m.to_string()),
-            None => s.serialize_none(),
-        }
-    }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Mac>, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse::<Mac>().map(Some).map_err(serde::de::Error::custom)
-    }
-}
-
 impl Config {
-    pub fn timeouts(&self) -> Timeouts {
-        match self.timeouts {
-            Some(t) => {
-                Timeouts { tcp: t.tcp, tcp_fin: t.tcp_fin, udp: t.udp, ..Timeouts::default() }
-            }
-            None => Timeouts::default(),
-        }
-    }
-
-    /// Reads, parses and validates `path`.
-    pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let file = path.display().to_string();
-        let meta = std::fs::metadata(path)
-            .map_err(|source| ConfigError::Io { file: file.clone(), source })?;
-        if meta.len() > MAX_CONFIG_BYTES {
-            return Err(ConfigError::Parse {
-                file,
-                msg: format!(
-                    "file is {} bytes; a config is at most {MAX_CONFIG_BYTES}",
-                    meta.len()
-                ),
-            });
-        }
-        let bytes =
-            std::fs::read(path).map_err(|source| ConfigError::Io { file: file.clone(), source })?;
-        let text = String::from_utf8(bytes).map_err(|_| ConfigError::Parse {
-            file: file.clone(),
-            msg: "not UTF-8 text (is this a TOML file?)".into(),
-        })?;
-        Self::parse(&text, &file)
-    }
-
-    /// Parses and validates TOML text; `file` names it in errors.
-    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
-        let cfg: Config = toml::from_str(text).map_err(|e| {
-            let mut msg = one_line(&e);
-            if msg.contains("unknown field `protect_established`") {
-                // A key drlb once had: say what replaced it rather than just "unknown".
-                msg.push_str(
-                    " (it was replaced by `syn_flood`: `protect_established = true` is now \
-                     `syn_flood = \"drop\"`, `false` is `syn_flood = \"evict\"`; the default is \
-                     \"stateless\", see configs/example.toml)",
-                );
-            }
-            ConfigError::Parse { file: file.into(), msg }
-        })?;
-        cfg.validate(file)?;
-        Ok(cfg)
-    }
-
     /// Semantic checks the types cannot express (for files: every service needs a
     /// backend).
     pub fn validate(&self, file: &str) -> Result<(), ConfigError> {
@@ -378,6 +71,15 @@ impl Config {
         }
         if !(1..=32).contains(&d.prefix) {
             return bad("prefix", format!("/{} is not a prefix length (1 ..= 32)", d.prefix));
+        }
+        if let Some(seed) = &d.hash_seed {
+            if seed.is_empty() || seed.len() > 256 {
+                let msg = format!(
+                    "{} bytes; a seed is 1 to 256 bytes (the same string on every director)",
+                    seed.len()
+                );
+                return bad("hash_seed", msg);
+            }
         }
         if d.kernel_rate == 0 {
             return bad("kernel_rate", "0 frames/s would cut the director off; at least 1".into());
@@ -470,21 +172,94 @@ impl Config {
                 return bad(".check", msg);
             }
         }
+        self.check_mh(s, p)?;
         let weights: Vec<u32> = s.backends.iter().map(|b| b.weight).collect();
         crate::lb::sched::check(s.scheduler, &weights).map_err(|e| (format!("{p}.backend"), e))
     }
+
+    /// The `mh` keys: only with `scheduler = "mh"`, a prime table size in range, and a
+    /// table with a position for every backend.
+    fn check_mh(&self, s: &ServiceConf, p: &str) -> Result<(), (String, String)> {
+        use crate::lb::maglev::{is_prime, MAX_TABLE_SIZE, MIN_TABLE_SIZE};
+        let bad = |k: &str, msg: String| Err((format!("{p}.{k}"), msg));
+        if s.scheduler != SchedKind::Mh {
+            for (k, set) in
+                [("mh_table_size", s.mh_table_size.is_some()), ("mh_hash", s.mh_hash.is_some())]
+            {
+                if set {
+                    let msg = format!(
+                        "only for scheduler = \"mh\" (this service has \"{}\")",
+                        s.scheduler.name()
+                    );
+                    return bad(k, msg);
+                }
+            }
+            return Ok(());
+        }
+        let m = s.mh_table_size();
+        if !(MIN_TABLE_SIZE..=MAX_TABLE_SIZE).contains(&m) {
+            return bad(
+                "mh_table_size",
+                format!("{m} is out of range ({MIN_TABLE_SIZE} ..= {MAX_TABLE_SIZE})"),
+            );
+        }
+        if !is_prime(m) {
+            let msg = format!(
+                "{m} is not a prime (Maglev needs one); the nearest above is {}",
+                next_prime(m)
+            );
+            return bad("mh_table_size", msg);
+        }
+        if s.backends.len() > m as usize {
+            let msg = format!(
+                "{m} positions cannot hold {} backends; use at least {}",
+                s.backends.len(),
+                next_prime(100 * s.backends.len() as u32)
+            );
+            return bad("mh_table_size", msg);
+        }
+        Ok(())
+    }
+
+    /// What a valid config may still deserve a word about, each naming its key.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut w = Vec::new();
+        for (i, s) in self.services.iter().enumerate() {
+            let n = s.backends.len() as u64;
+            if s.scheduler == SchedKind::Mh && u64::from(s.mh_table_size()) < 100 * n {
+                w.push(format!(
+                    "service[{i}].mh_table_size: {} positions for {n} backends: shares may differ by more than 1 % (Maglev wants more than 100 per backend; {} would do)",
+                    s.mh_table_size(),
+                    next_prime((100 * n).min(u64::from(crate::lb::maglev::MAX_TABLE_SIZE)) as u32)
+                ));
+            }
+            if s.scheduler != SchedKind::Mh && s.mid_flow() == MidFlow::Schedule {
+                w.push(format!(
+                    "service[{i}].mid_flow: \"schedule\" with scheduler \"{}\" sends a flow that began elsewhere to whichever server is next, which resets it unless that is its server; scheduler = \"mh\" picks the same server on every director",
+                    s.scheduler.name()
+                ));
+            }
+        }
+        w
+    }
     /// `--check FILE` for drlb and drlbadm: "FILE: ok (N services, M backends)" or the
     /// error (exit 0 / 1 at the caller).
+    /// Warnings follow, one line each ("FILE: warning: ...").
     pub fn check_file(path: &Path) -> Result<String, ConfigError> {
         let c = Config::load(path)?;
         let b: usize = c.services.iter().map(|s| s.backends.len()).sum();
-        Ok(format!("{}: ok ({} services, {b} backends)", path.display(), c.services.len()))
+        let mut out =
+            format!("{}: ok ({} services, {b} backends)", path.display(), c.services.len());
+        for w in c.warnings() {
+            out += &format!("\n{}: warning: {w}", path.display());
+        }
+        Ok(out)
     }
+}
 
-    /// The config as TOML (round-trips through `parse`).
-    pub fn to_toml(&self) -> String {
-        toml::to_string(self).expect("config serialises")
-    }
+/// The smallest prime at or above `n`.
+fn next_prime(n: u32) -> u32 {
+    (n.max(2)..).find(|&x| crate::lb::maglev::is_prime(x)).unwrap_or(n)
 }
 
 /// A check's own keys: which go with which type, and their ranges. Errors: (key, why).
@@ -535,25 +310,6 @@ fn check_check(c: &CheckConf) -> Result<(), (String, String)> {
     }
 }
 
-/// toml's errors span several lines with a source excerpt; keep its first line and the
-/// key/line information in one paragraph.
-fn one_line(e: &toml::de::Error) -> String {
-    let msg = e.message().trim().to_string();
-    match e.span() {
-        Some(_) => {
-            // The Display form starts "TOML parse error at line L, column C".
-            let first = e
-                .to_string()
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .replace("TOML parse error at ", "");
-            format!("{first}: {msg}")
-        }
-        None => msg,
-    }
-}
-
 #[cfg(test)]
 mod syn_flood_tests {
     use super::*;
@@ -582,7 +338,7 @@ mod syn_flood_tests {
 mod tests {
     use super::*;
 
-    const SEED: &str = include_str!("../../configs/seed-dr.toml");
+    const SEED: &str = include_str!("../../../configs/seed-dr.toml");
 
     #[test]
     fn seed_parses() {
@@ -624,6 +380,14 @@ mod tests {
             ("zero timeout", format!("{base}[timeouts]\ntcp = 0\n"), "timeouts.tcp: 0 s is out of range"),
             ("duplicate key", format!("{base}ip = \"1.1.1.1\"\n"), "duplicate key"),
             ("not TOML", "\u{1}\u{2}binary".into(), "line 1"),
+            ("mh table not a prime", svc("scheduler = \"mh\"\nmh_table_size = 65536\n[[service.backend]]\nip = \"10.0.0.1\"\n"), "service[0].mh_table_size: 65536 is not a prime (Maglev needs one); the nearest above is 65537"),
+            ("mh table too small", svc("scheduler = \"mh\"\nmh_table_size = 2\n[[service.backend]]\nip = \"10.0.0.1\"\n"), "service[0].mh_table_size: 2 is out of range (7 ..= 1048573)"),
+            ("mh key without mh", svc("mh_table_size = 251\n[[service.backend]]\nip = \"10.0.0.1\"\n"), "service[0].mh_table_size: only for scheduler = \"mh\" (this service has \"wrr\")"),
+            ("mh_hash without mh", svc("mh_hash = \"source\"\n[[service.backend]]\nip = \"10.0.0.1\"\n"), "service[0].mh_hash: only for scheduler"),
+            ("bad mh_hash", svc("scheduler = \"mh\"\nmh_hash = \"dport\"\n[[service.backend]]\nip = \"10.0.0.1\"\n"), "unknown variant `dport`, expected `flow` or `source`"),
+            ("bad mid_flow", svc("mid_flow = \"sloppy\"\n[[service.backend]]\nip = \"10.0.0.1\"\n"), "unknown variant `sloppy`, expected `schedule` or `drop`"),
+            ("more backends than positions", svc(&format!("scheduler = \"mh\"\nmh_table_size = 7\n{}", (1..=8).map(|i| format!("[[service.backend]]\nip = \"10.0.0.{i}\"\n")).collect::<String>())), "7 positions cannot hold 8 backends; use at least 809"),
+            ("empty hash seed", format!("{base}hash_seed = \"\"\n"), "dataplane.hash_seed: 0 bytes; a seed is 1 to 256 bytes"),
         ];
         for (what, text, want) in cases {
             match Config::parse(&text, "x.toml") {
@@ -636,5 +400,29 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn warnings_name_the_key_and_the_fix() {
+        let base = "[dataplane]\nip = \"192.168.1.121\"\n[[service]]\nvip = \"192.168.1.200\"\nport = 80\n";
+        let backends: String =
+            (1..=3).map(|i| format!("[[service.backend]]\nip = \"10.0.0.{i}\"\n")).collect();
+        let warn = |keys: &str| {
+            Config::parse(&format!("{base}{keys}\n{backends}"), "t").unwrap().warnings()
+        };
+        assert!(warn("scheduler = \"mh\"").is_empty());
+        assert!(warn("scheduler = \"wrr\"").is_empty());
+        let w = warn("scheduler = \"mh\"\nmh_table_size = 251");
+        assert_eq!(w.len(), 1);
+        assert!(
+            w[0].starts_with("service[0].mh_table_size: 251 positions for 3 backends")
+                && w[0].contains("307 would do"),
+            "{w:?}"
+        );
+        let w = warn("scheduler = \"rr\"\nmid_flow = \"schedule\"");
+        assert!(
+            w[0].starts_with("service[0].mid_flow: \"schedule\" with scheduler \"rr\""),
+            "{w:?}"
+        );
     }
 }
