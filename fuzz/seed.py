@@ -79,6 +79,8 @@ def main():
     frames = tcp + junk + udp + big + extra + vlan
     for i, f in enumerate(frames):
         write("wire", "frame%03d" % i, f)
+    # an echo request whose other words are zero (its reply's checksum is 0xffff, not 0)
+    write("wire", "echo_all_zero", bytes([8, 0, 0xF7, 0xFF, 0, 0, 0, 0]))
 
     def records(fs, step=0):
         return b"".join(struct.pack("<HB", len(f), step) + f for f in fs)

@@ -38,7 +38,13 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> IcmpPacket<T> {
         let old = be16(b, field::TYPE);
         b[field::TYPE] = ECHO_REPLY;
         let new = be16(b, field::TYPE);
-        let c = checksum::update16(be16(b, field::CHECKSUM), old, new);
+        let mut c = checksum::update16(be16(b, field::CHECKSUM), old, new);
+        if c == 0 {
+            // RFC 1624's equation yields the -0 form (0x0000) when every other word is
+            // zero; a sender's checksum is then 0xffff. Sum it again to be sure.
+            super::put16(b, field::CHECKSUM, 0);
+            c = checksum::checksum(b);
+        }
         super::put16(b, field::CHECKSUM, c);
     }
 }
@@ -56,5 +62,15 @@ mod tests {
         p.make_echo_reply();
         assert_eq!(p.msg_type(), ECHO_REPLY);
         assert!(p.verify_checksum());
+    }
+
+    /// Found by the wire fuzzer: an echo request whose other words are all zero.
+    #[test]
+    fn echo_reply_of_an_all_zero_request_verifies() {
+        let mut m = [8u8, 0, 0xf7, 0xff, 0, 0, 0, 0];
+        let mut p = IcmpPacket::new_checked(&mut m[..]).unwrap();
+        assert!(p.verify_checksum());
+        p.make_echo_reply();
+        assert!(p.verify_checksum(), "{m:?}");
     }
 }
