@@ -8,7 +8,7 @@ set -euo pipefail
 
 PKGS=(dpdk dpdk-dev libdpdk-dev clang libclang-dev pkg-config build-essential
       iproute2 ethtool tcpdump curl iputils-ping python3 procps psmisc libpcap-dev
-      systemd lua5.3 valgrind apache2-utils)
+      systemd lua5.3 valgrind apache2-utils exabgp bird2)
 
 need=()
 for p in "${PKGS[@]}"; do

@@ -78,9 +78,11 @@ pub fn apply(running: &Config, req: &Request) -> Result<(Config, String), String
             cfg.services.clear();
             "cleared all services".to_string()
         }
-        Request::List {} | Request::Conns {} | Request::Save {} | Request::Reload {} => {
-            return Err("not a change".into())
-        }
+        Request::List {}
+        | Request::Conns {}
+        | Request::Save {}
+        | Request::Reload {}
+        | Request::Watch {} => return Err("not a change".into()),
     };
     cfg.validate_running().map_err(|e| e.to_string())?;
     Ok((cfg, what))

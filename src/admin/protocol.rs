@@ -69,6 +69,28 @@ pub enum Request {
     Save {},
     /// `--reload`: re-read the config file (as SIGHUP).
     Reload {},
+    /// `--bgp-feed`: keep the connection and receive an [`Announcement`] (as a
+    /// `Response` line) now, at every change and every [`HEARTBEAT`].
+    Watch {},
+}
+
+/// How often a watcher gets the current [`Announcement`] even when nothing changed: a
+/// feed that hears nothing for a few of these takes drlb for hung.
+pub const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// What this director can take traffic for: each VIP with whether every service on it
+/// meets its quorum. `--bgp-feed` announces the VIPs that do, with the director IP as
+/// the next hop.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Announcement {
+    pub director: Ipv4Addr,
+    pub vips: Vec<VipState>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VipState {
+    pub vip: Ipv4Addr,
+    pub available: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -12,6 +12,10 @@
 //!   without blocking; a client that has not sent a full line within [`DEADLINE`] gets
 //!   an error and is closed. At most [`MAX_CLIENTS`] are served at once; more are
 //!   answered "busy" at once. A reply is written with a short timeout.
+//! - A `Watch` request keeps its connection: the manager's [`ControlServer::announce`]
+//!   writes the current state to it (without blocking) at every change and every
+//!   heartbeat; a watcher that is gone or cannot keep up is dropped. When drlb exits or
+//!   crashes, the kernel closes these sockets: a BGP feed sees EOF at once.
 use super::protocol::{self as admin, Request, Response};
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -21,6 +25,8 @@ use std::time::{Duration, Instant};
 
 pub const DEADLINE: Duration = Duration::from_secs(2);
 pub const MAX_CLIENTS: usize = 64;
+/// Connections kept open by `Watch` (BGP feeds) at most.
+pub const MAX_WATCHERS: usize = 16;
 
 struct Client {
     stream: UnixStream,
@@ -34,6 +40,10 @@ pub struct ControlServer {
     clients: Vec<Client>,
     uid: u32,
     gid: Option<u32>,
+    /// `Watch` connections, and the line they were last sent.
+    watchers: Vec<UnixStream>,
+    current: Option<Vec<u8>>,
+    last_beat: Instant,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,15 +105,63 @@ impl ControlServer {
             clients: Vec::new(),
             uid: nix::unistd::geteuid().as_raw(),
             gid,
+            watchers: Vec::new(),
+            current: None,
+            last_beat: Instant::now(),
         })
+    }
+
+    fn line(r: &Response) -> Vec<u8> {
+        let mut line = serde_json::to_vec(r).unwrap_or_else(|_| b"{\"ok\":false}".to_vec());
+        line.push(b'\n');
+        line
+    }
+
+    /// Sends `line` to a watcher without blocking; false when it cannot take it (gone,
+    /// or so far behind that its socket buffer is full): it is then dropped.
+    fn tell(w: &mut UnixStream, line: &[u8]) -> bool {
+        match w.write(line) {
+            Ok(n) => n == line.len(),
+            Err(_) => false,
+        }
+    }
+
+    /// Pushes `data` to every watcher when it differs from what they have, and again
+    /// every [`admin::HEARTBEAT`]; watchers that are gone are dropped.
+    pub fn announce(&mut self, data: serde_json::Value) {
+        let line = Self::line(&Response::ok(Some(data)));
+        let changed = self.current.as_ref() != Some(&line);
+        if changed || self.last_beat.elapsed() >= admin::HEARTBEAT {
+            self.watchers.retain_mut(|w| Self::tell(w, &line));
+            self.last_beat = Instant::now();
+        }
+        self.current = Some(line);
+    }
+
+    /// Watchers connected now.
+    pub fn watchers(&self) -> usize {
+        self.watchers.len()
+    }
+
+    /// Turns a client that sent `Watch` into a watcher (it gets the current state now).
+    fn watch(&mut self, mut stream: UnixStream) {
+        if self.watchers.len() >= MAX_WATCHERS {
+            let msg = format!("busy: {MAX_WATCHERS} watchers already (BGP feeds); stop one");
+            Self::reply(stream, &Response::err(msg));
+            return;
+        }
+        if let Some(l) = &self.current {
+            if !Self::tell(&mut stream, l) {
+                return;
+            }
+        }
+        self.watchers.push(stream);
     }
 
     fn reply(mut stream: UnixStream, r: &Response) {
         let _ = stream.set_nonblocking(false);
         let _ = stream.set_write_timeout(Some(Duration::from_millis(500)));
-        let mut line = serde_json::to_vec(r).unwrap_or_else(|_| b"{\"ok\":false}".to_vec());
-        line.push(b'\n');
-        let _ = stream.write_all(&line);
+        let _ = stream.write_all(&Self::line(r));
     }
 
     /// Accepts, reads and answers what is ready now; `handle` runs each complete request.
@@ -148,6 +206,7 @@ impl ControlServer {
             let c = &mut self.clients[i];
             let mut chunk = [0u8; 4096];
             let mut done: Option<Response> = None;
+            let mut watch = false;
             loop {
                 match c.stream.read(&mut chunk) {
                     Ok(0) => {
@@ -158,6 +217,10 @@ impl ControlServer {
                         c.buf.extend_from_slice(&chunk[..n]);
                         if let Some(pos) = c.buf.iter().position(|&b| b == b'\n') {
                             done = Some(match admin::parse_request(&c.buf[..pos]) {
+                                Ok(Request::Watch {}) => {
+                                    watch = true;
+                                    Response::ok(None)
+                                }
                                 Ok(req) => handle(req),
                                 Err(e) => Response::err(e),
                             });
@@ -185,6 +248,10 @@ impl ControlServer {
                 )));
             }
             match done {
+                Some(_) if watch => {
+                    let c = self.clients.swap_remove(i);
+                    self.watch(c.stream);
+                }
                 Some(r) => {
                     let c = self.clients.swap_remove(i);
                     Self::reply(c.stream, &r);

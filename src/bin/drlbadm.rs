@@ -2,6 +2,7 @@
 //! listing layout), over drlb's control socket.
 #![deny(unsafe_code)]
 use clap::Parser;
+use drlb::admin::bgp_feed;
 use drlb::admin::client::call;
 use drlb::admin::ipvsadm::{self, Mode};
 use drlb::admin::protocol::{check_weight, Listing, Request, Response, SvcId};
@@ -15,7 +16,7 @@ use std::path::PathBuf;
     name = "drlbadm",
     version,
     about = "Administer drlb's virtual services, ipvsadm style",
-    override_usage = "drlbadm -A|-E -t|-u VIP:PORT [-s wrr|rr]\n       drlbadm -D -t|-u VIP:PORT\n       drlbadm -a|-e -t|-u VIP:PORT -r RIP[:PORT] [-g] [-w WEIGHT] [--mac MAC]\n       drlbadm -d -t|-u VIP:PORT -r RIP[:PORT]\n       drlbadm -C\n       drlbadm -L|-l [-n] [--stats|--rate|-c] [--exact] [--json] [-t|-u VIP:PORT]\n       drlbadm -S\n       drlbadm --reload\n       drlbadm --check FILE"
+    override_usage = "drlbadm -A|-E -t|-u VIP:PORT [-s wrr|rr|mh]\n       drlbadm -D -t|-u VIP:PORT\n       drlbadm -a|-e -t|-u VIP:PORT -r RIP[:PORT] [-g] [-w WEIGHT] [--mac MAC]\n       drlbadm -d -t|-u VIP:PORT -r RIP[:PORT]\n       drlbadm -C\n       drlbadm -L|-l [-n] [--stats|--rate|-c] [--exact] [--json] [-t|-u VIP:PORT]\n       drlbadm -S\n       drlbadm --reload\n       drlbadm --check FILE\n       drlbadm --bgp-feed [--maintenance FILE] [--next-hop IP]"
 )]
 struct Args {
     /// Add a virtual service.
@@ -62,7 +63,7 @@ struct Args {
     /// Real server RIP[:PORT] (the port, if given, must equal the service's).
     #[arg(short = 'r', long = "real-server", value_name = "RIP[:PORT]")]
     real: Option<String>,
-    /// Scheduler: wrr or rr.
+    /// Scheduler: wrr, rr or mh.
     #[arg(short = 's', long = "scheduler", value_name = "SCHED")]
     sched: Option<String>,
     /// Weight 0..65535 (0 drains: no new flows, existing ones stay).
@@ -101,6 +102,16 @@ struct Args {
     /// With -L: connection entries (ipvsadm -lnc; at most 10,000 rows, with the total).
     #[arg(short = 'c', long = "connection")]
     connection: bool,
+    /// Run as ExaBGP's API process: announce this director's available VIPs (see
+    /// configs/exabgp.conf); withdraw when drlb stops, loses quorum, or --maintenance.
+    #[arg(long)]
+    bgp_feed: bool,
+    /// With --bgp-feed: while FILE exists, every route is withdrawn (drain the director).
+    #[arg(long, value_name = "FILE", requires = "bgp_feed")]
+    maintenance: Option<PathBuf>,
+    /// With --bgp-feed: the next hop to announce (default: drlb's director IP).
+    #[arg(long, value_name = "IP", requires = "bgp_feed")]
+    next_hop: Option<Ipv4Addr>,
     /// drlb's control socket.
     #[arg(long, env = "DRLB_SOCKET", default_value = "/run/drlb/drlb.sock")]
     socket: PathBuf,
@@ -267,17 +278,26 @@ fn main() {
         a.save,
         a.reload,
         a.check.is_some(),
+        a.bgp_feed,
     ];
     match cmds.iter().filter(|&&c| c).count() {
         1 => {}
         0 => die(
             2,
-            "no command given: one of -A -E -D -a -e -d -C -L -S --reload --check (see --help)",
+            "no command given: one of -A -E -D -a -e -d -C -L -S --reload --check --bgp-feed (see --help)",
         ),
         _ => die(2, "more than one command given (see --help)"),
     }
     if a.masquerading || a.ipip {
         die(2, "drlb only does direct routing (-g); -m and -i are not supported");
+    }
+    if a.bgp_feed {
+        let o = bgp_feed::Options {
+            socket: a.socket.clone(),
+            maintenance: a.maintenance.clone(),
+            next_hop: a.next_hop,
+        };
+        std::process::exit(bgp_feed::run(o));
     }
     if let Some(f) = &a.check {
         match Config::check_file(f) {

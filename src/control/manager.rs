@@ -12,7 +12,8 @@ use super::config::Config;
 use super::listing::Accounting;
 use super::state::{BackendKey, ControlState};
 use crate::admin::protocol::{
-    self as admin, ConnListing, ConnRow, Listing, Request, Response, SwapStats,
+    self as admin, Announcement, ConnListing, ConnRow, Listing, Request, Response, SwapStats,
+    VipState,
 };
 use crate::admin::server::ControlServer;
 use crate::dataplane::counters::{Totals, WorkerCounters};
@@ -33,6 +34,9 @@ use std::time::{Duration, Instant};
 /// Longest the manager waits for workers to pick up a new snapshot before moving on
 /// (the old one is then freed later, by `try_reclaim`).
 pub const SWAP_WAIT: Duration = Duration::from_millis(50);
+/// How often the announcement is offered to the control server (it sends it on when it
+/// changed, or its heartbeat is due).
+const ANNOUNCE_EVERY: Duration = Duration::from_millis(100);
 
 /// The manager's ends of the channels to the workers (one entry per worker).
 pub struct Links {
@@ -77,6 +81,10 @@ pub struct Manager {
     /// Each service's availability in the last snapshot, once it has been available (to
     /// log its changes).
     available: HashMap<(Ipv4Addr, u16, crate::lb::Proto), bool>,
+    /// What BGP feeds are told (see [`Self::announcement`]), and when it was last sent.
+    announcement: Announcement,
+    dirty: bool,
+    last_announce: Instant,
     reloads: u64,
     failed_reloads: u64,
     dump_seq: u64,
@@ -109,6 +117,9 @@ impl Manager {
             checker: c.checker,
             accounting: Accounting::default(),
             available: HashMap::new(),
+            announcement: Announcement { director: Ipv4Addr::UNSPECIFIED, vips: Vec::new() },
+            dirty: true,
+            last_announce: Instant::now(),
             reloads: 0,
             failed_reloads: 0,
             dump_seq: 0,
@@ -413,6 +424,35 @@ impl Manager {
                 self.available.insert(key, live.available);
             }
         }
+        let a = self.announcement();
+        if a != self.announcement {
+            for v in &a.vips {
+                let was = self.announcement.vips.iter().find(|x| x.vip == v.vip);
+                if was.map(|x| x.available) != Some(v.available) {
+                    let what = if v.available { "announce" } else { "withdraw" };
+                    log(format_args!("VIP {}: {what} (for BGP feeds)", v.vip));
+                }
+            }
+            self.announcement = a;
+            self.dirty = true;
+        }
+    }
+
+    /// Each VIP of the running snapshot with whether every service on it is available:
+    /// a route covers all the ports of an address, so it is announced only while this
+    /// director can serve all of them.
+    fn announcement(&self) -> Announcement {
+        let snap = self.links.writer.current();
+        let mut vips: Vec<VipState> = Vec::new();
+        for s in &snap.services {
+            let vip = Ipv4Addr::from(s.vip);
+            match vips.iter_mut().find(|v| v.vip == vip) {
+                Some(v) => v.available &= s.available,
+                None => vips.push(VipState { vip, available: s.available }),
+            }
+        }
+        vips.sort_by_key(|v| v.vip);
+        Announcement { director: self.state.cfg.dataplane.ip, vips }
     }
 
     fn drain_learned(&mut self) {
@@ -468,6 +508,13 @@ impl Manager {
             }
             if let Some(mut srv) = self.server.take() {
                 srv.poll(|r| self.handle(r));
+                if self.dirty || self.last_announce.elapsed() >= ANNOUNCE_EVERY {
+                    if let Ok(v) = serde_json::to_value(&self.announcement) {
+                        srv.announce(v);
+                    }
+                    self.dirty = false;
+                    self.last_announce = Instant::now();
+                }
                 self.server = Some(srv);
             }
             self.drain_learned();
