@@ -25,6 +25,10 @@ machine facts, DPDK version, git revision and parameters; perf/out/*.svg are the
              server removed and re-added every second): resident memory over time, and at
              the end mbufs back at baseline, rx = forwarded + replied + drops exactly,
              exit 0 (no panic), every stats second forwarding (no stuck worker).
+  flood      (not in the default set) a SYN flood against established flows, per syn_flood mode.
+  kernel     (not in the default set) forwarding with and without a flood at the director IP.
+  idle       (not in the default set) dataplane.idle = poll vs adaptive over memif: full rate,
+             and at 10 % / 1 % / 0.01 % of it the generator's round trip and drlb's CPU use.
 
 No stage asserts a time; --quick checks that every stage ran and parsed its numbers.
 """
@@ -290,8 +294,16 @@ def stage_micro(a, res):
     write_csv("micro", rows, ["case", "flows", "capacity", "ns_per_packet"])
 
 
+def cpu_secs(pid):
+    """User + system CPU seconds of a process so far (all its threads)."""
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def memif_pair(gen_args, drlb_cfg, secs, warm=1.0):
-    """drlb (memif server) + drlb-pktgen (client); returns (generator JSON, drlb counters)."""
+    """drlb (memif server) + drlb-pktgen (client); returns (generator JSON, drlb counters).
+    The counters include `cpu_cores`: the CPU drlb used while the generator ran (1.0 =
+    one core busy all the time)."""
     d = tempfile.mkdtemp(prefix="drlb-memif-")
     msock = os.path.join(d, "m.sock")
     dcmd = [f"{B}/drlb", "-l", "0-1", "--no-pci", *mem_args(512), "--file-prefix", f"hld{os.getpid()}",
@@ -305,7 +317,9 @@ def memif_pair(gen_args, drlb_cfg, secs, warm=1.0):
     gcmd = [f"{B}/drlb-pktgen", "-l", "0", "--no-pci", *mem_args(256), "--file-prefix", f"hlg{os.getpid()}",
             f"--vdev=net_memif0,role=client,socket={msock},socket-abstract=no", "--",
             "--secs", str(secs), "--warmup", str(warm), "--dst-mac", "02:00:00:00:00:01"] + gen_args
+    t0, c0 = time.time(), cpu_secs(dp.pid)
     g = subprocess.run(gcmd, capture_output=True, text=True, timeout=secs + warm + 60)
+    cores = (cpu_secs(dp.pid) - c0) / (time.time() - t0)
     dp.send_signal(signal.SIGINT)
     out, _ = dp.communicate(timeout=30)
     errf.seek(0)
@@ -316,6 +330,7 @@ def memif_pair(gen_args, drlb_cfg, secs, warm=1.0):
     if not line:
         raise RuntimeError(f"drlb-pktgen: {g.stderr[-1500:]}\ndrlb: {err[-1500:]}")
     counters = {m[0]: int(m[1]) for m in re.findall(r"^counter (\S+) (\d+)$", out, re.M)}
+    counters["cpu_cores"] = round(cores, 2)
     return json.loads(line), counters
 
 
@@ -336,6 +351,44 @@ def stage_latency(a, res):
     res["latency"] = {"peak_pps": peak, "rows": rows}
     write_csv("latency", rows, ["load_pct", "offered_pps", "rx_pps", "loss", "samples", "p50_us", "p90_us",
                                 "p99_us", "p999_us", "max_us"])
+
+
+def stage_idle(a, res):
+    """dataplane.idle = poll vs adaptive over memif: the full rate, then at 10 %, 1 % and
+    0.01 % of poll's rate (a quiet director: a packet every few hundred microseconds) the
+    round trip seen by the generator (which includes the time a packet waits for a
+    sleeping worker) and the CPU drlb uses."""
+    secs = 2 if a.quick else a.secs
+    cfgs = {m: bench_config(os.path.join(OUT, f"idle-{m}.toml"), 1024, proto="udp", extra=f'idle = "{m}"')
+            for m in ("poll", "adaptive")}
+    rows, peak, full = [], None, {"poll": [], "adaptive": []}
+
+    def one(mode, pct, rate):
+        gen, c = memif_pair(["--rate", str(rate), "--flows", "1024"], cfgs[mode], secs)
+        row = {"idle": mode, "load_pct": pct, "offered_pps": gen["tx_pps"], "rx_pps": gen["rx_pps"],
+               "loss": max(loss(gen), 0.0), "cpu_cores": c["cpu_cores"], "idle_sleeps": c.get("idle_sleeps", 0),
+               **{k: gen.get(k, 0) for k in ("rtt_p50_us", "rtt_p99_us", "rtt_p999_us", "rtt_max_us")}}
+        print(f"  idle={mode} at {pct} %: {row['rx_pps'] / 1e6:.3f} Mpps, loss {row['loss']:.5f}, "
+              f"rtt p50 {row['rtt_p50_us']} us p99 {row['rtt_p99_us']} us max {row['rtt_max_us']} us, "
+              f"drlb CPU {row['cpu_cores']} cores, {row['idle_sleeps']} sleeps", flush=True)
+        return row
+
+    # Full rate: RUNS alternating pairs (the shared vCPUs drift), medians.
+    for _ in range(a.runs):
+        for mode in ("poll", "adaptive"):
+            full[mode].append(one(mode, 100, 0))
+    for mode in ("poll", "adaptive"):
+        med = sorted(full[mode], key=lambda r: r["rx_pps"])[len(full[mode]) // 2]
+        rows.append(dict(med, rx_pps_runs=[r["rx_pps"] for r in full[mode]]))
+    peak = rows[0]["rx_pps"]
+    for pct in (10, 1, 0.01):
+        for mode in ("poll", "adaptive"):
+            rows.append(one(mode, pct, max(int(peak * pct / 100), 100)))
+    ratios = sorted(x["rx_pps"] / y["rx_pps"] for x, y in zip(full["adaptive"], full["poll"]))
+    res["idle"] = {"rows": rows, "adaptive_vs_poll_at_full_rate": round(ratios[len(ratios) // 2], 3)}
+    print(f"  adaptive vs poll at full rate (median of paired runs): {res['idle']['adaptive_vs_poll_at_full_rate']}x")
+    write_csv("idle", rows, ["idle", "load_pct", "offered_pps", "rx_pps", "loss", "cpu_cores", "idle_sleeps",
+                             "rtt_p50_us", "rtt_p99_us", "rtt_p999_us", "rtt_max_us"])
 
 
 def loss(gen):
@@ -679,7 +732,7 @@ def plots(res):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="seconds per stage; checks the harness, not speed")
-    ap.add_argument("--only", default=ALL, help=f"comma-separated stages (default {ALL}; also: soak, flood, kernel)")
+    ap.add_argument("--only", default=ALL, help=f"comma-separated stages (default {ALL}; also: soak, flood, kernel, idle)")
     ap.add_argument("--publish", action="store_true", help="copy results.json, *.csv, *.svg to perf/results/")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--secs", type=int, default=8)
@@ -704,7 +757,8 @@ def main():
     run = {"facts": facts(), "params": {"quick": a.quick, "runs": a.runs, "secs": a.secs, "warm": a.warm}}
     res.setdefault("runs", {})
     stages = {"e2e": stage_e2e, "scaling": stage_scaling, "micro": stage_micro, "latency": stage_latency,
-              "reload": stage_reload, "soak": stage_soak, "flood": stage_flood, "kernel": stage_kernel}
+              "reload": stage_reload, "soak": stage_soak, "flood": stage_flood, "kernel": stage_kernel,
+              "idle": stage_idle}
     for name in a.only.split(","):
         print(f"== {name}", flush=True)
         MEM_MODES.clear()

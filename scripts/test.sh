@@ -3,7 +3,7 @@
 # machine (idempotent), then runs every test level:
 #   1. unit tests and golden packets through the pure pipeline (no DPDK);
 #   2. the real binary on DPDK vdevs (net_pcap): start-up errors, forwarding;
-#   3. (when present) namespaces with real servers and curl.
+#   3. namespaces with real servers and curl, and BIRD + ExaBGP for the ECMP test.
 # Also: rustfmt and clippy with warnings as errors, and every config in configs/ checked.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +19,11 @@ echo "== configs"
 for f in configs/*.toml; do
   target/release/drlb --check "$f"
 done
+# configs/exabgp.conf, as ExaBGP reads it (it wants the feed program to exist)
+sed "s#/usr/local/bin/drlbadm#$PWD/target/release/drlbadm#" configs/exabgp.conf > target/exabgp-check.conf
+env exabgp.api.cli=false exabgp --validate target/exabgp-check.conf >target/exabgp-check.log 2>&1 \
+  || { cat target/exabgp-check.log; echo "configs/exabgp.conf: ExaBGP refuses it"; exit 1; }
+echo "configs/exabgp.conf: ok (exabgp --validate)"
 echo "== tests"
 cargo test --release --workspace -- --test-threads=2
 echo "== loom model check of the epoch swap (every interleaving, bounded preemptions)"
@@ -29,11 +34,11 @@ luac5.3 -p perf/pktgen/*.lua
 python3 -m py_compile perf/pktgen/percentiles.py perf/harness.py fuzz/seed.py
 target/release/drlb --check perf/pktgen/drlb-bench.toml
 echo "== perf harness, quick mode (checks the harness runs and parses; no timing asserted)"
-OUT=target/perf-quick python3 perf/harness.py --quick --only e2e,scaling,micro,latency,reload,soak,flood,kernel
+OUT=target/perf-quick python3 perf/harness.py --quick --only e2e,scaling,micro,latency,reload,soak,flood,kernel,idle
 python3 - <<'PY'
 import json
 r = json.load(open("target/perf-quick/results.json"))
-for k in ("e2e", "scaling", "micro", "latency", "reload", "soak", "flood", "kernel"):
+for k in ("e2e", "scaling", "micro", "latency", "reload", "soak", "flood", "kernel", "idle"):
     assert k in r, k
 assert r["e2e"][0]["drlb_mpps"] > 0 and r["e2e"][0]["testpmd_mpps"] > 0, r["e2e"]
 assert r["latency"]["rows"][1]["samples"] > 0, r["latency"]
@@ -44,6 +49,9 @@ assert evict["evictions"] > 0 and evict["syn_stateless"] == 0 and evict["dropped
 quiet, flood = r["kernel"]
 assert flood["rate_limited"] > 0 and flood["to_kernel"] > 0 and flood["kernel_tx"] > 0, flood
 assert flood["forwarded"] > 0 and quiet["rate_limited"] == 0, r["kernel"]
+idle = {(x["idle"], x["load_pct"]): x for x in r["idle"]["rows"]}
+assert idle[("adaptive", 0.01)]["idle_sleeps"] > 0 and idle[("poll", 0.01)]["idle_sleeps"] == 0, idle
+assert all(x["rtt_p50_us"] > 0 and x["rx_pps"] > 0 for x in idle.values()), idle
 print("perf harness quick mode: every stage ran and parsed")
 PY
 echo "== fuzz smoke (each target 20 s on its seed corpus)"

@@ -10,6 +10,11 @@
 //! Flows: `--flows N` recurring flows (client IP x port), and with `--new-share F` that
 //! share of packets from flows never seen before (an endless series: entries expire
 //! instead of being refreshed; the soak test's expiry-heavy mix).
+//!
+//! Round trip: each frame carries the TSC of the burst that sent it in its first eight
+//! UDP payload bytes (drlb rewrites MACs only); what comes back during the measured
+//! seconds gives `rtt_p50_us` ... `rtt_max_us` (generator -> memif -> drlb -> memif ->
+//! generator, so it includes the time a packet waits for drlb to poll).
 #![deny(unsafe_code)]
 use clap::Parser;
 use drlb::dpdk::mbuf::{Mbuf, RxBurst, TxBuffer};
@@ -64,6 +69,8 @@ struct Args {
 }
 
 const BURST: usize = 32;
+/// Where a frame's send time (TSC, little-endian) goes: the UDP payload's first bytes.
+const STAMP: usize = 42;
 
 fn fail(msg: impl std::fmt::Display) -> ! {
     eprintln!("drlb-pktgen: error: {msg}");
@@ -79,7 +86,7 @@ struct Frames {
 }
 
 impl Frames {
-    fn fill(&mut self, seq: u64, out: &mut [u8]) {
+    fn fill(&mut self, seq: u64, stamp: u64, out: &mut [u8]) {
         let (ip, port) = if self.new_every > 0 && seq.is_multiple_of(self.new_every) {
             self.fresh = self.fresh.wrapping_add(1);
             // 100.64.0.0/10 and all ports: 2^22 x 2^16 flows before one repeats.
@@ -92,6 +99,7 @@ impl Frames {
         out[26..30].copy_from_slice(&ip.to_be_bytes());
         out[34..36].copy_from_slice(&port.to_be_bytes());
         out[40..42].copy_from_slice(&[0, 0]); // UDP checksum: none
+        out[STAMP..STAMP + 8].copy_from_slice(&stamp.to_le_bytes());
         if let Ok(mut p) = Ipv4Packet::new_checked(&mut out[14..]) {
             p.fill_checksum();
         }
@@ -166,6 +174,7 @@ fn main() {
     let (mut sent0, mut refused0, mut got0) = (0u64, 0u64, 0u64);
     let mut counting = false;
     let mut back = RxBurst::default();
+    let mut rtt = hdrhistogram::Histogram::<u64>::new(3).expect("3 significant figures is valid");
     loop {
         let now = dpdk::rdtsc();
         if now >= end || stop.load(Ordering::Relaxed) {
@@ -202,14 +211,28 @@ fn main() {
             let Some(mut m) = Mbuf::from_bytes(&pool, &gen.template) else {
                 break;
             };
-            gen.fill(seq, m.data_mut());
+            gen.fill(seq, now, m.data_mut());
             seq += 1;
             let _ = out.push(m);
         }
         let f = out.flush(&mut tx);
         refused += f.dropped as u64;
         sent += f.sent as u64;
-        got += back.recv(&mut rx) as u64;
+        let n = back.recv(&mut rx);
+        got += n as u64;
+        if counting && n > 0 {
+            let at = dpdk::rdtsc();
+            for f in back.frames() {
+                if let Some(b) = f.get(STAMP..STAMP + 8) {
+                    let sent_at = u64::from_le_bytes(b.try_into().expect("8 bytes"));
+                    if sent_at >= warm_end && sent_at <= at {
+                        let _ = rtt.record(
+                            ((at - sent_at) as u128 * 1_000_000_000 / u128::from(hz)) as u64,
+                        );
+                    }
+                }
+            }
+        }
     }
     // Drain what is still coming back (up to 100 ms).
     let drain_end = dpdk::rdtsc() + hz / 10;
@@ -218,15 +241,21 @@ fn main() {
     }
     back.free_rest();
     let (tx_n, refused_n, rx_n) = (sent - sent0, refused - refused0, got - got0);
+    let us = |q: f64| rtt.value_at_quantile(q) as f64 / 1000.0;
     println!(
-        "{{\"rate_set\":{},\"secs\":{},\"tx\":{tx_n},\"tx_refused\":{refused_n},\"rx\":{rx_n},\"tx_pps\":{:.0},\"rx_pps\":{:.0},\"size\":{},\"flows\":{},\"new_share\":{}}}",
+        "{{\"rate_set\":{},\"secs\":{},\"tx\":{tx_n},\"tx_refused\":{refused_n},\"rx\":{rx_n},\"tx_pps\":{:.0},\"rx_pps\":{:.0},\"size\":{},\"flows\":{},\"new_share\":{},\"rtt_samples\":{},\"rtt_p50_us\":{:.2},\"rtt_p99_us\":{:.2},\"rtt_p999_us\":{:.2},\"rtt_max_us\":{:.2}}}",
         a.rate,
         a.secs,
         tx_n as f64 / a.secs,
         rx_n as f64 / a.secs,
         a.size,
         a.flows,
-        a.new_share
+        a.new_share,
+        rtt.len(),
+        us(0.5),
+        us(0.99),
+        us(0.999),
+        rtt.max() as f64 / 1000.0
     );
     // The port closes with its last handle, then the pool goes, then EAL.
     drop((back, out, rx, tx, p));

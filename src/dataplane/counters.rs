@@ -158,7 +158,7 @@ worker_counters! {
     /// Worker loop iterations that received nothing
     idle_loops: Counter, "drlb_idle_loops", show::TELEMETRY, "";
     /// Sleeps of an idle worker (dataplane.idle = adaptive)
-    idle_sleeps: Counter, "drlb_idle_sleeps", show::TELEMETRY, "";
+    idle_sleeps: Counter, "drlb_idle_sleeps", show::BOTH, "";
     /// Worker loop iterations that received a burst
     busy_loops: Counter, "drlb_busy_loops", show::TELEMETRY, "";
     /// Live flows evicted from a full flow table
