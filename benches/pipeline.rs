@@ -13,7 +13,7 @@
 //! (evict mode): new flows into an empty 1M-entry table in steps of 10 % of its
 //! capacity up to 150 % (ns/packet and evictions per step), with the process's resident
 //! memory at 1M flows (`# rss_*` lines).
-use drlb::lb::snapshot::{BackendSpec, ServiceSpec};
+use drlb::lb::snapshot::{BackendSpec, Policy, ServiceSpec};
 use drlb::lb::{
     prefetch_burst, process_hinted, LocalState, OnGone, Proto, SchedKind, Snapshot, SynFlood,
     Timeouts, Verdict,
@@ -31,14 +31,14 @@ fn snapshot() -> Snapshot {
         vip: 0xc0a8_01c8,
         port: 80,
         proto: Proto::Tcp,
-        sched: SchedKind::Wrr,
-        on_removed: OnGone::Reschedule,
-        on_down: OnGone::Reschedule,
+        policy: Policy {
+            on_removed: OnGone::Reschedule,
+            on_down: OnGone::Reschedule,
+            ..Policy::new(SchedKind::Wrr)
+        },
         sorry: None,
         quorum: 1,
         mh: None,
-        mh_hash: Default::default(),
-        mid_flow: drlb::lb::MidFlow::Drop,
         backends: (0..4)
             .map(|i| BackendSpec {
                 slot: i,

@@ -72,6 +72,7 @@ topology_up() { # $1: scratch dir
   ip netns exec "$NS_BR" tc qdisc add dev "bcv$SFX" root tbf rate 2mbit burst 32kb latency 2s
   _link "$NS_DIR" "$DIR_IF" "b$DIR_IF"
   ip netns exec "$NS_DIR" ethtool -K "$DIR_IF" tx off tso off gso off >/dev/null 2>&1 || true
+  ip -n "$NS_DIR" link set lo up # the director's own local services (drlb's --metrics)
   # drlb owns the port; with a NIC bound to DPDK the kernel never sees its frames, but
   # this veth is a kernel interface too. Once drlb's kernel interface holds the director
   # IP, the kernel would answer on the veth as well (weak host model: duplicate replies).

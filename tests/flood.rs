@@ -7,7 +7,7 @@
 //! - `drop`: no established flow is lost at all; refused SYNs count as `flow_table_full`.
 mod common;
 use common::Rng;
-use drlb::lb::snapshot::{BackendSpec, ServiceSpec};
+use drlb::lb::snapshot::{BackendSpec, Policy, ServiceSpec};
 use drlb::lb::{
     process, DropReason, LocalState, OnGone, Proto, SchedKind, Snapshot, SynFlood, Timeouts,
     Verdict,
@@ -28,14 +28,14 @@ fn snap_weighted(mode: SynFlood, weights: [u32; 4]) -> Snapshot {
         vip: ip("192.168.1.200"),
         port: 80,
         proto: Proto::Tcp,
-        sched: SchedKind::Wrr,
-        on_removed: OnGone::Reschedule,
-        on_down: OnGone::Reschedule,
+        policy: Policy {
+            on_removed: OnGone::Reschedule,
+            on_down: OnGone::Reschedule,
+            ..Policy::new(SchedKind::Wrr)
+        },
         sorry: None,
         quorum: 1,
         mh: None,
-        mh_hash: Default::default(),
-        mid_flow: drlb::lb::MidFlow::Drop,
         backends: (0..4u16)
             .map(|slot| BackendSpec {
                 slot,

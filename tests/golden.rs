@@ -1,7 +1,7 @@
 //! Golden packets through `pipeline::process` (Katran style): a table of
 //! (description, input bytes, expected verdict, expected output bytes).
 //! At least one case per DESIGN.md forwarding step and per drop reason.
-use drlb::lb::snapshot::{BackendSpec, ServiceSpec};
+use drlb::lb::snapshot::{BackendSpec, Policy, ServiceSpec};
 use drlb::lb::verdict::Neighbor;
 use drlb::lb::{
     process, DropReason as D, LocalState, OnGone, Proto, SchedKind, Snapshot, Timeouts, Verdict,
@@ -29,14 +29,14 @@ fn snapshot() -> Snapshot {
             vip: ip("192.168.1.200"),
             port: 80,
             proto: Proto::Tcp,
-            sched: SchedKind::Rr,
-            on_removed: OnGone::Reschedule,
-            on_down: OnGone::Reschedule,
+            policy: Policy {
+                on_removed: OnGone::Reschedule,
+                on_down: OnGone::Reschedule,
+                ..Policy::new(SchedKind::Rr)
+            },
             sorry: None,
             quorum: 1,
             mh: None,
-            mh_hash: Default::default(),
-            mid_flow: drlb::lb::MidFlow::Drop,
             backends: vec![
                 be(ip("192.168.1.118"), 0, 1, Some(MAC_A)),
                 be(ip("192.168.1.119"), 1, 1, Some(MAC_B)),
@@ -46,28 +46,28 @@ fn snapshot() -> Snapshot {
             vip: ip("192.168.1.200"),
             port: 53,
             proto: Proto::Udp,
-            sched: SchedKind::Wrr,
-            on_removed: OnGone::Reschedule,
-            on_down: OnGone::Reschedule,
+            policy: Policy {
+                on_removed: OnGone::Reschedule,
+                on_down: OnGone::Reschedule,
+                ..Policy::new(SchedKind::Wrr)
+            },
             sorry: None,
             quorum: 1,
             mh: None,
-            mh_hash: Default::default(),
-            mid_flow: drlb::lb::MidFlow::Drop,
             backends: vec![BackendSpec { port: 53, ..be(ip("192.168.1.118"), 2, 1, Some(MAC_A)) }],
         },
         ServiceSpec {
             vip: ip("192.168.1.201"),
             port: 80,
             proto: Proto::Tcp,
-            sched: SchedKind::Wrr,
-            on_removed: OnGone::Reschedule,
-            on_down: OnGone::Reschedule,
+            policy: Policy {
+                on_removed: OnGone::Reschedule,
+                on_down: OnGone::Reschedule,
+                ..Policy::new(SchedKind::Wrr)
+            },
             sorry: None,
             quorum: 1,
             mh: None,
-            mh_hash: Default::default(),
-            mid_flow: drlb::lb::MidFlow::Drop,
             backends: vec![be(ip("192.168.1.120"), 3, 1, None)],
         },
     ];

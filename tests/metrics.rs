@@ -34,6 +34,8 @@ fn metrics_match_known_traffic() {
         format!("drlb_backend_weight{b118} 1"),
         format!("drlb_backend_active_connections{b118} 10"),
         format!("drlb_backend_mac_known{b118} 1"),
+        format!("drlb_backend_up{b118} 1"),
+        format!("drlb_backend_health_transitions_total{b118} 0"),
         "drlb_dropped_packets_total{reason=\"runt\"} 1".to_string(),
         "drlb_dropped_packets_total{reason=\"tcp_no_flow\"} 1".to_string(),
         "drlb_snapshot_generation 1".to_string(),

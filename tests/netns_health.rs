@@ -71,7 +71,11 @@ fn kernel_interface_and_health_checks_end_to_end() {
     }
     let cfg = write(&t.dir, "drlb.toml", &config(HTTP, 1));
     let sock = t.dir.join("ctl.sock").display().to_string();
-    let mut d = spawn_cmd("ip", &t.drlb_eal("health"), &app(&cfg, &["--control", &sock]));
+    let mut d = spawn_cmd(
+        "ip",
+        &t.drlb_eal("health"),
+        &app(&cfg, &["--control", &sock, "--metrics", "9100"]),
+    );
     d.wait_ready(Duration::from_secs(30));
     // Both up by their first check (unknown counts as up: the MACs are what it takes).
     wait_weight(&d, A, true, Duration::from_secs(20));
@@ -122,6 +126,22 @@ fn kernel_interface_and_health_checks_end_to_end() {
     d.wait_for("the down line", Duration::from_secs(5), |l| {
         l.contains("192.168.1.119:80") && l.contains("up -> down")
     });
+    // ... and in Prometheus (the metrics listener is in the director's namespace).
+    let labels =
+        |ip: &str| format!(r#"{{vip="192.168.1.200",port="80",proto="tcp",backend="{ip}:80"}}"#);
+    let scrape = poll("B down in /metrics", Duration::from_secs(5), || {
+        let o = t.run("dir", &["curl", "-s", "--max-time", "2", "http://127.0.0.1:9100/metrics"]);
+        let body = String::from_utf8_lossy(&o.stdout).into_owned();
+        body.contains(&format!("drlb_backend_up{} 0", labels(B))).then_some(body)
+    });
+    assert!(scrape.contains(&format!("drlb_backend_up{} 1", labels(A))), "{scrape}");
+    let transitions = format!("drlb_backend_health_transitions_total{} ", labels(B));
+    let n: u64 = scrape
+        .lines()
+        .find_map(|l| l.strip_prefix(transitions.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {transitions} in {scrape}"));
+    assert!(n >= 1, "{scrape}");
     // Back after `rise` good checks; rr over both again.
     t.web('B', true);
     wait_weight(&d, B, true, Duration::from_secs(10));

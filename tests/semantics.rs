@@ -1,6 +1,6 @@
 //! Flow semantics across snapshot swaps (DESIGN.md step 6 and "Backend changes"),
 //! with the pure pipeline: no DPDK.
-use drlb::lb::snapshot::{BackendSpec, ServiceSpec};
+use drlb::lb::snapshot::{BackendSpec, Policy, ServiceSpec};
 use drlb::lb::{
     process, DropReason, LocalState, OnGone, Proto, SchedKind, Snapshot, Timeouts, Verdict,
 };
@@ -31,14 +31,10 @@ fn snap_down(
         vip: ip("192.168.1.200"),
         port: 80,
         proto: Proto::Tcp,
-        sched: SchedKind::Wrr,
-        on_removed,
-        on_down: on_removed,
+        policy: Policy { on_removed, on_down: on_removed, ..Policy::new(SchedKind::Wrr) },
         sorry: None,
         quorum: 1,
         mh: None,
-        mh_hash: Default::default(),
-        mid_flow: drlb::lb::MidFlow::Drop,
         backends: backends
             .iter()
             .map(|&(slot, inc, weight, mac)| BackendSpec {
@@ -228,14 +224,14 @@ fn udp_flows_stick_for_the_udp_timeout() {
         vip: ip("192.168.1.200"),
         port: 53,
         proto: Proto::Udp,
-        sched: SchedKind::Rr,
-        on_removed: OnGone::Reschedule,
-        on_down: OnGone::Reschedule,
+        policy: Policy {
+            on_removed: OnGone::Reschedule,
+            on_down: OnGone::Reschedule,
+            ..Policy::new(SchedKind::Rr)
+        },
         sorry: None,
         quorum: 1,
         mh: None,
-        mh_hash: Default::default(),
-        mid_flow: drlb::lb::MidFlow::Drop,
         backends: (0..3)
             .map(|i| BackendSpec {
                 slot: i,

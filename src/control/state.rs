@@ -13,7 +13,7 @@
 use super::config::{Config, ServiceConf};
 use super::health::{CheckResult, Health, HealthState};
 use crate::lb::maglev::{MhBackend, MhKeys, MhTable};
-use crate::lb::snapshot::{BackendSpec, ServiceSpec, MAX_SLOTS};
+use crate::lb::snapshot::{BackendSpec, Policy, ServiceSpec, MAX_SLOTS};
 use crate::lb::{Proto, SchedKind, Snapshot};
 use crate::wire::Mac;
 use std::collections::{HashMap, VecDeque};
@@ -348,9 +348,13 @@ impl ControlState {
                 vip: u32::from(s.vip),
                 port: s.port,
                 proto: s.protocol,
-                sched: s.scheduler,
-                on_removed: s.on_backend_removed,
-                on_down: s.on_backend_down,
+                policy: Policy {
+                    sched: s.scheduler,
+                    on_removed: s.on_backend_removed,
+                    on_down: s.on_backend_down,
+                    mh_hash: s.mh_hash.unwrap_or_default(),
+                    mid_flow: s.mid_flow(),
+                },
                 backends: s
                     .backends
                     .iter()
@@ -359,8 +363,6 @@ impl ControlState {
                 sorry: s.sorry_server.map(|ip| self.spec(BackendKey::of(s, ip), 1, None)),
                 quorum: s.quorum,
                 mh,
-                mh_hash: s.mh_hash.unwrap_or_default(),
-                mid_flow: s.mid_flow(),
             })
             .collect();
         let d = &self.cfg.dataplane;

@@ -260,8 +260,8 @@ fn ipv4(
             // flows do.
             let gone = match snap.backend(e.slot, e.incarnation) {
                 Some(b) if b.serving() => None,
-                Some(_) => Some((svc.on_down, D::BackendDown)),
-                None => Some((svc.on_removed, D::BackendRemoved)),
+                Some(_) => Some((svc.policy.on_down, D::BackendDown)),
+                None => Some((svc.policy.on_removed, D::BackendRemoved)),
             };
             let keep = match gone {
                 // A serving backend keeps its flows, draining or not, unless a fresh SYN
@@ -299,8 +299,8 @@ fn ipv4(
                 Lookup::Vacant(idx) => Some(idx),
                 _ => None,
             };
-            let m = Miss { key: &key, h: &h, new_syn, tcp_flags, free };
-            match new_flow(&m, si, svc, snap, local, now) {
+            let m = Miss { key: &key, h: &h, new_syn, tcp_flags, free, si, svc };
+            match new_flow(&m, snap, local, now) {
                 Ok(slot) => slot,
                 Err(r) => return Verdict::Drop(r),
             }
@@ -320,6 +320,20 @@ struct Miss<'a> {
     tcp_flags: u8,
     /// A free entry for it, or `None` when both of its table groups are full.
     free: Option<usize>,
+    /// Its service, and that service's index in the snapshot.
+    si: u16,
+    svc: &'a Service,
+}
+
+impl Miss<'_> {
+    /// Where to store a flow that must not displace an ESTABLISHED one: the free entry,
+    /// else the entry its groups would give up if that one is not established.
+    fn room_beside_established(&self, local: &mut LocalState, now: Tick) -> Option<usize> {
+        self.free.or_else(|| {
+            let idx = local.flows.make_room_hashed(self.h, now);
+            (!local.flows.is_established(idx, now)).then_some(idx)
+        })
+    }
 }
 
 /// Schedules and (usually) stores a flow that has no entry: DESIGN.md step 6's miss,
@@ -329,17 +343,16 @@ struct Miss<'a> {
 #[inline(never)]
 fn new_flow(
     m: &Miss,
-    si: u16,
-    svc: &Service,
     snap: &Snapshot,
     local: &mut LocalState,
     now: Tick,
 ) -> Result<(u16, bool), DropReason> {
+    let (si, svc) = (m.si, m.svc);
     let tcp = m.key.proto == protocol::TCP;
     let stateless = tcp && snap.syn_flood == SynFlood::Stateless;
     let syn_recv = now.saturating_add(snap.timeouts.of(TcpState::SynRecv));
-    if tcp && !m.new_syn && svc.mid_flow == MidFlow::Schedule {
-        return mid_flow(m, si, svc, snap, local, now);
+    if tcp && !m.new_syn && svc.policy.mid_flow == MidFlow::Schedule {
+        return mid_flow(m, snap, local, now);
     }
     if tcp && !m.new_syn {
         // A segment without an entry: the ACK of a handshake whose SYN went statelessly
@@ -350,14 +363,7 @@ fn new_flow(
         let slot = choose(svc, snap, &local.flows, m.key).ok_or(D::NoBackend)?;
         local.flood.hashed_segments += 1;
         if m.tcp_flags & (flags::RST | flags::FIN) == 0 {
-            let at = match m.free {
-                Some(idx) => Some(idx),
-                None => {
-                    let idx = local.flows.make_room_hashed(m.h, now);
-                    (!local.flows.is_established(idx, now)).then_some(idx)
-                }
-            };
-            match at {
+            match m.room_beside_established(local, now) {
                 // Stored as SYN_RECV: its next segment makes it ESTABLISHED, so a flood
                 // of spoofed ACKs can only displace half-open entries.
                 Some(idx) => store(local, idx, m, slot, snap, TcpState::SynRecv, syn_recv, now),
@@ -415,23 +421,14 @@ fn store(
 #[inline(never)]
 fn mid_flow(
     m: &Miss,
-    si: u16,
-    svc: &Service,
     snap: &Snapshot,
     local: &mut LocalState,
     now: Tick,
 ) -> Result<(u16, bool), DropReason> {
-    let slot = pick(svc, si, m.key, snap, &mut local.cursors).ok_or(D::NoBackend)?;
+    let slot = pick(m.svc, m.si, m.key, snap, &mut local.cursors).ok_or(D::NoBackend)?;
     local.mid_flow_scheduled += 1;
     if m.tcp_flags & flags::RST == 0 {
-        let at = match m.free {
-            Some(idx) => Some(idx),
-            None => {
-                let idx = local.flows.make_room_hashed(m.h, now);
-                (!local.flows.is_established(idx, now)).then_some(idx)
-            }
-        };
-        if let Some(idx) = at {
+        if let Some(idx) = m.room_beside_established(local, now) {
             let st = tcp_state::next(TcpState::Established, m.tcp_flags);
             let expires = now.saturating_add(snap.timeouts.of(st));
             store(local, idx, m, slot, snap, st, expires, now);
@@ -448,8 +445,14 @@ fn maglev(svc: &Service, snap: &Snapshot, key: &FlowKey) -> Option<Option<u16>> 
     if svc.schedule.is_empty() {
         return Some(None); // no eligible backend: do not walk the table
     }
-    let h =
-        snap.mh_keys.flow_hash(svc.mh_hash, key.saddr, key.daddr, key.sport, key.dport, key.proto);
+    let h = snap.mh_keys.flow_hash(
+        svc.policy.mh_hash,
+        key.saddr,
+        key.daddr,
+        key.sport,
+        key.dport,
+        key.proto,
+    );
     Some(table.lookup(h, |s| snap.backends.get(usize::from(s)).is_some_and(Service::eligible)))
 }
 

@@ -73,14 +73,43 @@ impl Backend {
     }
 }
 
+/// How a service chooses backends and what its flows do when theirs goes away: the
+/// service's settings besides its address and backends, as configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    pub sched: SchedKind,
+    pub on_removed: OnGone,
+    pub on_down: OnGone,
+    pub mh_hash: MhHash,
+    pub mid_flow: MidFlow,
+}
+
+impl Policy {
+    /// `sched` with the defaults for everything else (IPVS's: flows of a gone backend
+    /// are dropped; mid-flow segments scheduled only for `mh`).
+    pub fn new(sched: SchedKind) -> Policy {
+        Policy {
+            sched,
+            on_removed: OnGone::default(),
+            on_down: OnGone::default(),
+            mh_hash: MhHash::default(),
+            mid_flow: MidFlow::default_for(sched),
+        }
+    }
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy::new(SchedKind::default())
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Service {
     pub vip: u32,
     pub port: u16,
     pub proto: Proto,
-    pub sched: SchedKind,
-    pub on_removed: OnGone,
-    pub on_down: OnGone,
+    pub policy: Policy,
     /// Slots of this service's backends, in configuration order.
     pub backends: Vec<u16>,
     /// The pick sequence (slots); empty when no backend is eligible. While the service
@@ -91,8 +120,6 @@ pub struct Service {
     /// `mh`: the Maglev table new flows are chosen by; `None` for the other schedulers
     /// and while the sorry server takes the new flows.
     pub mh: Option<Arc<MhTable>>,
-    pub mh_hash: MhHash,
-    pub mid_flow: MidFlow,
 }
 
 impl Service {
@@ -122,9 +149,7 @@ pub struct ServiceSpec {
     pub vip: u32,
     pub port: u16,
     pub proto: Proto,
-    pub sched: SchedKind,
-    pub on_removed: OnGone,
-    pub on_down: OnGone,
+    pub policy: Policy,
     pub backends: Vec<BackendSpec>,
     /// Takes new flows only while fewer than `quorum` backends are up (keepalived's
     /// `sorry_server`).
@@ -134,8 +159,6 @@ pub struct ServiceSpec {
     /// `mh`: the table, built by the control plane (it keeps tables that did not
     /// change); `None` for the other schedulers.
     pub mh: Option<Arc<MhTable>>,
-    pub mh_hash: MhHash,
-    pub mid_flow: MidFlow,
 }
 
 impl Default for ServiceSpec {
@@ -144,15 +167,11 @@ impl Default for ServiceSpec {
             vip: 0,
             port: 0,
             proto: Proto::Tcp,
-            sched: SchedKind::default(),
-            on_removed: OnGone::default(),
-            on_down: OnGone::default(),
+            policy: Policy::default(),
             backends: Vec::new(),
             sorry: None,
             quorum: 1,
             mh: None,
-            mh_hash: MhHash::default(),
-            mid_flow: MidFlow::default_for(SchedKind::default()),
         }
     }
 }
@@ -240,7 +259,7 @@ impl Snapshot {
             let sorry_takes = sorry.is_some() && !available;
             let schedule = match sorry {
                 Some(b) if !available => vec![b.slot],
-                _ => sched::build(s.sched, &eligible).ok_or_else(|| {
+                _ => sched::build(s.policy.sched, &eligible).ok_or_else(|| {
                     format!(
                         "service {}:{}: the weights' cycle (sum/gcd) exceeds {} picks",
                         std::net::Ipv4Addr::from(s.vip),
@@ -254,15 +273,11 @@ impl Snapshot {
                 vip: s.vip,
                 port: s.port,
                 proto: s.proto,
-                sched: s.sched,
-                on_removed: s.on_removed,
-                on_down: s.on_down,
+                policy: s.policy,
                 backends: s.backends.iter().map(|b| b.slot).collect(),
                 schedule: schedule.into_boxed_slice(),
                 available,
                 mh: if sorry_takes { None } else { s.mh.clone() },
-                mh_hash: s.mh_hash,
-                mid_flow: s.mid_flow,
             });
         }
         neighbors.sort_unstable();

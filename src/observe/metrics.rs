@@ -91,6 +91,18 @@ const BACKEND_ROWS: &[Row] = &[
         Kind::Gauge,
         |b| u64::from(b.mac.is_some()),
     ),
+    (
+        "drlb_backend_up",
+        "0 while the real server's health check says down (unknown and unchecked count as up)",
+        Kind::Gauge,
+        |b| u64::from(b.health.state != "down"),
+    ),
+    (
+        "drlb_backend_health_transitions",
+        "Health-state changes of the real server (unknown -> up, up -> down, down -> up)",
+        Kind::Counter,
+        |b| b.health.transitions,
+    ),
 ];
 
 /// Per-service families: sums of a backend counter over the service's real servers.
