@@ -18,10 +18,12 @@
 #![deny(unsafe_code)]
 use clap::Parser;
 use drlb::dpdk::mbuf::{Mbuf, RxBurst, TxBuffer};
+use drlb::dpdk::port::{RxQueue, TxQueue};
 use drlb::dpdk::{self, eal, mempool::Mempool, port};
 use drlb::testing::frames::{self, Flow};
 use drlb::wire::ipv4::Ipv4Packet;
 use drlb::wire::Mac;
+use hdrhistogram::Histogram;
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -106,130 +108,141 @@ impl Frames {
     }
 }
 
-fn main() {
-    let argv: Vec<String> = std::env::args().collect();
-    let split = argv.iter().position(|a| a == "--").unwrap_or(argv.len());
-    let app: Vec<String> = std::iter::once(argv[0].clone())
-        .chain(argv.get(split + 1..).unwrap_or(&[]).iter().cloned())
-        .collect();
-    let a = Args::parse_from(app);
-    if !(60..=1514).contains(&a.size) || !(0.0..=1.0).contains(&a.new_share) || a.flows == 0 {
-        fail("--size must be 60..=1514, --new-share 0..1, --flows at least 1");
-    }
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        let _ = signal_hook::flag::register(sig, stop.clone());
-    }
-    let e = eal::init(&argv[..split]).unwrap_or_else(|e| fail(format_args!("EAL: {e}")));
-    if port::count() == 0 {
-        fail("no port: give a --vdev (e.g. net_memif0,role=server,socket=PATH)");
-    }
-    let info = port::info(0).unwrap_or_else(|e| fail(e));
-    let pool = std::sync::Arc::new(
-        Mempool::new("pktgen_pool", a.mbufs, 256, 0).unwrap_or_else(|e| fail(e)),
-    );
-    let p = port::Port::configure(&info, 1, &pool, 1024, 1024).unwrap_or_else(|e| fail(e));
-    let (p, mut queues) = p.start().unwrap_or_else(|e| fail(e));
-    let src = p.mac().unwrap_or_else(|e| fail(e));
-    let (mut rx, mut tx) = queues.pop().expect("one queue pair");
-    let f = Flow {
-        dst_mac: a.dst_mac,
-        src_mac: src,
-        saddr: 0x0a00_0000,
-        daddr: u32::from(a.vip),
-        sport: 1024,
-        dport: a.port,
-    };
-    let mut gen = Frames {
-        template: frames::udp(&f, a.size - 42, a.size),
-        flows: a.flows,
-        new_every: if a.new_share > 0.0 { (1.0 / a.new_share).round().max(1.0) as u64 } else { 0 },
-        fresh: 0,
-    };
-    assert_eq!(gen.template.len(), a.size, "template length");
+/// The port, its pool and queues, and the burst buffers. Fields drop in order: the
+/// frames, the queues, the port (closed with its last handle), then the pool.
+struct Io {
+    back: RxBurst,
+    out: TxBuffer,
+    rx: RxQueue,
+    tx: TxQueue,
+    _port: port::Started,
+    pool: Arc<Mempool>,
+    src: Mac,
+}
 
-    let hz = dpdk::tsc_hz();
-    // Wait for the link (a memif peer connecting): the clock starts at the first frame
-    // the port accepts.
-    let give_up = dpdk::rdtsc() + 10 * hz;
-    let mut out = TxBuffer::default();
-    loop {
-        if dpdk::rdtsc() > give_up || stop.load(Ordering::Relaxed) {
-            fail("port 0 took no frame in 10 s: is the peer (drlb) attached?");
+impl Io {
+    fn open(a: &Args) -> Io {
+        if port::count() == 0 {
+            fail("no port: give a --vdev (e.g. net_memif0,role=server,socket=PATH)");
         }
-        let Some(m) = Mbuf::from_bytes(&pool, &gen.template) else {
-            fail("mbuf pool empty");
-        };
-        let _ = out.push(m);
-        if out.flush(&mut tx).sent == 1 {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
+        let info = port::info(0).unwrap_or_else(|e| fail(e));
+        let pool =
+            Arc::new(Mempool::new("pktgen_pool", a.mbufs, 256, 0).unwrap_or_else(|e| fail(e)));
+        let p = port::Port::configure(&info, 1, &pool, 1024, 1024).unwrap_or_else(|e| fail(e));
+        let (p, mut queues) = p.start().unwrap_or_else(|e| fail(e));
+        let src = p.mac().unwrap_or_else(|e| fail(e));
+        let (rx, tx) = queues.pop().expect("one queue pair");
+        Io { back: RxBurst::default(), out: TxBuffer::default(), rx, tx, _port: p, pool, src }
     }
+
+    /// Waits for the link (a memif peer connecting): returns when the port has taken a
+    /// frame, which starts the clock.
+    fn wait_link(&mut self, frame: &[u8], hz: u64, stop: &AtomicBool) {
+        let give_up = dpdk::rdtsc() + 10 * hz;
+        loop {
+            if dpdk::rdtsc() > give_up || stop.load(Ordering::Relaxed) {
+                fail("port 0 took no frame in 10 s: is the peer (drlb) attached?");
+            }
+            let Some(m) = Mbuf::from_bytes(&self.pool, frame) else {
+                fail("mbuf pool empty");
+            };
+            let _ = self.out.push(m);
+            if self.out.flush(&mut self.tx).sent == 1 {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+}
+
+/// Frames offered, refused and received, and the round trips of the measured seconds.
+#[derive(Default, Clone, Copy)]
+struct Tally {
+    sent: u64,
+    refused: u64,
+    got: u64,
+}
+
+/// How many frames the rate allows now (token bucket on the TSC, at most one burst
+/// ahead, or eight with `--yield-cpu`); `None`: none due, sleep (`--yield-cpu`).
+struct Pacer {
+    rate: u64,
+    yield_cpu: bool,
+    start: u64,
+    hz: u64,
+    /// Frames the rate allowed but that were never offered (pacing, not a backlog).
+    skipped: u64,
+}
+
+impl Pacer {
+    fn due(&mut self, now: u64, t: &Tally) -> Option<usize> {
+        if self.rate == 0 {
+            return Some(BURST);
+        }
+        let allowed =
+            ((now - self.start) as u128 * u128::from(self.rate) / u128::from(self.hz)) as u64;
+        let mut due = allowed.saturating_sub(t.sent + t.refused + self.skipped);
+        let ahead = if self.yield_cpu { 8 * BURST as u64 } else { BURST as u64 };
+        if self.yield_cpu && due == 0 {
+            return None;
+        }
+        // More than `ahead` behind: forget the excess (never offered, so not counted
+        // as sent or refused).
+        let excess = due.saturating_sub(ahead);
+        self.skipped += excess;
+        due -= excess;
+        Some(due.min(BURST as u64) as usize)
+    }
+}
+
+/// Sends for `--warmup` + `--secs` from `start`; returns the tallies at the end of the
+/// warm-up and at the end, and the round trips measured in between.
+fn run(
+    a: &Args,
+    io: &mut Io,
+    gen: &mut Frames,
+    hz: u64,
+    stop: &AtomicBool,
+) -> (Tally, Tally, Histogram<u64>) {
     let start = dpdk::rdtsc();
     let warm_end = start + (a.warmup * hz as f64) as u64;
     let end = warm_end + (a.secs * hz as f64) as u64;
-    let (mut seq, mut sent, mut refused, mut got) = (0u64, 0u64, 0u64, 0u64);
-    let mut skipped = 0u64;
-    let (mut sent0, mut refused0, mut got0) = (0u64, 0u64, 0u64);
-    let mut counting = false;
-    let mut back = RxBurst::default();
-    let mut rtt = hdrhistogram::Histogram::<u64>::new(3).expect("3 significant figures is valid");
+    let mut pacer = Pacer { rate: a.rate, yield_cpu: a.yield_cpu, start, hz, skipped: 0 };
+    let (mut t, mut t0, mut seq) = (Tally::default(), None, 0u64);
+    let mut rtt = Histogram::<u64>::new(3).expect("3 significant figures is valid");
     loop {
         let now = dpdk::rdtsc();
         if now >= end || stop.load(Ordering::Relaxed) {
             break;
         }
-        if !counting && now >= warm_end {
-            counting = true;
-            (sent0, refused0, got0) = (sent, refused, got);
+        if t0.is_none() && now >= warm_end {
+            t0 = Some(t);
         }
-        // Token bucket: what the rate allows by now, at most one burst ahead.
-        let want = if a.rate == 0 {
-            BURST as u64
-        } else {
-            let allowed = ((now - start) as u128 * u128::from(a.rate) / u128::from(hz)) as u64;
-            let mut due = allowed.saturating_sub(sent + refused + skipped);
-            if a.yield_cpu {
-                if due == 0 {
-                    std::thread::sleep(std::time::Duration::from_micros(50));
-                    continue;
-                }
-                // More than 8 bursts behind: forget the excess (pacing, not a backlog;
-                // never offered, so not counted as sent or refused).
-                let excess = due.saturating_sub(8 * BURST as u64);
-                skipped += excess;
-                due -= excess;
-            } else if due > BURST as u64 {
-                // No catch-up beyond one burst.
-                skipped += due - BURST as u64;
-                due = BURST as u64;
-            }
-            due.min(BURST as u64)
-        } as usize;
-        while out.len() < want {
-            let Some(mut m) = Mbuf::from_bytes(&pool, &gen.template) else {
+        let Some(want) = pacer.due(now, &t) else {
+            std::thread::sleep(std::time::Duration::from_micros(50));
+            continue;
+        };
+        while io.out.len() < want {
+            let Some(mut m) = Mbuf::from_bytes(&io.pool, &gen.template) else {
                 break;
             };
             gen.fill(seq, now, m.data_mut());
             seq += 1;
-            let _ = out.push(m);
+            let _ = io.out.push(m);
         }
-        let f = out.flush(&mut tx);
-        refused += f.dropped as u64;
-        sent += f.sent as u64;
-        let n = back.recv(&mut rx);
-        got += n as u64;
-        if counting && n > 0 {
+        let f = io.out.flush(&mut io.tx);
+        t.refused += f.dropped as u64;
+        t.sent += f.sent as u64;
+        let n = io.back.recv(&mut io.rx);
+        t.got += n as u64;
+        if t0.is_some() && n > 0 {
             let at = dpdk::rdtsc();
-            for f in back.frames() {
-                if let Some(b) = f.get(STAMP..STAMP + 8) {
-                    let sent_at = u64::from_le_bytes(b.try_into().expect("8 bytes"));
-                    if sent_at >= warm_end && sent_at <= at {
-                        let _ = rtt.record(
-                            ((at - sent_at) as u128 * 1_000_000_000 / u128::from(hz)) as u64,
-                        );
-                    }
+            for f in io.back.frames() {
+                let Some(b) = f.get(STAMP..STAMP + 8) else { continue };
+                let sent_at = u64::from_le_bytes(b.try_into().expect("8 bytes"));
+                if sent_at >= warm_end && sent_at <= at {
+                    let _ = rtt
+                        .record(((at - sent_at) as u128 * 1_000_000_000 / u128::from(hz)) as u64);
                 }
             }
         }
@@ -237,10 +250,14 @@ fn main() {
     // Drain what is still coming back (up to 100 ms).
     let drain_end = dpdk::rdtsc() + hz / 10;
     while dpdk::rdtsc() < drain_end {
-        got += back.recv(&mut rx) as u64;
+        t.got += io.back.recv(&mut io.rx) as u64;
     }
-    back.free_rest();
-    let (tx_n, refused_n, rx_n) = (sent - sent0, refused - refused0, got - got0);
+    io.back.free_rest();
+    (t0.unwrap_or(t), t, rtt)
+}
+
+fn report(a: &Args, t0: Tally, t: Tally, rtt: &Histogram<u64>) {
+    let (tx_n, refused_n, rx_n) = (t.sent - t0.sent, t.refused - t0.refused, t.got - t0.got);
     let us = |q: f64| rtt.value_at_quantile(q) as f64 / 1000.0;
     println!(
         "{{\"rate_set\":{},\"secs\":{},\"tx\":{tx_n},\"tx_refused\":{refused_n},\"rx\":{rx_n},\"tx_pps\":{:.0},\"rx_pps\":{:.0},\"size\":{},\"flows\":{},\"new_share\":{},\"rtt_samples\":{},\"rtt_p50_us\":{:.2},\"rtt_p99_us\":{:.2},\"rtt_p999_us\":{:.2},\"rtt_max_us\":{:.2}}}",
@@ -257,8 +274,43 @@ fn main() {
         us(0.999),
         rtt.max() as f64 / 1000.0
     );
-    // The port closes with its last handle, then the pool goes, then EAL.
-    drop((back, out, rx, tx, p));
-    drop(pool);
+}
+
+fn main() {
+    let argv: Vec<String> = std::env::args().collect();
+    let split = argv.iter().position(|a| a == "--").unwrap_or(argv.len());
+    let app: Vec<String> = std::iter::once(argv[0].clone())
+        .chain(argv.get(split + 1..).unwrap_or(&[]).iter().cloned())
+        .collect();
+    let a = Args::parse_from(app);
+    if !(60..=1514).contains(&a.size) || !(0.0..=1.0).contains(&a.new_share) || a.flows == 0 {
+        fail("--size must be 60..=1514, --new-share 0..1, --flows at least 1");
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register(sig, stop.clone());
+    }
+    let e = eal::init(&argv[..split]).unwrap_or_else(|e| fail(format_args!("EAL: {e}")));
+    let mut io = Io::open(&a);
+    let f = Flow {
+        dst_mac: a.dst_mac,
+        src_mac: io.src,
+        saddr: 0x0a00_0000,
+        daddr: u32::from(a.vip),
+        sport: 1024,
+        dport: a.port,
+    };
+    let mut gen = Frames {
+        template: frames::udp(&f, a.size - 42, a.size),
+        flows: a.flows,
+        new_every: if a.new_share > 0.0 { (1.0 / a.new_share).round().max(1.0) as u64 } else { 0 },
+        fresh: 0,
+    };
+    assert_eq!(gen.template.len(), a.size, "template length");
+    let hz = dpdk::tsc_hz();
+    io.wait_link(&gen.template, hz, &stop);
+    let (t0, t, rtt) = run(&a, &mut io, &mut gen, hz, &stop);
+    report(&a, t0, t, &rtt);
+    drop(io);
     drop(e);
 }
