@@ -131,7 +131,10 @@ fn malformed_and_random_frames_are_counted_and_nothing_bad_is_forwarded() {
 
 /// One raw request on the control socket; the reply (empty when the server hung up).
 fn raw(sock: &Path, req: &[u8]) -> String {
-    let mut s = UnixStream::connect(sock).unwrap();
+    raw_on(UnixStream::connect(sock).unwrap(), req)
+}
+
+fn raw_on(mut s: UnixStream, req: &[u8]) -> String {
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let _ = s.write_all(req);
     let mut r = String::new();
@@ -173,10 +176,9 @@ fn control_socket_abuse_does_not_disturb_forwarding() {
     let f0 = forwarded_now(&sock);
 
     // A 10 MB request: refused with a message once past the cap, connection closed.
-    let big = std::thread::spawn({
-        let sock = sock.clone();
-        move || raw(&sock, &vec![b'{'; 10 << 20])
-    });
+    // Connected before the crowd below, so it is not the one told "busy".
+    let big_conn = UnixStream::connect(&sock).unwrap();
+    let big = std::thread::spawn(move || raw_on(big_conn, &vec![b'{'; 10 << 20]));
     // Garbage bytes, and a client that never finishes its line.
     assert!(raw(&sock, b"\x00\xff\xfe\x01garbage\n").contains("\"ok\":false"));
     let mut stalled = UnixStream::connect(&sock).unwrap();
