@@ -44,6 +44,18 @@ def icmp_echo(dst):
     return (PORT + CLIENT + b"\x08\x00" + hdr + icmp).ljust(60, b"\0")
 
 
+def icmp_error(frame, msg_type=3, code=4):
+    """An ICMP error to the VIP quoting the reply to `frame`'s flow (VIP:port -> client)."""
+    ip = frame[14:34]
+    l4 = frame[34:42]
+    quoted = ip[:12] + ip[16:20] + ip[12:16] + l4[2:4] + l4[0:2] + l4[4:8]
+    icmp = struct.pack("!BBHI", msg_type, code, 0, 1280) + quoted
+    icmp = icmp[:2] + struct.pack("!H", csum(icmp)) + icmp[4:]
+    hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(icmp), 1, 0, 64, 1, 0, ip4("10.0.0.1"), ip[16:20])
+    hdr = hdr[:10] + struct.pack("!H", csum(hdr)) + hdr[12:]
+    return (PORT + CLIENT + b"\x08\x00" + hdr + icmp).ljust(60, b"\0")
+
+
 def read_pcap(path):
     data = open(path, "rb").read()
     off, frames = 24, []
@@ -74,7 +86,8 @@ def main():
     junk = gen(["--flows", "1", "--junk"])
     udp = gen(["--flows", "2", "--port", "53"])
     big = gen(["--flows", "1", "--size", "1514"])
-    extra = [arp_request("192.168.1.200"), arp_request("192.168.1.121"), icmp_echo("192.168.1.200")]
+    extra = [arp_request("192.168.1.200"), arp_request("192.168.1.121"), icmp_echo("192.168.1.200"),
+             icmp_error(tcp[0]), icmp_error(tcp[1], 11, 0), icmp_error(udp[0], 3, 3)]
     vlan = [f[:12] + b"\x81\x00\x00\x05" + f[12:] for f in tcp[:2]]
     frames = tcp + junk + udp + big + extra + vlan
     for i, f in enumerate(frames):

@@ -428,6 +428,8 @@ fn golden_packets() {
     // flows; see tests/flood.rs) and the kernel queue's (the worker's, not the
     // pipeline's: see tests/kernel.rs).
     let elsewhere = [
+        D::IcmpErrorMalformed, // golden_icmp_errors
+        D::IcmpErrorNoFlow,
         D::BackendRemoved,
         D::BackendDown,
         D::FlowTableFull,
@@ -548,4 +550,134 @@ fn forwarded_ip_bytes_never_change() {
         assert_eq!(&f[12..], &input[12..]);
         assert_eq!(&f[6..12], &PORT.0);
     }
+}
+
+/// ICMP errors to a VIP (IPVS `ip_vs_in_icmp`): forwarded unchanged to the backend of
+/// the flow whose reply they quote (the VIP:port -> client datagram a real server sent),
+/// whatever the type and code and however short the quote; dropped and counted when
+/// the quote is malformed or names no flow here.
+#[test]
+fn golden_icmp_errors() {
+    let snap = snapshot();
+    let mut local = LocalState::new(1024, 0);
+    let (vip, cip, router) = (ip("192.168.1.200"), ip("10.0.0.7"), ip("10.0.0.1"));
+    let macs = [MAC_A, MAC_B];
+    // Two flows: TCP 10.0.0.7:40000 -> VIP:80 and UDP 10.0.0.7:5353 -> VIP:53.
+    let mut syn = frames::tcp(&flow(40000, 80), SYN, 0, 60);
+    let Verdict::Forward { slot: tcp_slot, .. } = process(&mut syn, &snap, &mut local, 10) else {
+        panic!("the SYN is forwarded")
+    };
+    let mut dns = frames::udp(&flow(5353, 53), 20, 60);
+    assert_eq!(
+        process(&mut dns, &snap, &mut local, 10),
+        Verdict::Forward { slot: 2, new_flow: true }
+    );
+    // What the real servers sent back, as a router quotes it.
+    let reply = |sport: u16, dport: u16, from: u32| {
+        let f = Flow { dst_mac: CLIENT, src_mac: MAC_A, saddr: from, daddr: cip, sport, dport };
+        frames::tcp(&f, ACK, 1400, 60)[14..].to_vec()
+    };
+    let udp_reply = {
+        let f = Flow {
+            dst_mac: CLIENT,
+            src_mac: MAC_A,
+            saddr: vip,
+            daddr: cip,
+            sport: 53,
+            dport: 5353,
+        };
+        frames::udp(&f, 600, 60)[14..].to_vec()
+    };
+    let err = |kind: (u8, u8, u32), to: u32, quoted: &[u8]| {
+        frames::icmp_error((PORT, CLIENT), (router, to), kind, quoted)
+    };
+    let frag_needed = (3, 4, 1280);
+    let tcp_q = reply(80, 40000, vip);
+    let fwd_to = |slot: u16| Verdict::Forward { slot, new_flow: false };
+    let cases: Vec<(&str, Vec<u8>, Verdict)> = vec![
+        (
+            "fragmentation needed, 8 bytes of TCP quoted",
+            err(frag_needed, vip, &tcp_q[..28]),
+            fwd_to(tcp_slot),
+        ),
+        (
+            "fragmentation needed, 576 bytes quoted (RFC 1812)",
+            err(frag_needed, vip, &tcp_q[..548]),
+            fwd_to(tcp_slot),
+        ),
+        ("port unreachable", err((3, 3, 0), vip, &tcp_q[..28]), fwd_to(tcp_slot)),
+        ("host unreachable", err((3, 1, 0), vip, &tcp_q[..28]), fwd_to(tcp_slot)),
+        ("time exceeded", err((11, 0, 0), vip, &tcp_q[..28]), fwd_to(tcp_slot)),
+        ("parameter problem", err((12, 0, 0x1400_0000), vip, &tcp_q[..28]), fwd_to(tcp_slot)),
+        (
+            "fragmentation needed for the UDP flow",
+            err(frag_needed, vip, &udp_reply[..28]),
+            fwd_to(2),
+        ),
+        (
+            "a flow with no entry",
+            err(frag_needed, vip, &reply(80, 40099, vip)[..28]),
+            Verdict::Drop(D::IcmpErrorNoFlow),
+        ),
+        (
+            "quoting another VIP's datagram",
+            err(frag_needed, vip, &reply(80, 40000, ip("192.168.1.201"))[..28]),
+            Verdict::Drop(D::IcmpErrorNoFlow),
+        ),
+        (
+            "quoting a port with no service",
+            err(frag_needed, vip, &reply(81, 40000, vip)[..28]),
+            Verdict::Drop(D::IcmpErrorNoFlow),
+        ),
+        (
+            "to another VIP, about no flow of it",
+            err(frag_needed, ip("192.168.1.201"), &reply(80, 40000, ip("192.168.1.201"))[..28]),
+            Verdict::Drop(D::IcmpErrorNoFlow),
+        ),
+        (
+            "quote one byte short of 8 bytes of TCP",
+            err(frag_needed, vip, &tcp_q[..27]),
+            Verdict::Drop(D::IcmpErrorMalformed),
+        ),
+        (
+            "quote that is not IPv4",
+            err(frag_needed, vip, &set(tcp_q[..28].to_vec(), 0, &[0x65])),
+            Verdict::Drop(D::IcmpErrorMalformed),
+        ),
+        (
+            "bad ICMP checksum",
+            set(err(frag_needed, vip, &tcp_q[..28]), 36, &[0xde, 0xad]),
+            Verdict::Drop(D::IcmpErrorMalformed),
+        ),
+        (
+            "to a non-VIP",
+            err(frag_needed, ip("192.168.1.9"), &tcp_q[..28]),
+            Verdict::Drop(D::NoService),
+        ),
+        (
+            "to the director IP (no kernel interface)",
+            err(frag_needed, ip("192.168.1.121"), &tcp_q[..28]),
+            Verdict::Drop(D::IcmpUnhandled),
+        ),
+        (
+            "redirect (type 5): not an error drlb relays",
+            err((5, 1, 0), vip, &tcp_q[..28]),
+            Verdict::Drop(D::IcmpUnhandled),
+        ),
+    ];
+    for (what, input, want) in cases {
+        let mut frame = input.clone();
+        let v = process(&mut frame, &snap, &mut local, 20);
+        assert_eq!(v, want, "{what}");
+        match v {
+            Verdict::Forward { slot, .. } => {
+                let mac = if slot == 2 { MAC_A } else { macs[usize::from(slot)] };
+                assert_eq!(frame, rewritten(&input, mac), "{what}: only the MACs change");
+            }
+            _ => assert_eq!(frame, input, "{what}: a drop leaves the frame as it was"),
+        }
+    }
+    // The flow itself is untouched: its next segment is a hit on the same backend.
+    let mut ack = frames::tcp(&flow(40000, 80), ACK, 10, 60);
+    assert_eq!(process(&mut ack, &snap, &mut local, 30), fwd_to(tcp_slot));
 }

@@ -138,6 +138,46 @@ fn another_seed_or_table_size_chooses_otherwise_and_the_fingerprint_says_so() {
     }
 }
 
+/// An ICMP error about a flow this director has no entry for (its SYN went to another
+/// director, or RSS gave the error to another worker): `mh` sends it to the table's
+/// server, the one the flow's packets reach on every director; wrr cannot know it.
+#[test]
+fn an_icmp_error_for_a_flow_begun_elsewhere_reaches_its_server_with_mh() {
+    let mut a = Director::new(mh(&all(1)), 0);
+    let mut b = Director::new(mh(&all(1)), 1);
+    let mut w = Director::new(config(&all(1), "scheduler = \"wrr\"", None), 1);
+    let on_a = syns(&mut a);
+    for (i, want) in on_a.iter().enumerate().take(200) {
+        let sport = 10_000 + i as u16;
+        let client = ip("10.1.0.1") + u32::from(sport % 7);
+        let reply = Flow {
+            dst_mac: Mac([2, 9, 9, 9, 9, 9]),
+            src_mac: PORT,
+            saddr: ip("192.168.1.200"),
+            daddr: client,
+            sport: 80,
+            dport: sport,
+        };
+        let quoted = frames::tcp(&reply, ACK, 1400, 60)[14..42].to_vec();
+        let err = frames::icmp_error(
+            (PORT, Mac([2, 1, 1, 1, 1, 1])),
+            (ip("10.9.0.1"), ip("192.168.1.200")),
+            (3, 4, 1280),
+            &quoted,
+        );
+        let mut f = err.clone();
+        assert!(matches!(process(&mut f, &b.snap, &mut b.local, 1), Verdict::Forward { .. }));
+        assert_eq!(f[5] - 0x10, *want, "flow {i}: the server its SYN went to on a");
+        assert_eq!(&f[12..], &err[12..]);
+        let mut f = err.clone();
+        assert_eq!(
+            process(&mut f, &w.snap, &mut w.local, 1),
+            Verdict::Drop(DropReason::IcmpErrorNoFlow)
+        );
+    }
+    assert_eq!(b.local.flows.live(1), 0, "an ICMP error creates no entry");
+}
+
 #[test]
 fn with_wrr_a_flow_moved_to_another_director_changes_server() {
     // The negative control: what mh is for.

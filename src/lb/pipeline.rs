@@ -236,7 +236,7 @@ fn ipv4(
             Ok(u) => (u.src_port(), u.dst_port(), 0),
             Err(_) => return Verdict::Drop(D::L4Malformed),
         },
-        protocol::ICMP => return icmp_in(frame, off, daddr, snap),
+        protocol::ICMP => return icmp_in(frame, off, daddr, snap, local, now),
         _ => return Verdict::Drop(D::NoService),
     };
     // 5. Service match.
@@ -496,7 +496,14 @@ fn pick(
 }
 
 // ICMP echo request to a VIP or the director IP: answered by the director.
-fn icmp_in(frame: &mut [u8], off: usize, daddr: u32, snap: &Snapshot) -> Verdict {
+fn icmp_in(
+    frame: &mut [u8],
+    off: usize,
+    daddr: u32,
+    snap: &Snapshot,
+    local: &mut LocalState,
+    now: Tick,
+) -> Verdict {
     if !(snap.is_vip(daddr) || (daddr == snap.dip && snap.dip != 0)) {
         return Verdict::Drop(D::NoService);
     }
@@ -507,6 +514,15 @@ fn icmp_in(frame: &mut [u8], off: usize, daddr: u32, snap: &Snapshot) -> Verdict
         Ok(mut m) if m.msg_type() == icmp::ECHO_REQUEST && m.code() == 0 && m.verify_checksum() => {
             m.make_echo_reply();
         }
+        Ok(m) if icmp::is_error(m.msg_type()) && snap.is_vip(daddr) => {
+            return match icmp_error(&m, daddr, snap, local, now) {
+                Ok(slot) => {
+                    frame[..12].copy_from_slice(&snap.backends[usize::from(slot)].l2);
+                    Verdict::Forward { slot, new_flow: false }
+                }
+                Err(r) => Verdict::Drop(r),
+            };
+        }
         _ => return Verdict::Drop(D::IcmpUnhandled),
     }
     ip.swap_addrs();
@@ -514,4 +530,46 @@ fn icmp_in(frame: &mut [u8], off: usize, daddr: u32, snap: &Snapshot) -> Verdict
     ip.fill_checksum();
     turn_around(frame, snap.port_mac);
     Verdict::IcmpReply
+}
+
+/// The backend an ICMP error to a VIP goes to (IPVS `ip_vs_in_icmp`): the one that owns
+/// the flow its quoted datagram belongs to. That datagram went from the VIP (the real
+/// server, replying directly) to the client, so the flow is its reversed 5-tuple. Such
+/// errors matter: "fragmentation needed" is how the real server learns the path MTU
+/// (RFC 1191), and without it large responses never arrive. Looked up in this worker's
+/// table; an `mh` service without an entry here uses its table (the flow's server on
+/// every director). Forwarded unchanged, never answered, never rate-limited.
+fn icmp_error(
+    m: &IcmpPacket<&mut [u8]>,
+    vip: u32,
+    snap: &Snapshot,
+    local: &LocalState,
+    now: Tick,
+) -> Result<u16, DropReason> {
+    let q = match m.quoted() {
+        Some(q) if m.verify_checksum() => q,
+        _ => return Err(D::IcmpErrorMalformed),
+    };
+    if q.src != vip || !matches!(q.proto, protocol::TCP | protocol::UDP) {
+        return Err(D::IcmpErrorNoFlow);
+    }
+    let Some((_, svc)) = snap.service(q.src, q.sport, q.proto) else {
+        return Err(D::IcmpErrorNoFlow);
+    };
+    let key =
+        FlowKey { saddr: q.dst, daddr: q.src, sport: q.dport, dport: q.sport, proto: q.proto };
+    match local.flows.lookup_hashed(&key, &local.flows.hash(&key), now) {
+        Lookup::Hit(idx) => {
+            let e = local.flows.get(idx);
+            match snap.backend(e.slot, e.incarnation) {
+                Some(b) if b.serving() => Ok(e.slot),
+                Some(_) => Err(D::BackendDown),
+                None => Err(D::BackendRemoved),
+            }
+        }
+        _ => match maglev(svc, snap, &key) {
+            Some(Some(slot)) => Ok(slot),
+            _ => Err(D::IcmpErrorNoFlow),
+        },
+    }
 }

@@ -56,7 +56,9 @@ drop_reasons! {
     Fragment => "fragment", "non-first IPv4 fragment (carries no ports)";
     NoService => "no_service", "destination IP, port and protocol match no service";
     L4Malformed => "l4_malformed", "TCP or UDP header short or inconsistent";
-    IcmpUnhandled => "icmp_unhandled", "ICMP to a VIP that is not a valid echo request";
+    IcmpUnhandled => "icmp_unhandled", "ICMP to a VIP that is neither a valid echo request nor an error message (types 3, 11, 12)";
+    IcmpErrorMalformed => "icmp_error_malformed", "ICMP error to a VIP with a bad checksum, or quoting less than an IPv4 header and 8 bytes";
+    IcmpErrorNoFlow => "icmp_error_no_flow", "ICMP error to a VIP about no flow here (not from a service's VIP:port, or no entry on this worker)";
     TcpNoFlow => "tcp_no_flow", "TCP segment without SYN and without a flow entry (IPVS sloppy_tcp=0)";
     NoBackend => "no_backend", "no backend with weight > 0 and a known MAC";
     BackendRemoved => "backend_removed", "flow's backend was removed and on_backend_removed = drop or expire";

@@ -126,6 +126,27 @@ pub fn icmp_echo_msg(
     pad(fr, MIN_FRAME)
 }
 
+/// An ICMP error (`msg_type`/`code`: 3 destination unreachable, 11 time exceeded, 12
+/// parameter problem) from `saddr` to `daddr` quoting `quoted` (an IP datagram, or as
+/// much of one as the sender quotes), with the second word `rest` (the next-hop MTU for
+/// "fragmentation needed").
+pub fn icmp_error(
+    (dst_mac, src_mac): (Mac, Mac),
+    (saddr, daddr): (u32, u32),
+    (msg_type, code, rest): (u8, u8, u32),
+    quoted: &[u8],
+) -> Vec<u8> {
+    let mut m = vec![msg_type, code, 0, 0];
+    m.extend_from_slice(&rest.to_be_bytes());
+    m.extend_from_slice(quoted);
+    let c = checksum::checksum(&m);
+    m[2..4].copy_from_slice(&c.to_be_bytes());
+    let mut fr = eth(dst_mac, src_mac, EtherType::IPV4);
+    fr.extend_from_slice(&ipv4_header(saddr, daddr, protocol::ICMP, m.len()));
+    fr.extend_from_slice(&m);
+    pad(fr, MIN_FRAME)
+}
+
 /// An ARP request or reply frame. `dst` is the Ethernet destination.
 pub fn arp_frame(dst: Mac, oper: u16, sha: Mac, spa: u32, tha: Mac, tpa: u32) -> Vec<u8> {
     let mut fr = eth(dst, sha, EtherType::ARP);
