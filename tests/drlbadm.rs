@@ -154,12 +154,45 @@ fn drlbadm_commands_against_a_running_daemon() {
             vec!["-a", "-t", "192.168.1.200:80", "-r", "192.168.1.9", "-m"],
             "only does direct routing",
         ),
+        (vec!["-A", "-D", "-t", "192.168.1.200:80"], "more than one command"),
+        (vec!["-L", "--stats", "--rate"], "cannot be used with"),
+        (vec!["-L", "--no-such-flag"], "unexpected argument"),
+        (vec![], "no command given"),
+        (
+            vec!["-a", "-t", "192.168.1.200:80", "-r", "192.168.1.9", "--mac", "zz\ndrlb: forged"],
+            "",
+        ),
     ] {
         let (c, _, err) = adm(&sock, &args);
-        assert_ne!(c, 0, "{args:?} accepted");
+        assert_eq!(c, 1, "{args:?}: every rejected command exits 1: {err}");
         assert!(err.contains(want), "{args:?}: {err:?} lacks {want:?}");
     }
     assert_eq!(adm_ok(&sock, &["-S"]), before, "a rejected command changed the state");
+    // The socket from the environment, as ipvsadm users script it.
+    let o = Command::new(ADM).env("DRLB_SOCKET", &sock).arg("-ln").output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    // A path that is not a socket says so.
+    for (path, want) in [(dir.clone(), "is a directory"), (cfgp.clone(), "is not a socket")] {
+        let (c, _, err) = adm(&path, &["-ln"]);
+        assert_eq!(c, 1);
+        assert!(err.contains(want), "{err}");
+    }
+    // A reader that goes away early (`drlbadm -lnc | head -1`): a quiet exit 0, no panic.
+    for args in [["-lnc"], ["-ln"]] {
+        let mut child = Command::new(ADM)
+            .arg("--socket")
+            .arg(&sock)
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take()); // the pipe's only reader is gone
+        let o = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
 
     // Garbage, a huge request and a stalled client on the socket; the next client is served.
     {
@@ -236,6 +269,74 @@ fn drlbadm_commands_against_a_running_daemon() {
         log.contains("drlbadm: added service UDP 192.168.1.200:53"),
         "every change logged:\n{log}"
     );
+    // What a client sent is logged on one line: no forged "drlb: forged" line.
+    assert!(!log.lines().any(|l| l.starts_with("drlb: forged")), "{log}");
+    assert!(log.contains(r"'zz\ndrlb: forged' is not a MAC address"), "{log}");
     assert!(!sock.exists(), "socket removed on exit");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A reload makes the file the truth and names every drlbadm change it undoes (and every
+/// key it cannot apply without a restart); `--save-config` writes the running config
+/// back, so the next reload undoes nothing.
+#[test]
+fn a_reload_names_what_it_undoes_and_save_config_keeps_it() {
+    let (dir, prefix) = scratch("admreload");
+    let cfgp = write(&dir, "drlb.toml", CFG);
+    let sock = dir.join("ctl.sock");
+    let inp = dir.join("in.pcap");
+    pcap::write(&inp, &pcap::flows(&flows_spec(2, 2))).unwrap();
+    let eal = eal_args(&prefix, &format!("net_pcap0,rx_pcap={}", inp.display()));
+    let mut d = spawn(&eal, &app(&cfgp, &["--control", &sock.display().to_string()]));
+    d.wait_ready(Duration::from_secs(30));
+    let weight_of = |ip: &str| {
+        let ln = adm_ok(&sock, &["-ln"]);
+        ln.lines()
+            .find(|l| l.contains(&format!("-> {ip}:80")))
+            .map(|l| l.split_whitespace().nth(3).unwrap().to_string())
+    };
+    let drain = ["-e", "-t", "192.168.1.200:80", "-r", "192.168.1.119", "-w", "0"];
+    adm_ok(&sock, &drain);
+    adm_ok(
+        &sock,
+        &["-a", "-t", "192.168.1.200:80", "-r", "192.168.1.120", "--mac", "02:00:00:00:00:20"],
+    );
+
+    // The file has neither change: both undone, both named, on stderr and in the log.
+    let (code, out, err) = adm(&sock, &["--reload"]);
+    assert_eq!((code, out.as_str()), (0, ""), "{err}");
+    let undone: Vec<&str> = err.lines().filter(|l| l.contains("undone by the reload")).collect();
+    assert_eq!(undone.len(), 2, "{err}");
+    assert!(undone[0].contains("192.168.1.119") && undone[0].contains("weight"), "{err}");
+    assert!(undone[1].contains("192.168.1.120"), "{err}");
+    assert_eq!(weight_of("192.168.1.119").as_deref(), Some("1"));
+    assert_eq!(weight_of("192.168.1.120"), None);
+    d.wait_for("the reload's warning", Duration::from_secs(5), |l| {
+        l.contains("reload undoes 2 change(s) made with drlbadm")
+    });
+
+    // Drain again and save: the file now says weight 0; a reload undoes nothing.
+    adm_ok(&sock, &drain);
+    let saved = adm_ok(&sock, &["--save-config"]);
+    assert!(saved.contains(&cfgp.display().to_string()), "{saved}");
+    adm_ok(&sock, &["--check", cfgp.to_str().unwrap()]);
+    let file = std::fs::read_to_string(&cfgp).unwrap();
+    assert!(file.contains("weight = 0"), "{file}");
+    let (code, _, err) = adm(&sock, &["--reload"]);
+    assert_eq!(code, 0);
+    assert!(!err.contains("warning"), "{err}");
+    assert_eq!(weight_of("192.168.1.119").as_deref(), Some("0"));
+
+    // A key that needs a restart: named, the running value kept.
+    std::fs::write(&cfgp, file.replace("flow_capacity = 4096", "flow_capacity = 8192")).unwrap();
+    let (code, _, err) = adm(&sock, &["--reload"]);
+    assert_eq!(code, 0);
+    assert!(
+        err.contains("not applied until drlb restarts: dataplane.flow_capacity: 4096 -> 8192"),
+        "{err}"
+    );
+    assert!(adm_ok(&sock, &["-S"]).contains("flow_capacity = 4096"));
+    let (code, _, log) = d.stop();
+    assert_eq!(code, 0, "{log}");
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -82,6 +82,7 @@ pub fn apply(running: &Config, req: &Request) -> Result<(Config, String), String
         | Request::Conns {}
         | Request::Save {}
         | Request::Reload {}
+        | Request::SaveConfig {}
         | Request::Watch {} => return Err("not a change".into()),
     };
     cfg.validate_running().map_err(|e| e.to_string())?;

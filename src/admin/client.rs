@@ -7,6 +7,16 @@ use std::time::Duration;
 
 /// Client side: sends one request, returns the response.
 pub fn call(path: &Path, req: &Request) -> Result<Response, String> {
+    use std::os::unix::fs::FileTypeExt;
+    if let Ok(m) = std::fs::metadata(path) {
+        if !m.file_type().is_socket() {
+            let what = if m.is_dir() { "a directory" } else { "not a socket" };
+            return Err(format!(
+                "{} is {what}: drlb's control socket is the path given to drlb --control (set --socket or $DRLB_SOCKET)",
+                path.display()
+            ));
+        }
+    }
     let mut s = UnixStream::connect(path).map_err(|e| {
         format!(
             "cannot connect to {}: {e} (is drlb running? set --socket or $DRLB_SOCKET)",

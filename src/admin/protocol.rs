@@ -67,11 +67,27 @@ pub enum Request {
     Conns {},
     /// `-S`: the running config as TOML.
     Save {},
-    /// `--reload`: re-read the config file (as SIGHUP).
+    /// `--reload`: re-read the config file (as SIGHUP). The reply's data is a
+    /// [`ReloadReport`].
     Reload {},
+    /// `--save-config`: write the running config over the config file (atomically), so
+    /// the changes made with drlbadm survive a reload and a restart.
+    SaveConfig {},
     /// `--bgp-feed`: keep the connection and receive an [`Announcement`] (as a
     /// `Response` line) now, at every change and every [`HEARTBEAT`].
     Watch {},
+}
+
+/// What a reload did besides applying the file: the changes made with drlbadm since
+/// the config was last loaded or saved that the file undoes, and the keys that change
+/// only with a restart (each `key: running -> in the file`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadReport {
+    pub summary: String,
+    #[serde(default)]
+    pub reverted: Vec<String>,
+    #[serde(default)]
+    pub restart_only: Vec<String>,
 }
 
 /// How often a watcher gets the current [`Announcement`] even when nothing changed: a

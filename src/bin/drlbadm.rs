@@ -5,7 +5,7 @@ use clap::Parser;
 use drlb::admin::bgp_feed;
 use drlb::admin::client::call;
 use drlb::admin::ipvsadm::{self, Mode};
-use drlb::admin::protocol::{check_weight, Listing, Request, Response, SvcId};
+use drlb::admin::protocol::{check_weight, Listing, ReloadReport, Request, Response, SvcId};
 use drlb::control::config::Config;
 use drlb::lb::{Proto, SchedKind};
 use std::net::Ipv4Addr;
@@ -16,7 +16,7 @@ use std::path::PathBuf;
     name = "drlbadm",
     version,
     about = "Administer drlb's virtual services, ipvsadm style",
-    override_usage = "drlbadm -A|-E -t|-u VIP:PORT [-s wrr|rr|mh]\n       drlbadm -D -t|-u VIP:PORT\n       drlbadm -a|-e -t|-u VIP:PORT -r RIP[:PORT] [-g] [-w WEIGHT] [--mac MAC]\n       drlbadm -d -t|-u VIP:PORT -r RIP[:PORT]\n       drlbadm -C\n       drlbadm -L|-l [-n] [--stats|--rate|-c] [--exact] [--json] [-t|-u VIP:PORT]\n       drlbadm -S\n       drlbadm --reload\n       drlbadm --check FILE\n       drlbadm --bgp-feed [--maintenance FILE] [--next-hop IP]"
+    override_usage = "drlbadm -A|-E -t|-u VIP:PORT [-s wrr|rr|mh]\n       drlbadm -D -t|-u VIP:PORT\n       drlbadm -a|-e -t|-u VIP:PORT -r RIP[:PORT] [-g] [-w WEIGHT] [--mac MAC]\n       drlbadm -d -t|-u VIP:PORT -r RIP[:PORT]\n       drlbadm -C\n       drlbadm -L|-l [-n] [--stats|--rate|-c] [--exact] [--json] [-t|-u VIP:PORT]\n       drlbadm -S\n       drlbadm --reload\n       drlbadm --save-config\n       drlbadm --check FILE\n       drlbadm --bgp-feed [--maintenance FILE] [--next-hop IP]"
 )]
 struct Args {
     /// Add a virtual service.
@@ -48,9 +48,15 @@ struct Args {
     /// Print the running config as TOML (loads back with --check / a reload).
     #[arg(short = 'S', long = "save")]
     save: bool,
-    /// Re-read drlb's config file (as SIGHUP).
+    /// Re-read drlb's config file (as SIGHUP). The file is the truth: changes made with
+    /// drlbadm since it was loaded or saved are undone where it differs, each named on
+    /// stderr (--save-config first keeps them).
     #[arg(long)]
     reload: bool,
+    /// Write the running config (with the changes made by drlbadm) over drlb's config
+    /// file, atomically.
+    #[arg(long)]
+    save_config: bool,
     /// Validate a config file offline (no daemon needed).
     #[arg(long, value_name = "FILE")]
     check: Option<PathBuf>,
@@ -88,7 +94,7 @@ struct Args {
     #[arg(long)]
     stats: bool,
     /// With -L: CPS InPPS OutPPS InBPS OutBPS (sampled over one second).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "stats")]
     rate: bool,
     /// With -L: exact numbers, no K/M/G units.
     #[arg(long)]
@@ -120,6 +126,19 @@ struct Args {
 fn die(code: i32, msg: impl std::fmt::Display) -> ! {
     eprintln!("drlbadm: {msg}");
     std::process::exit(code);
+}
+
+/// Writes to stdout; a reader that went away (`drlbadm -lnc | head`) ends drlbadm
+/// quietly, as it ends any Unix tool.
+fn out(text: &str) {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    if let Err(e) = o.write_all(text.as_bytes()).and_then(|()| o.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        die(1, format_args!("stdout: {e}"));
+    }
 }
 
 fn parse_svc(a: &Args) -> Result<Option<SvcId>, String> {
@@ -227,9 +246,9 @@ fn list_command(a: &Args) {
             serde_json::from_value(r.data.unwrap_or_default())
                 .unwrap_or_else(|e| die(1, format!("bad reply from drlb: {e}")));
         if a.json {
-            println!("{}", serde_json::to_string_pretty(&l).expect("serialises"));
+            out(&format!("{}\n", serde_json::to_string_pretty(&l).expect("serialises")));
         } else {
-            print!("{}", ipvsadm::format_conns(&l));
+            out(&ipvsadm::format_conns(&l));
         }
         return;
     }
@@ -244,11 +263,11 @@ fn list_command(a: &Args) {
     };
     let first = filter(list(a));
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&first).expect("listing serialises"));
+        out(&format!("{}\n", serde_json::to_string_pretty(&first).expect("listing serialises")));
         return;
     }
     if a.health {
-        print!("{}", ipvsadm::format_health(&first));
+        out(&ipvsadm::format_health(&first));
         return;
     }
     let (mode, now, before, secs) = if a.rate {
@@ -261,11 +280,17 @@ fn list_command(a: &Args) {
     } else {
         (Mode::Plain, first, None, 1.0)
     };
-    print!("{}", ipvsadm::format(&now, mode, a.exact, before.as_ref(), secs));
+    out(&ipvsadm::format(&now, mode, a.exact, before.as_ref(), secs));
 }
 
 fn main() {
-    let a = Args::parse();
+    // Every rejected command exits 1, a bad flag too (clap's own code would be 2);
+    // --help and --version exit 0.
+    let a = Args::try_parse().unwrap_or_else(|e| {
+        let code = if e.use_stderr() { 1 } else { 0 };
+        let _ = e.print();
+        std::process::exit(code);
+    });
     let cmds = [
         a.add_service,
         a.edit_service,
@@ -277,19 +302,20 @@ fn main() {
         a.list || a.list_l,
         a.save,
         a.reload,
+        a.save_config,
         a.check.is_some(),
         a.bgp_feed,
     ];
     match cmds.iter().filter(|&&c| c).count() {
         1 => {}
         0 => die(
-            2,
-            "no command given: one of -A -E -D -a -e -d -C -L -S --reload --check --bgp-feed (see --help)",
+            1,
+            "no command given: one of -A -E -D -a -e -d -C -L -S --reload --save-config --check --bgp-feed (see --help)",
         ),
-        _ => die(2, "more than one command given (see --help)"),
+        _ => die(1, "more than one command given (see --help)"),
     }
     if a.masquerading || a.ipip {
-        die(2, "drlb only does direct routing (-g); -m and -i are not supported");
+        die(1, "drlb only does direct routing (-g); -m and -i are not supported");
     }
     if a.bgp_feed {
         let o = bgp_feed::Options {
@@ -301,7 +327,7 @@ fn main() {
     }
     if let Some(f) = &a.check {
         match Config::check_file(f) {
-            Ok(line) => println!("{line}"),
+            Ok(line) => out(&format!("{line}\n")),
             Err(e) => die(1, e),
         }
     } else if a.list || a.list_l {
@@ -309,8 +335,29 @@ fn main() {
     } else if a.save {
         let r = send(&a, &Request::Save {});
         match (r.ok, r.data) {
-            (true, Some(serde_json::Value::String(t))) => print!("{t}"),
+            (true, Some(serde_json::Value::String(t))) => out(&t),
             (_, _) => die(1, r.error.unwrap_or_else(|| "no config in reply".into())),
+        }
+    } else if a.reload {
+        let r = send(&a, &Request::Reload {});
+        if !r.ok {
+            die(1, r.error.unwrap_or_default());
+        }
+        let report: ReloadReport = serde_json::from_value(r.data.unwrap_or_default())
+            .unwrap_or_else(|e| die(1, format!("bad reply from drlb: {e}")));
+        for what in &report.reverted {
+            eprintln!("drlbadm: warning: undone by the reload (not in the file): {what}");
+        }
+        for key in &report.restart_only {
+            eprintln!("drlbadm: warning: not applied until drlb restarts: {key}");
+        }
+    } else if a.save_config {
+        let r = send(&a, &Request::SaveConfig {});
+        match (r.ok, r.data) {
+            (true, Some(serde_json::Value::String(p))) => {
+                out(&format!("saved the running config to {p}\n"))
+            }
+            (_, _) => die(1, r.error.unwrap_or_else(|| "no path in reply".into())),
         }
     } else {
         let req = change_request(&a).unwrap_or_else(|e| die(1, e));

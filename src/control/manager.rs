@@ -12,8 +12,8 @@ use super::config::Config;
 use super::listing::Accounting;
 use super::state::{BackendKey, ControlState};
 use crate::admin::protocol::{
-    self as admin, Announcement, ConnListing, ConnRow, Listing, Request, Response, SwapStats,
-    VipState,
+    self as admin, Announcement, ConnListing, ConnRow, Listing, ReloadReport, Request, Response,
+    SwapStats, VipState,
 };
 use crate::admin::server::ControlServer;
 use crate::dataplane::counters::{Totals, WorkerCounters};
@@ -87,6 +87,9 @@ pub struct Manager {
     last_announce: Instant,
     reloads: u64,
     failed_reloads: u64,
+    /// Changes made with drlbadm since the config file was last loaded or saved (a
+    /// reload names those it undoes).
+    runtime: Vec<(Request, String)>,
     dump_seq: u64,
     /// Publish -> every worker on the new generation, in ns.
     swap_latency: hdrhistogram::Histogram<u64>,
@@ -121,6 +124,7 @@ impl Manager {
             dirty: true,
             last_announce: Instant::now(),
             reloads: 0,
+            runtime: Vec::new(),
             failed_reloads: 0,
             dump_seq: 0,
             swap_latency: hdrhistogram::Histogram::new(3).expect("3 significant figures is valid"),
@@ -172,8 +176,10 @@ impl Manager {
         }
     }
 
-    /// Re-reads the config file; applies it as one change or rejects it whole.
-    pub fn reload(&mut self) -> Result<String, String> {
+    /// Re-reads the config file; applies it as one change or rejects it whole. The file
+    /// is the truth: changes made with drlbadm since it was last loaded or saved are
+    /// undone where it differs, and each one undone is named (log and reply).
+    pub fn reload(&mut self) -> Result<ReloadReport, String> {
         let path = self.config_path.clone();
         match Config::load(&path) {
             Err(e) => {
@@ -182,27 +188,57 @@ impl Manager {
                 Err(format!("reload rejected, running config unchanged: {e}"))
             }
             Ok(mut cfg) => {
-                let old = &self.state.cfg.dataplane;
-                let d = &mut cfg.dataplane;
-                if (d.port, d.mac, d.flow_capacity) != (old.port, old.mac, old.flow_capacity)
-                    || (&d.kernel_interface, d.prefix) != (&old.kernel_interface, old.prefix)
-                    || d.idle != old.idle
-                {
-                    log("reload: dataplane.port, .mac, .flow_capacity, .kernel_interface, .prefix and .idle take effect on restart; keeping the running values");
-                    d.port = old.port;
-                    d.mac = old.mac;
-                    d.flow_capacity = old.flow_capacity;
-                    d.kernel_interface = old.kernel_interface.clone();
-                    d.prefix = old.prefix;
-                    d.idle = old.idle;
+                let restart_only = keep_restart_only(&self.state.cfg.dataplane, &mut cfg.dataplane);
+                if !restart_only.is_empty() {
+                    warn(format_args!(
+                        "reload: these take effect on restart, the running values stay: {}",
+                        restart_only.join("; ")
+                    ));
+                }
+                // A change is undone when making it again on the file's config would
+                // change that config (the file does not have it).
+                let reverted: Vec<String> = std::mem::take(&mut self.runtime)
+                    .into_iter()
+                    .filter(|(r, _)| matches!(crate::admin::apply(&cfg, r), Ok((c, _)) if c != cfg))
+                    .map(|(_, what)| what)
+                    .collect();
+                if !reverted.is_empty() {
+                    warn(format_args!(
+                        "reload undoes {} change(s) made with drlbadm since the config was loaded or saved (drlbadm --save-config keeps them): {}",
+                        reverted.len(),
+                        reverted.join("; ")
+                    ));
                 }
                 let summary = diff_summary(&self.state.cfg, &cfg);
                 self.change(cfg, &format!("reloaded {}: {summary}", path.display()));
                 self.warn_config();
                 self.reloads += 1;
-                Ok(summary)
+                Ok(ReloadReport { summary, reverted, restart_only })
             }
         }
+    }
+
+    /// Writes the running config over the config file (a temporary file renamed over
+    /// it, so a reader sees the old file or the new one, never a part).
+    fn save_config(&mut self) -> Result<String, String> {
+        let path = &self.config_path;
+        let text = format!(
+            "# The running config of drlb, written by drlbadm --save-config (comments of the\n# previous file are not kept).\n{}",
+            self.state.cfg.to_toml()
+        );
+        let tmp = path.with_extension("drlb-save.tmp");
+        let fail = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
+        std::fs::write(&tmp, text).map_err(fail)?;
+        if let Ok(m) = std::fs::metadata(path) {
+            let _ = std::fs::set_permissions(&tmp, m.permissions());
+        }
+        std::fs::rename(&tmp, path).map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            fail(e)
+        })?;
+        self.runtime.clear();
+        log(format_args!("drlbadm: saved the running config to {}", path.display()));
+        Ok(path.display().to_string())
     }
 
     /// Swaps in a new (validated) config as one snapshot; announces new VIPs with a
@@ -240,11 +276,19 @@ impl Manager {
                 Response::ok(Some(serde_json::Value::String(self.state.cfg.to_toml())))
             }
             Request::Reload {} => match self.reload() {
-                Ok(summary) => Response::ok(Some(serde_json::Value::String(summary))),
+                Ok(report) => Response::ok(serde_json::to_value(report).ok()),
                 Err(e) => Response::err(e),
+            },
+            Request::SaveConfig {} => match self.save_config() {
+                Ok(path) => Response::ok(Some(serde_json::Value::String(path))),
+                Err(e) => {
+                    warn(format_args!("drlbadm --save-config failed: {e}"));
+                    Response::err(e)
+                }
             },
             r => match crate::admin::apply(&self.state.cfg, &r) {
                 Ok((cfg, what)) => {
+                    self.runtime.push((r, what.clone()));
                     self.change(cfg, &format!("drlbadm: {what}"));
                     Response::ok(Some(
                         serde_json::json!({ "generation": self.links.writer.current().generation }),
@@ -547,6 +591,30 @@ impl Manager {
 }
 
 /// "+N ~N -N backends, +N -N services" between two configs.
+/// Puts the running values back into `new` for the keys that change only with a
+/// restart; names each that differed (`key: running -> in the file`).
+fn keep_restart_only(
+    old: &super::config::Dataplane,
+    new: &mut super::config::Dataplane,
+) -> Vec<String> {
+    let mut kept = Vec::new();
+    macro_rules! keep {
+        ($($key:ident),*) => {$(
+            if new.$key != old.$key {
+                kept.push(format!(
+                    "dataplane.{}: {:?} -> {:?}",
+                    stringify!($key),
+                    old.$key,
+                    new.$key
+                ));
+                new.$key = old.$key.clone();
+            }
+        )*};
+    }
+    keep!(port, mac, flow_capacity, kernel_interface, prefix, idle);
+    kept
+}
+
 pub fn diff_summary(old: &Config, new: &Config) -> String {
     type K = (Ipv4Addr, u16, crate::lb::Proto);
     fn svcs(c: &Config) -> HashMap<K, &super::config::ServiceConf> {

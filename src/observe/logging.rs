@@ -15,15 +15,29 @@ impl Log for Stderr {
         if !self.enabled(r.metadata()) {
             return;
         }
+        let text = r.args().to_string();
+        let msg = one_line(&text);
         match r.level() {
-            Level::Error => eprintln!("drlb: error: {}", r.args()),
-            Level::Warn => eprintln!("drlb: warning: {}", r.args()),
-            Level::Info => eprintln!("drlb: {}", r.args()),
-            Level::Debug | Level::Trace => eprintln!("drlb: debug: {}", r.args()),
+            Level::Error => eprintln!("drlb: error: {msg}"),
+            Level::Warn => eprintln!("drlb: warning: {msg}"),
+            Level::Info => eprintln!("drlb: {msg}"),
+            Level::Debug | Level::Trace => eprintln!("drlb: debug: {msg}"),
         }
     }
 
     fn flush(&self) {}
+}
+
+/// A message as one log line: control characters (a newline in a value a client sent,
+/// say) are escaped, so nothing logged can forge or split a line.
+pub fn one_line(msg: &str) -> std::borrow::Cow<'_, str> {
+    if !msg.chars().any(char::is_control) {
+        return msg.into();
+    }
+    msg.chars()
+        .map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() })
+        .collect::<String>()
+        .into()
 }
 
 static LOGGER: Stderr = Stderr;
@@ -32,4 +46,16 @@ static LOGGER: Stderr = Stderr;
 pub fn init(level: LevelFilter) {
     let _ = log::set_logger(&LOGGER);
     log::set_max_level(level);
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_logged_value_cannot_start_a_line() {
+        assert_eq!(super::one_line("plain"), "plain");
+        assert_eq!(
+            super::one_line("mac 02:00\ndrlb: forged\r\u{1b}[31m"),
+            "mac 02:00\\ndrlb: forged\\r\\u{1b}[31m"
+        );
+    }
 }
