@@ -111,7 +111,9 @@ def main():
     svc = '"svc":{"vip":"192.168.1.200","port":80,"proto":"tcp"}'
     reqs = [
         '{"cmd":"list"}', '{"cmd":"conns"}', '{"cmd":"save"}', '{"cmd":"clear"}', '{"cmd":"reload"}',
-        '{"cmd":"save_config"}', '{"cmd":"watch"}',
+        '{"cmd":"save_config"}', '{"cmd":"watch"}', '{"cmd":"zero","svc":null}',
+        '{"cmd":"set_timeouts","tcp":600,"tcp_fin":0,"udp":60}',
+        '{"cmd":"batch","changes":[{"cmd":"clear"},{"cmd":"add_service","svc":{"vip":"10.0.0.9","port":53,"proto":"udp"},"sched":"rr"}]}',
         '{"cmd":"add_service",%s,"sched":"rr"}' % svc,
         '{"cmd":"add_service","svc":{"vip":"10.0.0.9","port":53,"proto":"udp"},"sched":"wrr"}',
         '{"cmd":"edit_service",%s,"sched":"wrr"}' % svc,

@@ -340,3 +340,125 @@ fn a_reload_names_what_it_undoes_and_save_config_keeps_it() {
     assert_eq!(code, 0, "{log}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `-S --format ipvsadm` prints `ipvsadm -S -n`'s lines; `-R` reads them back as one
+/// change, and an input with any rule drlb cannot do changes nothing and names the line.
+#[test]
+fn ipvsadm_rules_round_trip_and_a_bad_rule_rejects_the_whole_input() {
+    let (dir, prefix) = scratch("admrestore");
+    let cfgp = write(&dir, "drlb.toml", CFG);
+    let sock = dir.join("ctl.sock");
+    let inp = dir.join("in.pcap");
+    pcap::write(&inp, &pcap::flows(&flows_spec(2, 2))).unwrap();
+    let eal = eal_args(&prefix, &format!("net_pcap0,rx_pcap={}", inp.display()));
+    let mut d = spawn(&eal, &app(&cfgp, &["--control", &sock.display().to_string()]));
+    d.wait_ready(Duration::from_secs(30));
+    let restore = |rules: &str| {
+        use std::io::Write;
+        let mut c = Command::new(ADM)
+            .arg("--socket")
+            .arg(&sock)
+            .arg("-R")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(rules.as_bytes()).unwrap();
+        let o = c.wait_with_output().unwrap();
+        (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+    adm_ok(&sock, &["-e", "-t", "192.168.1.200:80", "-r", "192.168.1.119", "-w", "3"]);
+    let rules = adm_ok(&sock, &["-S", "--format", "ipvsadm"]);
+    assert_eq!(
+        rules,
+        concat!(
+            "-A -t 192.168.1.200:80 -s rr\n",
+            "-a -t 192.168.1.200:80 -r 192.168.1.118:80 -g -w 1\n",
+            "-a -t 192.168.1.200:80 -r 192.168.1.119:80 -g -w 3\n",
+        )
+    );
+    // Cleared, then restored from those lines (plus a UDP service and a comment).
+    adm_ok(&sock, &["-C"]);
+    let more = "# from another director\n-A -u 192.168.1.200:53 -s wrr\n-a -u 192.168.1.200:53 -r 192.168.1.118:53 -g -w 2\n";
+    assert_eq!(restore(&format!("{rules}\n{more}")), (0, String::new()));
+    let after = adm_ok(&sock, &["-S", "--format", "ipvsadm"]);
+    assert_eq!(after, format!("{rules}-A -u 192.168.1.200:53 -s wrr\n-a -u 192.168.1.200:53 -r 192.168.1.118:53 -g -w 2\n"));
+
+    // Rules drlb cannot do: the whole input is refused, the line named, nothing changed.
+    let before = adm_ok(&sock, &["-S"]);
+    let ok = "-A -t 192.168.1.201:80 -s rr\n";
+    for (bad, want) in [
+        (
+            "-a -t 192.168.1.201:80 -r 10.0.0.1:80 -m -w 1",
+            "stdin line 2: drlb only does direct routing",
+        ),
+        (
+            "-a -t 192.168.1.201:80 -r 10.0.0.1:80 -i -w 1",
+            "stdin line 2: drlb only does direct routing",
+        ),
+        ("-A -t 192.168.1.202:80 -s lblc", "stdin line 2: Scheduler not found"),
+        ("-A -t 192.168.1.202:80 -s rr -p 300", "stdin line 2: unexpected argument '-p'"),
+        ("-A -f 7 -s rr", "stdin line 2: unexpected argument '-f'"),
+        ("-a -t 192.168.1.209:80 -r 10.0.0.1:80 -g -w 1", "stdin line 2: Service not defined"),
+        ("-A -t 192.168.1.200:80 -s rr", "stdin line 2: Service already exists"),
+        ("-L -n", "stdin line 2: a rule is one of -A -E -D -a -e -d -C"),
+    ] {
+        let (code, err) =
+            restore(&format!("{ok}{bad}\n-a -t 192.168.1.201:80 -r 10.0.0.2:80 -g -w 1\n"));
+        assert_eq!(code, 1, "{bad}: {err}");
+        assert!(err.contains(want), "{bad}: {err:?} lacks {want:?}");
+        assert_eq!(adm_ok(&sock, &["-S"]), before, "{bad}: nothing restored");
+    }
+    let (code, _, log) = d.stop();
+    assert_eq!(code, 0, "{log}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `-Z` zeroes one service's counters (or all), `--set` changes the flow timeouts at
+/// run time and `-L --timeout` shows them, as ipvsadm does.
+#[test]
+fn zero_counters_and_set_timeouts() {
+    let (dir, prefix) = scratch("admzero");
+    let cfgp = write(&dir, "drlb.toml", CFG);
+    let sock = dir.join("ctl.sock");
+    let inp = dir.join("in.pcap");
+    let spec = FlowsSpec { interleave: true, ..flows_spec(10, 2) };
+    pcap::write(&inp, &pcap::flows(&spec)).unwrap();
+    let eal = eal_args(&prefix, &format!("net_pcap0,rx_pcap={}", inp.display()));
+    let mut d = spawn(&eal, &app(&cfgp, &["--control", &sock.display().to_string()]));
+    d.wait_rx(20, Duration::from_secs(30));
+    let tcp_conns = || {
+        let l: serde_json::Value =
+            serde_json::from_str(&adm_ok(&sock, &["-ln", "--json"])).unwrap();
+        let s = l["services"].as_array().unwrap();
+        let tcp = s.iter().find(|s| s["proto"] == "tcp").unwrap();
+        let b: u64 =
+            tcp["backends"].as_array().unwrap().iter().map(|b| b["conns"].as_u64().unwrap()).sum();
+        (tcp["totals"]["conns"].as_u64().unwrap(), b)
+    };
+    poll("10 connections counted", Duration::from_secs(10), || {
+        (tcp_conns() == (10, 10)).then_some(())
+    });
+    let (c, _, err) = adm(&sock, &["-Z", "-t", "192.168.1.209:80"]);
+    assert_eq!(c, 1);
+    assert!(err.contains("Service not defined"), "{err}");
+    adm_ok(&sock, &["-Z", "-t", "192.168.1.200:80"]);
+    assert_eq!(tcp_conns(), (0, 0));
+    assert!(adm_ok(&sock, &["-ln", "--stats"])
+        .contains("TCP  192.168.1.200:80                    0        0"));
+
+    assert_eq!(adm_ok(&sock, &["-L", "--timeout"]), "Timeout (tcp tcpfin udp): 900 120 300\n");
+    adm_ok(&sock, &["--set", "600", "0", "60"]);
+    assert_eq!(adm_ok(&sock, &["-L", "--timeout"]), "Timeout (tcp tcpfin udp): 600 120 60\n");
+    assert!(adm_ok(&sock, &["-S"]).contains("tcp = 600"));
+    let (c, _, err) = adm(&sock, &["--set", "0", "0", "999999999"]);
+    assert_eq!(c, 1, "{err}");
+    assert!(err.contains("timeouts.udp"), "{err}");
+    let (c, _, _) = adm(&sock, &["--set", "1", "2"]);
+    assert_eq!(c, 1, "--set takes three values");
+    assert_eq!(adm_ok(&sock, &["-L", "--timeout"]), "Timeout (tcp tcpfin udp): 600 120 60\n");
+    let (code, _, log) = d.stop();
+    assert_eq!(code, 0, "{log}");
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -78,11 +78,35 @@ pub fn apply(running: &Config, req: &Request) -> Result<(Config, String), String
             cfg.services.clear();
             "cleared all services".to_string()
         }
+        Request::SetTimeouts { tcp, tcp_fin, udp } => {
+            let t = cfg.timeouts.get_or_insert_with(Default::default);
+            for (v, new) in [(&mut t.tcp, *tcp), (&mut t.tcp_fin, *tcp_fin), (&mut t.udp, *udp)] {
+                if new != 0 {
+                    *v = new;
+                }
+            }
+            format!("timeouts (tcp tcpfin udp): {} {} {}", t.tcp, t.tcp_fin, t.udp)
+        }
+        Request::Batch { changes } => {
+            let n = changes.len();
+            let mut whats = Vec::with_capacity(n);
+            for (i, c) in changes.iter().enumerate() {
+                if matches!(c, Request::Batch { .. }) {
+                    return Err(format!("change {} of {n}: a batch inside a batch", i + 1));
+                }
+                let (next, what) =
+                    apply(&cfg, c).map_err(|e| format!("change {} of {n}: {e}", i + 1))?;
+                cfg = next;
+                whats.push(what);
+            }
+            format!("{n} changes at once: {}", whats.join("; "))
+        }
         Request::List {}
         | Request::Conns {}
         | Request::Save {}
         | Request::Reload {}
         | Request::SaveConfig {}
+        | Request::Zero { .. }
         | Request::Watch {} => return Err("not a change".into()),
     };
     cfg.validate_running().map_err(|e| e.to_string())?;

@@ -59,6 +59,40 @@ fn rates(now: &BackendRow, before: Option<&BackendRow>, secs: f64) -> [u64; 5] {
     ]
 }
 
+/// Services and their real servers in ipvsadm's order (ipvs_cmp_services /
+/// ipvs_cmp_dests: protocol, address, port); a sorry server taking new flows is not
+/// one of the service's real servers.
+fn sorted(l: &Listing) -> Vec<(&ServiceRow, Vec<&BackendRow>)> {
+    let mut svcs: Vec<&ServiceRow> = l.services.iter().collect();
+    svcs.sort_by_key(|s| (s.proto, u32::from(s.vip), s.port));
+    svcs.into_iter()
+        .map(|s| {
+            let mut dests: Vec<&BackendRow> = s.backends.iter().collect();
+            dests.sort_by_key(|b| (u32::from(b.ip), b.port));
+            (s, dests)
+        })
+        .collect()
+}
+
+/// `-S --format ipvsadm`: the rules as `ipvsadm -S -n` prints them, which `drlbadm -R`
+/// (and `ipvsadm -R`) read back. Configured weights; what ipvsadm has no flag for
+/// (static MACs, checks, mh options) is only in the TOML form.
+pub fn format_rules(l: &Listing) -> String {
+    let mut o = String::new();
+    for (s, dests) in sorted(l) {
+        let flag = if s.proto == crate::lb::Proto::Udp { "-u" } else { "-t" };
+        let _ = writeln!(o, "-A {flag} {}:{} -s {}", s.vip, s.port, s.sched.name());
+        for b in dests.iter().filter(|b| !b.sorry) {
+            let _ = writeln!(
+                o,
+                "-a {flag} {}:{} -r {}:{} -g -w {}",
+                s.vip, s.port, b.ip, b.port, b.config_weight
+            );
+        }
+    }
+    o
+}
+
 /// Formats a listing as `ipvsadm -Ln` (with `--stats` or `--rate`; `before`/`secs` give
 /// the earlier listing for rates).
 pub fn format(l: &Listing, mode: Mode, exact: bool, before: Option<&Listing>, secs: f64) -> String {
@@ -86,13 +120,7 @@ pub fn format(l: &Listing, mode: Mode, exact: bool, before: Option<&Listing>, se
             o.push_str("  -> RemoteAddress:Port\n");
         }
     }
-    // ipvsadm sorts services and destinations (ipvs_cmp_services / ipvs_cmp_dests):
-    // by protocol, address, port.
-    let mut svcs: Vec<&ServiceRow> = l.services.iter().collect();
-    svcs.sort_by_key(|s| (s.proto, u32::from(s.vip), s.port));
-    for s in svcs {
-        let mut dests: Vec<&BackendRow> = s.backends.iter().collect();
-        dests.sort_by_key(|b| (u32::from(b.ip), b.port));
+    for (s, dests) in sorted(l) {
         let prev_svc = before.and_then(|p| {
             p.services.iter().find(|x| (x.proto, x.vip, x.port) == (s.proto, s.vip, s.port))
         });
@@ -235,6 +263,7 @@ mod tests {
             sorry: false,
         };
         Listing {
+            timeouts: [900, 120, 300],
             swaps: Default::default(),
             version: "0.1.0".into(),
             flows_per_worker: 1048576,
@@ -273,6 +302,20 @@ mod tests {
             "  -> 192.168.1.119:80             Route   1      0          0         \n",
         );
         assert_eq!(format(&listing(0), Mode::Plain, false, None, 1.0), want);
+    }
+
+    #[test]
+    fn rules_are_ipvsadm_save_lines() {
+        let mut l = listing(0);
+        l.services[0].backends[0].config_weight = 3;
+        assert_eq!(
+            format_rules(&l),
+            concat!(
+                "-A -t 192.168.1.200:80 -s rr\n",
+                "-a -t 192.168.1.200:80 -r 192.168.1.118:80 -g -w 1\n",
+                "-a -t 192.168.1.200:80 -r 192.168.1.119:80 -g -w 3\n",
+            )
+        );
     }
 
     #[test]

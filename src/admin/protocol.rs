@@ -70,6 +70,13 @@ pub enum Request {
     /// `--reload`: re-read the config file (as SIGHUP). The reply's data is a
     /// [`ReloadReport`].
     Reload {},
+    /// `-Z [-t|-u VIP:PORT]`: zero the counters of one service or of all.
+    Zero { svc: Option<SvcId> },
+    /// `--set TCP TCPFIN UDP`: flow timeouts in seconds; 0 leaves one as it is.
+    SetTimeouts { tcp: u32, tcp_fin: u32, udp: u32 },
+    /// `-R`: ipvsadm rules read from stdin, applied as one change or not at all (an
+    /// error names the change by its position, `change 3 of 5: ...`).
+    Batch { changes: Vec<Request> },
     /// `--save-config`: write the running config over the config file (atomically), so
     /// the changes made with drlbadm survive a reload and a restart.
     SaveConfig {},
@@ -283,6 +290,9 @@ pub struct SwapStats {
 pub struct Listing {
     #[serde(default)]
     pub swaps: SwapStats,
+    /// `-L --timeout`: tcp, tcp_fin, udp in seconds.
+    #[serde(default)]
+    pub timeouts: [u32; 3],
     pub version: String,
     pub flows_per_worker: usize,
     pub generation: u64,

@@ -16,7 +16,7 @@ use std::path::PathBuf;
     name = "drlbadm",
     version,
     about = "Administer drlb's virtual services, ipvsadm style",
-    override_usage = "drlbadm -A|-E -t|-u VIP:PORT [-s wrr|rr|mh]\n       drlbadm -D -t|-u VIP:PORT\n       drlbadm -a|-e -t|-u VIP:PORT -r RIP[:PORT] [-g] [-w WEIGHT] [--mac MAC]\n       drlbadm -d -t|-u VIP:PORT -r RIP[:PORT]\n       drlbadm -C\n       drlbadm -L|-l [-n] [--stats|--rate|-c] [--exact] [--json] [-t|-u VIP:PORT]\n       drlbadm -S\n       drlbadm --reload\n       drlbadm --save-config\n       drlbadm --check FILE\n       drlbadm --bgp-feed [--maintenance FILE] [--next-hop IP]"
+    override_usage = "drlbadm -A|-E -t|-u VIP:PORT [-s wrr|rr|mh]\n       drlbadm -D -t|-u VIP:PORT\n       drlbadm -a|-e -t|-u VIP:PORT -r RIP[:PORT] [-g] [-w WEIGHT] [--mac MAC]\n       drlbadm -d -t|-u VIP:PORT -r RIP[:PORT]\n       drlbadm -C\n       drlbadm -Z [-t|-u VIP:PORT]\n       drlbadm --set TCP TCPFIN UDP\n       drlbadm -L|-l [-n] [--stats|--rate|-c|--timeout] [--exact] [--json] [-t|-u VIP:PORT]\n       drlbadm -S [--format toml|ipvsadm]\n       drlbadm -R < RULES\n       drlbadm --reload\n       drlbadm --save-config\n       drlbadm --check FILE\n       drlbadm --bgp-feed [--maintenance FILE] [--next-hop IP]"
 )]
 struct Args {
     /// Add a virtual service.
@@ -45,9 +45,27 @@ struct Args {
     list: bool,
     #[arg(short = 'l', hide = true)]
     list_l: bool,
-    /// Print the running config as TOML (loads back with --check / a reload).
+    /// Print the running config as TOML (loads back with --check / a reload), or with
+    /// --format ipvsadm as `ipvsadm -S -n` rules (read back by -R).
     #[arg(short = 'S', long = "save")]
     save: bool,
+    /// With -S: toml (default) or ipvsadm.
+    #[arg(long, value_name = "FORMAT", requires = "save", value_parser = ["toml", "ipvsadm"])]
+    format: Option<String>,
+    /// Zero the packet, byte and connection counters (of -t|-u VIP:PORT, or of all).
+    #[arg(short = 'Z', long = "zero")]
+    zero: bool,
+    /// Set the flow timeouts: TCP TCPFIN UDP seconds (0 leaves one as it is), as
+    /// ipvsadm --set.
+    #[arg(long, num_args = 3, value_names = ["TCP", "TCPFIN", "UDP"])]
+    set: Option<Vec<u32>>,
+    /// With -L: the flow timeouts, as ipvsadm -L --timeout.
+    #[arg(long)]
+    timeout: bool,
+    /// Restore ipvsadm rules (ipvsadm-save -n lines: -A/-E/-D/-a/-e/-d/-C) from stdin,
+    /// all as one change: a rule drlb cannot do rejects the whole input, naming its line.
+    #[arg(short = 'R', long = "restore")]
+    restore: bool,
     /// Re-read drlb's config file (as SIGHUP). The file is the truth: changes made with
     /// drlbadm since it was loaded or saved are undone where it differs, each named on
     /// stderr (--save-config first keeps them).
@@ -229,6 +247,10 @@ fn change_request(a: &Args) -> Result<Request, String> {
         Request::DelBackend { svc, rip, port }
     } else if a.clear {
         Request::Clear {}
+    } else if a.zero {
+        Request::Zero { svc: parse_svc(a)? }
+    } else if let Some(t) = &a.set {
+        Request::SetTimeouts { tcp: t[0], tcp_fin: t[1], udp: t[2] }
     } else {
         Request::Reload {}
     })
@@ -262,6 +284,11 @@ fn list_command(a: &Args) {
         l
     };
     let first = filter(list(a));
+    if a.timeout {
+        let [tcp, fin, udp] = first.timeouts;
+        out(&format!("Timeout (tcp tcpfin udp): {tcp} {fin} {udp}\n"));
+        return;
+    }
     if a.json {
         out(&format!("{}\n", serde_json::to_string_pretty(&first).expect("listing serialises")));
         return;
@@ -283,6 +310,68 @@ fn list_command(a: &Args) {
     out(&ipvsadm::format(&now, mode, a.exact, before.as_ref(), secs));
 }
 
+/// `-R`: every rule from stdin parsed as drlbadm's own command line, then sent as one
+/// batch; an error names the line it comes from.
+fn restore(a: &Args) {
+    use std::io::Read;
+    let mut text = String::new();
+    if let Err(e) = std::io::stdin().read_to_string(&mut text) {
+        die(1, format_args!("stdin: {e}"));
+    }
+    let mut changes = Vec::new();
+    let mut lines = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let n = i + 1;
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let at = |e: &dyn std::fmt::Display| -> ! {
+            let e = e.to_string();
+            let first = e.lines().next().unwrap_or("");
+            die(1, format_args!("stdin line {n}: {}: {line}", first.trim_start_matches("error: ")))
+        };
+        let args = std::iter::once("drlbadm").chain(line.split_whitespace());
+        let r = Args::try_parse_from(args).unwrap_or_else(|e| at(&e));
+        let is_change = [
+            r.add_service,
+            r.edit_service,
+            r.delete_service,
+            r.add_server,
+            r.edit_server,
+            r.delete_server,
+            r.clear,
+        ];
+        if is_change.iter().filter(|&&c| c).count() != 1 {
+            at(&"a rule is one of -A -E -D -a -e -d -C");
+        }
+        if r.masquerading || r.ipip {
+            at(&"drlb only does direct routing (-g); -m and -i are not supported");
+        }
+        changes.push(change_request(&r).unwrap_or_else(|e| at(&e)));
+        lines.push(n);
+    }
+    if changes.is_empty() {
+        return;
+    }
+    let r = send(a, &Request::Batch { changes });
+    if !r.ok {
+        let e = r.error.unwrap_or_default();
+        // "change I of N: why" -> the line it came from.
+        let line = e
+            .strip_prefix("change ")
+            .and_then(|t| t.split_once(" of "))
+            .and_then(|(i, _)| i.parse::<usize>().ok())
+            .and_then(|i| lines.get(i.wrapping_sub(1)));
+        match (line, e.split_once(": ")) {
+            (Some(n), Some((_, why))) => {
+                die(1, format_args!("stdin line {n}: {why}; nothing restored"))
+            }
+            _ => die(1, format_args!("{e}; nothing restored")),
+        }
+    }
+}
+
 fn main() {
     // Every rejected command exits 1, a bad flag too (clap's own code would be 2);
     // --help and --version exit 0.
@@ -301,6 +390,9 @@ fn main() {
         a.delete_server,
         a.list || a.list_l,
         a.save,
+        a.restore,
+        a.zero,
+        a.set.is_some(),
         a.reload,
         a.save_config,
         a.check.is_some(),
@@ -310,7 +402,7 @@ fn main() {
         1 => {}
         0 => die(
             1,
-            "no command given: one of -A -E -D -a -e -d -C -L -S --reload --save-config --check --bgp-feed (see --help)",
+            "no command given: one of -A -E -D -a -e -d -C -Z -L -S -R --set --reload --save-config --check --bgp-feed (see --help)",
         ),
         _ => die(1, "more than one command given (see --help)"),
     }
@@ -332,6 +424,10 @@ fn main() {
         }
     } else if a.list || a.list_l {
         list_command(&a);
+    } else if a.save && a.format.as_deref() == Some("ipvsadm") {
+        out(&ipvsadm::format_rules(&list(&a)));
+    } else if a.restore {
+        restore(&a);
     } else if a.save {
         let r = send(&a, &Request::Save {});
         match (r.ok, r.data) {

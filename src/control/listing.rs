@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// A service's identity.
-type SvcKey = (std::net::Ipv4Addr, u16, crate::lb::Proto);
+pub type SvcKey = (std::net::Ipv4Addr, u16, crate::lb::Proto);
 
 /// Per-slot and per-service counters as the listing shows them.
 #[derive(Default)]
@@ -53,6 +53,29 @@ impl Accounting {
             self.last.insert(slot, now);
             state.set_baseline(slot, now);
         }
+    }
+
+    /// `-Z`: the counters of `only` (or of every service) start again from zero. Growth
+    /// up to now is taken in first, so nothing counted later is lost.
+    pub fn zero(
+        &mut self,
+        state: &mut ControlState,
+        ws: &[Arc<WorkerCounters>],
+        only: Option<SvcKey>,
+    ) {
+        self.refresh(state, ws);
+        let picked = |k: SvcKey| only.is_none_or(|o| o == k);
+        let slots: Vec<u16> = state
+            .held_slots()
+            .filter(|(_, i)| picked((i.key.vip, i.key.port, i.key.proto)))
+            .map(|(slot, _)| slot)
+            .collect();
+        for slot in slots {
+            let now = raw(ws, slot);
+            self.last.insert(slot, now);
+            state.set_baseline(slot, now);
+        }
+        self.totals.retain(|k, _| !picked(*k));
     }
 
     /// The services of `state` with their real servers, counters and health.

@@ -218,6 +218,22 @@ impl Manager {
         }
     }
 
+    /// Notes a change made with drlbadm (each of a batch's on its own), for the next
+    /// reload to name if it undoes it. Called before the change is applied.
+    fn remember(&mut self, r: Request, what: &str) {
+        let Request::Batch { changes } = r else {
+            self.runtime.push((r, what.to_string()));
+            return;
+        };
+        let mut cfg = self.state.cfg.clone();
+        for c in changes {
+            if let Ok((next, w)) = crate::admin::apply(&cfg, &c) {
+                cfg = next;
+                self.runtime.push((c, w));
+            }
+        }
+    }
+
     /// Writes the running config over the config file (a temporary file renamed over
     /// it, so a reader sees the old file or the new one, never a part).
     fn save_config(&mut self) -> Result<String, String> {
@@ -279,6 +295,18 @@ impl Manager {
                 Ok(report) => Response::ok(serde_json::to_value(report).ok()),
                 Err(e) => Response::err(e),
             },
+            Request::Zero { svc } => {
+                let key = svc.map(|s| (s.vip, s.port, s.proto));
+                if let (Some(s), Some(k)) = (svc, key) {
+                    if !self.state.cfg.services.iter().any(|c| (c.vip, c.port, c.protocol) == k) {
+                        return Response::err(format!("Service not defined: {s}"));
+                    }
+                }
+                self.accounting.zero(&mut self.state, &self.links.counters, key);
+                let what = svc.map_or("all services".to_string(), |s| s.to_string());
+                log(format_args!("drlbadm: zeroed the counters of {what}"));
+                Response::ok(None)
+            }
             Request::SaveConfig {} => match self.save_config() {
                 Ok(path) => Response::ok(Some(serde_json::Value::String(path))),
                 Err(e) => {
@@ -288,7 +316,7 @@ impl Manager {
             },
             r => match crate::admin::apply(&self.state.cfg, &r) {
                 Ok((cfg, what)) => {
-                    self.runtime.push((r, what.clone()));
+                    self.remember(r, &what);
                     self.change(cfg, &format!("drlbadm: {what}"));
                     Response::ok(Some(
                         serde_json::json!({ "generation": self.links.writer.current().generation }),
@@ -372,7 +400,9 @@ impl Manager {
             &self.links.counters,
         );
         let h = &self.swap_latency;
+        let t = self.state.cfg.timeouts();
         Listing {
+            timeouts: [t.tcp, t.tcp_fin, t.udp],
             swaps: SwapStats {
                 count: h.len(),
                 p50_us: h.value_at_quantile(0.5) as f64 / 1e3,

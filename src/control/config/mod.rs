@@ -138,6 +138,13 @@ pub struct TimeoutsConf {
     #[serde(default = "d_udp")]
     pub udp: u32,
 }
+impl Default for TimeoutsConf {
+    fn default() -> Self {
+        let t = Timeouts::default();
+        TimeoutsConf { tcp: t.tcp, tcp_fin: t.tcp_fin, udp: t.udp }
+    }
+}
+
 fn d_tcp() -> u32 {
     Timeouts::default().tcp
 }
