@@ -209,8 +209,8 @@ def mean(xs):
 
 def stage_e2e(a, res):
     rows = []
-    flows_list = [1024] if a.quick else [1, 1024, 65536]
-    sizes = [60] if a.quick else [60, 512, 1514]
+    flows_list = [1024] if a.quick else [int(x) for x in a.e2e_flows.split(",")]
+    sizes = [60] if a.quick else [int(x) for x in a.e2e_sizes.split(",")]
     for flows in flows_list:
         for size in sizes:
             p = pcap(flows, size)
@@ -737,6 +737,8 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--secs", type=int, default=8)
     ap.add_argument("--warm", type=int, default=3)
+    ap.add_argument("--e2e-flows", default="1,1024,65536", help="e2e: flow counts (comma-separated)")
+    ap.add_argument("--e2e-sizes", default="60,512,1514", help="e2e: frame sizes (comma-separated)")
     ap.add_argument("--soak-secs", type=int, default=600)
     ap.add_argument("--soak-rate", type=int, default=2_000_000,
                     help="soak packets/s; the generator sleeps between bursts so drlb's manager and "

@@ -118,6 +118,15 @@ pub fn icmp_echo_msg(
     let mut m = vec![msg_type, 0, 0, 0, 0x12, 0x34];
     m.extend_from_slice(&seq.to_be_bytes());
     m.extend_from_slice(b"drlbping");
+    icmp_frame((dst_mac, src_mac), (saddr, daddr), m)
+}
+
+/// An ICMP message `m` (its checksum field zero) with its checksum, in an IPv4 frame.
+fn icmp_frame(
+    (dst_mac, src_mac): (Mac, Mac),
+    (saddr, daddr): (u32, u32),
+    mut m: Vec<u8>,
+) -> Vec<u8> {
     let c = checksum::checksum(&m);
     m[2..4].copy_from_slice(&c.to_be_bytes());
     let mut fr = eth(dst_mac, src_mac, EtherType::IPV4);
@@ -139,12 +148,7 @@ pub fn icmp_error(
     let mut m = vec![msg_type, code, 0, 0];
     m.extend_from_slice(&rest.to_be_bytes());
     m.extend_from_slice(quoted);
-    let c = checksum::checksum(&m);
-    m[2..4].copy_from_slice(&c.to_be_bytes());
-    let mut fr = eth(dst_mac, src_mac, EtherType::IPV4);
-    fr.extend_from_slice(&ipv4_header(saddr, daddr, protocol::ICMP, m.len()));
-    fr.extend_from_slice(&m);
-    pad(fr, MIN_FRAME)
+    icmp_frame((dst_mac, src_mac), (saddr, daddr), m)
 }
 
 /// An ARP request or reply frame. `dst` is the Ethernet destination.
