@@ -337,8 +337,11 @@ fn flood_through_binary(mode: &str) -> std::collections::HashMap<String, u64> {
     let inp = dir.join("in.pcap");
     let outp = dir.join("out.pcap");
     pcap::write(&inp, &input).unwrap();
-    let cfg =
-        write(&dir, "c.toml", &web(&format!("flow_capacity = {CAP}\nsyn_flood = \"{mode}\"")));
+    let cfg = write(
+        &dir,
+        "c.toml",
+        &web(&format!("flow_capacity = {CAP}\nsyn_flood = \"{mode}\"\ngarp_repeat = 0")),
+    );
     let eal = eal_args(&prefix, &pcap_rx_tx(&inp, &outp));
     let mut d = spawn(&eal, &["--config".into(), cfg.display().to_string()]);
     let n = input.len() as u64;

@@ -17,7 +17,7 @@ const C: Mac = MAC_C;
 
 /// [`web`], and UDP 192.168.1.200:53 rr over A and C.
 fn config() -> String {
-    web("flow_capacity = 65536")
+    web("flow_capacity = 65536\ngarp_repeat = 0")
         + r#"
 [[service]]
 vip = "192.168.1.200"
@@ -181,5 +181,60 @@ fn two_workers_each_forward_their_own_queue_and_the_counters_add_up() {
         assert_eq!(per_backend[&(80, A)], 750, "queue {q}");
         assert_eq!(per_backend[&(80, B)], 250, "queue {q}");
     }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// At start drlb announces every VIP and the director IP by gratuitous ARP,
+/// `garp_repeat` times a second apart, and a VIP added later the same way (as
+/// keepalived does on a takeover): a director that takes the VIPs is found at once.
+#[test]
+fn announces_its_addresses_by_gratuitous_arp_at_start_and_when_a_vip_is_added() {
+    let (dir, prefix) = scratch("garp");
+    let inp = dir.join("in.pcap");
+    let outp = dir.join("out.pcap");
+    pcap::write(&inp, &pcap::flows(&flows_spec(1, 1))).unwrap();
+    let cfg = write(&dir, "c.toml", &web("garp_repeat = 2"));
+    let port = free_port();
+    let sock = dir.join("ctl.sock");
+    let eal = eal_args(&prefix, &pcap_rx_tx(&inp, &outp));
+    let mut d = spawn(
+        &eal,
+        &app(&cfg, &["--metrics", &port.to_string(), "--control", &sock.display().to_string()]),
+    );
+    d.wait_ready(Duration::from_secs(30));
+    let ctrl_tx = |want: u64| {
+        poll(&format!("{want} control frames sent"), Duration::from_secs(10), || {
+            let line = "drlb_control_tx_packets_total{worker=\"0\"} ";
+            scrape(port)
+                .lines()
+                .find_map(|l| l.strip_prefix(line)?.parse::<u64>().ok())
+                .filter(|&n| n >= want)
+        })
+    };
+    ctrl_tx(4); // .200 and .121, twice each
+    adm_ok(&sock, &["-A", "-t", "192.168.1.201:80", "-s", "rr"]);
+    ctrl_tx(6);
+    std::thread::sleep(Duration::from_millis(1500)); // no more rounds after the repeats
+    let (code, c, log) = d.stop();
+    assert_eq!(code, 0, "{log}");
+    let garps: Vec<(u32, Vec<u8>)> = pcap::read(&outp)
+        .unwrap()
+        .into_iter()
+        .filter(|f| f[12..14] == [0x08, 0x06] && f[28..32] == f[38..42])
+        .map(|f| (u32::from_be_bytes(f[28..32].try_into().unwrap()), f))
+        .collect();
+    let count = |a: &str| garps.iter().filter(|(ip_, _)| *ip_ == ip(a)).count();
+    assert_eq!(
+        (count("192.168.1.200"), count("192.168.1.121"), count("192.168.1.201")),
+        (2, 2, 2),
+        "{c:?}"
+    );
+    for (_, f) in &garps {
+        assert_eq!(&f[0..6], &Mac::BROADCAST.0, "broadcast");
+        assert_eq!(&f[6..12], &PORT.0, "from the port's MAC");
+        assert_eq!(&f[22..28], &PORT.0, "sender hardware address: the port's MAC");
+        assert_eq!(u16::from_be_bytes([f[20], f[21]]), OP_REQUEST);
+    }
+    assert_eq!(garps.len() as u64, c["ctrl_tx"], "nothing else from the control plane");
     let _ = std::fs::remove_dir_all(dir);
 }

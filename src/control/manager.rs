@@ -90,10 +90,17 @@ pub struct Manager {
     /// Changes made with drlbadm since the config file was last loaded or saved (a
     /// reload names those it undoes).
     runtime: Vec<(Request, String)>,
+    /// Addresses still to announce by gratuitous ARP, with how many more times; one
+    /// round a second ([`GARP_EVERY`]).
+    garp: Vec<(u32, u32)>,
+    last_garp: Instant,
     dump_seq: u64,
     /// Publish -> every worker on the new generation, in ns.
     swap_latency: hdrhistogram::Histogram<u64>,
 }
+
+/// Between two rounds of gratuitous ARPs.
+const GARP_EVERY: Duration = Duration::from_secs(1);
 
 /// One info-level log line (see [`crate::observe::logging`]).
 pub fn log(msg: impl std::fmt::Display) {
@@ -125,6 +132,8 @@ impl Manager {
             last_announce: Instant::now(),
             reloads: 0,
             runtime: Vec::new(),
+            garp: Vec::new(),
+            last_garp: Instant::now() - GARP_EVERY,
             failed_reloads: 0,
             dump_seq: 0,
             swap_latency: hdrhistogram::Histogram::new(3).expect("3 significant figures is valid"),
@@ -257,8 +266,40 @@ impl Manager {
         Ok(path.display().to_string())
     }
 
-    /// Swaps in a new (validated) config as one snapshot; announces new VIPs with a
-    /// gratuitous ARP so neighbours learn the port's MAC for them at once.
+    /// Announces `ips` by gratuitous ARP `garp_repeat` times, a second apart (the first
+    /// round goes out at the manager's next turn).
+    fn announce_garp(&mut self, ips: impl IntoIterator<Item = u32>) {
+        let n = self.state.cfg.dataplane.garp_repeat;
+        if n == 0 {
+            return;
+        }
+        for ip in ips {
+            match self.garp.iter_mut().find(|(a, _)| *a == ip) {
+                Some(e) => e.1 = n,
+                None => self.garp.push((ip, n)),
+            }
+        }
+        self.last_garp = Instant::now() - GARP_EVERY;
+    }
+
+    /// Sends the round of gratuitous ARPs that is due.
+    fn send_garps(&mut self, now: Instant) {
+        if self.garp.is_empty() || now.duration_since(self.last_garp) < GARP_EVERY {
+            return;
+        }
+        self.last_garp = now;
+        let mut pending = std::mem::take(&mut self.garp);
+        for (ip, left) in pending.iter_mut() {
+            if self.send_arp(*ip, *ip) {
+                *left -= 1;
+            }
+        }
+        pending.retain(|&(_, left)| left > 0);
+        self.garp = pending;
+    }
+
+    /// Swaps in a new (validated) config as one snapshot; announces new VIPs with
+    /// gratuitous ARPs so neighbours learn the port's MAC for them at once.
     fn change(&mut self, cfg: Config, why: &str) {
         let old: std::collections::HashSet<Ipv4Addr> =
             self.state.cfg.services.iter().map(|s| s.vip).collect();
@@ -269,9 +310,7 @@ impl Manager {
         self.accounting.refresh(&mut self.state, &self.links.counters);
         self.update_checks();
         self.publish(why);
-        for vip in added {
-            self.send_arp(u32::from(vip), u32::from(vip));
-        }
+        self.announce_garp(added.into_iter().map(u32::from));
     }
 
     fn send_arp(&mut self, sender: u32, target: u32) -> bool {
@@ -573,6 +612,13 @@ impl Manager {
 
     /// Runs until the stop flag is set.
     pub fn run(&mut self) {
+        // Announce every VIP and the director IP: a director that starts (or takes over
+        // from another) is found at once, as keepalived does on a VRRP takeover.
+        let mut ips: Vec<u32> = self.state.cfg.services.iter().map(|s| u32::from(s.vip)).collect();
+        ips.push(u32::from(self.state.cfg.dataplane.ip));
+        ips.sort_unstable();
+        ips.dedup();
+        self.announce_garp(ips);
         let mut last_stats = Instant::now();
         let mut last_metrics = Instant::now() - metrics::REFRESH;
         let mut last_rx = self.totals().rx();
@@ -595,6 +641,7 @@ impl Manager {
             self.apply_health();
             let now = Instant::now();
             self.resolve(now);
+            self.send_garps(now);
             self.links.writer.try_reclaim();
             if now.duration_since(last_metrics) >= metrics::REFRESH {
                 let l = self.listing();

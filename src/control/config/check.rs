@@ -81,6 +81,9 @@ impl Config {
                 return bad("hash_seed", msg);
             }
         }
+        if d.garp_repeat > 100 {
+            return bad("garp_repeat", format!("{} is out of range (0 ..= 100)", d.garp_repeat));
+        }
         if d.kernel_rate == 0 {
             return bad("kernel_rate", "0 frames/s would cut the director off; at least 1".into());
         }
@@ -388,6 +391,7 @@ mod tests {
             ("bad mid_flow", svc("mid_flow = \"sloppy\"\n[[service.backend]]\nip = \"10.0.0.1\"\n"), "unknown variant `sloppy`, expected `schedule` or `drop`"),
             ("more backends than positions", svc(&format!("scheduler = \"mh\"\nmh_table_size = 7\n{}", (1..=8).map(|i| format!("[[service.backend]]\nip = \"10.0.0.{i}\"\n")).collect::<String>())), "7 positions cannot hold 8 backends; use at least 809"),
             ("empty hash seed", format!("{base}hash_seed = \"\"\n"), "dataplane.hash_seed: 0 bytes; a seed is 1 to 256 bytes"),
+            ("too many gratuitous ARPs", format!("{base}garp_repeat = 1000\n"), "dataplane.garp_repeat: 1000 is out of range (0 ..= 100)"),
         ];
         for (what, text, want) in cases {
             match Config::parse(&text, "x.toml") {

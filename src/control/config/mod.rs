@@ -98,6 +98,19 @@ pub struct Dataplane {
     /// ([`crate::dataplane::idle`]).
     #[serde(default, skip_serializing_if = "is_default_idle")]
     pub idle: crate::dataplane::idle::Idle,
+    /// Gratuitous ARPs sent for every VIP and the director IP at start, and for a VIP
+    /// when it is added, one a second (keepalived's `vrrp_garp_master_repeat`): a
+    /// director that takes a VIP over is found at once. 0: none.
+    #[serde(default = "d_garp_repeat", skip_serializing_if = "is_default_garp")]
+    pub garp_repeat: u32,
+}
+
+fn d_garp_repeat() -> u32 {
+    3
+}
+
+fn is_default_garp(n: &u32) -> bool {
+    *n == d_garp_repeat()
 }
 
 fn is_default_idle(i: &crate::dataplane::idle::Idle) -> bool {
