@@ -37,7 +37,7 @@ ip netns exec "$NS_DIR" target/release/drlb -l 0-1 --no-pci $MEM --file-prefix d
 DRLB_PID=$!
 ADM="target/release/drlbadm --socket $WORK/drlb.sock"
 weight() { # ip -> its weight as new flows see it (0: down or unresolved), from -ln
-  $ADM -ln 2>/dev/null | awk -v rs="$1:80" '$1 == "->" && $2 == rs { w = $4 } END { print (w == "" ? -1 : w) }'
+  { $ADM -ln 2>/dev/null || true; } | awk -v rs="$1:80" '$1 == "->" && $2 == rs { w = $4 } END { print (w == "" ? -1 : w) }'
 }
 wait_weight() { # ip up|down -> seconds it took
   local t0 w; t0=$(date +%s.%N)

@@ -26,6 +26,10 @@ env exabgp.api.cli=false exabgp --validate target/exabgp-check.conf >target/exab
 echo "configs/exabgp.conf: ok (exabgp --validate)"
 echo "== tests"
 cargo test --release --workspace -- --test-threads=2
+echo "== the README's first command: scripts/demo.sh (the seed in namespaces, as a user runs it)"
+bash scripts/demo.sh > target/demo.log 2>&1 || { cat target/demo.log; echo "scripts/demo.sh failed"; exit 1; }
+grep -c "this is B" target/demo.log >/dev/null || { cat target/demo.log; echo "demo: B never answered"; exit 1; }
+echo "demo: ok ($(grep -c 'curl http' target/demo.log) curls)"
 echo "== loom model check of the epoch swap (every interleaving, bounded preemptions)"
 RUSTFLAGS="--cfg drlb_loom" CARGO_TARGET_DIR=target/loom LOOM_MAX_PREEMPTIONS=3 \
   cargo test --release --quiet --lib loom_model
