@@ -25,6 +25,23 @@ scheduler = "rr"
   mac = "00:0c:29:00:00:0b"
 "#;
 
+/// drlb on net_pcap replaying `spec`'s flows with [`CFG`] and a control socket: (its
+/// scratch dir, the config file, the socket, drlb) once it is ready.
+fn daemon(
+    name: &str,
+    spec: FlowsSpec,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf, Running) {
+    let (dir, prefix) = scratch(name);
+    let cfgp = write(&dir, "drlb.toml", CFG);
+    let sock = dir.join("ctl.sock");
+    let inp = dir.join("in.pcap");
+    pcap::write(&inp, &pcap::flows(&spec)).unwrap();
+    let eal = eal_args(&prefix, &format!("net_pcap0,rx_pcap={}", inp.display()));
+    let mut d = spawn(&eal, &app(&cfgp, &["--control", &sock.display().to_string()]));
+    d.wait_ready(Duration::from_secs(30));
+    (dir, cfgp, sock, d)
+}
+
 #[test]
 fn drlbadm_commands_against_a_running_daemon() {
     let (dir, prefix) = scratch("adm");
@@ -281,14 +298,7 @@ fn drlbadm_commands_against_a_running_daemon() {
 /// back, so the next reload undoes nothing.
 #[test]
 fn a_reload_names_what_it_undoes_and_save_config_keeps_it() {
-    let (dir, prefix) = scratch("admreload");
-    let cfgp = write(&dir, "drlb.toml", CFG);
-    let sock = dir.join("ctl.sock");
-    let inp = dir.join("in.pcap");
-    pcap::write(&inp, &pcap::flows(&flows_spec(2, 2))).unwrap();
-    let eal = eal_args(&prefix, &format!("net_pcap0,rx_pcap={}", inp.display()));
-    let mut d = spawn(&eal, &app(&cfgp, &["--control", &sock.display().to_string()]));
-    d.wait_ready(Duration::from_secs(30));
+    let (dir, cfgp, sock, mut d) = daemon("admreload", flows_spec(2, 2));
     let weight_of = |ip: &str| {
         let ln = adm_ok(&sock, &["-ln"]);
         ln.lines()
@@ -345,14 +355,7 @@ fn a_reload_names_what_it_undoes_and_save_config_keeps_it() {
 /// change, and an input with any rule drlb cannot do changes nothing and names the line.
 #[test]
 fn ipvsadm_rules_round_trip_and_a_bad_rule_rejects_the_whole_input() {
-    let (dir, prefix) = scratch("admrestore");
-    let cfgp = write(&dir, "drlb.toml", CFG);
-    let sock = dir.join("ctl.sock");
-    let inp = dir.join("in.pcap");
-    pcap::write(&inp, &pcap::flows(&flows_spec(2, 2))).unwrap();
-    let eal = eal_args(&prefix, &format!("net_pcap0,rx_pcap={}", inp.display()));
-    let mut d = spawn(&eal, &app(&cfgp, &["--control", &sock.display().to_string()]));
-    d.wait_ready(Duration::from_secs(30));
+    let (dir, _, sock, d) = daemon("admrestore", flows_spec(2, 2));
     let restore = |rules: &str| {
         use std::io::Write;
         let mut c = Command::new(ADM)
@@ -419,14 +422,8 @@ fn ipvsadm_rules_round_trip_and_a_bad_rule_rejects_the_whole_input() {
 /// run time and `-L --timeout` shows them, as ipvsadm does.
 #[test]
 fn zero_counters_and_set_timeouts() {
-    let (dir, prefix) = scratch("admzero");
-    let cfgp = write(&dir, "drlb.toml", CFG);
-    let sock = dir.join("ctl.sock");
-    let inp = dir.join("in.pcap");
-    let spec = FlowsSpec { interleave: true, ..flows_spec(10, 2) };
-    pcap::write(&inp, &pcap::flows(&spec)).unwrap();
-    let eal = eal_args(&prefix, &format!("net_pcap0,rx_pcap={}", inp.display()));
-    let mut d = spawn(&eal, &app(&cfgp, &["--control", &sock.display().to_string()]));
+    let (dir, _, sock, mut d) =
+        daemon("admzero", FlowsSpec { interleave: true, ..flows_spec(10, 2) });
     d.wait_rx(20, Duration::from_secs(30));
     let tcp_conns = || {
         let l: serde_json::Value =
