@@ -166,7 +166,7 @@ fn drlbadm_commands_against_a_running_daemon() {
             "No such destination",
         ),
         (vec!["-d", "-t", "192.168.1.200:80", "-r", "10.0.0.300"], "not an IPv4 address"),
-        (vec!["-A", "-t", "192.168.1.201:80", "-s", "lc"], "Scheduler not found"),
+        (vec!["-A", "-t", "192.168.1.201:80", "-s", "lblc"], "Scheduler not found"),
         (
             vec!["-a", "-t", "192.168.1.200:80", "-r", "192.168.1.9", "-m"],
             "only does direct routing",
@@ -383,10 +383,12 @@ fn ipvsadm_rules_round_trip_and_a_bad_rule_rejects_the_whole_input() {
     );
     // Cleared, then restored from those lines (plus a UDP service and a comment).
     adm_ok(&sock, &["-C"]);
-    let more = "# from another director\n-A -u 192.168.1.200:53 -s wrr\n-a -u 192.168.1.200:53 -r 192.168.1.118:53 -g -w 2\n";
+    let more = "# from another director\n-A -u 192.168.1.200:53 -s sh -b sh-port,sh-fallback\n-a -u 192.168.1.200:53 -r 192.168.1.118:53 -g -w 2\n";
     assert_eq!(restore(&format!("{rules}\n{more}")), (0, String::new()));
     let after = adm_ok(&sock, &["-S", "--format", "ipvsadm"]);
-    assert_eq!(after, format!("{rules}-A -u 192.168.1.200:53 -s wrr\n-a -u 192.168.1.200:53 -r 192.168.1.118:53 -g -w 2\n"));
+    assert_eq!(after, format!("{rules}-A -u 192.168.1.200:53 -s sh -b sh-fallback,sh-port\n-a -u 192.168.1.200:53 -r 192.168.1.118:53 -g -w 2\n"));
+    let ln = adm_ok(&sock, &["-ln"]);
+    assert!(ln.contains("\nUDP  192.168.1.200:53 sh (sh-fallback,sh-port)\n"), "{ln}");
 
     // Rules drlb cannot do: the whole input is refused, the line named, nothing changed.
     let before = adm_ok(&sock, &["-S"]);
@@ -401,6 +403,14 @@ fn ipvsadm_rules_round_trip_and_a_bad_rule_rejects_the_whole_input() {
             "stdin line 2: drlb only does direct routing",
         ),
         ("-A -t 192.168.1.202:80 -s lblc", "stdin line 2: Scheduler not found"),
+        (
+            "-A -t 192.168.1.202:80 -s wlc -b sh-port",
+            "stdin line 2: scheduler flags are only for sh",
+        ),
+        (
+            "-A -t 192.168.1.202:80 -s sh -b sh-wide",
+            "stdin line 2: unknown scheduler flag 'sh-wide'",
+        ),
         ("-A -t 192.168.1.202:80 -s rr -p 300", "stdin line 2: unexpected argument '-p'"),
         ("-A -f 7 -s rr", "stdin line 2: unexpected argument '-f'"),
         ("-a -t 192.168.1.209:80 -r 10.0.0.1:80 -g -w 1", "stdin line 2: Service not defined"),

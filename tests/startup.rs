@@ -136,7 +136,7 @@ fn metrics_port_in_use_fails_before_eal() {
 fn check_validates_offline() {
     let (dir, _) = scratch("check");
     let good = write(&dir, "good.toml", CFG);
-    let bad = write(&dir, "bad.toml", &CFG.replace("port = 80", "port = 80\nscheduler = \"lc\""));
+    let bad = write(&dir, "bad.toml", &CFG.replace("port = 80", "port = 80\nscheduler = \"lblc\""));
     let out = std::process::Command::new(DRLB)
         .args(["--check", good.to_str().unwrap()])
         .output()
@@ -146,7 +146,7 @@ fn check_validates_offline() {
     let out =
         std::process::Command::new(DRLB).args(["--check", bad.to_str().unwrap()]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown variant `lc`"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown variant `lblc`"));
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -2,6 +2,7 @@
 //! config into the next one, validated as a whole before the manager swaps it in.
 use super::protocol::{check_port, check_weight, Request, SvcId};
 use crate::control::config::{BackendConf, Config, ServiceConf};
+use crate::lb::{SchedFlags, SchedKind};
 use crate::wire::Mac;
 
 fn find_svc<'a>(cfg: &'a mut Config, id: &SvcId) -> Result<&'a mut ServiceConf, String> {
@@ -13,24 +14,45 @@ fn find_svc<'a>(cfg: &'a mut Config, id: &SvcId) -> Result<&'a mut ServiceConf, 
 
 /// Applies a mutating request to a copy of `running`; returns the new config (validated
 /// as a running config) and a one-line description of the change.
+/// `-A`/`-E`'s settings on a service, as ipvsadm sets them (not given: the default).
+/// Returns how the change reads in the log.
+fn settings(
+    s: &mut ServiceConf,
+    sched: Option<SchedKind>,
+    flags: Option<&str>,
+) -> Result<String, String> {
+    let sched = sched.unwrap_or_default();
+    let flags = SchedFlags::parse(flags.unwrap_or(""))?;
+    if !flags.is_empty() && sched != SchedKind::Sh {
+        return Err(format!(
+            "scheduler flags are only for sh (this service would have {})",
+            sched.name()
+        ));
+    }
+    s.scheduler = sched;
+    s.set_flags(flags);
+    Ok(if flags.is_empty() {
+        format!("scheduler {}", sched.name())
+    } else {
+        format!("scheduler {} ({})", sched.name(), flags.names())
+    })
+}
+
 pub fn apply(running: &Config, req: &Request) -> Result<(Config, String), String> {
     let mut cfg = running.clone();
     let what = match req {
-        Request::AddService { svc, sched } => {
+        Request::AddService { svc, sched, flags } => {
             if find_svc(&mut cfg, svc).is_ok() {
                 return Err(format!("Service already exists: {svc}"));
             }
-            cfg.services.push(ServiceConf::new(
-                svc.vip,
-                svc.port,
-                svc.proto,
-                sched.unwrap_or_default(),
-            ));
-            format!("added service {svc} {}", sched.unwrap_or_default().name())
+            let mut s = ServiceConf::new(svc.vip, svc.port, svc.proto, SchedKind::default());
+            let what = settings(&mut s, *sched, flags.as_deref())?;
+            cfg.services.push(s);
+            format!("added service {svc} {what}")
         }
-        Request::EditService { svc, sched } => {
-            find_svc(&mut cfg, svc)?.scheduler = *sched;
-            format!("service {svc} scheduler {}", sched.name())
+        Request::EditService { svc, sched, flags } => {
+            let what = settings(find_svc(&mut cfg, svc)?, *sched, flags.as_deref())?;
+            format!("service {svc} {what}")
         }
         Request::DelService { svc } => {
             find_svc(&mut cfg, svc)?;
@@ -143,7 +165,7 @@ mod tests {
         type Check = fn(&Config) -> bool;
         let steps: Vec<(Request, Check)> = vec![
             (
-                Request::AddService { svc: seed(), sched: Some(SchedKind::Rr) },
+                Request::AddService { svc: seed(), sched: Some(SchedKind::Rr), flags: None },
                 |c| c.services.len() == 1, // a service may be empty between -A and -a
             ),
             (add(seed(), "192.168.1.118", Some(80), Some(1), None), |c| {
@@ -152,7 +174,7 @@ mod tests {
             (Request::EditBackend { svc: seed(), rip: rs, port: None, weight: 0 }, |c| {
                 c.services[0].backends[0].weight == 0
             }),
-            (Request::EditService { svc: seed(), sched: SchedKind::Wrr }, |c| {
+            (Request::EditService { svc: seed(), sched: Some(SchedKind::Wrr), flags: None }, |c| {
                 c.services[0].scheduler == SchedKind::Wrr
             }),
             (Request::DelBackend { svc: seed(), rip: rs, port: None }, |c| {
@@ -172,8 +194,14 @@ mod tests {
         let other = SvcId { port: 81, ..seed() };
         let z = "192.168.1.9";
         let cases: Vec<(Request, &str)> = vec![
-            (Request::AddService { svc: seed(), sched: None }, "Service already exists"),
-            (Request::EditService { svc: other, sched: SchedKind::Rr }, "Service not defined"),
+            (
+                Request::AddService { svc: seed(), sched: None, flags: None },
+                "Service already exists",
+            ),
+            (
+                Request::EditService { svc: other, sched: Some(SchedKind::Rr), flags: None },
+                "Service not defined",
+            ),
             (Request::DelService { svc: other }, "Service not defined"),
             (add(seed(), "192.168.1.118", None, None, None), "Destination already exists"),
             (add(seed(), z, Some(8080), None, None), "cannot remap ports"),

@@ -81,7 +81,11 @@ pub fn format_rules(l: &Listing) -> String {
     let mut o = String::new();
     for (s, dests) in sorted(l) {
         let flag = if s.proto == crate::lb::Proto::Udp { "-u" } else { "-t" };
-        let _ = writeln!(o, "-A {flag} {}:{} -s {}", s.vip, s.port, s.sched.name());
+        let _ = write!(o, "-A {flag} {}:{} -s {}", s.vip, s.port, s.sched.name());
+        if !s.sched_flags.is_empty() {
+            let _ = write!(o, " -b {}", s.sched_flags);
+        }
+        o.push('\n');
         for b in dests.iter().filter(|b| !b.sorry) {
             let _ = writeln!(
                 o,
@@ -127,7 +131,11 @@ pub fn format(l: &Listing, mode: Mode, exact: bool, before: Option<&Listing>, se
         let prev = |b: &BackendRow| prev_svc.and_then(|p| p.backends.iter().find(|x| x.ip == b.ip));
         match mode {
             Mode::Plain => {
-                let _ = writeln!(o, "{} {}", svc_name(s), s.sched.name());
+                let _ = write!(o, "{} {}", svc_name(s), s.sched.name());
+                if !s.sched_flags.is_empty() {
+                    let _ = write!(o, " ({})", s.sched_flags);
+                }
+                o.push('\n');
                 for b in dests {
                     let _ = writeln!(
                         o,
@@ -273,6 +281,7 @@ mod tests {
                 vip: "192.168.1.200".parse().unwrap(),
                 port: 80,
                 sched: SchedKind::Rr,
+                sched_flags: String::new(),
                 backends: vec![b("192.168.1.119", 0, 1), b("192.168.1.118", active, 1)],
                 totals: super::super::protocol::ServiceTotals {
                     conns: 2,

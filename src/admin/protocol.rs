@@ -40,10 +40,22 @@ impl std::fmt::Display for SvcId {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {
-    /// `-A -t|-u VIP:PORT [-s SCHED]`
-    AddService { svc: SvcId, sched: Option<SchedKind> },
-    /// `-E -t|-u VIP:PORT -s SCHED`
-    EditService { svc: SvcId, sched: SchedKind },
+    /// `-A -t|-u VIP:PORT [-s SCHED] [-b FLAGS]` (SCHED default wlc, as ipvsadm)
+    AddService {
+        svc: SvcId,
+        sched: Option<SchedKind>,
+        /// ipvsadm `-b`: comma-separated scheduler flags.
+        #[serde(default)]
+        flags: Option<String>,
+    },
+    /// `-E -t|-u VIP:PORT [-s SCHED] [-b FLAGS]`: as ipvsadm, what is not given returns to
+    /// its default (wlc, no flags).
+    EditService {
+        svc: SvcId,
+        sched: Option<SchedKind>,
+        #[serde(default)]
+        flags: Option<String>,
+    },
     /// `-D -t|-u VIP:PORT`
     DelService { svc: SvcId },
     /// `-a -t|-u VIP:PORT -r RIP[:PORT] [-g] [-w W] [--mac MAC]`
@@ -208,6 +220,9 @@ pub struct ServiceRow {
     pub vip: Ipv4Addr,
     pub port: u16,
     pub sched: SchedKind,
+    /// ipvsadm's scheduler flags (`sh-fallback,sh-port`), empty for none.
+    #[serde(default)]
+    pub sched_flags: String,
     pub backends: Vec<BackendRow>,
     #[serde(default)]
     pub totals: ServiceTotals,

@@ -16,7 +16,7 @@ use std::path::PathBuf;
     name = "drlbadm",
     version,
     about = "Administer drlb's virtual services, ipvsadm style",
-    override_usage = "drlbadm -A|-E -t|-u VIP:PORT [-s wrr|rr|mh]\n       drlbadm -D -t|-u VIP:PORT\n       drlbadm -a|-e -t|-u VIP:PORT -r RIP[:PORT] [-g] [-w WEIGHT] [--mac MAC]\n       drlbadm -d -t|-u VIP:PORT -r RIP[:PORT]\n       drlbadm -C\n       drlbadm -Z [-t|-u VIP:PORT]\n       drlbadm --set TCP TCPFIN UDP\n       drlbadm -L|-l [-n] [--stats|--rate|-c|--timeout] [--exact] [--json] [-t|-u VIP:PORT]\n       drlbadm -S [--format toml|ipvsadm]\n       drlbadm -R < RULES\n       drlbadm --reload\n       drlbadm --save-config\n       drlbadm --check FILE\n       drlbadm --bgp-feed [--maintenance FILE] [--next-hop IP]"
+    override_usage = "drlbadm -A|-E -t|-u VIP:PORT [-s SCHED] [-b FLAGS]\n       drlbadm -D -t|-u VIP:PORT\n       drlbadm -a|-e -t|-u VIP:PORT -r RIP[:PORT] [-g] [-w WEIGHT] [--mac MAC]\n       drlbadm -d -t|-u VIP:PORT -r RIP[:PORT]\n       drlbadm -C\n       drlbadm -Z [-t|-u VIP:PORT]\n       drlbadm --set TCP TCPFIN UDP\n       drlbadm -L|-l [-n] [--stats|--rate|-c|--timeout] [--exact] [--json] [-t|-u VIP:PORT]\n       drlbadm -S [--format toml|ipvsadm]\n       drlbadm -R < RULES\n       drlbadm --reload\n       drlbadm --save-config\n       drlbadm --check FILE\n       drlbadm --bgp-feed [--maintenance FILE] [--next-hop IP]"
 )]
 struct Args {
     /// Add a virtual service.
@@ -87,9 +87,12 @@ struct Args {
     /// Real server RIP[:PORT] (the port, if given, must equal the service's).
     #[arg(short = 'r', long = "real-server", value_name = "RIP[:PORT]")]
     real: Option<String>,
-    /// Scheduler: wrr, rr or mh.
+    /// Scheduler: wlc (default), lc, sh, sed, nq, fo, wrr, rr or mh.
     #[arg(short = 's', long = "scheduler", value_name = "SCHED")]
     sched: Option<String>,
+    /// Scheduler flags, comma-separated: sh-fallback, sh-port (sh only).
+    #[arg(short = 'b', long = "sched-flags", value_name = "FLAGS")]
+    sched_flags: Option<String>,
     /// Weight 0..65535 (0 drains: no new flows, existing ones stay).
     #[arg(short = 'w', long = "weight", value_name = "WEIGHT", allow_negative_numbers = true)]
     weight: Option<i64>,
@@ -187,12 +190,9 @@ fn parse_real(spec: &str) -> Result<(Ipv4Addr, Option<u16>), String> {
 }
 
 fn parse_sched(s: &str) -> Result<SchedKind, String> {
-    match s {
-        "wrr" => Ok(SchedKind::Wrr),
-        "rr" => Ok(SchedKind::Rr),
-        "mh" => Ok(SchedKind::Mh),
-        other => Err(format!("Scheduler not found: {other} (drlb has wrr, rr and mh)")),
-    }
+    SchedKind::from_name(s).ok_or_else(|| {
+        format!("Scheduler not found: {s} (drlb has wlc, lc, sh, sed, nq, fo, wrr, rr and mh)")
+    })
 }
 
 fn weight(a: &Args) -> Result<Option<u32>, String> {
@@ -228,10 +228,9 @@ fn change_request(a: &Args) -> Result<Request, String> {
     };
     let sched = || a.sched.as_deref().map(parse_sched).transpose();
     Ok(if a.add_service {
-        Request::AddService { svc: svc()?, sched: sched()? }
+        Request::AddService { svc: svc()?, sched: sched()?, flags: a.sched_flags.clone() }
     } else if a.edit_service {
-        let sched = sched()?.ok_or("-E needs -s SCHED")?;
-        Request::EditService { svc: svc()?, sched }
+        Request::EditService { svc: svc()?, sched: sched()?, flags: a.sched_flags.clone() }
     } else if a.delete_service {
         Request::DelService { svc: svc()? }
     } else if a.add_server {

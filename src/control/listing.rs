@@ -10,6 +10,7 @@ use super::health::Health;
 use super::state::{BackendKey, ControlState};
 use crate::admin::protocol::{BackendRow, HealthRow, MhRow, ServiceRow, ServiceTotals};
 use crate::dataplane::counters::{SlotCounters, WorkerCounters};
+use crate::lb::conns::ConnCounts;
 use crate::lb::Snapshot;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -84,6 +85,7 @@ impl Accounting {
         state: &ControlState,
         snap: &Snapshot,
         ws: &[Arc<WorkerCounters>],
+        conns: &ConnCounts,
     ) -> Vec<ServiceRow> {
         let now = Instant::now();
         state
@@ -97,7 +99,13 @@ impl Accounting {
                     .backends
                     .iter()
                     .map(|b| {
-                        let row = self.backend(state, ws, BackendKey::of(s, b.ip), b.weight, b.mac);
+                        let row = self.backend(
+                            state,
+                            (ws, conns),
+                            BackendKey::of(s, b.ip),
+                            b.weight,
+                            b.mac,
+                        );
                         BackendRow {
                             health: health_row(state, &BackendKey::of(s, b.ip), checked, now),
                             ..row
@@ -112,7 +120,7 @@ impl Accounting {
                     if slot.is_some_and(|slot| live.schedule.first() == Some(&slot))
                         && !live.available
                     {
-                        let row = self.backend(state, ws, key, 1, None);
+                        let row = self.backend(state, (ws, conns), key, 1, None);
                         backends.push(BackendRow { sorry: true, ..row });
                     }
                 }
@@ -122,6 +130,7 @@ impl Accounting {
                     vip: s.vip,
                     port: s.port,
                     sched: s.scheduler,
+                    sched_flags: s.flags().names(),
                     totals: self
                         .totals
                         .get(&(s.vip, s.port, s.protocol))
@@ -151,7 +160,7 @@ impl Accounting {
     fn backend(
         &self,
         state: &ControlState,
-        ws: &[Arc<WorkerCounters>],
+        (ws, conns): (&[Arc<WorkerCounters>], &ConnCounts),
         key: BackendKey,
         config_weight: u32,
         static_mac: Option<crate::wire::Mac>,
@@ -168,15 +177,16 @@ impl Accounting {
         });
         let mac = state.mac_of(key.rip, static_mac);
         let serving = mac.is_some() && state.serving(&key);
-        let gauge = |f: fn(&SlotCounters) -> &AtomicU64| slot.map_or(0, |slot| sum(ws, slot, f));
+        // ActiveConn/InActConn: the counts the schedulers read (lb::conns).
+        let (active, inactive) = state.slot_of(&key).map_or((0, 0), |(s, inc)| conns.get(s, inc));
         BackendRow {
             ip: key.rip,
             port: key.port,
             weight: if serving { config_weight } else { 0 },
             config_weight,
             mac: mac.map(|m| m.to_string()),
-            active_conns: gauge(|c| &c.active),
-            inactive_conns: gauge(|c| &c.inactive),
+            active_conns: active,
+            inactive_conns: inactive,
             conns: counts[0],
             in_pkts: counts[1],
             in_bytes: counts[2],
@@ -233,7 +243,7 @@ mod tests {
         let mut acc = Accounting::default();
         acc.refresh(&mut state, &ws);
         let snap = state.snapshot(Mac([2, 0, 0, 0, 0, 1])).unwrap();
-        let s = acc.services(&state, &snap, &ws).remove(0);
+        let s = acc.services(&state, &snap, &ws, &crate::lb::conns::ConnCounts::new(1)).remove(0);
         assert_eq!((s.backends[0].in_pkts, s.backends[0].conns), (7, 1));
         assert_eq!(s.totals.in_pkts, 7);
     }
@@ -256,7 +266,7 @@ mod tests {
         let listed = |state: &mut ControlState, acc: &mut Accounting| {
             acc.refresh(state, &ws);
             let snap = state.snapshot(Mac([2, 0, 0, 0, 0, 1])).unwrap();
-            acc.services(state, &snap, &ws).remove(0)
+            acc.services(state, &snap, &ws, &crate::lb::conns::ConnCounts::new(1)).remove(0)
         };
         let s = listed(&mut state, &mut acc);
         assert_eq!((s.backends[0].in_pkts, s.totals.in_pkts), (10, 10));

@@ -19,6 +19,7 @@ use crate::admin::server::ControlServer;
 use crate::dataplane::counters::{Totals, WorkerCounters};
 use crate::dataplane::{CtrlFrame, DumpEntry};
 use crate::health::{Checker, Target};
+use crate::lb::conns::ConnCounts;
 use crate::lb::verdict::Neighbor;
 use crate::lb::Snapshot;
 use crate::observe::metrics;
@@ -48,6 +49,8 @@ pub struct Links {
     /// Frames for worker 0 to send (ARP requests, gratuitous ARP).
     pub ctrl: spsc::Producer<CtrlFrame>,
     pub counters: Vec<Arc<WorkerCounters>>,
+    /// Every worker's connection counts per backend (ActiveConn/InActConn).
+    pub conns: Arc<ConnCounts>,
 }
 
 /// Everything else the manager starts with.
@@ -437,6 +440,7 @@ impl Manager {
             &self.state,
             self.links.writer.current(),
             &self.links.counters,
+            &self.links.conns,
         );
         let h = &self.swap_latency;
         let t = self.state.cfg.timeouts();

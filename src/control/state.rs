@@ -354,6 +354,7 @@ impl ControlState {
                     on_down: s.on_backend_down,
                     mh_hash: s.mh_hash.unwrap_or_default(),
                     mid_flow: s.mid_flow(),
+                    sched_flags: s.flags(),
                 },
                 backends: s
                     .backends

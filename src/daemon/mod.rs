@@ -273,6 +273,8 @@ pub fn spawn_workers(
         _ => u64::MAX,
     };
     let flow_capacity = plan.cfg.dataplane.flow_capacity;
+    // One row of connection counts per worker, read by every worker's schedulers.
+    let conns = crate::lb::conns::ConnCounts::new(nq);
     let mut workers = Workers {
         stop: plan.signals.stop.clone(),
         lcores: Vec::new(),
@@ -317,6 +319,7 @@ pub fn spawn_workers(
             kernel_rate: plan.cfg.dataplane.kernel_rate,
             stop: plan.signals.stop.clone(),
             flow_capacity,
+            conns: crate::lb::conns::ConnRow::new(&conns, index),
             clock,
             panic_after_rx,
             idle: plan.cfg.dataplane.idle,
@@ -330,7 +333,8 @@ pub fn spawn_workers(
             .map_err(|err| StartError::Launch { lcore, err })?;
         workers.lcores.push(lcore);
     }
-    let links = Links { writer, learned, dumps, ctrl: ctrl_tx, counters: workers.counters.clone() };
+    let links =
+        Links { writer, learned, dumps, ctrl: ctrl_tx, counters: workers.counters.clone(), conns };
     if let Some(tap) = dp.tap.take() {
         let klinks = kernel::Links { from_workers: to_kernel_rx, to_wire: from_kernel_tx };
         let cpu = usize::try_from(dp.eal.lcore_cpu(dp.eal.main_lcore())).ok();

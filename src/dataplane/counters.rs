@@ -34,15 +34,13 @@ impl Counter {
     }
 }
 
-/// Per-backend-slot counters (ipvsadm --stats: Conns, InPkts, InBytes; and -L's
-/// ActiveConn/InActConn as of the worker's last full census of its flow table).
+/// Per-backend-slot counters (ipvsadm --stats: Conns, InPkts, InBytes; -L's
+/// ActiveConn/InActConn are the flow table's exact counts, `lb::conns`).
 #[derive(Default)]
 pub struct SlotCounters {
     pub conns: AtomicU64,
     pub pkts: AtomicU64,
     pub bytes: AtomicU64,
-    pub active: AtomicU64,
-    pub inactive: AtomicU64,
 }
 
 /// Prometheus type of a counter row.

@@ -57,6 +57,8 @@ pub struct WorkerSetup {
     pub kernel_rate: u32,
     pub stop: Arc<AtomicBool>,
     pub flow_capacity: usize,
+    /// This worker's row of the shared connection counts.
+    pub conns: crate::lb::conns::ConnRow,
     pub clock: Clock,
     /// Fault injection (tests): panic once `rx` reaches this (u64::MAX: never).
     pub panic_after_rx: u64,
@@ -107,10 +109,9 @@ impl TokenBucket {
     }
 }
 
-/// What one full sweep of the flow table counts: live flows per backend slot (active,
-/// inactive) and live entries in all (including those of removed backends).
+/// What one full sweep of the flow table counts: live entries (including those of
+/// removed backends). Per-backend counts are kept exactly by the table (`lb::conns`).
 struct Census {
-    slots: Box<[[u32; 2]]>,
     live: u64,
 }
 
@@ -147,7 +148,8 @@ impl Tx {
 
 impl Worker {
     pub fn new(s: WorkerSetup) -> Worker {
-        let local = LocalState::new(s.flow_capacity, s.index);
+        let flows = crate::lb::flow::FlowTable::new(s.flow_capacity).with_conns(s.conns.clone());
+        let local = LocalState::with_table(flows, s.index);
         let bucket = TokenBucket::new(s.kernel_rate, s.clock.tsc_hz, crate::dpdk::rdtsc());
         Worker { s, local, bucket }
     }
@@ -158,7 +160,7 @@ impl Worker {
     /// `dump.1`), live entries also go to the dump queue; the sweep waits while the
     /// queue lacks room for a whole step, so no entry is dropped.
     fn sweep(&mut self, now: Tick, groups: usize, census: &mut Census, dump: &mut (usize, u64)) {
-        use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+        use std::sync::atomic::Ordering::{Acquire, Release};
         let c = &self.s.counters;
         // Acquire pairs with the manager's release store of a new request id.
         let req = c.dump_request.load(Acquire);
@@ -169,13 +171,9 @@ impl Worker {
         if dumping && self.s.dump.room() < groups * crate::lb::flow::WAYS {
             return; // wait for the manager to drain the queue; nothing is dropped
         }
-        let snap = self.s.snap.load();
         let q = &mut self.s.dump;
         let (_, wrapped) = self.local.flows.sweep_visit(now, groups, |e| {
             census.live += 1;
-            if snap.backend(e.slot, e.incarnation).is_some() {
-                census.slots[usize::from(e.slot)][usize::from(!e.state().is_active())] += 1;
-            }
             if dumping {
                 let _ = q.push(DumpEntry { flow: *e, now });
             }
@@ -190,12 +188,6 @@ impl Worker {
         if wrapped {
             c.flows.set(census.live);
             census.live = 0;
-            for (n, s) in census.slots.iter_mut().zip(c.slots.iter()) {
-                // Relaxed: a gauge read on its own, not an ordering point.
-                s.active.store(u64::from(n[0]), Relaxed);
-                s.inactive.store(u64::from(n[1]), Relaxed);
-                *n = [0, 0];
-            }
         }
     }
 
@@ -319,13 +311,8 @@ impl Worker {
         let drain_tsc = (clock.tsc_hz / 10_000).max(1); // ~100 µs, as l3fwd's BURST_TX_DRAIN_US
         let mut burst = RxBurst::default();
         let mut hints: [Hint; BURST] = [None; BURST];
-        // Flows per backend slot by state, counted by the incremental sweep (allocated
-        // once here, before the loop).
         let mut dump = (0usize, 0u64);
-        let mut census = Census {
-            slots: vec![[0u32; 2]; crate::lb::snapshot::MAX_SLOTS].into_boxed_slice(),
-            live: 0,
-        };
+        let mut census = Census { live: 0 };
         // The latency histogram is allocated once here; recording never allocates.
         let mut tx = Tx {
             buf: TxBuffer::default(),

@@ -23,6 +23,7 @@
 //!   [`FlowTable::find`] try one cuckoo move, else pick the entry expiring soonest,
 //!   preferring entries that are not ESTABLISHED (half-open SYN_RECV floods go first),
 //!   and the insert counts the eviction.
+use super::conns::ConnRow;
 use super::tcp_state::TcpState;
 use super::Tick;
 
@@ -147,6 +148,8 @@ pub struct FlowTable {
     /// pay 16 random cache misses per new flow for nothing.
     cuckoo_backoff: u32,
     pub stats: FlowStats,
+    /// This worker's connection counts per backend, kept as entries change.
+    conns: ConnRow,
 }
 
 /// Make-room calls that evict directly after a failed cuckoo search.
@@ -215,7 +218,30 @@ impl FlowTable {
             sweep_next: 0,
             cuckoo_backoff: 0,
             stats: FlowStats::default(),
+            conns: ConnRow::private(),
         }
+    }
+
+    /// The table, keeping its connection counts in `row` (a worker's row of the counts
+    /// all workers share) instead of a private one.
+    pub fn with_conns(mut self, row: ConnRow) -> Self {
+        self.conns = row;
+        self
+    }
+
+    /// The connection counts this table keeps (its row, and every worker's through it).
+    #[inline(always)]
+    pub fn conns(&self) -> &ConnRow {
+        &self.conns
+    }
+
+    /// Stops counting the entry at `idx` (being cleared, overwritten or rebound). Its
+    /// place must hold an entry (proto != 0).
+    #[inline]
+    fn uncount(&self, idx: usize) {
+        let grp = &self.groups[idx / WAYS];
+        let (i, kv) = (idx % WAYS, &grp.kv[idx % WAYS]);
+        self.conns.sub(kv.slot, kv.incarnation, TcpState::from_u8(grp.state[i]).is_active());
     }
 
     pub fn capacity(&self) -> usize {
@@ -357,6 +383,7 @@ impl FlowTable {
                 if let Some(j) = (0..WAYS).find(|&j| !self.groups[alt].live(j, now)) {
                     if self.groups[alt].proto[j] != 0 {
                         self.stats.expired += 1;
+                        self.uncount(alt * WAYS + j);
                     }
                     self.put(alt * WAYS + j, h.tag, &e);
                     self.groups[g].proto[i] = 0;
@@ -451,22 +478,38 @@ impl FlowTable {
     #[inline(always)]
     pub fn touch(&mut self, idx: usize, state: TcpState, expires: Tick) {
         let grp = &mut self.groups[idx / WAYS];
-        grp.state[idx % WAYS] = state as u8;
-        grp.expires[idx % WAYS] = expires;
+        let i = idx % WAYS;
+        let was = TcpState::from_u8(grp.state[i]).is_active();
+        grp.state[i] = state as u8;
+        grp.expires[i] = expires;
+        if was != state.is_active() {
+            // Into or out of ESTABLISHED: IPVS moves the connection between its
+            // server's active and inactive counts (`set_tcp_state`).
+            let kv = grp.kv[i];
+            self.conns.sub(kv.slot, kv.incarnation, was);
+            self.conns.add(kv.slot, kv.incarnation, !was);
+        }
     }
 
     /// Removes the entry at `idx` (its backend is gone and its policy is `expire`).
     #[inline]
     pub fn remove(&mut self, idx: usize) {
+        if self.groups[idx / WAYS].proto[idx % WAYS] != 0 {
+            self.uncount(idx);
+        }
         self.groups[idx / WAYS].proto[idx % WAYS] = 0;
     }
 
     /// Points the live entry at `idx` to another backend (a rescheduled flow).
     #[inline(always)]
     pub fn rebind(&mut self, idx: usize, slot: u16, incarnation: u16) {
-        let kv = &mut self.groups[idx / WAYS].kv[idx % WAYS];
+        self.uncount(idx);
+        let grp = &mut self.groups[idx / WAYS];
+        let active = TcpState::from_u8(grp.state[idx % WAYS]).is_active();
+        let kv = &mut grp.kv[idx % WAYS];
         kv.slot = slot;
         kv.incarnation = incarnation;
+        self.conns.add(slot, incarnation, active);
     }
 
     /// Stores a new flow at `idx` (from [`find`]'s `Vacant`), counting an eviction when
@@ -510,6 +553,10 @@ impl FlowTable {
                 self.stats.evicted_established += 1;
             }
         }
+        if grp.proto[i] != 0 {
+            self.uncount(idx); // evicted, or expired and not yet swept
+        }
+        self.conns.add(slot, incarnation, state.is_active());
         self.put(
             idx,
             h.tag,
@@ -544,7 +591,8 @@ impl FlowTable {
                     continue;
                 }
                 if grp.expires[i] <= now {
-                    grp.proto[i] = 0;
+                    self.uncount(g * WAYS + i);
+                    self.groups[g].proto[i] = 0;
                     n += 1;
                 } else {
                     visit(&self.get(g * WAYS + i));
@@ -760,6 +808,83 @@ mod tests {
         let total: u32 = count.iter().flatten().sum();
         assert_eq!(total, 1000);
         assert_eq!(count.iter().map(|c| c[1]).sum::<u32>(), 250, "SYN_RECV counts as inactive");
+    }
+
+    /// The connection counts equal the entries the table holds (expired ones until they
+    /// are cleared), by backend and class, through every kind of change: inserts into
+    /// free, expired and evicted places, cuckoo moves, state changes, rebinds, removals
+    /// and sweeps.
+    #[test]
+    fn connection_counts_follow_every_change() {
+        let mut t = FlowTable::with_seed(64, [5, 7]);
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let states = [TcpState::SynRecv, TcpState::Established, TcpState::FinWait, TcpState::Udp];
+        for step in 0..20_000u32 {
+            let now = step / 50;
+            let r = next();
+            let k = key((r % 300) as u32);
+            match (r >> 20) % 8 {
+                0..=3 => {
+                    let idx = match t.find(&k, now) {
+                        Lookup::Hit(i) | Lookup::Vacant(i) => i,
+                        Lookup::Full => unreachable!(),
+                    };
+                    let st = states[(r >> 30) as usize % 4];
+                    t.insert_at(
+                        idx,
+                        &k,
+                        (r >> 40) as u16 % 5,
+                        1,
+                        st,
+                        now + (r >> 50) as u32 % 9,
+                        now,
+                    );
+                }
+                4 | 5 => {
+                    if let Lookup::Hit(i) = t.find(&k, now) {
+                        t.touch(i, states[(r >> 30) as usize % 4], now + 5);
+                    }
+                }
+                6 => {
+                    if let Lookup::Hit(i) = t.find(&k, now) {
+                        if r & 1 == 0 {
+                            t.remove(i);
+                        } else {
+                            t.rebind(i, (r >> 40) as u16 % 5, 1);
+                        }
+                    }
+                }
+                _ => {
+                    t.sweep(now, 1);
+                }
+            }
+            if step % 997 == 0 || step == 19_999 {
+                let mut want = [(0u64, 0u64); 5];
+                for g in 0..t.groups.len() {
+                    for i in 0..WAYS {
+                        if t.groups[g].proto[i] != 0 {
+                            let e = t.get(g * WAYS + i);
+                            let w = &mut want[usize::from(e.slot)];
+                            if e.state().is_active() {
+                                w.0 += 1
+                            } else {
+                                w.1 += 1
+                            }
+                        }
+                    }
+                }
+                for (slot, w) in want.iter().enumerate() {
+                    assert_eq!(t.conns().all().get(slot as u16, 1), *w, "slot {slot}, step {step}");
+                }
+            }
+        }
+        assert!(t.stats.moved > 0 && t.stats.evictions > 0 && t.stats.expired > 0, "{:?}", t.stats);
     }
 
     #[test]

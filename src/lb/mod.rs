@@ -7,6 +7,7 @@
 //! - [`flow`]: the per-worker flow table (fixed capacity, seeded hash, bounded probing).
 //! - [`tcp_state`]: IPVS's input-only TCP state table (DR sees client->server only).
 //! - [`pipeline`]: `process(frame, &snapshot, &mut local, now) -> Verdict`.
+pub mod conns;
 pub mod flow;
 pub mod maglev;
 pub mod pipeline;
@@ -49,11 +50,23 @@ impl Proto {
     }
 }
 
-/// Scheduler of a service (ipvsadm `-s`).
+/// Scheduler of a service (ipvsadm `-s`). See [`sched`] for each one's rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SchedKind {
+    /// Weighted least-connection (IPVS's and ipvsadm's default).
     #[default]
+    Wlc,
+    /// Least-connection.
+    Lc,
+    /// Source hashing.
+    Sh,
+    /// Shortest expected delay.
+    Sed,
+    /// Never queue.
+    Nq,
+    /// Weighted failover.
+    Fo,
     Wrr,
     Rr,
     /// Maglev hashing ([`maglev`]): the same choice on every director.
@@ -61,12 +74,85 @@ pub enum SchedKind {
 }
 
 impl SchedKind {
+    pub const ALL: [SchedKind; 9] = [
+        SchedKind::Wlc,
+        SchedKind::Lc,
+        SchedKind::Sh,
+        SchedKind::Sed,
+        SchedKind::Nq,
+        SchedKind::Fo,
+        SchedKind::Wrr,
+        SchedKind::Rr,
+        SchedKind::Mh,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
+            SchedKind::Wlc => "wlc",
+            SchedKind::Lc => "lc",
+            SchedKind::Sh => "sh",
+            SchedKind::Sed => "sed",
+            SchedKind::Nq => "nq",
+            SchedKind::Fo => "fo",
             SchedKind::Wrr => "wrr",
             SchedKind::Rr => "rr",
             SchedKind::Mh => "mh",
         }
+    }
+
+    /// The scheduler ipvsadm calls `name`.
+    pub fn from_name(name: &str) -> Option<SchedKind> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// Chooses by the servers' connection counts (wlc, lc, sed, nq).
+    pub fn counts_connections(self) -> bool {
+        matches!(self, SchedKind::Wlc | SchedKind::Lc | SchedKind::Sed | SchedKind::Nq)
+    }
+}
+
+/// Scheduler flags (ipvsadm `-b`, `--sched-flags`); only `sh` has any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SchedFlags {
+    /// `sh-fallback`: a client whose server is unavailable goes to another one (found by
+    /// walking the table from its bucket) instead of being dropped.
+    pub sh_fallback: bool,
+    /// `sh-port`: hash the client's source port with its address.
+    pub sh_port: bool,
+}
+
+impl SchedFlags {
+    /// ipvsadm's spelling (`sh-fallback,sh-port`), empty for none.
+    pub fn names(self) -> String {
+        let mut v = Vec::new();
+        if self.sh_fallback {
+            v.push("sh-fallback");
+        }
+        if self.sh_port {
+            v.push("sh-port");
+        }
+        v.join(",")
+    }
+
+    /// Parses ipvsadm's comma-separated list. Errors name the flag.
+    pub fn parse(list: &str) -> Result<SchedFlags, String> {
+        let mut f = SchedFlags::default();
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            match name {
+                "sh-fallback" => f.sh_fallback = true,
+                "sh-port" => f.sh_port = true,
+                other => {
+                    return Err(format!(
+                        "unknown scheduler flag '{other}' (drlb has sh-fallback and sh-port)"
+                    ))
+                }
+            }
+        }
+        Ok(f)
+    }
+
+    pub fn is_empty(self) -> bool {
+        self == SchedFlags::default()
     }
 }
 

@@ -4,11 +4,13 @@
 //! [`LocalState`], and rewrites the frame in place (the 12 MAC bytes for a forward; the
 //! whole ARP or ICMP message for a reply). It never allocates and never panics: every
 //! length is validated by a `wire` view before it is used.
+use super::conns::ConnCounts;
 use super::flow::{FlowKey, FlowTable, Hashed, Lookup};
+use super::sched;
 use super::snapshot::{Service, Snapshot, MAX_SERVICES};
 use super::tcp_state::{self, TcpState};
 use super::verdict::{DropReason, Neighbor, Verdict};
-use super::{MidFlow, OnGone, SynFlood, Tick};
+use super::{MidFlow, OnGone, SchedKind, SynFlood, Tick};
 use crate::wire::arp::{self, ArpPacket};
 use crate::wire::ethernet::{self, EtherType};
 use crate::wire::icmp::{self, IcmpPacket};
@@ -284,7 +286,7 @@ fn ipv4(
                 local.flows.touch(idx, st, now.saturating_add(snap.timeouts.of(st)));
                 (e.slot, false)
             } else {
-                let Some(slot) = pick(svc, si, &key, snap, &mut local.cursors) else {
+                let Some(slot) = pick(svc, si, &key, snap, local) else {
                     return Verdict::Drop(D::NoBackend);
                 };
                 let st =
@@ -390,7 +392,7 @@ fn new_flow(
     if snap.syn_flood == SynFlood::Drop && local.flows.is_established(idx, now) {
         return Err(D::FlowTableFull);
     }
-    let slot = pick(svc, si, m.key, snap, &mut local.cursors).ok_or(D::NoBackend)?;
+    let slot = pick(svc, si, m.key, snap, local).ok_or(D::NoBackend)?;
     let st = if tcp { TcpState::SynRecv } else { TcpState::Udp };
     let expires = now.saturating_add(snap.timeouts.of(st));
     store(local, idx, m, slot, snap, st, expires, now);
@@ -425,7 +427,7 @@ fn mid_flow(
     local: &mut LocalState,
     now: Tick,
 ) -> Result<(u16, bool), DropReason> {
-    let slot = pick(m.svc, m.si, m.key, snap, &mut local.cursors).ok_or(D::NoBackend)?;
+    let slot = pick(m.svc, m.si, m.key, snap, local).ok_or(D::NoBackend)?;
     local.mid_flow_scheduled += 1;
     if m.tcp_flags & flags::RST == 0 {
         if let Some(idx) = m.room_beside_established(local, now) {
@@ -463,36 +465,77 @@ fn maglev(svc: &Service, snap: &Snapshot, key: &FlowKey) -> Option<Option<u16>> 
 /// stands.
 #[inline]
 fn choose(svc: &Service, snap: &Snapshot, flows: &FlowTable, key: &FlowKey) -> Option<u16> {
-    if let Some(chosen) = maglev(svc, snap, key) {
-        return chosen;
+    if !svc.sorry_takes {
+        if let Some(chosen) = maglev(svc, snap, key) {
+            return chosen;
+        }
+        if svc.policy.sched == SchedKind::Sh {
+            return source_hash(svc, snap, key);
+        }
     }
     let seq = &svc.schedule;
     (!seq.is_empty()).then(|| seq[flows.choose(key, seq.len())])
 }
 
-/// The backend of a new flow of `svc` on this worker: for `mh`, its table's choice;
-/// else the next in the schedule from this worker's cursor. The schedule only holds
-/// present backends with weight > 0 and a known MAC.
+/// The backend of a new flow of `svc` on this worker: the sorry server while it takes
+/// the new flows; for `mh`, its table's choice; for `sh`, its bucket's; for wlc, lc, sed
+/// and nq, the least loaded by every worker's connection counts; else (wrr, rr, fo) the
+/// next in the schedule from this worker's cursor. The schedule only holds present
+/// backends with weight > 0 and a known MAC that are not down.
 #[inline]
 fn pick(
     svc: &Service,
     si: u16,
     key: &FlowKey,
     snap: &Snapshot,
-    cursors: &mut [u32],
+    local: &mut LocalState,
 ) -> Option<u16> {
-    if let Some(chosen) = maglev(svc, snap, key) {
-        return chosen;
-    }
     let seq = &svc.schedule;
+    if !svc.sorry_takes {
+        if let Some(chosen) = maglev(svc, snap, key) {
+            return chosen;
+        }
+        let kind = svc.policy.sched;
+        if kind == SchedKind::Sh {
+            return source_hash(svc, snap, key);
+        }
+        if kind.counts_connections() {
+            return least_loaded(svc, snap, local.flows.conns().all());
+        }
+    }
     if seq.is_empty() {
         return None;
     }
-    let c = &mut cursors[usize::from(si)];
+    let c = &mut local.cursors[usize::from(si)];
     // The cursor may be past the end after a swap shortened the schedule.
     let i = (*c as usize) % seq.len();
     *c = if i + 1 == seq.len() { 0 } else { (i + 1) as u32 };
     Some(seq[i])
+}
+
+/// `sh`: the server of the client's bucket (see [`sched::sh_pick`]).
+#[inline]
+fn source_hash(svc: &Service, snap: &Snapshot, key: &FlowKey) -> Option<u16> {
+    let f = svc.policy.sched_flags;
+    let port = if f.sh_port { key.sport } else { 0 };
+    sched::sh_pick(&svc.sh, key.saddr, port, f.sh_fallback, |s| {
+        snap.backends.get(usize::from(s)).is_some_and(Service::eligible)
+    })
+}
+
+/// wlc, lc, sed, nq over the service's eligible backends in IPVS's order (newest first),
+/// with the connection counts of all workers ([`super::conns`]).
+#[inline(never)]
+fn least_loaded(svc: &Service, snap: &Snapshot, conns: &ConnCounts) -> Option<u16> {
+    let eligible = svc.backends.iter().rev().filter_map(|&slot| {
+        let b = snap.backends.get(usize::from(slot))?;
+        if !Service::eligible(b) {
+            return None;
+        }
+        let (active, inactive) = conns.get(slot, b.incarnation);
+        Some(sched::Candidate { slot, weight: b.weight, active, inactive })
+    });
+    sched::least(svc.policy.sched, eligible)
 }
 
 // ICMP echo request to a VIP or the director IP: answered by the director.

@@ -1,4 +1,11 @@
-//! Schedulers, precomputed as sequences so that a pick on the hot path is one load.
+//! Schedulers. wrr and rr are precomputed as sequences so that a pick on the hot path
+//! is one load; the others follow IPVS's `ip_vs_*.c`, rule for rule.
+//!
+//! **IPVS's order.** IPVS keeps a service's real servers newest first (`list_add` at the
+//! head in `__ip_vs_update_dest`), and its scanning schedulers break ties by that order.
+//! drlb keeps backends in configuration order (`-a` appends), so the scanning schedulers
+//! below walk it backwards: the same servers in the same order as IPVS after the same
+//! `ipvsadm -a` commands, and the same decisions.
 //!
 //! **wrr** — each backend *i* with weight *wᵢ* gets exactly *wᵢ/g* picks in every cycle
 //! of *Σw/g* picks (*g* = gcd of the weights), spread evenly rather than in runs. The
@@ -12,12 +19,43 @@
 //! **rr** — each backend with weight > 0 once per cycle, in order: weights other than 0
 //! are ignored, weight 0 drains (IPVS rr skips `IP_VS_DEST_F_OVERLOAD` and weight 0).
 //!
+//! **wlc** (ip_vs_wlc.c) — weighted least-connection: the server with the least
+//! overhead/weight, where the overhead is `activeconns * 256 + inactconns` ("the overhead
+//! of processing active connections is 256 times higher than that of inactive ones").
+//! Compared by cross-multiplication, no division: *d* replaces the least so far *l*
+//! when `overhead(l) * weight(d) > overhead(d) * weight(l)`; ties keep the first.
+//!
+//! **lc** (ip_vs_lc.c) — least-connection: the least `activeconns * 256 + inactconns`,
+//! weights ignored but for 0 (skipped); ties keep the first.
+//!
+//! **sed** (ip_vs_sed.c) — shortest expected delay: overhead `activeconns + 1` (the delay
+//! the new connection would see), compared against weights as wlc does.
+//!
+//! **nq** (ip_vs_nq.c) — never queue: the first server with no active connection if there
+//! is one, else as sed.
+//!
+//! **fo** (ip_vs_fo.c) — weighted failover: every new connection to the available server
+//! with the highest weight (the first of equals). The sequence is that one server.
+//!
+//! **sh** (ip_vs_sh.c) — source hashing: a table of 256 buckets; the servers take
+//! *weight* consecutive buckets each (at least one), in IPVS's order, round and round
+//! until the table is full; a client's bucket is `hash_32(port + address, 8)` of its
+//! source address (and source port with `sh-port`). An unavailable server's clients are
+//! dropped, or with `sh-fallback` go to the next available server found by walking the
+//! table from that bucket as IPVS does. Weight 0 and down servers keep their buckets
+//! (IPVS rebuilds the table only when servers are added, removed or reweighted).
+//!
+//! For these six the sequence is the eligible backends (as for rr): it says whether any
+//! is, and spreads new flows by hash while a SYN flood keeps the table full.
+//!
 //! **mh** — the sequence is the eligible backends, as for rr: it says whether any is;
 //! the choice is made by the service's Maglev table ([`super::maglev`]).
 //!
-//! Only backends with weight > 0 *and* a known MAC are in the sequence; the control
-//! plane rebuilds it when either changes. Each worker keeps its own cursor, starting at
-//! its index, so workers do not all hand their first flow to the same backend.
+//! Only backends with weight > 0 *and* a known MAC and not down are in the sequence; the
+//! control plane rebuilds it when any of these changes. Each worker keeps its own wrr/rr
+//! cursor, starting at its index, so workers do not all hand their first flow to the
+//! same backend. The connection counts the scanning schedulers read are every worker's
+//! ([`super::conns`]).
 use super::SchedKind;
 
 /// Longest cycle we precompute (2^20 picks = 2 MiB of u16). Σw/g beyond it is a config
@@ -35,7 +73,6 @@ fn gcd(mut a: u64, mut b: u64) -> u64 {
 pub fn cycle_len(kind: SchedKind, weights: &[u32]) -> u64 {
     let w: Vec<u64> = weights.iter().filter(|&&w| w > 0).map(|&w| u64::from(w)).collect();
     match kind {
-        SchedKind::Rr | SchedKind::Mh => w.len() as u64,
         SchedKind::Wrr => {
             let g = w.iter().fold(0, |g, &x| gcd(g, x));
             if g == 0 {
@@ -44,6 +81,8 @@ pub fn cycle_len(kind: SchedKind, weights: &[u32]) -> u64 {
                 w.iter().map(|x| x / g).sum()
             }
         }
+        SchedKind::Fo => w.len().min(1) as u64,
+        _ => w.len() as u64,
     }
 }
 
@@ -62,7 +101,16 @@ pub fn build(kind: SchedKind, backends: &[(u16, u32)]) -> Option<Vec<u16>> {
     let live: Vec<(u16, u64)> =
         backends.iter().filter(|b| b.1 > 0).map(|&(s, w)| (s, u64::from(w))).collect();
     match kind {
-        SchedKind::Rr | SchedKind::Mh => Some(live.iter().map(|b| b.0).collect()),
+        SchedKind::Fo => {
+            // The highest weight; the first of equals in IPVS's order (newest first).
+            let mut best: Option<(u16, u64)> = None;
+            for &(s, w) in live.iter().rev() {
+                if best.is_none_or(|b| w > b.1) {
+                    best = Some((s, w));
+                }
+            }
+            Some(best.map(|b| b.0).into_iter().collect())
+        }
         SchedKind::Wrr => {
             let g = live.iter().fold(0, |g, b| gcd(g, b.1));
             if g == 0 {
@@ -87,7 +135,103 @@ pub fn build(kind: SchedKind, backends: &[(u16, u32)]) -> Option<Vec<u16>> {
             });
             Some(picks.into_iter().map(|p| live[p.0].0).collect())
         }
+        _ => Some(live.iter().map(|b| b.0).collect()),
     }
+}
+
+/// One candidate of a scanning scheduler: slot, weight (> 0) and the connection counts
+/// (active, inactive) summed over the workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Candidate {
+    pub slot: u16,
+    pub weight: u32,
+    pub active: u64,
+    pub inactive: u64,
+}
+
+/// wlc, lc, sed, nq: the chosen one of `eligible` (available servers with weight > 0, in
+/// IPVS's order), by the rules in the module docs. `None` when there is none.
+pub fn least(kind: SchedKind, eligible: impl Iterator<Item = Candidate>) -> Option<u16> {
+    // Overheads grow past u64 only with absurd counts; u128 products never overflow.
+    let overhead = |c: &Candidate| -> u128 {
+        match kind {
+            SchedKind::Sed | SchedKind::Nq => u128::from(c.active) + 1,
+            _ => (u128::from(c.active) << 8) + u128::from(c.inactive),
+        }
+    };
+    let mut best: Option<(Candidate, u128)> = None;
+    for c in eligible {
+        if kind == SchedKind::Nq && c.active == 0 {
+            return Some(c.slot); // an idle server: no queue at all
+        }
+        let doh = overhead(&c);
+        let better = match best {
+            None => true,
+            Some((_, loh)) if kind == SchedKind::Lc => doh < loh,
+            Some((l, loh)) => loh * u128::from(c.weight) > doh * u128::from(l.weight),
+        };
+        if better {
+            best = Some((c, doh));
+        }
+    }
+    best.map(|b| b.0.slot)
+}
+
+/// Buckets of an `sh` table (IPVS's `IP_VS_SH_TAB_BITS` = 8).
+pub const SH_TAB_BITS: u32 = 8;
+pub const SH_TAB_SIZE: usize = 1 << SH_TAB_BITS;
+
+/// The `sh` table over a service's servers (slot, weight) in IPVS's order: each takes
+/// `weight` consecutive buckets (at least one), round and round (`ip_vs_sh_reassign`).
+/// Empty when there is no server.
+pub fn sh_table(servers: &[(u16, u32)]) -> Box<[u16]> {
+    if servers.is_empty() {
+        return Box::new([]);
+    }
+    let mut t = Vec::with_capacity(SH_TAB_SIZE);
+    let (mut d, mut count) = (0, 0u32);
+    while t.len() < SH_TAB_SIZE {
+        t.push(servers[d].0);
+        count += 1;
+        if count >= servers[d].1 {
+            d = (d + 1) % servers.len();
+            count = 0;
+        }
+    }
+    t.into_boxed_slice()
+}
+
+/// `ip_vs_sh_hashkey`: the bucket of (address, port) at `offset`.
+#[inline]
+fn sh_bucket(addr: u32, port: u16, offset: u32) -> usize {
+    let h = u32::from(port).wrapping_add(addr).wrapping_mul(0x61c8_8647) >> (32 - SH_TAB_BITS);
+    (offset.wrapping_add(h) as usize) & (SH_TAB_SIZE - 1)
+}
+
+/// The `sh` choice for a client (`port` 0 unless `sh-port`): its bucket's server if
+/// `available`, else with `fallback` the first available one walking the table as
+/// `ip_vs_sh_get_fallback` does, else `None`.
+pub fn sh_pick(
+    table: &[u16],
+    addr: u32,
+    port: u16,
+    fallback: bool,
+    available: impl Fn(u16) -> bool,
+) -> Option<u16> {
+    if table.len() != SH_TAB_SIZE {
+        return None;
+    }
+    let ihash = sh_bucket(addr, port, 0);
+    let first = table[ihash];
+    if available(first) {
+        return Some(first);
+    }
+    if !fallback {
+        return None;
+    }
+    (0..SH_TAB_SIZE as u32)
+        .map(|offset| table[sh_bucket(addr, port, (offset + ihash as u32) % SH_TAB_SIZE as u32)])
+        .find(|&s| available(s))
 }
 
 #[cfg(test)]

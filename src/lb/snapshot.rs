@@ -12,7 +12,7 @@
 use super::maglev::{MhHash, MhKeys, MhTable};
 use super::sched;
 use super::tcp_state::TimeoutTicks;
-use super::{MidFlow, OnGone, Proto, SchedKind, Timeouts};
+use super::{MidFlow, OnGone, Proto, SchedFlags, SchedKind, Timeouts};
 use crate::wire::Mac;
 use std::sync::Arc;
 
@@ -82,6 +82,8 @@ pub struct Policy {
     pub on_down: OnGone,
     pub mh_hash: MhHash,
     pub mid_flow: MidFlow,
+    /// ipvsadm `-b`: `sh-fallback`, `sh-port`.
+    pub sched_flags: SchedFlags,
 }
 
 impl Policy {
@@ -94,6 +96,7 @@ impl Policy {
             on_down: OnGone::default(),
             mh_hash: MhHash::default(),
             mid_flow: MidFlow::default_for(sched),
+            sched_flags: SchedFlags::default(),
         }
     }
 }
@@ -120,6 +123,12 @@ pub struct Service {
     /// `mh`: the Maglev table new flows are chosen by; `None` for the other schedulers
     /// and while the sorry server takes the new flows.
     pub mh: Option<Arc<MhTable>>,
+    /// `sh`: the 256 buckets over every backend of the service ([`sched::sh_table`]);
+    /// empty for the other schedulers.
+    pub sh: Box<[u16]>,
+    /// The service is below its quorum and its sorry server takes the new flows (the
+    /// schedule is that server alone, whatever the scheduler).
+    pub sorry_takes: bool,
 }
 
 impl Service {
@@ -278,6 +287,15 @@ impl Snapshot {
                 schedule: schedule.into_boxed_slice(),
                 available,
                 mh: if sorry_takes { None } else { s.mh.clone() },
+                sh: if s.policy.sched == SchedKind::Sh {
+                    // IPVS's order: newest first (see sched's module docs).
+                    let all: Vec<(u16, u32)> =
+                        s.backends.iter().rev().map(|b| (b.slot, b.weight)).collect();
+                    sched::sh_table(&all)
+                } else {
+                    Box::new([])
+                },
+                sorry_takes,
             });
         }
         neighbors.sort_unstable();

@@ -176,6 +176,15 @@ impl Config {
             }
         }
         self.check_mh(s, p)?;
+        if !s.sched_flags.is_empty() && s.scheduler != SchedKind::Sh {
+            return Err((
+                format!("{p}.sched_flags"),
+                format!(
+                    "only the sh scheduler has flags (this service has \"{}\")",
+                    s.scheduler.name()
+                ),
+            ));
+        }
         let weights: Vec<u32> = s.backends.iter().map(|b| b.weight).collect();
         crate::lb::sched::check(s.scheduler, &weights).map_err(|e| (format!("{p}.backend"), e))
     }
@@ -375,7 +384,9 @@ mod tests {
             ("duplicate backend", svc("[[service.backend]]\nip = \"10.0.0.1\"\n[[service.backend]]\nip = \"10.0.0.1\"\n"), "service[0].backend[1]: duplicate backend 10.0.0.1"),
             ("duplicate VIP", format!("{}[[service]]\nvip = \"192.168.1.200\"\nport = 80\n[[service.backend]]\nip = \"10.0.0.2\"\n", svc("[[service.backend]]\nip = \"10.0.0.1\"\n")), "service[1]: duplicate service 192.168.1.200:80/tcp"),
             ("empty service", svc(""), "service[0].backend: service 192.168.1.200:80 has no backend"),
-            ("bad scheduler", svc("scheduler = \"lc\"\n[[service.backend]]\nip = \"10.0.0.1\"\n"), "unknown variant `lc`"),
+            ("bad scheduler", svc("scheduler = \"lblc\"\n[[service.backend]]\nip = \"10.0.0.1\"\n"), "unknown variant `lblc`"),
+            ("flags without sh", svc("scheduler = \"wlc\"\nsched_flags = [\"sh-port\"]\n[[service.backend]]\nip = \"10.0.0.1\"\n"), "service[0].sched_flags: only the sh scheduler has flags"),
+            ("unknown flag", svc("scheduler = \"sh\"\nsched_flags = [\"sh-bogus\"]\n[[service.backend]]\nip = \"10.0.0.1\"\n"), "unknown variant `sh-bogus`"),
             ("bad protocol", svc("protocol = \"sctp\"\n[[service.backend]]\nip = \"10.0.0.1\"\n"), "unknown variant `sctp`"),
             ("VIP is the DIP", format!("{base}[[service]]\nvip = \"192.168.1.121\"\nport = 80\n[[service.backend]]\nip = \"10.0.0.1\"\n"), "is the director's own IP"),
             ("missing dataplane", "[[service]]\nvip = \"1.2.3.4\"\nport = 1\n".into(), "missing field `dataplane`"),
@@ -385,7 +396,7 @@ mod tests {
             ("not TOML", "\u{1}\u{2}binary".into(), "line 1"),
             ("mh table not a prime", svc("scheduler = \"mh\"\nmh_table_size = 65536\n[[service.backend]]\nip = \"10.0.0.1\"\n"), "service[0].mh_table_size: 65536 is not a prime (Maglev needs one); the nearest above is 65537"),
             ("mh table too small", svc("scheduler = \"mh\"\nmh_table_size = 2\n[[service.backend]]\nip = \"10.0.0.1\"\n"), "service[0].mh_table_size: 2 is out of range (7 ..= 1048573)"),
-            ("mh key without mh", svc("mh_table_size = 251\n[[service.backend]]\nip = \"10.0.0.1\"\n"), "service[0].mh_table_size: only for scheduler = \"mh\" (this service has \"wrr\")"),
+            ("mh key without mh", svc("mh_table_size = 251\n[[service.backend]]\nip = \"10.0.0.1\"\n"), "service[0].mh_table_size: only for scheduler = \"mh\" (this service has \"wlc\")"),
             ("mh_hash without mh", svc("mh_hash = \"source\"\n[[service.backend]]\nip = \"10.0.0.1\"\n"), "service[0].mh_hash: only for scheduler"),
             ("bad mh_hash", svc("scheduler = \"mh\"\nmh_hash = \"dport\"\n[[service.backend]]\nip = \"10.0.0.1\"\n"), "unknown variant `dport`, expected `flow` or `source`"),
             ("bad mid_flow", svc("mid_flow = \"sloppy\"\n[[service.backend]]\nip = \"10.0.0.1\"\n"), "unknown variant `sloppy`, expected `schedule` or `drop`"),

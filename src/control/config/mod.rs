@@ -5,7 +5,7 @@
 //! admin command go through [`Config::validate`] / [`Config::validate_running`], and the
 //! rules a single value follows ([`rules`]) are shared with drlbadm's own checks.
 use crate::lb::maglev::MhHash;
-use crate::lb::{MidFlow, OnGone, Proto, SchedKind, Timeouts};
+use crate::lb::{MidFlow, OnGone, Proto, SchedFlags, SchedKind, Timeouts};
 use crate::wire::Mac;
 use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
@@ -177,6 +177,9 @@ pub struct ServiceConf {
     pub protocol: Proto,
     #[serde(default)]
     pub scheduler: SchedKind,
+    /// ipvsadm `-b`: `sh-fallback`, `sh-port` (only `sh` has flags).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sched_flags: Vec<SchedFlag>,
     #[serde(default)]
     pub on_backend_removed: OnGone,
     #[serde(default)]
@@ -211,6 +214,7 @@ impl ServiceConf {
             port,
             protocol,
             scheduler,
+            sched_flags: Vec::new(),
             on_backend_removed: OnGone::default(),
             on_backend_down: OnGone::default(),
             sorry_server: None,
@@ -223,6 +227,29 @@ impl ServiceConf {
         }
     }
 
+    /// `sched_flags` as the data plane takes them.
+    pub fn flags(&self) -> SchedFlags {
+        let mut f = SchedFlags::default();
+        for flag in &self.sched_flags {
+            match flag {
+                SchedFlag::ShFallback => f.sh_fallback = true,
+                SchedFlag::ShPort => f.sh_port = true,
+            }
+        }
+        f
+    }
+
+    /// Sets `sched_flags` from the data plane's form (in ipvsadm's order).
+    pub fn set_flags(&mut self, f: SchedFlags) {
+        self.sched_flags.clear();
+        if f.sh_fallback {
+            self.sched_flags.push(SchedFlag::ShFallback);
+        }
+        if f.sh_port {
+            self.sched_flags.push(SchedFlag::ShPort);
+        }
+    }
+
     /// `mid_flow`, or its default for the scheduler.
     pub fn mid_flow(&self) -> MidFlow {
         self.mid_flow.unwrap_or(MidFlow::default_for(self.scheduler))
@@ -232,6 +259,15 @@ impl ServiceConf {
     pub fn mh_table_size(&self) -> u32 {
         self.mh_table_size.unwrap_or(crate::lb::maglev::DEFAULT_TABLE_SIZE)
     }
+}
+
+/// One scheduler flag, spelled as ipvsadm's `-b` spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+pub enum SchedFlag {
+    #[serde(rename = "sh-fallback")]
+    ShFallback,
+    #[serde(rename = "sh-port")]
+    ShPort,
 }
 
 fn d_quorum() -> u32 {
