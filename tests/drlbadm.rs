@@ -383,12 +383,17 @@ fn ipvsadm_rules_round_trip_and_a_bad_rule_rejects_the_whole_input() {
     );
     // Cleared, then restored from those lines (plus a UDP service and a comment).
     adm_ok(&sock, &["-C"]);
-    let more = "# from another director\n-A -u 192.168.1.200:53 -s sh -b sh-port,sh-fallback\n-a -u 192.168.1.200:53 -r 192.168.1.118:53 -g -w 2\n";
+    let more = "# from another director\n-A -u 192.168.1.200:53 -s sh -b sh-port,sh-fallback -p 60 -M 255.255.255.0\n-a -u 192.168.1.200:53 -r 192.168.1.118:53 -g -w 2\n";
     assert_eq!(restore(&format!("{rules}\n{more}")), (0, String::new()));
     let after = adm_ok(&sock, &["-S", "--format", "ipvsadm"]);
-    assert_eq!(after, format!("{rules}-A -u 192.168.1.200:53 -s sh -b sh-fallback,sh-port\n-a -u 192.168.1.200:53 -r 192.168.1.118:53 -g -w 2\n"));
+    assert_eq!(after, format!("{rules}-A -u 192.168.1.200:53 -s sh -b sh-fallback,sh-port -p 60 -M 255.255.255.0\n-a -u 192.168.1.200:53 -r 192.168.1.118:53 -g -w 2\n"));
     let ln = adm_ok(&sock, &["-ln"]);
-    assert!(ln.contains("\nUDP  192.168.1.200:53 sh (sh-fallback,sh-port)\n"), "{ln}");
+    assert!(
+        ln.contains(
+            "\nUDP  192.168.1.200:53 sh (sh-fallback,sh-port) persistent 60 mask 255.255.255.0\n"
+        ),
+        "{ln}"
+    );
 
     // Rules drlb cannot do: the whole input is refused, the line named, nothing changed.
     let before = adm_ok(&sock, &["-S"]);
@@ -411,7 +416,11 @@ fn ipvsadm_rules_round_trip_and_a_bad_rule_rejects_the_whole_input() {
             "-A -t 192.168.1.202:80 -s sh -b sh-wide",
             "stdin line 2: unknown scheduler flag 'sh-wide'",
         ),
-        ("-A -t 192.168.1.202:80 -s rr -p 300", "stdin line 2: unexpected argument '-p'"),
+        ("-A -t 192.168.1.202:80 -s rr -o", "stdin line 2: unexpected argument '-o'"),
+        (
+            "-A -t 192.168.1.202:80 -s rr -p 0",
+            "stdin line 2: illegal timeout for persistent service: 0",
+        ),
         ("-A -f 7 -s rr", "stdin line 2: unexpected argument '-f'"),
         ("-a -t 192.168.1.209:80 -r 10.0.0.1:80 -g -w 1", "stdin line 2: Service not defined"),
         ("-A -t 192.168.1.200:80 -s rr", "stdin line 2: Service already exists"),

@@ -24,7 +24,9 @@ udp = 2
 [[service]]
 vip = "192.168.1.200"
 port = 80
-scheduler = "wrr"
+scheduler = "wlc"
+persistence = 3
+persistence_netmask = "255.255.255.0"
   [[service.backend]]
   ip = "192.168.1.118"
   weight = 3
@@ -42,7 +44,8 @@ scheduler = "wrr"
 vip = "192.168.1.200"
 port = 53
 protocol = "udp"
-scheduler = "rr"
+scheduler = "sh"
+sched_flags = ["sh-fallback", "sh-port"]
 on_backend_removed = "drop"
   [[service.backend]]
   ip = "192.168.1.118"

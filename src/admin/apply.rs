@@ -1,6 +1,6 @@
 //! Applying an admin command: a mutating [`Request`] turns a copy of the running
 //! config into the next one, validated as a whole before the manager swaps it in.
-use super::protocol::{check_port, check_weight, Request, SvcId};
+use super::protocol::{check_port, check_weight, Request, SvcId, SvcSettings};
 use crate::control::config::{BackendConf, Config, ServiceConf};
 use crate::lb::{SchedFlags, SchedKind};
 use crate::wire::Mac;
@@ -16,42 +16,57 @@ fn find_svc<'a>(cfg: &'a mut Config, id: &SvcId) -> Result<&'a mut ServiceConf, 
 /// as a running config) and a one-line description of the change.
 /// `-A`/`-E`'s settings on a service, as ipvsadm sets them (not given: the default).
 /// Returns how the change reads in the log.
-fn settings(
-    s: &mut ServiceConf,
-    sched: Option<SchedKind>,
-    flags: Option<&str>,
-) -> Result<String, String> {
-    let sched = sched.unwrap_or_default();
-    let flags = SchedFlags::parse(flags.unwrap_or(""))?;
+fn settings(s: &mut ServiceConf, set: &SvcSettings) -> Result<String, String> {
+    let sched = set.sched.unwrap_or_default();
+    let flags = SchedFlags::parse(set.flags.as_deref().unwrap_or(""))?;
     if !flags.is_empty() && sched != SchedKind::Sh {
         return Err(format!(
             "scheduler flags are only for sh (this service would have {})",
             sched.name()
         ));
     }
+    if let Some(t) = set.persistent {
+        let max = crate::control::config::MAX_PERSISTENCE;
+        if !(1..=max).contains(&t) {
+            return Err(format!(
+                "illegal timeout for persistent service: {t} (1 ..= {max} seconds)"
+            ));
+        }
+    }
+    if set.netmask.is_some() && set.persistent.is_none() {
+        return Err("-M (persistence netmask) needs -p".into());
+    }
     s.scheduler = sched;
     s.set_flags(flags);
-    Ok(if flags.is_empty() {
-        format!("scheduler {}", sched.name())
-    } else {
-        format!("scheduler {} ({})", sched.name(), flags.names())
-    })
+    s.persistence = set.persistent;
+    s.persistence_netmask = set.netmask.filter(|m| *m != std::net::Ipv4Addr::BROADCAST);
+    let mut what = format!("scheduler {}", sched.name());
+    if !flags.is_empty() {
+        what += &format!(" ({})", flags.names());
+    }
+    if let Some(p) = set.persistent {
+        what += &format!(" persistent {p}");
+        if let Some(m) = s.persistence_netmask {
+            what += &format!(" mask {m}");
+        }
+    }
+    Ok(what)
 }
 
 pub fn apply(running: &Config, req: &Request) -> Result<(Config, String), String> {
     let mut cfg = running.clone();
     let what = match req {
-        Request::AddService { svc, sched, flags } => {
+        Request::AddService { svc, settings: set } => {
             if find_svc(&mut cfg, svc).is_ok() {
                 return Err(format!("Service already exists: {svc}"));
             }
             let mut s = ServiceConf::new(svc.vip, svc.port, svc.proto, SchedKind::default());
-            let what = settings(&mut s, *sched, flags.as_deref())?;
+            let what = settings(&mut s, set)?;
             cfg.services.push(s);
             format!("added service {svc} {what}")
         }
-        Request::EditService { svc, sched, flags } => {
-            let what = settings(find_svc(&mut cfg, svc)?, *sched, flags.as_deref())?;
+        Request::EditService { svc, settings: set } => {
+            let what = settings(find_svc(&mut cfg, svc)?, set)?;
             format!("service {svc} {what}")
         }
         Request::DelService { svc } => {
@@ -165,7 +180,10 @@ mod tests {
         type Check = fn(&Config) -> bool;
         let steps: Vec<(Request, Check)> = vec![
             (
-                Request::AddService { svc: seed(), sched: Some(SchedKind::Rr), flags: None },
+                Request::AddService {
+                    svc: seed(),
+                    settings: SvcSettings { sched: Some(SchedKind::Rr), ..Default::default() },
+                },
                 |c| c.services.len() == 1, // a service may be empty between -A and -a
             ),
             (add(seed(), "192.168.1.118", Some(80), Some(1), None), |c| {
@@ -174,9 +192,13 @@ mod tests {
             (Request::EditBackend { svc: seed(), rip: rs, port: None, weight: 0 }, |c| {
                 c.services[0].backends[0].weight == 0
             }),
-            (Request::EditService { svc: seed(), sched: Some(SchedKind::Wrr), flags: None }, |c| {
-                c.services[0].scheduler == SchedKind::Wrr
-            }),
+            (
+                Request::EditService {
+                    svc: seed(),
+                    settings: SvcSettings { sched: Some(SchedKind::Wrr), ..Default::default() },
+                },
+                |c| c.services[0].scheduler == SchedKind::Wrr,
+            ),
             (Request::DelBackend { svc: seed(), rip: rs, port: None }, |c| {
                 c.services[0].backends.is_empty()
             }),
@@ -195,11 +217,17 @@ mod tests {
         let z = "192.168.1.9";
         let cases: Vec<(Request, &str)> = vec![
             (
-                Request::AddService { svc: seed(), sched: None, flags: None },
+                Request::AddService {
+                    svc: seed(),
+                    settings: SvcSettings { sched: None, ..Default::default() },
+                },
                 "Service already exists",
             ),
             (
-                Request::EditService { svc: other, sched: Some(SchedKind::Rr), flags: None },
+                Request::EditService {
+                    svc: other,
+                    settings: SvcSettings { sched: Some(SchedKind::Rr), ..Default::default() },
+                },
                 "Service not defined",
             ),
             (Request::DelService { svc: other }, "Service not defined"),

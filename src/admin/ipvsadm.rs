@@ -85,6 +85,12 @@ pub fn format_rules(l: &Listing) -> String {
         if !s.sched_flags.is_empty() {
             let _ = write!(o, " -b {}", s.sched_flags);
         }
+        if let Some(p) = s.persistence {
+            let _ = write!(o, " -p {p}");
+            if let Some(m) = s.persistence_netmask.filter(|m| *m != std::net::Ipv4Addr::BROADCAST) {
+                let _ = write!(o, " -M {m}");
+            }
+        }
         o.push('\n');
         for b in dests.iter().filter(|b| !b.sorry) {
             let _ = writeln!(
@@ -134,6 +140,14 @@ pub fn format(l: &Listing, mode: Mode, exact: bool, before: Option<&Listing>, se
                 let _ = write!(o, "{} {}", svc_name(s), s.sched.name());
                 if !s.sched_flags.is_empty() {
                     let _ = write!(o, " ({})", s.sched_flags);
+                }
+                if let Some(p) = s.persistence {
+                    let _ = write!(o, " persistent {p}");
+                    if let Some(m) =
+                        s.persistence_netmask.filter(|m| *m != std::net::Ipv4Addr::BROADCAST)
+                    {
+                        let _ = write!(o, " mask {m}");
+                    }
                 }
                 o.push('\n');
                 for b in dests {
@@ -282,6 +296,8 @@ mod tests {
                 port: 80,
                 sched: SchedKind::Rr,
                 sched_flags: String::new(),
+                persistence: None,
+                persistence_netmask: None,
                 backends: vec![b("192.168.1.119", 0, 1), b("192.168.1.118", active, 1)],
                 totals: super::super::protocol::ServiceTotals {
                     conns: 2,

@@ -37,24 +37,39 @@ impl std::fmt::Display for SvcId {
     }
 }
 
+/// A service's settings as `-A`/`-E` give them (ipvsadm's `-s`, `-b`, `-p`, `-M`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SvcSettings {
+    #[serde(default)]
+    pub sched: Option<SchedKind>,
+    /// ipvsadm `-b`: comma-separated scheduler flags.
+    #[serde(default)]
+    pub flags: Option<String>,
+    /// ipvsadm `-p`: persistence timeout, seconds.
+    #[serde(default)]
+    pub persistent: Option<u32>,
+    /// ipvsadm `-M`: persistence netmask.
+    #[serde(default)]
+    pub netmask: Option<Ipv4Addr>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {
-    /// `-A -t|-u VIP:PORT [-s SCHED] [-b FLAGS]` (SCHED default wlc, as ipvsadm)
+    /// `-A -t|-u VIP:PORT [-s SCHED] [-b FLAGS] [-p [T] [-M MASK]]` (SCHED default wlc,
+    /// as ipvsadm)
     AddService {
         svc: SvcId,
-        sched: Option<SchedKind>,
-        /// ipvsadm `-b`: comma-separated scheduler flags.
         #[serde(default)]
-        flags: Option<String>,
+        settings: SvcSettings,
     },
-    /// `-E -t|-u VIP:PORT [-s SCHED] [-b FLAGS]`: as ipvsadm, what is not given returns to
-    /// its default (wlc, no flags).
+    /// `-E`, the same settings: as ipvsadm, what is not given returns to its default
+    /// (wlc, no flags, not persistent).
     EditService {
         svc: SvcId,
-        sched: Option<SchedKind>,
         #[serde(default)]
-        flags: Option<String>,
+        settings: SvcSettings,
     },
     /// `-D -t|-u VIP:PORT`
     DelService { svc: SvcId },
@@ -223,6 +238,12 @@ pub struct ServiceRow {
     /// ipvsadm's scheduler flags (`sh-fallback,sh-port`), empty for none.
     #[serde(default)]
     pub sched_flags: String,
+    /// ipvsadm `-p`: persistence timeout in seconds (None: not persistent).
+    #[serde(default)]
+    pub persistence: Option<u32>,
+    /// ipvsadm `-M` (None: /32).
+    #[serde(default)]
+    pub persistence_netmask: Option<Ipv4Addr>,
     pub backends: Vec<BackendRow>,
     #[serde(default)]
     pub totals: ServiceTotals,

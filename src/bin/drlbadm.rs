@@ -5,7 +5,9 @@ use clap::Parser;
 use drlb::admin::bgp_feed;
 use drlb::admin::client::call;
 use drlb::admin::ipvsadm::{self, Mode};
-use drlb::admin::protocol::{check_weight, Listing, ReloadReport, Request, Response, SvcId};
+use drlb::admin::protocol::{
+    check_weight, Listing, ReloadReport, Request, Response, SvcId, SvcSettings,
+};
 use drlb::control::config::Config;
 use drlb::lb::{Proto, SchedKind};
 use std::net::Ipv4Addr;
@@ -16,7 +18,7 @@ use std::path::PathBuf;
     name = "drlbadm",
     version,
     about = "Administer drlb's virtual services, ipvsadm style",
-    override_usage = "drlbadm -A|-E -t|-u VIP:PORT [-s SCHED] [-b FLAGS]\n       drlbadm -D -t|-u VIP:PORT\n       drlbadm -a|-e -t|-u VIP:PORT -r RIP[:PORT] [-g] [-w WEIGHT] [--mac MAC]\n       drlbadm -d -t|-u VIP:PORT -r RIP[:PORT]\n       drlbadm -C\n       drlbadm -Z [-t|-u VIP:PORT]\n       drlbadm --set TCP TCPFIN UDP\n       drlbadm -L|-l [-n] [--stats|--rate|-c|--timeout] [--exact] [--json] [-t|-u VIP:PORT]\n       drlbadm -S [--format toml|ipvsadm]\n       drlbadm -R < RULES\n       drlbadm --reload\n       drlbadm --save-config\n       drlbadm --check FILE\n       drlbadm --bgp-feed [--maintenance FILE] [--next-hop IP]"
+    override_usage = "drlbadm -A|-E -t|-u VIP:PORT [-s SCHED] [-b FLAGS] [-p [TIMEOUT]] [-M NETMASK]\n       drlbadm -D -t|-u VIP:PORT\n       drlbadm -a|-e -t|-u VIP:PORT -r RIP[:PORT] [-g] [-w WEIGHT] [--mac MAC]\n       drlbadm -d -t|-u VIP:PORT -r RIP[:PORT]\n       drlbadm -C\n       drlbadm -Z [-t|-u VIP:PORT]\n       drlbadm --set TCP TCPFIN UDP\n       drlbadm -L|-l [-n] [--stats|--rate|-c|--timeout] [--exact] [--json] [-t|-u VIP:PORT]\n       drlbadm -S [--format toml|ipvsadm]\n       drlbadm -R < RULES\n       drlbadm --reload\n       drlbadm --save-config\n       drlbadm --check FILE\n       drlbadm --bgp-feed [--maintenance FILE] [--next-hop IP]"
 )]
 struct Args {
     /// Add a virtual service.
@@ -93,6 +95,13 @@ struct Args {
     /// Scheduler flags, comma-separated: sh-fallback, sh-port (sh only).
     #[arg(short = 'b', long = "sched-flags", value_name = "FLAGS")]
     sched_flags: Option<String>,
+    /// Persistent service: a client keeps its real server for TIMEOUT seconds after its
+    /// last connection (default 300).
+    #[arg(short = 'p', long = "persistent", value_name = "TIMEOUT", num_args = 0..=1, default_missing_value = "300")]
+    persistent: Option<u32>,
+    /// Persistence granularity: client addresses masked by NETMASK share a server.
+    #[arg(short = 'M', long = "netmask", value_name = "NETMASK")]
+    netmask: Option<Ipv4Addr>,
     /// Weight 0..65535 (0 drains: no new flows, existing ones stay).
     #[arg(short = 'w', long = "weight", value_name = "WEIGHT", allow_negative_numbers = true)]
     weight: Option<i64>,
@@ -226,11 +235,18 @@ fn change_request(a: &Args) -> Result<Request, String> {
         let (rip, port) = parse_real(spec)?;
         Ok((svc()?, rip, port))
     };
-    let sched = || a.sched.as_deref().map(parse_sched).transpose();
+    let settings = || -> Result<SvcSettings, String> {
+        Ok(SvcSettings {
+            sched: a.sched.as_deref().map(parse_sched).transpose()?,
+            flags: a.sched_flags.clone(),
+            persistent: a.persistent,
+            netmask: a.netmask,
+        })
+    };
     Ok(if a.add_service {
-        Request::AddService { svc: svc()?, sched: sched()?, flags: a.sched_flags.clone() }
+        Request::AddService { svc: svc()?, settings: settings()? }
     } else if a.edit_service {
-        Request::EditService { svc: svc()?, sched: sched()?, flags: a.sched_flags.clone() }
+        Request::EditService { svc: svc()?, settings: settings()? }
     } else if a.delete_service {
         Request::DelService { svc: svc()? }
     } else if a.add_server {

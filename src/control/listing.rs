@@ -131,6 +131,8 @@ impl Accounting {
                     port: s.port,
                     sched: s.scheduler,
                     sched_flags: s.flags().names(),
+                    persistence: s.persistence,
+                    persistence_netmask: s.persistence_netmask,
                     totals: self
                         .totals
                         .get(&(s.vip, s.port, s.protocol))

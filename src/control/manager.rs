@@ -51,6 +51,10 @@ pub struct Links {
     pub counters: Vec<Arc<WorkerCounters>>,
     /// Every worker's connection counts per backend (ActiveConn/InActConn).
     pub conns: Arc<ConnCounts>,
+    /// The persistence templates (`-lnc` lists them).
+    pub templates: Arc<crate::lb::persist::Templates>,
+    /// The workers' clock (template expiry is in their ticks).
+    pub clock: crate::dataplane::worker::Clock,
 }
 
 /// Everything else the manager starts with.
@@ -407,21 +411,24 @@ impl Manager {
             std::thread::sleep(Duration::from_micros(200));
         }
         let snap = self.links.writer.current();
-        let rows = got
+        let dest_of = |slot: u16, inc: u16| {
+            snap.backend(slot, inc)
+                .map_or("(removed)".to_string(), |b| format!("{}:{}", Ipv4Addr::from(b.ip), b.port))
+        };
+        let proto_of = |p: u8| {
+            if p == crate::wire::ipv4::protocol::UDP {
+                crate::lb::Proto::Udp
+            } else {
+                crate::lb::Proto::Tcp
+            }
+        };
+        let mut rows: Vec<ConnRow> = got
             .iter()
             .map(|d| {
                 let k = d.flow.key;
-                let dest = snap
-                    .backend(d.flow.slot, d.flow.incarnation)
-                    .map_or("(removed)".to_string(), |b| {
-                        format!("{}:{}", Ipv4Addr::from(b.ip), b.port)
-                    });
+                let dest = dest_of(d.flow.slot, d.flow.incarnation);
                 ConnRow {
-                    proto: if k.proto == crate::wire::ipv4::protocol::UDP {
-                        crate::lb::Proto::Udp
-                    } else {
-                        crate::lb::Proto::Tcp
-                    },
+                    proto: proto_of(k.proto),
                     expire: d.flow.expires.saturating_sub(d.now) / crate::lb::TICKS_PER_SEC,
                     state: d.flow.state().name().to_string(),
                     source: format!("{}:{}", Ipv4Addr::from(k.saddr), k.sport),
@@ -430,6 +437,23 @@ impl Manager {
                 }
             })
             .collect();
+        // Persistence templates, as ipvsadm lists them: state NONE, client port 0.
+        let clock = self.links.clock;
+        let tick = (clock.tsc_hz / u64::from(crate::lb::TICKS_PER_SEC)).max(1);
+        let now = (crate::dpdk::rdtsc().wrapping_sub(clock.start_tsc) / tick) as crate::lb::Tick;
+        for t in self.links.templates.iter_live(now) {
+            total += 1;
+            if rows.len() < admin::MAX_CONNS_LISTED {
+                rows.push(ConnRow {
+                    proto: proto_of(t.key.proto),
+                    expire: t.expires.saturating_sub(now) / crate::lb::TICKS_PER_SEC,
+                    state: "NONE".to_string(),
+                    source: format!("{}:0", Ipv4Addr::from(t.key.client)),
+                    virtual_: format!("{}:{}", Ipv4Addr::from(t.key.vip), t.key.vport),
+                    destination: dest_of(t.slot, t.incarnation),
+                });
+            }
+        }
         ConnListing { total, complete, rows }
     }
 
@@ -692,7 +716,7 @@ fn keep_restart_only(
             }
         )*};
     }
-    keep!(port, mac, flow_capacity, kernel_interface, prefix, idle);
+    keep!(port, mac, flow_capacity, persistence_capacity, kernel_interface, prefix, idle);
     kept
 }
 

@@ -355,6 +355,8 @@ impl ControlState {
                     mh_hash: s.mh_hash.unwrap_or_default(),
                     mid_flow: s.mid_flow(),
                     sched_flags: s.flags(),
+                    persistence: s.persistence.unwrap_or(0),
+                    persistence_mask: s.persistence_mask(),
                 },
                 backends: s
                     .backends

@@ -275,6 +275,7 @@ pub fn spawn_workers(
     let flow_capacity = plan.cfg.dataplane.flow_capacity;
     // One row of connection counts per worker, read by every worker's schedulers.
     let conns = crate::lb::conns::ConnCounts::new(nq);
+    let templates = crate::lb::persist::Templates::new(plan.cfg.dataplane.persistence_capacity);
     let mut workers = Workers {
         stop: plan.signals.stop.clone(),
         lcores: Vec::new(),
@@ -320,6 +321,7 @@ pub fn spawn_workers(
             stop: plan.signals.stop.clone(),
             flow_capacity,
             conns: crate::lb::conns::ConnRow::new(&conns, index),
+            templates: templates.clone(),
             clock,
             panic_after_rx,
             idle: plan.cfg.dataplane.idle,
@@ -333,8 +335,16 @@ pub fn spawn_workers(
             .map_err(|err| StartError::Launch { lcore, err })?;
         workers.lcores.push(lcore);
     }
-    let links =
-        Links { writer, learned, dumps, ctrl: ctrl_tx, counters: workers.counters.clone(), conns };
+    let links = Links {
+        writer,
+        learned,
+        dumps,
+        ctrl: ctrl_tx,
+        counters: workers.counters.clone(),
+        conns,
+        templates,
+        clock,
+    };
     if let Some(tap) = dp.tap.take() {
         let klinks = kernel::Links { from_workers: to_kernel_rx, to_wire: from_kernel_tx };
         let cpu = usize::try_from(dp.eal.lcore_cpu(dp.eal.main_lcore())).ok();

@@ -169,6 +169,12 @@ worker_counters! {
     hashed_segments: Counter, "drlb_hashed_segments", show::BOTH, "";
     /// TCP segments without SYN and without a flow entry scheduled and stored (mid_flow = schedule: the flow began on another director)
     mid_flow_scheduled: Counter, "drlb_mid_flow_scheduled", show::BOTH, "";
+    /// Persistence templates created (a client of a persistent service without a live template connected)
+    templates_created: Counter, "drlb_persistence_templates_created", show::BOTH, "";
+    /// Persistence templates that took the place of another client's live one (the template table's bucket was full)
+    template_evictions: Counter, "drlb_persistence_template_evictions", show::BOTH, "";
+    /// Persistence templates not stored because another worker was writing the same entry (the client's next connection stores it)
+    template_busy: Counter, "drlb_persistence_template_busy", show::BOTH, "";
     /// 1 while the worker is under SYN-flood pressure (a SYN found its flow-table groups full within the SYN_RECV timeout)
     syn_flood_active: Gauge, "drlb_syn_flood_active", show::TELEMETRY, "";
     /// Live flow-table entries per worker (as of the last full sweep)

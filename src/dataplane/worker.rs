@@ -59,6 +59,8 @@ pub struct WorkerSetup {
     pub flow_capacity: usize,
     /// This worker's row of the shared connection counts.
     pub conns: crate::lb::conns::ConnRow,
+    /// The persistence templates all workers share.
+    pub templates: Arc<crate::lb::persist::Templates>,
     pub clock: Clock,
     /// Fault injection (tests): panic once `rx` reaches this (u64::MAX: never).
     pub panic_after_rx: u64,
@@ -149,7 +151,7 @@ impl Tx {
 impl Worker {
     pub fn new(s: WorkerSetup) -> Worker {
         let flows = crate::lb::flow::FlowTable::new(s.flow_capacity).with_conns(s.conns.clone());
-        let local = LocalState::with_table(flows, s.index);
+        let local = LocalState::sharing(flows, s.index, s.templates.clone());
         let bucket = TokenBucket::new(s.kernel_rate, s.clock.tsc_hz, crate::dpdk::rdtsc());
         Worker { s, local, bucket }
     }
@@ -172,8 +174,12 @@ impl Worker {
             return; // wait for the manager to drain the queue; nothing is dropped
         }
         let q = &mut self.s.dump;
+        let snap = self.s.snap.load();
+        let templates = &self.local.templates;
         let (_, wrapped) = self.local.flows.sweep_visit(now, groups, |e| {
             census.live += 1;
+            // A persistent client keeps its server while any of its flows lives.
+            crate::lb::pipeline::keep_template(snap, templates, e, now);
             if dumping {
                 let _ = q.push(DumpEntry { flow: *e, now });
             }
@@ -201,6 +207,10 @@ impl Worker {
         c.syn_stateless.set(flood.stateless_syns);
         c.hashed_segments.set(flood.hashed_segments);
         c.mid_flow_scheduled.set(self.local.mid_flow_scheduled);
+        let p = &self.local.persist;
+        c.templates_created.set(p.created);
+        c.template_evictions.set(p.evicted);
+        c.template_busy.set(p.busy);
         c.syn_flood_active.set(u64::from(flood.active(now)));
         c.publish_latency(latency);
     }

@@ -479,10 +479,12 @@ impl FlowTable {
     pub fn touch(&mut self, idx: usize, state: TcpState, expires: Tick) {
         let grp = &mut self.groups[idx / WAYS];
         let i = idx % WAYS;
-        let was = TcpState::from_u8(grp.state[i]).is_active();
+        // Active = ESTABLISHED (TcpState::is_active), compared as bytes: this is the hit.
+        const EST: u8 = TcpState::Established as u8;
+        let was = grp.state[i] == EST;
         grp.state[i] = state as u8;
         grp.expires[i] = expires;
-        if was != state.is_active() {
+        if was != (state as u8 == EST) {
             // Into or out of ESTABLISHED: IPVS moves the connection between its
             // server's active and inactive counts (`set_tcp_state`).
             let kv = grp.kv[i];

@@ -10,6 +10,7 @@
 pub mod conns;
 pub mod flow;
 pub mod maglev;
+pub mod persist;
 pub mod pipeline;
 pub mod sched;
 pub mod snapshot;

@@ -5,7 +5,8 @@
 //! whole ARP or ICMP message for a reply). It never allocates and never panics: every
 //! length is validated by a `wire` view before it is used.
 use super::conns::ConnCounts;
-use super::flow::{FlowKey, FlowTable, Hashed, Lookup};
+use super::flow::{FlowEntry, FlowKey, FlowTable, Hashed, Lookup};
+use super::persist::{Created, PersistStats, Template, TemplateKey, Templates};
 use super::sched;
 use super::snapshot::{Service, Snapshot, MAX_SERVICES};
 use super::tcp_state::{self, TcpState};
@@ -18,12 +19,17 @@ use crate::wire::ipv4::{protocol, Ipv4Packet};
 use crate::wire::tcp::{flags, TcpPacket};
 use crate::wire::udp::UdpPacket;
 use crate::wire::{Error, Mac};
+use std::sync::Arc;
 
 /// Everything a worker owns that the pipeline writes: its flow table, its scheduler
 /// cursors (one per service index) and its flood state.
 pub struct LocalState {
     pub flows: FlowTable,
     cursors: Box<[u32]>,
+    /// Persistence templates: shared by all workers ([`super::persist`]).
+    pub templates: Arc<Templates>,
+    /// This worker's template writes.
+    pub persist: PersistStats,
     pub flood: Flood,
     /// TCP segments without SYN and without an entry scheduled (`mid_flow = schedule`).
     pub mid_flow_scheduled: u64,
@@ -60,14 +66,23 @@ impl LocalState {
         Self::with_table(FlowTable::new(flow_capacity), worker)
     }
     pub fn with_table(flows: FlowTable, worker: usize) -> Self {
+        Self::sharing(flows, worker, Templates::new(PRIVATE_TEMPLATES))
+    }
+    /// A worker's state with the templates all workers share.
+    pub fn sharing(flows: FlowTable, worker: usize, templates: Arc<Templates>) -> Self {
         LocalState {
             flows,
             cursors: vec![worker as u32; MAX_SERVICES].into_boxed_slice(),
+            templates,
+            persist: PersistStats::default(),
             flood: Flood::default(),
             mid_flow_scheduled: 0,
         }
     }
 }
+
+/// Templates of a [`LocalState`] that shares none (tests, benches).
+const PRIVATE_TEMPLATES: usize = 4096;
 
 use DropReason as D;
 
@@ -286,7 +301,7 @@ fn ipv4(
                 local.flows.touch(idx, st, now.saturating_add(snap.timeouts.of(st)));
                 (e.slot, false)
             } else {
-                let Some(slot) = pick(svc, si, &key, snap, local) else {
+                let Some(slot) = pick(svc, si, &key, snap, local, now) else {
                     return Verdict::Drop(D::NoBackend);
                 };
                 let st =
@@ -362,7 +377,7 @@ fn new_flow(
         if !(stateless && local.flood.active(now)) {
             return Err(D::TcpNoFlow);
         }
-        let slot = choose(svc, snap, &local.flows, m.key).ok_or(D::NoBackend)?;
+        let slot = choose(svc, snap, local, m.key, now).ok_or(D::NoBackend)?;
         local.flood.hashed_segments += 1;
         if m.tcp_flags & (flags::RST | flags::FIN) == 0 {
             match m.room_beside_established(local, now) {
@@ -375,7 +390,7 @@ fn new_flow(
         return Ok((slot, false));
     }
     if stateless && (m.free.is_none() || local.flood.active(now)) {
-        let slot = choose(svc, snap, &local.flows, m.key).ok_or(D::NoBackend)?;
+        let slot = choose(svc, snap, local, m.key, now).ok_or(D::NoBackend)?;
         match m.free {
             Some(idx) => store(local, idx, m, slot, snap, TcpState::SynRecv, syn_recv, now),
             None => {
@@ -392,7 +407,7 @@ fn new_flow(
     if snap.syn_flood == SynFlood::Drop && local.flows.is_established(idx, now) {
         return Err(D::FlowTableFull);
     }
-    let slot = pick(svc, si, m.key, snap, local).ok_or(D::NoBackend)?;
+    let slot = pick(svc, si, m.key, snap, local, now).ok_or(D::NoBackend)?;
     let st = if tcp { TcpState::SynRecv } else { TcpState::Udp };
     let expires = now.saturating_add(snap.timeouts.of(st));
     store(local, idx, m, slot, snap, st, expires, now);
@@ -427,7 +442,7 @@ fn mid_flow(
     local: &mut LocalState,
     now: Tick,
 ) -> Result<(u16, bool), DropReason> {
-    let slot = pick(m.svc, m.si, m.key, snap, local).ok_or(D::NoBackend)?;
+    let slot = pick(m.svc, m.si, m.key, snap, local, now).ok_or(D::NoBackend)?;
     local.mid_flow_scheduled += 1;
     if m.tcp_flags & flags::RST == 0 {
         if let Some(idx) = m.room_beside_established(local, now) {
@@ -464,8 +479,20 @@ fn maglev(svc: &Service, snap: &Snapshot, key: &FlowKey) -> Option<Option<u16>> 
 /// weight for wrr) and every segment of the flow gets the same one while the schedule
 /// stands.
 #[inline]
-fn choose(svc: &Service, snap: &Snapshot, flows: &FlowTable, key: &FlowKey) -> Option<u16> {
+fn choose(
+    svc: &Service,
+    snap: &Snapshot,
+    local: &LocalState,
+    key: &FlowKey,
+    now: Tick,
+) -> Option<u16> {
+    let flows = &local.flows;
     if !svc.sorry_takes {
+        // A persistent client keeps its server; no template is written on this path
+        // (a flood of spoofed sources must not fill the template table).
+        if let Some(t) = template(svc, snap, local, key, now) {
+            return Some(t.slot);
+        }
         if let Some(chosen) = maglev(svc, snap, key) {
             return chosen;
         }
@@ -484,6 +511,104 @@ fn choose(svc: &Service, snap: &Snapshot, flows: &FlowTable, key: &FlowKey) -> O
 /// backends with weight > 0 and a known MAC that are not down.
 #[inline]
 fn pick(
+    svc: &Service,
+    si: u16,
+    key: &FlowKey,
+    snap: &Snapshot,
+    local: &mut LocalState,
+    now: Tick,
+) -> Option<u16> {
+    if svc.policy.persistence > 0 && !svc.sorry_takes {
+        return persistent(svc, si, key, snap, local, now);
+    }
+    schedule(svc, si, key, snap, local)
+}
+
+/// The template key of a flow's client for a persistent service.
+#[inline]
+fn template_key(svc: &Service, key: &FlowKey) -> TemplateKey {
+    TemplateKey {
+        client: key.saddr & svc.policy.persistence_mask,
+        vip: svc.vip,
+        vport: svc.port,
+        proto: key.proto,
+    }
+}
+
+/// The client's live template for a persistent service, if it still points at a usable
+/// server: present (not removed, same incarnation) with a known MAC. A drained or down
+/// server keeps its persistent clients until the template expires, as in IPVS.
+#[inline]
+fn template(
+    svc: &Service,
+    snap: &Snapshot,
+    local: &LocalState,
+    key: &FlowKey,
+    now: Tick,
+) -> Option<Template> {
+    if svc.policy.persistence == 0 {
+        return None;
+    }
+    let t = local.templates.get(&template_key(svc, key), now)?;
+    snap.backend(t.slot, t.incarnation).filter(|b| b.mac.is_some()).map(|_| t)
+}
+
+/// A new connection of a persistent service (IPVS `ip_vs_sched_persist`): the server of
+/// the client's template, which it keeps alive; else the scheduler's choice, stored as
+/// the client's template. See [`super::persist`].
+#[inline(never)]
+fn persistent(
+    svc: &Service,
+    si: u16,
+    key: &FlowKey,
+    snap: &Snapshot,
+    local: &mut LocalState,
+    now: Tick,
+) -> Option<u16> {
+    let timeout = svc.policy.persistence.saturating_mul(super::TICKS_PER_SEC);
+    let until = now.saturating_add(timeout);
+    if let Some(t) = template(svc, snap, local, key, now) {
+        local.templates.extend(&t, until, timeout / 10);
+        return Some(t.slot);
+    }
+    let slot = schedule(svc, si, key, snap, local)?;
+    let inc = snap.backends[usize::from(slot)].incarnation;
+    match local.templates.create(&template_key(svc, key), slot, inc, until, now) {
+        Created::Stored => local.persist.created += 1,
+        Created::Evicted => {
+            local.persist.created += 1;
+            local.persist.evicted += 1;
+        }
+        Created::Busy => local.persist.busy += 1,
+    }
+    Some(slot)
+}
+
+/// Keeps the template of a live flow of a persistent service alive for `timeout` from
+/// now (called by the worker's flow-table sweep for each live flow, so a client keeps
+/// its server while any of its connections lives, and `timeout` after the sweep last saw
+/// one). Writes only when the template would expire more than a tenth of the timeout
+/// early.
+pub fn keep_template(snap: &Snapshot, templates: &Templates, e: &FlowEntry, now: Tick) {
+    if !snap.persistent {
+        return;
+    }
+    let Some((_, svc)) = snap.service(e.key.daddr, e.key.dport, e.key.proto) else {
+        return;
+    };
+    if svc.policy.persistence == 0 {
+        return;
+    }
+    let Some(t) = templates.get(&template_key(svc, &e.key), now) else { return };
+    if (t.slot, t.incarnation) == (e.slot, e.incarnation) {
+        let timeout = svc.policy.persistence.saturating_mul(super::TICKS_PER_SEC);
+        templates.extend(&t, now.saturating_add(timeout), timeout / 10);
+    }
+}
+
+/// The scheduler's choice for a new flow (no persistence).
+#[inline]
+fn schedule(
     svc: &Service,
     si: u16,
     key: &FlowKey,

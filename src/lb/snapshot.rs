@@ -84,6 +84,11 @@ pub struct Policy {
     pub mid_flow: MidFlow,
     /// ipvsadm `-b`: `sh-fallback`, `sh-port`.
     pub sched_flags: SchedFlags,
+    /// ipvsadm `-p`: seconds a client keeps its server after its last connection
+    /// (0: not persistent). See [`super::persist`].
+    pub persistence: u32,
+    /// ipvsadm `-M`: the client address is masked by it (host order).
+    pub persistence_mask: u32,
 }
 
 impl Policy {
@@ -97,6 +102,8 @@ impl Policy {
             mh_hash: MhHash::default(),
             mid_flow: MidFlow::default_for(sched),
             sched_flags: SchedFlags::default(),
+            persistence: 0,
+            persistence_mask: u32::MAX,
         }
     }
 }
@@ -207,6 +214,8 @@ pub struct Snapshot {
     pub kernel: bool,
     /// `dataplane.hash_seed`'s keys: flows are hashed by them for `mh` tables.
     pub mh_keys: MhKeys,
+    /// Some service is persistent (the sweep keeps templates alive only then).
+    pub persistent: bool,
 }
 
 #[inline(always)]
@@ -334,6 +343,7 @@ impl Snapshot {
             syn_flood: super::SynFlood::default(),
             kernel: false,
             mh_keys: MhKeys::default(),
+            persistent: specs.iter().any(|s| s.policy.persistence > 0),
         })
     }
 

@@ -5,6 +5,9 @@ use crate::wire::Mac;
 use std::net::Ipv4Addr;
 use std::path::Path;
 
+/// ipvsadm's longest persistence timeout (`MAX_TIMEOUT`, 31 days).
+pub const MAX_PERSISTENCE: u32 = 86_400 * 31;
+
 impl Config {
     /// Semantic checks the types cannot express (for files: every service needs a
     /// backend).
@@ -53,6 +56,11 @@ impl Config {
             let msg =
                 format!("{} is out of range (16 ..= {max} flows per worker)", d.flow_capacity);
             return bad("flow_capacity", msg);
+        }
+        if !(4..=1 << 24).contains(&d.persistence_capacity) {
+            let msg =
+                format!("{} is out of range (4 ..= 16777216 templates)", d.persistence_capacity);
+            return bad("persistence_capacity", msg);
         }
         if let Some(name) = &d.kernel_interface {
             // Linux interface names: 1..=15 bytes, no '/', no white space (dev_valid_name).
@@ -176,6 +184,23 @@ impl Config {
             }
         }
         self.check_mh(s, p)?;
+        if let Some(t) = s.persistence {
+            if !(1..=MAX_PERSISTENCE).contains(&t) {
+                return bad(
+                    ".persistence",
+                    format!("{t} is out of range (1 ..= {MAX_PERSISTENCE} seconds, as ipvsadm -p)"),
+                );
+            }
+        }
+        if let Some(m) = s.persistence_netmask {
+            if s.persistence.is_none() {
+                return bad(".persistence_netmask", "only with persistence".to_string());
+            }
+            let bits = u32::from(m);
+            if bits.leading_ones() + bits.trailing_zeros() != 32 || bits == 0 {
+                return bad(".persistence_netmask", format!("{m} is not a netmask"));
+            }
+        }
         if !s.sched_flags.is_empty() && s.scheduler != SchedKind::Sh {
             return Err((
                 format!("{p}.sched_flags"),
@@ -385,6 +410,10 @@ mod tests {
             ("duplicate VIP", format!("{}[[service]]\nvip = \"192.168.1.200\"\nport = 80\n[[service.backend]]\nip = \"10.0.0.2\"\n", svc("[[service.backend]]\nip = \"10.0.0.1\"\n")), "service[1]: duplicate service 192.168.1.200:80/tcp"),
             ("empty service", svc(""), "service[0].backend: service 192.168.1.200:80 has no backend"),
             ("bad scheduler", svc("scheduler = \"lblc\"\n[[service.backend]]\nip = \"10.0.0.1\"\n"), "unknown variant `lblc`"),
+            ("persistence 0", svc("persistence = 0\n[[service.backend]]\nip = \"10.0.0.1\"\n"), "service[0].persistence: 0 is out of range (1 ..= 2678400 seconds"),
+            ("netmask alone", svc("persistence_netmask = \"255.255.255.0\"\n[[service.backend]]\nip = \"10.0.0.1\"\n"), "service[0].persistence_netmask: only with persistence"),
+            ("netmask holes", svc("persistence = 60\npersistence_netmask = \"255.0.255.0\"\n[[service.backend]]\nip = \"10.0.0.1\"\n"), "service[0].persistence_netmask: 255.0.255.0 is not a netmask"),
+            ("template capacity", format!("{base}persistence_capacity = 2\n"), "dataplane.persistence_capacity: 2 is out of range"),
             ("flags without sh", svc("scheduler = \"wlc\"\nsched_flags = [\"sh-port\"]\n[[service.backend]]\nip = \"10.0.0.1\"\n"), "service[0].sched_flags: only the sh scheduler has flags"),
             ("unknown flag", svc("scheduler = \"sh\"\nsched_flags = [\"sh-bogus\"]\n[[service.backend]]\nip = \"10.0.0.1\"\n"), "unknown variant `sh-bogus`"),
             ("bad protocol", svc("protocol = \"sctp\"\n[[service.backend]]\nip = \"10.0.0.1\"\n"), "unknown variant `sctp`"),

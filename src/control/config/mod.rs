@@ -45,6 +45,7 @@ pub mod rules {
 pub use rules::MAX_WEIGHT;
 
 mod check;
+pub use check::MAX_PERSISTENCE;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -103,6 +104,19 @@ pub struct Dataplane {
     /// director that takes a VIP over is found at once. 0: none.
     #[serde(default = "d_garp_repeat", skip_serializing_if = "is_default_garp")]
     pub garp_repeat: u32,
+    /// Persistence templates shared by the workers (see lb::persist).
+    #[serde(
+        default = "d_persistence_capacity",
+        skip_serializing_if = "is_default_persistence_capacity"
+    )]
+    pub persistence_capacity: usize,
+}
+
+fn d_persistence_capacity() -> usize {
+    65_536
+}
+fn is_default_persistence_capacity(n: &usize) -> bool {
+    *n == d_persistence_capacity()
 }
 
 fn d_garp_repeat() -> u32 {
@@ -180,6 +194,12 @@ pub struct ServiceConf {
     /// ipvsadm `-b`: `sh-fallback`, `sh-port` (only `sh` has flags).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sched_flags: Vec<SchedFlag>,
+    /// ipvsadm `-p`: seconds a client keeps its real server after its last connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistence: Option<u32>,
+    /// ipvsadm `-M`: client addresses are masked by it for persistence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistence_netmask: Option<Ipv4Addr>,
     #[serde(default)]
     pub on_backend_removed: OnGone,
     #[serde(default)]
@@ -215,6 +235,8 @@ impl ServiceConf {
             protocol,
             scheduler,
             sched_flags: Vec::new(),
+            persistence: None,
+            persistence_netmask: None,
             on_backend_removed: OnGone::default(),
             on_backend_down: OnGone::default(),
             sorry_server: None,
@@ -248,6 +270,11 @@ impl ServiceConf {
         if f.sh_port {
             self.sched_flags.push(SchedFlag::ShPort);
         }
+    }
+
+    /// `persistence_netmask`, or /32 (host order).
+    pub fn persistence_mask(&self) -> u32 {
+        self.persistence_netmask.map_or(u32::MAX, u32::from)
     }
 
     /// `mid_flow`, or its default for the scheduler.
