@@ -19,7 +19,7 @@ mode=${1:-smoke}
 secs=${2:-}
 shift $(( $# > 2 ? 2 : $# ))
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(wire pipeline config request)
+[ ${#targets[@]} -gt 0 ] || targets=(wire pipeline config request fragments)
 cargo build --release --quiet --bin drlb-gen
 python3 fuzz/seed.py >/dev/null
 export RUSTC_BOOTSTRAP=1

@@ -140,6 +140,10 @@ fn cases() -> Vec<Case> {
     let mut first_frag = frames::tcp(&flow(40003, 80), SYN, 0, 60);
     first_frag[20] = 0x20; // MF, offset 0
     let first_frag = fix_ip_csum(first_frag);
+    // The same datagram's next fragment: offset 8 bytes, no ports in it.
+    let mut later_frag = first_frag.clone();
+    later_frag[20..22].copy_from_slice(&[0x00, 0x01]);
+    let later_frag = fix_ip_csum(later_frag);
     vec![
         Case {
             what: "TCP SYN to the VIP: new flow, rr picks A, only MACs change",
@@ -176,6 +180,12 @@ fn cases() -> Vec<Case> {
             output: Some(rewritten(&first_frag, MAC_B)),
             input: first_frag,
             verdict: fwd(1, true),
+        },
+        Case {
+            what: "a later fragment of that datagram (same source, IP id): to its first's server",
+            output: Some(rewritten(&later_frag, MAC_B)),
+            input: later_frag,
+            verdict: fwd(1, false),
         },
         Case {
             what: "ARP request for the VIP: answered from the port MAC",
@@ -352,9 +362,13 @@ fn cases() -> Vec<Case> {
             output: None,
         },
         Case {
-            what: "non-first fragment",
-            input: fix_ip_csum(set(frames::tcp(&flow(1, 80), SYN, 0, 60), 20, &[0x00, 0x10])),
-            verdict: Verdict::Drop(D::Fragment),
+            what: "non-first fragment before its first: held (copied), the frame untouched",
+            input: fix_ip_csum(set(
+                frames::tcp(&flow(1, 80), SYN, 0, 60),
+                18,
+                &[0x43, 0x21, 0x00, 0x10],
+            )),
+            verdict: Verdict::FragmentHeld,
             output: None,
         },
         Case {
@@ -425,8 +439,8 @@ fn golden_packets() {
     }
     // Every drop reason is covered here but BackendRemoved and BackendDown (need a
     // swap; see tests/semantics.rs), FlowTableFull (needs a table full of established
-    // flows; see tests/flood.rs) and the kernel queue's (the worker's, not the
-    // pipeline's: see tests/kernel.rs).
+    // flows; see tests/flood.rs), the kernel queue's (the worker's, not the
+    // pipeline's: see tests/kernel.rs) and the fragment hold area's (tests/fragments.rs).
     let elsewhere = [
         D::IcmpErrorMalformed, // golden_icmp_errors
         D::IcmpErrorNoFlow,
@@ -435,6 +449,9 @@ fn golden_packets() {
         D::FlowTableFull,
         D::KernelRateLimited,
         D::KernelQueueFull,
+        D::FragmentTimeout, // tests/fragments.rs (held frames, time)
+        D::FragmentHoldFull,
+        D::FragmentTooBig,
     ];
     for r in D::ALL {
         if !elsewhere.contains(r) {

@@ -104,7 +104,10 @@ fn check(before: &[u8], after: &[u8], v: Verdict, s: &Snapshot) {
             assert_eq!(&after[..6], &before[6..12], "a reply goes back to the sender");
             assert_eq!(&after[6..12], &PORT.0);
         }
-        Verdict::Drop(_) | Verdict::ArpLearned(_) | Verdict::Kernel { .. } => {
+        Verdict::Drop(_)
+        | Verdict::ArpLearned(_)
+        | Verdict::Kernel { .. }
+        | Verdict::FragmentHeld => {
             assert_eq!(after, before, "{v:?} modified the frame");
         }
     }

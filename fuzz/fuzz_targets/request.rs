@@ -26,8 +26,7 @@ fuzz_target!(|data: &[u8]| {
     let _ = serde_json::to_string(&req).expect("a parsed request serialises");
     if let Ok((cfg, what)) = admin::apply(base(), &req) {
         assert!(!what.is_empty());
-        cfg.validate_running()
-            .unwrap_or_else(|e| panic!("{req:?} gave an invalid config: {e}"));
+        cfg.validate_running().unwrap_or_else(|e| panic!("{req:?} gave an invalid config: {e}"));
         ControlState::new(cfg)
             .snapshot(Mac([2, 0, 0, 0, 0, 1]))
             .expect("an accepted change builds a snapshot");

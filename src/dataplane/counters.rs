@@ -169,6 +169,16 @@ worker_counters! {
     hashed_segments: Counter, "drlb_hashed_segments", show::BOTH, "";
     /// TCP segments without SYN and without a flow entry scheduled and stored (mid_flow = schedule: the flow began on another director)
     mid_flow_scheduled: Counter, "drlb_mid_flow_scheduled", show::BOTH, "";
+    /// First fragments forwarded (each remembered, so its datagram's later fragments follow it)
+    fragments_first: Counter, "drlb_fragments_first", show::BOTH, "";
+    /// Later fragments forwarded on arrival to their first fragment's server
+    fragments_followed: Counter, "drlb_fragments_followed", show::BOTH, "";
+    /// Fragments that came before their first fragment and were held (copied)
+    fragments_held: Counter, "drlb_fragments_held", show::BOTH, "";
+    /// Held fragments released to their first fragment's server when it came (forwarded)
+    fragments_released: Counter, "drlb_fragments_released", show::BOTH, "";
+    /// Datagram entries that took the place of a live one (the fragment table's bucket was full)
+    fragment_evictions: Counter, "drlb_fragment_evictions", show::BOTH, "";
     /// Persistence templates created (a client of a persistent service without a live template connected)
     templates_created: Counter, "drlb_persistence_templates_created", show::BOTH, "";
     /// Persistence templates that took the place of another client's live one (the template table's bucket was full)

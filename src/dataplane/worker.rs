@@ -199,7 +199,7 @@ impl Worker {
 
     /// Copies the flow table's and the flood state's counts to the shared counters and
     /// merges the latency samples (once a tick, busy or idle; the mutex is try-locked).
-    fn publish(&self, now: Tick, latency: &mut hdrhistogram::Histogram<u64>) {
+    fn publish(&mut self, now: Tick, latency: &mut hdrhistogram::Histogram<u64>) {
         let c = &self.s.counters;
         let (stats, flood) = (&self.local.flows.stats, &self.local.flood);
         c.flow_evictions.set(stats.evictions);
@@ -207,6 +207,15 @@ impl Worker {
         c.syn_stateless.set(flood.stateless_syns);
         c.hashed_segments.set(flood.hashed_segments);
         c.mid_flow_scheduled.set(self.local.mid_flow_scheduled);
+        let f = &self.local.frags.stats;
+        c.fragments_first.set(f.first);
+        c.fragments_followed.set(f.followed);
+        c.fragments_released.set(f.released);
+        c.fragment_evictions.set(f.evicted);
+        let timed_out = self.local.frags.expire(now);
+        if timed_out > 0 {
+            c.drops[DropReason::FragmentTimeout as usize].add(timed_out);
+        }
         let p = &self.local.persist;
         c.templates_created.set(p.created);
         c.template_evictions.set(p.evicted);
@@ -215,10 +224,25 @@ impl Worker {
         c.publish_latency(latency);
     }
 
-    /// Moves frames the manager and the kernel queued (worker 0) into the TX buffer,
-    /// while it has room.
+    /// Moves frames the manager and the kernel queued (worker 0), and fragments released
+    /// from the hold area, into the TX buffer, while it has room.
     fn take_ctrl(&mut self, tx: &mut Tx) {
         let c = &self.s.counters;
+        if self.local.frags.has_ready() {
+            let pool = &self.s.pool;
+            self.local.frags.take_ready(|f| {
+                if tx.buf.is_full() {
+                    return false;
+                }
+                // A frame that finds no mbuf is dropped (rx_nombuf-like), not retried.
+                if let Some(m) = Mbuf::from_bytes(pool, f) {
+                    if tx.buf.push(m).is_ok() {
+                        c.forwarded.add(1);
+                    }
+                }
+                true
+            });
+        }
         if let Some(ctrl) = self.s.ctrl.as_mut() {
             while !tx.buf.is_full() {
                 let Some(f) = ctrl.pop() else { break };
@@ -265,6 +289,10 @@ fn account(
         Verdict::IcmpReply => {
             c.icmp_replies.add(1);
             return Then::Transmit;
+        }
+        Verdict::FragmentHeld => {
+            c.fragments_held.add(1);
+            return Then::Free; // its bytes are in the hold area
         }
         Verdict::ArpReply { learned } => {
             c.arp_replies.add(1);

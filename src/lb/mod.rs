@@ -2,13 +2,18 @@
 //!
 //! - [`snapshot`]: the immutable forwarding state workers read (services, backends with
 //!   their precomputed 12-byte L2 header, schedules), built by the control plane.
-//! - [`sched`]: WRR / RR schedules, precomputed as sequences so a pick is O(1).
+//! - [`sched`]: IPVS's schedulers (wrr/rr as precomputed sequences, wlc/lc/sed/nq/fo/sh
+//!   by IPVS's rules).
+//! - [`conns`]: connection counts per backend, one row per worker, summed on a miss.
+//! - [`persist`]: persistence templates shared by the workers.
+//! - [`frag`]: fragments follow their datagram's first fragment (per worker).
 //! - [`maglev`]: the `mh` scheduler's table, the same on every director.
 //! - [`flow`]: the per-worker flow table (fixed capacity, seeded hash, bounded probing).
 //! - [`tcp_state`]: IPVS's input-only TCP state table (DR sees client->server only).
 //! - [`pipeline`]: `process(frame, &snapshot, &mut local, now) -> Verdict`.
 pub mod conns;
 pub mod flow;
+pub mod frag;
 pub mod maglev;
 pub mod persist;
 pub mod pipeline;

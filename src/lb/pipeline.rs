@@ -6,6 +6,7 @@
 //! length is validated by a `wire` view before it is used.
 use super::conns::ConnCounts;
 use super::flow::{FlowEntry, FlowKey, FlowTable, Hashed, Lookup};
+use super::frag::{FragKey, Frags, NotHeld};
 use super::persist::{Created, PersistStats, Template, TemplateKey, Templates};
 use super::sched;
 use super::snapshot::{Service, Snapshot, MAX_SERVICES};
@@ -30,6 +31,8 @@ pub struct LocalState {
     pub templates: Arc<Templates>,
     /// This worker's template writes.
     pub persist: PersistStats,
+    /// Fragments: datagrams' servers and the hold area ([`super::frag`]).
+    pub frags: Frags,
     pub flood: Flood,
     /// TCP segments without SYN and without an entry scheduled (`mid_flow = schedule`).
     pub mid_flow_scheduled: u64,
@@ -75,6 +78,7 @@ impl LocalState {
             cursors: vec![worker as u32; MAX_SERVICES].into_boxed_slice(),
             templates,
             persist: PersistStats::default(),
+            frags: Frags::new(),
             flood: Flood::default(),
             mid_flow_scheduled: 0,
         }
@@ -219,19 +223,21 @@ fn ipv4(
     now: Tick,
     hint: &Hint,
 ) -> Verdict {
-    let (saddr, daddr, proto, hl, total, non_first) = match Ipv4Packet::new_checked(&frame[off..]) {
+    let (saddr, daddr, proto, hl, total, frag) = match Ipv4Packet::new_checked(&frame[off..]) {
         Ok(ip) => {
             if !ip.verify_checksum() {
                 return Verdict::Drop(D::Ipv4BadChecksum);
             }
-            (
-                ip.src(),
-                ip.dst(),
-                ip.protocol(),
-                ip.header_len(),
-                ip.total_len(),
-                ip.is_non_first_fragment(),
-            )
+            let frag = ip.is_fragment().then(|| {
+                let k = FragKey {
+                    saddr: ip.src(),
+                    daddr: ip.dst(),
+                    id: ip.ident(),
+                    proto: ip.protocol(),
+                };
+                (k, ip.is_non_first_fragment())
+            });
+            (ip.src(), ip.dst(), ip.protocol(), ip.header_len(), ip.total_len(), frag)
         }
         Err(Error::Truncated) => return Verdict::Drop(D::Ipv4Truncated),
         Err(Error::Malformed) => return Verdict::Drop(D::Ipv4Malformed),
@@ -240,14 +246,26 @@ fn ipv4(
     if snap.kernel && daddr == snap.dip {
         return Verdict::Kernel { learned: None };
     }
-    if non_first {
-        return Verdict::Drop(D::Fragment);
+    match frag {
+        Some((k, true)) if proto == protocol::TCP || proto == protocol::UDP => {
+            return later_fragment(frame, &k, snap, local, now);
+        }
+        Some((_, true)) => return Verdict::Drop(D::NoService),
+        _ => {}
     }
     let l4 = off + hl..off + total;
     let (sport, dport, tcp_flags) = match proto {
         protocol::TCP => match TcpPacket::new_checked(&frame[l4]) {
             Ok(t) => (t.src_port(), t.dst_port(), t.flags()),
             Err(_) => return Verdict::Drop(D::L4Malformed),
+        },
+        // A first fragment holds the start of the datagram only: its UDP length is the
+        // whole datagram's, so only the ports are read.
+        protocol::UDP if frag.is_some() => match &frame[l4] {
+            [a, b, c, d, _, _, _, _, ..] => {
+                (u16::from_be_bytes([*a, *b]), u16::from_be_bytes([*c, *d]), 0)
+            }
+            _ => return Verdict::Drop(D::L4Malformed),
         },
         protocol::UDP => match UdpPacket::new_checked(&frame[l4]) {
             Ok(u) => (u.src_port(), u.dst_port(), 0),
@@ -324,9 +342,45 @@ fn ipv4(
         }
     };
     // 7. Rewrite the MACs; the IP packet is not touched.
-    frame[..12].copy_from_slice(&snap.backends[usize::from(slot)].l2);
+    let b = &snap.backends[usize::from(slot)];
+    frame[..12].copy_from_slice(&b.l2);
+    if let Some((k, _)) = frag {
+        // A first fragment: its datagram's later fragments follow it.
+        local.frags.first(&k, slot, b.incarnation, &b.l2, now);
+    }
     // 8. The caller transmits on its own queue.
     Verdict::Forward { slot, new_flow }
+}
+
+/// A later fragment of a TCP or UDP datagram (no ports): to its first fragment's server,
+/// or held until that comes ([`super::frag`]).
+#[inline(never)]
+fn later_fragment(
+    frame: &mut [u8],
+    k: &FragKey,
+    snap: &Snapshot,
+    local: &mut LocalState,
+    now: Tick,
+) -> Verdict {
+    if !snap.is_vip(k.daddr) {
+        return Verdict::Drop(D::NoService);
+    }
+    match local.frags.lookup(k, now) {
+        Some((slot, inc)) => match snap.backend(slot, inc) {
+            Some(b) if b.serving() => {
+                frame[..12].copy_from_slice(&b.l2);
+                local.frags.stats.followed += 1;
+                Verdict::Forward { slot, new_flow: false }
+            }
+            Some(_) => Verdict::Drop(D::BackendDown),
+            None => Verdict::Drop(D::BackendRemoved),
+        },
+        None => match local.frags.hold(k, frame, now) {
+            Ok(()) => Verdict::FragmentHeld,
+            Err(NotHeld::Full) => Verdict::Drop(D::FragmentHoldFull),
+            Err(NotHeld::TooBig) => Verdict::Drop(D::FragmentTooBig),
+        },
+    }
 }
 
 /// A packet whose flow has no live entry.

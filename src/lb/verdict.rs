@@ -21,6 +21,9 @@ pub enum Verdict {
     /// For the director itself (its IP, ARP for or to it): handed unchanged to the
     /// kernel interface. `learned` when it is an ARP frame from a backend.
     Kernel { learned: Option<Neighbor> },
+    /// A fragment that came before its datagram's first fragment: copied into the
+    /// worker's hold area (the frame itself is freed), sent when the first one comes.
+    FragmentHeld,
     /// Not transmitted; counted under the reason.
     Drop(DropReason),
 }
@@ -53,7 +56,9 @@ drop_reasons! {
     Ipv4Malformed => "ipv4_malformed", "IPv4 version != 4, IHL < 5 or total length < header";
     Ipv4Truncated => "ipv4_truncated", "IPv4 total length beyond the frame, or under 20 bytes";
     Ipv4BadChecksum => "ipv4_bad_checksum", "IPv4 header checksum wrong";
-    Fragment => "fragment", "non-first IPv4 fragment (carries no ports)";
+    FragmentTimeout => "fragment_timeout", "a fragment held for its datagram's first fragment, which did not come within 100-200 ms";
+    FragmentHoldFull => "fragment_hold_full", "a fragment that came before its first fragment while the worker's hold area (32 frames) was full";
+    FragmentTooBig => "fragment_too_big", "a fragment that came before its first fragment and is too big to hold (over 1536 bytes)";
     NoService => "no_service", "destination IP, port and protocol match no service";
     L4Malformed => "l4_malformed", "TCP or UDP header short or inconsistent";
     IcmpUnhandled => "icmp_unhandled", "ICMP to a VIP that is neither a valid echo request nor an error message (types 3, 11, 12)";

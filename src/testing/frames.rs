@@ -160,6 +160,38 @@ pub fn arp_frame(dst: Mac, oper: u16, sha: Mac, spa: u32, tha: Mac, tpa: u32) ->
     pad(fr, MIN_FRAME)
 }
 
+/// An IPv4 datagram (a whole frame from [`tcp`] or [`udp`], unpadded) split into
+/// fragments of at most `chunk` bytes of IP payload each (rounded down to a multiple of
+/// 8), all with IP id `id`, as a router would (RFC 791): each a frame with its own
+/// header (MF set but on the last, offsets in 8-byte units, checksum recomputed).
+pub fn fragments(frame: &[u8], id: u16, chunk: usize) -> Vec<Vec<u8>> {
+    let ip = &frame[ethernet::HEADER_LEN..];
+    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    let payload = &ip[20..total];
+    let chunk = (chunk / 8).max(1) * 8;
+    let mut out = Vec::new();
+    let mut at = 0;
+    while at < payload.len() {
+        let part = &payload[at..(at + chunk).min(payload.len())];
+        let mut h = [0u8; 20];
+        h.copy_from_slice(&ip[..20]);
+        h[2..4].copy_from_slice(&((20 + part.len()) as u16).to_be_bytes());
+        h[4..6].copy_from_slice(&id.to_be_bytes());
+        let more = at + part.len() < payload.len();
+        let fo = (u16::from(more) << 13) | (at / 8) as u16;
+        h[6..8].copy_from_slice(&fo.to_be_bytes());
+        h[10..12].copy_from_slice(&[0, 0]);
+        let c = checksum::checksum(&h);
+        h[10..12].copy_from_slice(&c.to_be_bytes());
+        let mut fr = frame[..ethernet::HEADER_LEN].to_vec();
+        fr.extend_from_slice(&h);
+        fr.extend_from_slice(part);
+        out.push(pad(fr, MIN_FRAME));
+        at += part.len();
+    }
+    out
+}
+
 /// Inserts an 802.1Q tag with `tci` after the MAC addresses.
 pub fn with_vlan(frame: &[u8], tci: u16) -> Vec<u8> {
     let mut f = frame[..12].to_vec();

@@ -8,6 +8,7 @@ use super::{be16, be32, checksum, length, need, put32, Error};
 mod field {
     pub const VER_IHL: usize = 0;
     pub const LENGTH: usize = 2;
+    pub const IDENT: usize = 4;
     pub const FLG_OFF: usize = 6;
     pub const TTL: usize = 8;
     pub const PROTOCOL: usize = 9;
@@ -40,6 +41,7 @@ fn check(b: &[u8]) -> Result<(), Error> {
 view! {
     /// An IPv4 packet.
     Ipv4Packet, check;
+    ident: u16 @ field::IDENT;
     ttl: u8 @ field::TTL;
     protocol: u8 @ field::PROTOCOL;
     checksum: u16 @ field::CHECKSUM;
