@@ -88,6 +88,8 @@ topology_up() { # $1: scratch dir
 topology_down() { # $1: scratch dir
   local d=$1
   for w in "$d"/www-*; do http_stop "$w"; done
+  # Other servers a test started in the namespaces, by their pid files in the scratch dir.
+  for p in "$d"/*.pid; do [ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null; rm -f "$p"; done
   for ns in "$NS_CLI" "$NS_DIR" "$NS_A" "$NS_B" "$NS_C" "$NS_BR"; do ip netns del "$ns" 2>/dev/null; done
   return 0
 }
