@@ -697,4 +697,27 @@ fn golden_icmp_errors() {
     // The flow itself is untouched: its next segment is a hit on the same backend.
     let mut ack = frames::tcp(&flow(40000, 80), ACK, 10, 60);
     assert_eq!(process(&mut ack, &snap, &mut local, 30), fwd_to(tcp_slot));
+
+    // Two workers: RSS gave the error to one that has no entry for the flow. It hands
+    // the frame, unchanged, to the others; the owner forwards it; a handed-over frame
+    // is not handed on again.
+    let mut other = LocalState::new(1024, 1);
+    other.peers = true;
+    let input = err(frag_needed, vip, &tcp_q[..28]);
+    let mut frame = input.clone();
+    assert_eq!(process(&mut frame, &snap, &mut other, 31), Verdict::IcmpRedirect);
+    assert_eq!(frame, input, "handed over as it came");
+    local.redirected = true;
+    assert_eq!(process(&mut frame, &snap, &mut local, 31), fwd_to(tcp_slot));
+    assert_eq!(frame, rewritten(&input, macs[usize::from(tcp_slot)]));
+    local.redirected = false;
+    other.redirected = true;
+    let mut frame = input.clone();
+    assert_eq!(process(&mut frame, &snap, &mut other, 31), Verdict::Drop(D::IcmpErrorNoFlow));
+    // What is malformed or not a service's is dropped where it arrives, not handed over.
+    other.redirected = false;
+    let mut bad = err(frag_needed, vip, &tcp_q[..27]);
+    assert_eq!(process(&mut bad, &snap, &mut other, 31), Verdict::Drop(D::IcmpErrorMalformed));
+    let mut no_svc = err(frag_needed, vip, &reply(81, 40000, vip)[..28]);
+    assert_eq!(process(&mut no_svc, &snap, &mut other, 31), Verdict::Drop(D::IcmpErrorNoFlow));
 }

@@ -216,11 +216,6 @@ fn persistence_on_two_workers_through_the_binary() {
             inputs[q].push(frames::tcp(&f, ACK, 0, 60));
         }
     }
-    let (ins, outs): (Vec<_>, Vec<_>) =
-        (0..2).map(|q| (dir.join(format!("in{q}.pcap")), dir.join(format!("out{q}.pcap")))).unzip();
-    for (p, frames) in ins.iter().zip(&inputs) {
-        pcap::write(p, frames).unwrap();
-    }
     let cfg = write(
         &dir,
         "c.toml",
@@ -228,32 +223,20 @@ fn persistence_on_two_workers_through_the_binary() {
 ip = "192.168.1.121"
 flow_capacity = 4096
 garp_repeat = 0
-
 [[service]]
 vip = "192.168.1.200"
 port = 443
 scheduler = "rr"
 persistence = 300
-
   [[service.backend]]
   ip = "192.168.1.118"
   mac = "00:0c:29:00:00:0a"
-
   [[service.backend]]
   ip = "192.168.1.119"
   mac = "00:0c:29:00:00:0b"
 "#,
     );
-    let vdev = format!(
-        "net_pcap0,rx_pcap={},rx_pcap={},tx_pcap={},tx_pcap={}",
-        ins[0].display(),
-        ins[1].display(),
-        outs[0].display(),
-        outs[1].display()
-    );
-    let mut eal = eal_args(&prefix, &vdev);
-    let l = eal.iter().position(|a| a == "-l").unwrap();
-    eal.splice(l..l + 2, ["--lcores".to_string(), "0@0,1@0,2@1".into()]);
+    let (eal, outs) = two_worker_pcap(&dir, &prefix, [&inputs[0], &inputs[1]]);
     let sock = dir.join("ctl.sock");
     let mut d = spawn(&eal, &app(&cfg, &["--control", &sock.display().to_string()]));
     d.wait_rx(inputs.iter().map(|i| i.len() as u64).sum(), Duration::from_secs(60));

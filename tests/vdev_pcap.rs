@@ -138,22 +138,8 @@ fn two_workers_each_forward_their_own_queue_and_the_counters_add_up() {
     let spec = FlowsSpec { interleave: true, ..flows_spec(per_worker, 3) };
     // Disjoint flows per queue (net_pcap has no RSS: queue i replays file i).
     let inputs = [pcap::flows_from(&spec, 0), pcap::flows_from(&spec, per_worker)];
-    let (ins, outs): (Vec<_>, Vec<_>) =
-        (0..2).map(|q| (dir.join(format!("in{q}.pcap")), dir.join(format!("out{q}.pcap")))).unzip();
-    for (p, frames) in ins.iter().zip(&inputs) {
-        pcap::write(p, frames).unwrap();
-    }
     let cfg = write(&dir, "c.toml", &config());
-    let vdev = format!(
-        "net_pcap0,rx_pcap={},rx_pcap={},tx_pcap={},tx_pcap={}",
-        ins[0].display(),
-        ins[1].display(),
-        outs[0].display(),
-        outs[1].display()
-    );
-    let mut eal = eal_args(&prefix, &vdev);
-    let l = eal.iter().position(|a| a == "-l").unwrap();
-    eal.splice(l..l + 2, ["--lcores".to_string(), "0@0,1@0,2@1".into()]);
+    let (eal, outs) = two_worker_pcap(&dir, &prefix, [&inputs[0], &inputs[1]]);
     let port = free_port();
     let mut d = spawn(&eal, &app(&cfg, &["--metrics", &port.to_string()]));
     let n: Vec<u64> = inputs.iter().map(|f| f.len() as u64).collect();
@@ -236,5 +222,49 @@ fn announces_its_addresses_by_gratuitous_arp_at_start_and_when_a_vip_is_added() 
         assert_eq!(u16::from_be_bytes([f[20], f[21]]), OP_REQUEST);
     }
     assert_eq!(garps.len() as u64, c["ctrl_tx"], "nothing else from the control plane");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Two workers: an ICMP "fragmentation needed" about a flow that worker 0 owns arrives
+/// on worker 1's queue (RSS hashes an ICMP error by the router's address, not the
+/// flow's). Worker 1 hands it to worker 0, which forwards it to the flow's server on
+/// its own TX queue; an error about a flow nobody has is counted as a miss.
+#[test]
+fn an_icmp_error_reaches_the_worker_that_owns_its_flow() {
+    let (dir, prefix) = scratch("icmpredir");
+    let (vip, cip, router) = (ip("192.168.1.200"), ip("10.0.0.7"), ip("10.0.0.1"));
+    let f =
+        Flow { dst_mac: PORT, src_mac: CLIENT, saddr: cip, daddr: vip, sport: 40000, dport: 80 };
+    let q0 = vec![frames::tcp(&f, 0x02, 0, 60), frames::tcp(&f, 0x10, 0, 60)];
+    // Worker 1 first works through filler (UDP to no service), so worker 0 has the flow
+    // by the time it reaches the errors.
+    let filler = Flow { dport: 9, ..f };
+    let mut q1: Vec<Vec<u8>> = (0..50_000).map(|_| frames::udp(&filler, 0, 60)).collect();
+    let quote = |dport: u16| {
+        let r = Flow { dst_mac: CLIENT, src_mac: A, saddr: vip, daddr: cip, sport: 80, dport };
+        frames::tcp(&r, 0x10, 1400, 60)[14..42].to_vec()
+    };
+    let error =
+        |dport| frames::icmp_error((PORT, CLIENT), (router, vip), (3, 4, 1280), &quote(dport));
+    q1.push(error(40000));
+    q1.push(error(40001)); // no such flow anywhere
+    let cfg = write(&dir, "c.toml", &config());
+    let (eal, outs) = two_worker_pcap(&dir, &prefix, [&q0, &q1]);
+    let mut d = spawn(&eal, &app(&cfg, &[]));
+    d.wait_rx((q0.len() + q1.len()) as u64, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_millis(300));
+    let (code, c, log) = d.stop();
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(c["icmp_errors_redirected"], 2, "{c:?}");
+    assert_eq!(c["icmp_redirect_hits"], 1, "{c:?}");
+    assert_eq!(c["icmp_redirect_misses"], 1, "{c:?}");
+    assert_eq!(c["mbufs_in_use"], 0, "no mbuf leaked");
+    let out0 = pcap::read(&outs[0]).unwrap();
+    let want = error(40000);
+    let got: Vec<&Vec<u8>> = out0.iter().filter(|o| o[12..] == want[12..]).collect();
+    assert_eq!(got.len(), 1, "the error leaves worker 0's queue once");
+    let syn_out = &out0[0];
+    assert_eq!(got[0][..6], syn_out[..6], "to the flow's server");
+    assert!(pcap::read(&outs[1]).unwrap().iter().all(|o| o[12..] != want[12..]));
     let _ = std::fs::remove_dir_all(dir);
 }

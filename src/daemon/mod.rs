@@ -252,6 +252,9 @@ impl Drop for StopOnExit {
     }
 }
 
+/// ICMP errors one worker can have in flight to another (they are rare).
+const ICMP_REDIRECT_QUEUE: usize = 64;
+
 /// Builds the first snapshot and the channels, and launches a worker on every worker
 /// lcore. Returns the workers and the manager's ends of the channels.
 pub fn spawn_workers(
@@ -286,6 +289,18 @@ pub fn spawn_workers(
         kernel_port: None,
     };
     let (mut learned, mut dumps) = (Vec::new(), Vec::new());
+    // Worker i hands ICMP errors it has no flow for to every other worker j.
+    let mut peers_out: Vec<Vec<spsc::Producer<crate::dpdk::mbuf::Mbuf>>> =
+        (0..nq).map(|_| Vec::new()).collect();
+    let mut peers_in: Vec<Vec<spsc::Consumer<crate::dpdk::mbuf::Mbuf>>> =
+        (0..nq).map(|_| Vec::new()).collect();
+    for (i, out) in peers_out.iter_mut().enumerate() {
+        for (_, inp) in peers_in.iter_mut().enumerate().filter(|(j, _)| *j != i) {
+            let (p, c) = spsc::channel(ICMP_REDIRECT_QUEUE);
+            out.push(p);
+            inp.push(c);
+        }
+    }
     let has_kernel = dp.tap.is_some();
     let (mut to_kernel_rx, (from_kernel_tx, from_kernel_rx)) =
         (Vec::new(), spsc::channel(kernel::QUEUE));
@@ -322,6 +337,8 @@ pub fn spawn_workers(
             flow_capacity,
             conns: crate::lb::conns::ConnRow::new(&conns, index),
             templates: templates.clone(),
+            peers_out: std::mem::take(&mut peers_out[index]),
+            peers_in: std::mem::take(&mut peers_in[index]),
             clock,
             panic_after_rx,
             idle: plan.cfg.dataplane.idle,

@@ -169,6 +169,14 @@ worker_counters! {
     hashed_segments: Counter, "drlb_hashed_segments", show::BOTH, "";
     /// TCP segments without SYN and without a flow entry scheduled and stored (mid_flow = schedule: the flow began on another director)
     mid_flow_scheduled: Counter, "drlb_mid_flow_scheduled", show::BOTH, "";
+    /// ICMP errors about a flow with no entry on this worker, copied to the other workers (one of them may own it)
+    icmp_errors_redirected: Counter, "drlb_icmp_errors_redirected", show::BOTH, "";
+    /// ICMP errors handed over by another worker and forwarded here (this worker owned the flow)
+    icmp_redirect_hits: Counter, "drlb_icmp_redirect_hits", show::BOTH, "";
+    /// ICMP errors handed over by another worker whose flow has no entry here either (counted by every worker that looked)
+    icmp_redirect_misses: Counter, "drlb_icmp_redirect_misses", show::BOTH, "";
+    /// Copies of ICMP errors not handed over: the other worker's queue or the mbuf pool was full
+    icmp_redirect_lost: Counter, "drlb_icmp_redirect_lost", show::BOTH, "";
     /// First fragments forwarded (each remembered, so its datagram's later fragments follow it)
     fragments_first: Counter, "drlb_fragments_first", show::BOTH, "";
     /// Later fragments forwarded on arrival to their first fragment's server

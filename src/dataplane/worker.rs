@@ -61,6 +61,10 @@ pub struct WorkerSetup {
     pub conns: crate::lb::conns::ConnRow,
     /// The persistence templates all workers share.
     pub templates: Arc<crate::lb::persist::Templates>,
+    /// ICMP errors about flows without an entry here, copied to each other worker.
+    pub peers_out: Vec<spsc::Producer<Mbuf>>,
+    /// Those of the other workers, to look up here.
+    pub peers_in: Vec<spsc::Consumer<Mbuf>>,
     pub clock: Clock,
     /// Fault injection (tests): panic once `rx` reaches this (u64::MAX: never).
     pub panic_after_rx: u64,
@@ -79,6 +83,8 @@ enum Then {
     Transmit,
     Free,
     Kernel,
+    /// A copy to each other worker, then freed.
+    Redirect,
 }
 
 /// `rate` frames a second with bursts of a tenth of that, on the TSC: integer only,
@@ -151,7 +157,8 @@ impl Tx {
 impl Worker {
     pub fn new(s: WorkerSetup) -> Worker {
         let flows = crate::lb::flow::FlowTable::new(s.flow_capacity).with_conns(s.conns.clone());
-        let local = LocalState::sharing(flows, s.index, s.templates.clone());
+        let mut local = LocalState::sharing(flows, s.index, s.templates.clone());
+        local.peers = !s.peers_out.is_empty();
         let bucket = TokenBucket::new(s.kernel_rate, s.clock.tsc_hz, crate::dpdk::rdtsc());
         Worker { s, local, bucket }
     }
@@ -224,6 +231,33 @@ impl Worker {
         c.publish_latency(latency);
     }
 
+    /// Looks up the ICMP errors other workers handed over (their flow may be here):
+    /// forwarded if so, counted as a miss if not. Only while the TX buffer has room.
+    fn take_redirects(&mut self, tx: &mut Tx, now: Tick) {
+        let c = &self.s.counters;
+        let snap = self.s.snap.load();
+        self.local.redirected = true;
+        for q in self.s.peers_in.iter_mut() {
+            while !tx.buf.is_full() {
+                let Some(mut m) = q.pop() else { break };
+                let frame = m.data_mut();
+                let len = frame.len() as u64;
+                match crate::lb::process(frame, snap, &mut self.local, now) {
+                    Verdict::Forward { slot, .. } => {
+                        c.forwarded.add(1);
+                        c.slot(slot, len, false);
+                        c.icmp_redirect_hits.add(1);
+                        let _ = tx.buf.push(m); // room checked above
+                    }
+                    Verdict::Drop(DropReason::IcmpErrorNoFlow) => c.icmp_redirect_misses.add(1),
+                    Verdict::Drop(r) => c.drops[r as usize].add(1),
+                    _ => {}
+                }
+            }
+        }
+        self.local.redirected = false;
+    }
+
     /// Moves frames the manager and the kernel queued (worker 0), and fragments released
     /// from the hold area, into the TX buffer, while it has room.
     fn take_ctrl(&mut self, tx: &mut Tx) {
@@ -293,6 +327,10 @@ fn account(
         Verdict::FragmentHeld => {
             c.fragments_held.add(1);
             return Then::Free; // its bytes are in the hold area
+        }
+        Verdict::IcmpRedirect => {
+            c.icmp_errors_redirected.add(1);
+            return Then::Redirect;
         }
         Verdict::ArpReply { learned } => {
             c.arp_replies.add(1);
@@ -365,6 +403,9 @@ impl Worker {
             let tsc = crate::dpdk::rdtsc();
             let now = (tsc.wrapping_sub(clock.start_tsc) / tick_tsc) as Tick;
             self.take_ctrl(&mut tx);
+            if !self.s.peers_in.is_empty() {
+                self.take_redirects(&mut tx, now);
+            }
             let n = burst.recv(&mut self.s.rx);
             if n == 0 {
                 c.idle_loops.add(1);
@@ -428,6 +469,16 @@ impl Worker {
                             (&mut burst, i),
                             tsc,
                         ),
+                        Then::Redirect => {
+                            let frame = burst.frame_mut(i);
+                            for p in self.s.peers_out.iter_mut() {
+                                let sent = Mbuf::from_bytes(&self.s.pool, frame)
+                                    .is_some_and(|m| p.push(m).is_ok());
+                                if !sent {
+                                    c.icmp_redirect_lost.add(1); // queue or pool full
+                                }
+                            }
+                        }
                     }
                 }
             }

@@ -33,6 +33,12 @@ pub struct LocalState {
     pub persist: PersistStats,
     /// Fragments: datagrams' servers and the hold area ([`super::frag`]).
     pub frags: Frags,
+    /// Other workers exist: an ICMP error about a flow with no entry here is handed to
+    /// them ([`Verdict::IcmpRedirect`]).
+    pub peers: bool,
+    /// The frame being processed was handed over by another worker (set by the worker
+    /// around the call): it is not handed on again.
+    pub redirected: bool,
     pub flood: Flood,
     /// TCP segments without SYN and without an entry scheduled (`mid_flow = schedule`).
     pub mid_flow_scheduled: u64,
@@ -79,6 +85,8 @@ impl LocalState {
             templates,
             persist: PersistStats::default(),
             frags: Frags::new(),
+            peers: false,
+            redirected: false,
             flood: Flood::default(),
             mid_flow_scheduled: 0,
         }
@@ -742,7 +750,12 @@ fn icmp_in(
                     frame[..12].copy_from_slice(&snap.backends[usize::from(slot)].l2);
                     Verdict::Forward { slot, new_flow: false }
                 }
-                Err(r) => Verdict::Drop(r),
+                // The flow may live on another worker (RSS hashes the error by its own
+                // addresses, not the flow's): they look, as DPVS redirects to the
+                // owning core. A frame that is itself a redirect goes no further.
+                Err(IcmpMiss::NotHere) if local.peers && !local.redirected => Verdict::IcmpRedirect,
+                Err(IcmpMiss::NotHere) => Verdict::Drop(D::IcmpErrorNoFlow),
+                Err(IcmpMiss::Drop(r)) => Verdict::Drop(r),
             };
         }
         _ => return Verdict::Drop(D::IcmpUnhandled),
@@ -767,16 +780,16 @@ fn icmp_error(
     snap: &Snapshot,
     local: &LocalState,
     now: Tick,
-) -> Result<u16, DropReason> {
+) -> Result<u16, IcmpMiss> {
     let q = match m.quoted() {
         Some(q) if m.verify_checksum() => q,
-        _ => return Err(D::IcmpErrorMalformed),
+        _ => return Err(IcmpMiss::Drop(D::IcmpErrorMalformed)),
     };
     if q.src != vip || !matches!(q.proto, protocol::TCP | protocol::UDP) {
-        return Err(D::IcmpErrorNoFlow);
+        return Err(IcmpMiss::Drop(D::IcmpErrorNoFlow));
     }
     let Some((_, svc)) = snap.service(q.src, q.sport, q.proto) else {
-        return Err(D::IcmpErrorNoFlow);
+        return Err(IcmpMiss::Drop(D::IcmpErrorNoFlow));
     };
     let key =
         FlowKey { saddr: q.dst, daddr: q.src, sport: q.dport, dport: q.sport, proto: q.proto };
@@ -785,13 +798,20 @@ fn icmp_error(
             let e = local.flows.get(idx);
             match snap.backend(e.slot, e.incarnation) {
                 Some(b) if b.serving() => Ok(e.slot),
-                Some(_) => Err(D::BackendDown),
-                None => Err(D::BackendRemoved),
+                Some(_) => Err(IcmpMiss::Drop(D::BackendDown)),
+                None => Err(IcmpMiss::Drop(D::BackendRemoved)),
             }
         }
         _ => match maglev(svc, snap, &key) {
             Some(Some(slot)) => Ok(slot),
-            _ => Err(D::IcmpErrorNoFlow),
+            _ => Err(IcmpMiss::NotHere),
         },
     }
+}
+
+/// Why [`icmp_error`] found no server.
+enum IcmpMiss {
+    Drop(DropReason),
+    /// A well-formed error about a service's flow that has no entry on this worker.
+    NotHere,
 }

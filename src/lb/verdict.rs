@@ -21,6 +21,9 @@ pub enum Verdict {
     /// For the director itself (its IP, ARP for or to it): handed unchanged to the
     /// kernel interface. `learned` when it is an ARP frame from a backend.
     Kernel { learned: Option<Neighbor> },
+    /// An ICMP error about a service's flow that has no entry on this worker: the worker
+    /// hands a copy to each other worker (the flow's owner forwards it) and frees it.
+    IcmpRedirect,
     /// A fragment that came before its datagram's first fragment: copied into the
     /// worker's hold area (the frame itself is freed), sent when the first one comes.
     FragmentHeld,
@@ -63,7 +66,7 @@ drop_reasons! {
     L4Malformed => "l4_malformed", "TCP or UDP header short or inconsistent";
     IcmpUnhandled => "icmp_unhandled", "ICMP to a VIP that is neither a valid echo request nor an error message (types 3, 11, 12)";
     IcmpErrorMalformed => "icmp_error_malformed", "ICMP error to a VIP with a bad checksum, or quoting less than an IPv4 header and 8 bytes";
-    IcmpErrorNoFlow => "icmp_error_no_flow", "ICMP error to a VIP about no flow here (not from a service's VIP:port, or no entry on this worker)";
+    IcmpErrorNoFlow => "icmp_error_no_flow", "ICMP error to a VIP about no flow (not from a service's VIP:port; or no entry on this worker, which is the only one, or the one it was handed to by another)";
     TcpNoFlow => "tcp_no_flow", "TCP segment without SYN and without a flow entry (IPVS sloppy_tcp=0)";
     NoBackend => "no_backend", "no backend with weight > 0 and a known MAC";
     BackendRemoved => "backend_removed", "flow's backend was removed and on_backend_removed = drop or expire";

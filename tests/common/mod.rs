@@ -427,6 +427,33 @@ pub fn pcap_rx_tx(rx: &Path, tx: &Path) -> String {
     format!("net_pcap0,rx_pcap={},tx_pcap={}", rx.display(), tx.display())
 }
 
+/// EAL arguments for drlb with two workers (`--lcores 0@0,1@0,2@1`: two worker lcores
+/// on this 2-CPU machine) on one net_pcap port with two queues: queue q replays
+/// `inputs[q]` (written to DIR/in{q}.pcap; net_pcap has no RSS) and writes what its
+/// worker sends to DIR/out{q}.pcap. Returns the arguments and the two output files.
+pub fn two_worker_pcap(
+    dir: &Path,
+    prefix: &str,
+    inputs: [&[Vec<u8>]; 2],
+) -> (Vec<String>, [PathBuf; 2]) {
+    let ins = [dir.join("in0.pcap"), dir.join("in1.pcap")];
+    let outs = [dir.join("out0.pcap"), dir.join("out1.pcap")];
+    for (p, frames) in ins.iter().zip(inputs) {
+        drlb::testing::pcap::write(p, frames).unwrap();
+    }
+    let vdev = format!(
+        "net_pcap0,rx_pcap={},rx_pcap={},tx_pcap={},tx_pcap={}",
+        ins[0].display(),
+        ins[1].display(),
+        outs[0].display(),
+        outs[1].display()
+    );
+    let mut eal = eal_args(prefix, &vdev);
+    let l = eal.iter().position(|a| a == "-l").unwrap();
+    eal.splice(l..l + 2, ["--lcores".to_string(), "0@0,1@0,2@1".into()]);
+    (eal, outs)
+}
+
 /// A TCP port free on 127.0.0.1 right now (for `--metrics`).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
