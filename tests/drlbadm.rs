@@ -185,6 +185,20 @@ fn drlbadm_commands_against_a_running_daemon() {
         assert!(err.contains(want), "{args:?}: {err:?} lacks {want:?}");
     }
     assert_eq!(adm_ok(&sock, &["-S"]), before, "a rejected command changed the state");
+    // Host and service names, as ipvsadm takes them (/etc/hosts, /etc/services).
+    let (c, _, err) = adm(&sock, &["-d", "-t", "192.168.1.200:http", "-r", "localhost"]);
+    assert_eq!(c, 1);
+    assert!(err.contains("No such destination: 127.0.0.1:80 in TCP 192.168.1.200:80"), "{err}");
+    adm_ok(&sock, &["-A", "-t", "192.168.1.205:www", "-s", "rr"]);
+    let rules = adm_ok(&sock, &["-S", "--format", "ipvsadm"]);
+    assert!(rules.contains("-A -t 192.168.1.205:80 -s rr\n"), "{rules}");
+    adm_ok(&sock, &["-D", "-t", "192.168.1.205:80"]);
+    let (c, _, err) = adm(&sock, &["-A", "-t", "192.168.1.205:nosuchservice"]);
+    assert_eq!(
+        (c, err.contains("'nosuchservice' is not a port (1..65535) or a service name")),
+        (1, true),
+        "{err}"
+    );
     // The socket from the environment, as ipvsadm users script it.
     let o = Command::new(ADM).env("DRLB_SOCKET", &sock).arg("-ln").output().unwrap();
     assert_eq!(o.status.code(), Some(0), "{o:?}");

@@ -181,21 +181,60 @@ fn parse_svc(a: &Args) -> Result<Option<SvcId>, String> {
     let (ip, port) = spec
         .rsplit_once(':')
         .ok_or_else(|| format!("'{spec}': want VIP:PORT, e.g. 192.168.1.200:80"))?;
-    let vip: Ipv4Addr = ip.parse().map_err(|_| format!("'{ip}' is not an IPv4 address"))?;
-    let port: u16 = port
-        .parse()
-        .ok()
-        .filter(|&p| p != 0)
-        .ok_or_else(|| format!("'{port}' is not a port (1..65535)"))?;
+    let vip = host(ip)?;
+    let port = service_port(port, proto)?;
     Ok(Some(SvcId { vip, port, proto }))
 }
 
-fn parse_real(spec: &str) -> Result<(Ipv4Addr, Option<u16>), String> {
+fn parse_real(spec: &str, proto: Proto) -> Result<(Ipv4Addr, Option<u16>), String> {
     let (ip, port) = match spec.rsplit_once(':') {
-        Some((i, p)) => (i, Some(p.parse::<u16>().map_err(|_| format!("'{p}' is not a port"))?)),
+        Some((i, p)) => (i, Some(service_port(p, proto)?)),
         None => (spec, None),
     };
-    Ok((ip.parse().map_err(|_| format!("'{ip}' is not an IPv4 address"))?, port))
+    Ok((host(ip)?, port))
+}
+
+/// An IPv4 address, or a host name resolved to its first IPv4 address (as ipvsadm's
+/// `host_to_addr`; a name needs a letter, so a mistyped address is not sent to DNS).
+fn host(name: &str) -> Result<Ipv4Addr, String> {
+    if let Ok(ip) = name.parse() {
+        return Ok(ip);
+    }
+    let bad = || format!("'{name}' is not an IPv4 address or a host name that resolves to one");
+    if !name.chars().any(|c| c.is_ascii_alphabetic()) {
+        return Err(bad());
+    }
+    use std::net::ToSocketAddrs;
+    let addrs = (name, 0).to_socket_addrs().map_err(|_| bad())?;
+    addrs
+        .filter_map(|a| match a.ip() {
+            std::net::IpAddr::V4(v4) => Some(v4),
+            _ => None,
+        })
+        .next()
+        .ok_or_else(bad)
+}
+
+/// A port number, or a service name from /etc/services for the protocol (as ipvsadm's
+/// `service_to_port`: `http` is 80).
+fn service_port(p: &str, proto: Proto) -> Result<u16, String> {
+    let bad = || format!("'{p}' is not a port (1..65535) or a service name");
+    if let Ok(n) = p.parse::<u16>() {
+        return if n == 0 { Err(bad()) } else { Ok(n) };
+    }
+    let want = if proto == Proto::Udp { "udp" } else { "tcp" };
+    let services = std::fs::read_to_string("/etc/services").unwrap_or_default();
+    services
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or(""))
+        .find_map(|l| {
+            let mut w = l.split_whitespace();
+            let (name, port_proto) = (w.next()?, w.next()?);
+            let (port, pr) = port_proto.split_once('/')?;
+            (pr == want && (name == p || w.any(|alias| alias == p))).then(|| port.parse().ok())?
+        })
+        .filter(|&n: &u16| n != 0)
+        .ok_or_else(bad)
 }
 
 fn parse_sched(s: &str) -> Result<SchedKind, String> {
@@ -232,8 +271,9 @@ fn change_request(a: &Args) -> Result<Request, String> {
     };
     let real = || -> Result<(SvcId, Ipv4Addr, Option<u16>), String> {
         let spec = a.real.as_deref().ok_or("this command needs a real server: -r RIP[:PORT]")?;
-        let (rip, port) = parse_real(spec)?;
-        Ok((svc()?, rip, port))
+        let svc = svc()?;
+        let (rip, port) = parse_real(spec, svc.proto)?;
+        Ok((svc, rip, port))
     };
     let settings = || -> Result<SvcSettings, String> {
         Ok(SvcSettings {

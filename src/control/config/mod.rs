@@ -443,18 +443,25 @@ impl Config {
 
     /// Parses and validates TOML text; `file` names it in errors.
     pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
-        let cfg: Config = toml::from_str(text).map_err(|e| {
-            let mut msg = one_line(&e);
-            if msg.contains("unknown field `protect_established`") {
-                // A key drlb once had: say what replaced it rather than just "unknown".
-                msg.push_str(
-                    " (it was replaced by `syn_flood`: `protect_established = true` is now \
+        // serde_path_to_error names the key a type error is at
+        // (`service[0].backend[1].weight`), which toml's own error does not.
+        let cfg: Config =
+            serde_path_to_error::deserialize(toml::Deserializer::new(text)).map_err(|e| {
+                let path = e.path().to_string();
+                let mut msg = one_line(e.inner());
+                if path != "." && !path.is_empty() {
+                    msg = format!("{path}: {msg}");
+                }
+                if msg.contains("unknown field `protect_established`") {
+                    // A key drlb once had: say what replaced it rather than just "unknown".
+                    msg.push_str(
+                        " (it was replaced by `syn_flood`: `protect_established = true` is now \
                      `syn_flood = \"drop\"`, `false` is `syn_flood = \"evict\"`; the default is \
                      \"stateless\", see configs/example.toml)",
-                );
-            }
-            ConfigError::Parse { file: file.into(), msg }
-        })?;
+                    );
+                }
+                ConfigError::Parse { file: file.into(), msg }
+            })?;
         cfg.validate(file)?;
         Ok(cfg)
     }
@@ -468,17 +475,17 @@ impl Config {
 /// toml's errors span several lines with a source excerpt; keep its first line and the
 /// key/line information in one paragraph.
 fn one_line(e: &toml::de::Error) -> String {
-    let msg = e.message().trim().to_string();
+    let msg = e.message().trim().replace('\n', "; ");
     match e.span() {
         Some(_) => {
             // The Display form starts "TOML parse error at line L, column C".
-            let first = e
+            let at = e
                 .to_string()
                 .lines()
                 .next()
                 .unwrap_or_default()
                 .replace("TOML parse error at ", "");
-            format!("{first}: {msg}")
+            format!("{msg} ({at})")
         }
         None => msg,
     }
