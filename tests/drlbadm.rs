@@ -185,6 +185,16 @@ fn drlbadm_commands_against_a_running_daemon() {
         assert!(err.contains(want), "{args:?}: {err:?} lacks {want:?}");
     }
     assert_eq!(adm_ok(&sock, &["-S"]), before, "a rejected command changed the state");
+    // Every documented weight works: 20 servers weighted 60000..60019 (a wrr cycle of
+    // 1.2 M picks: stepped as IPVS does instead of precomputed).
+    adm_ok(&sock, &["-A", "-t", "192.168.1.206:80", "-s", "wrr"]);
+    for i in 0..20 {
+        let (rip, w) = (format!("10.0.6.{}", i + 1), (60_000 + i).to_string());
+        adm_ok(&sock, &["-a", "-t", "192.168.1.206:80", "-r", &rip, "-w", &w]);
+    }
+    let rules = adm_ok(&sock, &["-S", "--format", "ipvsadm"]);
+    assert!(rules.contains("-a -t 192.168.1.206:80 -r 10.0.6.20:80 -g -w 60019\n"), "{rules}");
+    adm_ok(&sock, &["-D", "-t", "192.168.1.206:80"]);
     // Host and service names, as ipvsadm takes them (/etc/hosts, /etc/services).
     let (c, _, err) = adm(&sock, &["-d", "-t", "192.168.1.200:http", "-r", "localhost"]);
     assert_eq!(c, 1);

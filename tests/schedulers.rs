@@ -485,3 +485,20 @@ fn wlc_on_two_workers_balances_connections_by_weight() {
         assert!((r - 1.0).abs() < 0.05, "lc balance {lc_equal:?}");
     }
 }
+
+/// wrr weights whose cycle is too long to precompute (20 servers weighted
+/// 60000..60019) step through the weights as IPVS does, newest server first: the
+/// heaviest first, then each lower weight joins.
+#[test]
+fn wrr_with_any_weights_steps_as_ipvs_does() {
+    let weights: Vec<u32> = (0..20).map(|i| 60_000 + i).collect();
+    let s = snap(SchedKind::Wrr, SchedFlags::default(), &weights, &[], 1);
+    assert!(s.services[0].stepping.is_some());
+    let mut l = LocalState::new(1 << 12, 0);
+    // IPVS's order is slot 19 first; at weight 60019 only 19 qualifies, at 60018 19 and
+    // 18, and so on (worker 0's cursor starts after position 0: the first pass at
+    // 60019 finds nothing more, and 60018 begins).
+    let picks: Vec<u16> =
+        (0..6).map(|i| send(&s, &mut l, ip("10.1.0.1"), 3000 + i, SYN, 1).unwrap()).collect();
+    assert_eq!(picks, vec![19, 18, 19, 18, 17, 19]);
+}

@@ -27,6 +27,8 @@ use std::sync::Arc;
 pub struct LocalState {
     pub flows: FlowTable,
     cursors: Box<[u32]>,
+    /// Per service: the current weight of wrr's gcd stepping (long cycles only).
+    step_cw: Box<[u32]>,
     /// Persistence templates: shared by all workers ([`super::persist`]).
     pub templates: Arc<Templates>,
     /// This worker's template writes.
@@ -82,6 +84,7 @@ impl LocalState {
         LocalState {
             flows,
             cursors: vec![worker as u32; MAX_SERVICES].into_boxed_slice(),
+            step_cw: vec![0; MAX_SERVICES].into_boxed_slice(),
             templates,
             persist: PersistStats::default(),
             frags: Frags::new(),
@@ -692,6 +695,11 @@ fn schedule(
     }
     if seq.is_empty() {
         return None;
+    }
+    if let (Some(st), false) = (svc.stepping, svc.sorry_takes) {
+        let weight = |s: u16| snap.backends.get(usize::from(s)).map_or(0, |b| b.weight);
+        let (cl, cw) = (&mut local.cursors[usize::from(si)], &mut local.step_cw[usize::from(si)]);
+        return sched::step_pick(seq, weight, st, cl, cw);
     }
     let c = &mut local.cursors[usize::from(si)];
     // The cursor may be past the end after a swap shortened the schedule.

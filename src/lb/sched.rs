@@ -58,9 +58,65 @@
 //! ([`super::conns`]).
 use super::SchedKind;
 
-/// Longest cycle we precompute (2^20 picks = 2 MiB of u16). Σw/g beyond it is a config
-/// error; it needs thousands of backends with large coprime weights.
+/// Longest cycle we precompute (2^20 picks = 2 MiB of u16). Beyond it (weights like
+/// 60000..60019, whose gcd is 1) wrr steps through the weights as IPVS does
+/// ([`step_pick`]): no table, O(servers) per new flow.
 pub const MAX_CYCLE: u64 = 1 << 20;
+
+/// wrr by IPVS's own gcd stepping (ip_vs_wrr.c), for weights whose cycle is too long to
+/// precompute: a current weight `cw` starts at the largest weight and drops by the gcd
+/// at each pass over the servers; each pass picks, in order, the servers whose weight
+/// is at least `cw`. Exact proportions over a cycle, in runs at its start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stepping {
+    /// The largest weight minus (gcd - 1), as IPVS's `mw`.
+    pub mw: u32,
+    pub gcd: u32,
+}
+
+impl Stepping {
+    /// For the eligible (slot, weight > 0) backends.
+    pub fn of(backends: &[(u16, u32)]) -> Stepping {
+        let w = backends.iter().filter(|b| b.1 > 0).map(|b| u64::from(b.1));
+        let gcd = w.clone().fold(0, gcd).max(1) as u32;
+        let max = w.max().unwrap_or(0) as u32;
+        Stepping { mw: max.saturating_sub(gcd - 1), gcd }
+    }
+}
+
+/// One [`Stepping`] pick over `seq` (the eligible servers in IPVS's order) with each
+/// slot's `weight`; `cl` is this worker's position (the last pick; `u32::MAX`: before
+/// the first, IPVS's list head), `cw` its current weight (0: start). `None` when `seq`
+/// is empty.
+pub fn step_pick(
+    seq: &[u16],
+    weight: impl Fn(u16) -> u32,
+    st: Stepping,
+    cl: &mut u32,
+    cw: &mut u32,
+) -> Option<u16> {
+    let n = seq.len();
+    if n == 0 || st.mw == 0 {
+        return None;
+    }
+    if *cw == 0 || *cw > st.mw {
+        *cw = st.mw; // a fresh start, or the weights changed
+    }
+    let mut i = if *cl == u32::MAX { 0 } else { *cl as usize + 1 };
+    // A pass at any cw <= mw finds the heaviest server: two passes always suffice.
+    for _ in 0..2 * n + 2 {
+        if i >= n {
+            *cw = if *cw > st.gcd { *cw - st.gcd } else { st.mw };
+            i = 0;
+        }
+        if weight(seq[i]) >= *cw {
+            *cl = i as u32;
+            return Some(seq[i]);
+        }
+        i += 1;
+    }
+    None
+}
 
 fn gcd(mut a: u64, mut b: u64) -> u64 {
     while b != 0 {
@@ -86,17 +142,8 @@ pub fn cycle_len(kind: SchedKind, weights: &[u32]) -> u64 {
     }
 }
 
-/// Whether a service with these weights can be scheduled: its cycle fits
-/// [`MAX_CYCLE`]. The message says why not.
-pub fn check(kind: SchedKind, weights: &[u32]) -> Result<(), String> {
-    if cycle_len(kind, weights) > MAX_CYCLE {
-        return Err(format!("weights too fine-grained: sum/gcd exceeds {MAX_CYCLE}"));
-    }
-    Ok(())
-}
-
 /// Builds the pick sequence over `(slot, weight)`; entries with weight 0 are skipped.
-/// Returns `None` when the cycle would exceed [`MAX_CYCLE`].
+/// Returns `None` when the wrr cycle would exceed [`MAX_CYCLE`] (then [`step_pick`]).
 pub fn build(kind: SchedKind, backends: &[(u16, u32)]) -> Option<Vec<u16>> {
     let live: Vec<(u16, u64)> =
         backends.iter().filter(|b| b.1 > 0).map(|&(s, w)| (s, u64::from(w))).collect();
@@ -272,6 +319,35 @@ mod tests {
     fn rr_ignores_weights_but_drains_zero() {
         let s = build(SchedKind::Rr, &[(0, 5), (1, 0), (2, 1)]).unwrap();
         assert_eq!(s, vec![0, 2]);
+    }
+
+    #[test]
+    fn stepping_gives_exact_proportions_for_any_weights() {
+        // 20 servers weighted 60000..60019: a cycle of 1.2 M picks, too long to build.
+        let b: Vec<(u16, u32)> = (0..20).map(|i| (i, 60_000 + u32::from(i))).collect();
+        assert!(build(SchedKind::Wrr, &b).is_none());
+        let st = Stepping::of(&b);
+        assert_eq!(st, Stepping { mw: 60_019, gcd: 1 });
+        let seq: Vec<u16> = b.iter().map(|x| x.0).collect();
+        let w = |s: u16| 60_000 + u32::from(s);
+        let (mut cl, mut cw, mut n) = (u32::MAX, 0, [0u32; 20]);
+        let total: u32 = b.iter().map(|x| x.1).sum();
+        for _ in 0..total {
+            n[usize::from(step_pick(&seq, w, st, &mut cl, &mut cw).unwrap())] += 1;
+        }
+        for (i, c) in n.iter().enumerate() {
+            assert_eq!(*c, 60_000 + i as u32, "server {i}: one cycle gives each its weight");
+        }
+        // IPVS's order for 3:2:1 (its runs at the start of a cycle).
+        let st = Stepping::of(&[(0, 3), (1, 2), (2, 1)]);
+        let (mut cl, mut cw) = (u32::MAX, 0);
+        let picks: Vec<u16> = (0..6)
+            .map(|_| {
+                step_pick(&[0, 1, 2], |s| [3, 2, 1][usize::from(s)], st, &mut cl, &mut cw).unwrap()
+            })
+            .collect();
+        assert_eq!(names(&picks), "AABABC");
+        assert_eq!(step_pick(&[], |_| 1, st, &mut cl, &mut cw), None);
     }
 
     #[test]

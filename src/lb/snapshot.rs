@@ -136,6 +136,9 @@ pub struct Service {
     /// The service is below its quorum and its sorry server takes the new flows (the
     /// schedule is that server alone, whatever the scheduler).
     pub sorry_takes: bool,
+    /// wrr whose cycle is too long to precompute: picks step through the weights as IPVS
+    /// does ([`sched::step_pick`]) over `schedule` (the eligible servers).
+    pub stepping: Option<sched::Stepping>,
 }
 
 impl Service {
@@ -275,16 +278,15 @@ impl Snapshot {
             let available = up >= s.quorum.max(1) as usize;
             let sorry = s.sorry.as_ref().filter(|b| !b.down && b.mac.is_some());
             let sorry_takes = sorry.is_some() && !available;
+            let mut stepping = None;
             let schedule = match sorry {
                 Some(b) if !available => vec![b.slot],
-                _ => sched::build(s.policy.sched, &eligible).ok_or_else(|| {
-                    format!(
-                        "service {}:{}: the weights' cycle (sum/gcd) exceeds {} picks",
-                        std::net::Ipv4Addr::from(s.vip),
-                        s.port,
-                        sched::MAX_CYCLE
-                    )
-                })?,
+                _ => sched::build(s.policy.sched, &eligible).unwrap_or_else(|| {
+                    // wrr weights whose cycle is too long to build: IPVS's gcd stepping
+                    // over the eligible servers in IPVS's order (newest first).
+                    stepping = Some(sched::Stepping::of(&eligible));
+                    eligible.iter().rev().filter(|e| e.1 > 0).map(|e| e.0).collect()
+                }),
             };
             vips.push(s.vip);
             services.push(Service {
@@ -305,6 +307,7 @@ impl Snapshot {
                     Box::new([])
                 },
                 sorry_takes,
+                stepping,
             });
         }
         neighbors.sort_unstable();
