@@ -1,6 +1,6 @@
 //! Golden packets through `pipeline::process` (Katran style): a table of
 //! (description, input bytes, expected verdict, expected output bytes).
-//! At least one case per DESIGN.md forwarding step and per drop reason.
+//! At least one case per forwarding step (README "Forwarding semantics") and per drop reason.
 use drlb::lb::snapshot::{BackendSpec, Policy, ServiceSpec};
 use drlb::lb::verdict::Neighbor;
 use drlb::lb::{

@@ -1,4 +1,4 @@
-//! Flow semantics across snapshot swaps (DESIGN.md step 6 and "Backend changes"),
+//! Flow semantics across snapshot swaps (the flow step and backend changes),
 //! with the pure pipeline: no DPDK.
 use drlb::lb::snapshot::{BackendSpec, Policy, ServiceSpec};
 use drlb::lb::{

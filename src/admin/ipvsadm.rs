@@ -317,7 +317,7 @@ mod tests {
 
     #[test]
     fn ln_is_ipvsadms_layout() {
-        // DESIGN.md's example, with ipvsadm's trailing %-10u padding kept.
+        // ipvsadm -Ln's layout for the seed, with its trailing %-10u padding kept.
         let want = concat!(
             "drlb 0.1.0 (flows per worker=1048576)\n",
             "Prot LocalAddress:Port Scheduler Flags\n",

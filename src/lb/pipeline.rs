@@ -1,4 +1,8 @@
-//! `process`: one frame in, one verdict out, DESIGN.md "Forwarding semantics" 1-8.
+//! `process`: one frame in, one verdict out, in this order (the README's "Forwarding
+//! semantics"): 1 destination MAC ours or broadcast, 2 Ethernet with at most one 802.1Q
+//! tag, 3 ARP, 4 IPv4 validated (a later fragment follows its first), 5 the service,
+//! 6 the flow entry or a new one (the scheduler), 7 the MAC rewrite, 8 transmitted by
+//! the caller on its own queue.
 //!
 //! Pure and DPDK-free: it reads the snapshot, reads and writes only the worker's own
 //! [`LocalState`], and rewrites the frame in place (the 12 MAC bytes for a forward; the
@@ -101,7 +105,7 @@ const PRIVATE_TEMPLATES: usize = 4096;
 
 use DropReason as D;
 
-/// Processes one frame. See the module docs and DESIGN.md for the order of checks.
+/// Processes one frame. See the module docs for the order of checks.
 #[inline]
 pub fn process(frame: &mut [u8], snap: &Snapshot, local: &mut LocalState, now: Tick) -> Verdict {
     process_hinted(frame, snap, local, now, &None)
@@ -418,7 +422,7 @@ impl Miss<'_> {
     }
 }
 
-/// Schedules and (usually) stores a flow that has no entry: DESIGN.md step 6's miss,
+/// Schedules and (usually) stores a flow that has no entry: step 6's miss,
 /// with `syn_flood` deciding what happens when the table has no room (see [`Flood`]).
 /// Returns the backend slot and whether this is a new connection. Out of line: the hit
 /// path stays small.
