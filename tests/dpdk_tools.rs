@@ -87,10 +87,11 @@ fn dpdk_telemetry_shows_drlb_commands_with_live_counters() {
             "/drlb/backends,192.168.1.201:53",
             "/drlb/backends,10.9.9.9",
             "/help,/drlb/backends",
+            "/drlb/port",
         ],
     );
     let list: Vec<&str> = r[0]["/"].as_array().unwrap().iter().filter_map(|v| v.as_str()).collect();
-    for c in ["/drlb/stats", "/drlb/workers", "/drlb/services", "/drlb/backends"] {
+    for c in ["/drlb/stats", "/drlb/workers", "/drlb/services", "/drlb/backends", "/drlb/port"] {
         assert!(list.contains(&c), "{c} not registered: {list:?}");
     }
     let stats = &r[1]["/drlb/stats"];
@@ -126,6 +127,8 @@ fn dpdk_telemetry_shows_drlb_commands_with_live_counters() {
     assert_eq!(one["0"]["backend"], "192.168.1.120:53");
     assert_eq!(r[6]["/drlb/backends"]["backends_total"], 0);
     assert!(r[7]["/help"]["/drlb/backends"].as_str().unwrap().contains("VIP:PORT"));
+    let port = &r[8]["/drlb/port"];
+    assert_eq!((port["link"].as_str(), port["imissed"].as_u64()), (Some("up"), Some(0)), "{port}");
     let (code, c, log) = d.stop();
     assert_eq!(code, 0, "{log}");
     assert_eq!(c["forwarded"], 800);

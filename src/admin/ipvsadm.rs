@@ -290,6 +290,7 @@ mod tests {
             version: "0.1.0".into(),
             flows_per_worker: 1048576,
             generation: 2,
+            port: None,
             services: vec![ServiceRow {
                 proto: Proto::Tcp,
                 vip: "192.168.1.200".parse().unwrap(),

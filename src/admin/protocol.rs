@@ -333,6 +333,26 @@ pub struct Listing {
     pub flows_per_worker: usize,
     pub generation: u64,
     pub services: Vec<ServiceRow>,
+    /// The NIC's own counters and link (None in tests without a port).
+    #[serde(default)]
+    pub port: Option<PortHealth>,
+}
+
+/// What the NIC says: frames it dropped before drlb saw them, errors, and its link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PortHealth {
+    pub port: u16,
+    /// Frames the NIC dropped because the RX queue was full (drlb too slow).
+    pub imissed: u64,
+    /// Erroneous frames received (bad CRC, too long, ...).
+    pub ierrors: u64,
+    /// RX mbuf allocation failures (the mbuf pool ran dry).
+    pub rx_nombuf: u64,
+    /// Frames the NIC failed to send.
+    pub oerrors: u64,
+    pub link_up: bool,
+    /// Mb/s; 0 when the driver does not say.
+    pub link_speed_mbps: u32,
 }
 
 #[cfg(test)]

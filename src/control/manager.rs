@@ -71,6 +71,8 @@ pub struct ManagerConfig {
     pub signals: crate::daemon::Signals,
     /// The health checker (when the config has a kernel interface to check through).
     pub checker: Option<Checker>,
+    /// The NIC's counters and link, for the listing, the stats line and the log.
+    pub port: Option<crate::dpdk::port::PortMonitor>,
 }
 
 pub struct Manager {
@@ -84,6 +86,9 @@ pub struct Manager {
     signals: crate::daemon::Signals,
     arp: Resolver,
     checker: Option<Checker>,
+    port: Option<crate::dpdk::port::PortMonitor>,
+    /// The port's link as last seen.
+    link: Option<crate::dpdk::port::Link>,
     accounting: Accounting,
     /// Each service's availability in the last snapshot, once it has been available (to
     /// log its changes).
@@ -132,6 +137,8 @@ impl Manager {
             signals: c.signals,
             arp: Resolver::default(),
             checker: c.checker,
+            port: c.port,
+            link: None,
             accounting: Accounting::default(),
             available: HashMap::new(),
             announcement: Announcement { director: Ipv4Addr::UNSPECIFIED, vips: Vec::new() },
@@ -482,6 +489,28 @@ impl Manager {
             flows_per_worker: self.state.cfg.dataplane.flow_capacity.next_power_of_two(),
             generation: self.links.writer.current().generation,
             services,
+            port: self.port.map(port_health),
+        }
+    }
+
+    /// Logs the port's link going down or coming up (checked every metrics refresh).
+    fn watch_link(&mut self) {
+        let Some(m) = self.port else { return };
+        let link = m.link();
+        if self.link != Some(link) {
+            let what = if link.up {
+                match link.speed_mbps {
+                    0 => "up".to_string(),
+                    s => format!("up, {s} Mb/s"),
+                }
+            } else {
+                "DOWN: nothing is received or sent".to_string()
+            };
+            // The first reading is logged only when the link is down.
+            if self.link.is_some() || !link.up {
+                log(format_args!("port {}: link {what}", m.id()));
+            }
+            self.link = Some(link);
         }
     }
 
@@ -672,6 +701,7 @@ impl Manager {
             self.send_garps(now);
             self.links.writer.try_reclaim();
             if now.duration_since(last_metrics) >= metrics::REFRESH {
+                self.watch_link();
                 let l = self.listing();
                 *self.shared.listing.lock() = Some(l);
                 last_metrics = now;
@@ -680,8 +710,18 @@ impl Manager {
                 if now.duration_since(last_stats) >= iv {
                     let t = self.totals();
                     let secs = now.duration_since(last_stats).as_secs_f64();
+                    let port = self.port.map(port_health).map_or(String::new(), |p| {
+                        format!(
+                            " imissed={} ierrors={} rx_nombuf={} oerrors={} link={}",
+                            p.imissed,
+                            p.ierrors,
+                            p.rx_nombuf,
+                            p.oerrors,
+                            if p.link_up { "up" } else { "down" }
+                        )
+                    });
                     log(format_args!(
-                        "stats gen={} {} rx_pps={:.0}",
+                        "stats gen={} {} rx_pps={:.0}{port}",
                         self.generation(),
                         t.stats_fields(),
                         (t.rx() - last_rx) as f64 / secs
@@ -692,6 +732,20 @@ impl Manager {
             }
             std::thread::sleep(Duration::from_millis(1));
         }
+    }
+}
+
+/// The NIC's counters and link as the listing shows them.
+fn port_health(m: crate::dpdk::port::PortMonitor) -> crate::admin::protocol::PortHealth {
+    let (s, l) = (m.stats(), m.link());
+    crate::admin::protocol::PortHealth {
+        port: m.id(),
+        imissed: s.imissed,
+        ierrors: s.ierrors,
+        rx_nombuf: s.rx_nombuf,
+        oerrors: s.oerrors,
+        link_up: l.up,
+        link_speed_mbps: l.speed_mbps,
     }
 }
 

@@ -445,6 +445,7 @@ pub fn run(eal_args: Vec<String>, args: cli::Args) -> Result<Summary, StartError
             shared: shared.clone(),
             signals: plan.signals.clone(),
             checker,
+            port: Some(dp.port.monitor()),
         },
         links,
     );

@@ -202,9 +202,62 @@ pub struct Started {
     inner: Arc<PortInner>,
 }
 
+/// Reads a started port's counters and link state from another thread (the manager):
+/// `rte_eth_stats_get` and `rte_eth_link_get_nowait` only read.
+#[derive(Debug, Clone, Copy)]
+pub struct PortMonitor {
+    id: u16,
+}
+
+/// The port's link: up, and its speed in Mb/s (0 when the driver does not say).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Link {
+    pub up: bool,
+    pub speed_mbps: u32,
+}
+
+impl PortMonitor {
+    pub fn id(&self) -> u16 {
+        self.id
+    }
+
+    pub fn stats(&self) -> PortStats {
+        stats(self.id)
+    }
+
+    pub fn link(&self) -> Link {
+        let mut l = dpdk_sys::rte_eth_link::default();
+        // SAFETY: l is a valid out-pointer; the call does not wait.
+        let rc = unsafe { dpdk_sys::rte_eth_link_get_nowait(self.id, &mut l) };
+        let speed = if l.link_speed == u32::MAX { 0 } else { l.link_speed }; // UNKNOWN
+        Link { up: rc == 0 && l.link_status() != 0, speed_mbps: speed }
+    }
+}
+
+fn stats(id: u16) -> PortStats {
+    let mut s = dpdk_sys::rte_eth_stats::default();
+    // SAFETY: s is a valid out-pointer.
+    unsafe { dpdk_sys::rte_eth_stats_get(id, &mut s) };
+    PortStats {
+        ipackets: s.ipackets,
+        opackets: s.opackets,
+        ibytes: s.ibytes,
+        obytes: s.obytes,
+        imissed: s.imissed,
+        ierrors: s.ierrors,
+        oerrors: s.oerrors,
+        rx_nombuf: s.rx_nombuf,
+    }
+}
+
 impl Started {
     pub fn id(&self) -> u16 {
         self.inner.id
+    }
+
+    /// A handle the manager reads the port's counters and link with.
+    pub fn monitor(&self) -> PortMonitor {
+        PortMonitor { id: self.inner.id }
     }
 
     pub fn mac(&self) -> Result<Mac, DpdkError> {
@@ -212,19 +265,7 @@ impl Started {
     }
 
     pub fn stats(&self) -> PortStats {
-        let mut s = dpdk_sys::rte_eth_stats::default();
-        // SAFETY: s is a valid out-pointer.
-        unsafe { dpdk_sys::rte_eth_stats_get(self.inner.id, &mut s) };
-        PortStats {
-            ipackets: s.ipackets,
-            opackets: s.opackets,
-            ibytes: s.ibytes,
-            obytes: s.obytes,
-            imissed: s.imissed,
-            ierrors: s.ierrors,
-            oerrors: s.oerrors,
-            rx_nombuf: s.rx_nombuf,
-        }
+        stats(self.inner.id)
     }
 }
 

@@ -201,6 +201,40 @@ fn listing_families(reg: &mut Registry, workers: usize, l: &Listing) {
         c.inc_by(v);
         reg.register(name, help, c);
     }
+    if let Some(p) = &l.port {
+        // The NIC's own view: what it dropped before drlb saw it.
+        let port = || vec![("port".to_string(), p.port.to_string())];
+        for (name, help, kind, v) in [
+            (
+                "drlb_port_imissed",
+                "Frames the NIC dropped: its RX queue was full (drlb too slow)",
+                Kind::Counter,
+                p.imissed,
+            ),
+            ("drlb_port_ierrors", "Erroneous frames the NIC received", Kind::Counter, p.ierrors),
+            (
+                "drlb_port_rx_nombuf",
+                "RX mbuf allocation failures (the pool ran dry)",
+                Kind::Counter,
+                p.rx_nombuf,
+            ),
+            ("drlb_port_oerrors", "Frames the NIC failed to send", Kind::Counter, p.oerrors),
+            (
+                "drlb_port_link_up",
+                "1 while the port's link is up",
+                Kind::Gauge,
+                u64::from(p.link_up),
+            ),
+            (
+                "drlb_port_link_speed_mbps",
+                "Link speed, Mb/s (0: unknown)",
+                Kind::Gauge,
+                u64::from(p.link_speed_mbps),
+            ),
+        ] {
+            family(reg, name, help, kind, vec![(port(), v)]);
+        }
+    }
 }
 
 /// Binds the metrics listener (at start-up, before anything else is started, so a

@@ -122,7 +122,7 @@ fn with_listing(v: &View, f: impl FnOnce(&Listing)) {
 /// Registers the `/drlb/*` commands (after EAL init). Errors name the command.
 pub fn register(view: View) -> Result<(), String> {
     let v = Arc::new(view);
-    let (a, b, c, e) = (v.clone(), v.clone(), v.clone(), v);
+    let (a, b, c, e, f) = (v.clone(), v.clone(), v.clone(), v.clone(), v);
     tel::register(
         c"/drlb/stats",
         c"drlb totals: rx, forwarded, drops by reason, generation. No parameters",
@@ -142,5 +142,23 @@ pub fn register(view: View) -> Result<(), String> {
         c"/drlb/backends",
         c"Real servers: weight, MAC, connections, packets. Parameter: VIP or VIP:PORT (optional)",
         Arc::new(move |p, d| with_listing(&e, |l| backends(l, p, d))),
+    )?;
+    tel::register(
+        c"/drlb/port",
+        c"The NIC: imissed, ierrors, rx_nombuf, oerrors, link state and speed. No parameters",
+        Arc::new(move |_, d| with_listing(&f, |l| port(l, d))),
     )
+}
+
+/// `/drlb/port`: what the NIC itself counts, and its link.
+fn port(l: &Listing, d: &mut Dict) {
+    if let Some(p) = &l.port {
+        d.u64("port", u64::from(p.port));
+        d.u64("imissed", p.imissed);
+        d.u64("ierrors", p.ierrors);
+        d.u64("rx_nombuf", p.rx_nombuf);
+        d.u64("oerrors", p.oerrors);
+        d.str("link", if p.link_up { "up" } else { "down" });
+        d.u64("link_speed_mbps", u64::from(p.link_speed_mbps));
+    }
 }
