@@ -107,7 +107,8 @@ fn check(before: &[u8], after: &[u8], v: Verdict, s: &Snapshot) {
         Verdict::Drop(_)
         | Verdict::ArpLearned(_)
         | Verdict::Kernel { .. }
-        | Verdict::FragmentHeld => {
+        | Verdict::FragmentHeld
+        | Verdict::IcmpRedirect => {
             assert_eq!(after, before, "{v:?} modified the frame");
         }
     }
