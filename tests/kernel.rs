@@ -77,3 +77,66 @@ fn a_flood_at_the_director_ip_is_rate_limited_and_forwarding_goes_on() {
     assert_eq!(per_backend.values().sum::<u32>(), 2000);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `dataplane.vlan = 100`: drlb's own frames carry the tag — its gratuitous ARPs, its ARP
+/// requests for a real server, and what the kernel interface sends — and a tagged frame
+/// for the kernel reaches the (untagged) tap without its tag: the kernel answers it.
+#[test]
+fn vlan_tags_drlbs_own_frames_and_the_kernels() {
+    let (dir, prefix) = scratch("vlan");
+    let ns = format!("drlbt-v-{}", std::process::id());
+    let sh = |args: &[&str]| {
+        assert!(
+            std::process::Command::new("ip").args(args).status().unwrap().success(),
+            "ip {args:?}"
+        )
+    };
+    sh(&["netns", "add", &ns]);
+    struct Del(String);
+    impl Drop for Del {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("ip").args(["netns", "del", &self.0]).status();
+        }
+    }
+    let _del = Del(ns.clone());
+    // A ping to the director IP from 192.168.1.50, tagged 100: the kernel answers it, so
+    // it first asks for 192.168.1.50's MAC.
+    let ping = frames::icmp_echo(PCAP_MAC, CLIENT, ip("192.168.1.50"), ip("192.168.1.121"), 1);
+    let input = vec![frames::with_vlan(&ping, 100)];
+    let (inp, outp) = (dir.join("in.pcap"), dir.join("out.pcap"));
+    pcap::write(&inp, &input).unwrap();
+    let cfg = web("kernel_interface = \"drlbk1\"\nvlan = 100\ngarp_repeat = 1")
+        + "\n[[service]]\nvip = \"192.168.1.201\"\nport = 53\nprotocol = \"udp\"\n  [[service.backend]]\n  ip = \"192.168.1.120\"\n";
+    let cfg = write(&dir, "c.toml", &cfg);
+    let mut eal: Vec<String> = vec!["netns".into(), "exec".into(), ns.clone(), DRLB.into()];
+    eal.extend(eal_args(&prefix, &pcap_rx_tx(&inp, &outp)));
+    let mut d = spawn_cmd("ip", &eal, &app(&cfg, &[]));
+    d.wait_rx(1, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(1500));
+    let (code, c, log) = d.stop();
+    assert_eq!(code, 0, "{log}");
+    assert_eq!(c["to_kernel"], 1, "{c:?}");
+    let out = pcap::read(&outp).unwrap();
+    assert!(!out.is_empty());
+    // Every frame drlb sent is tagged 100.
+    for f in &out {
+        assert_eq!(&f[12..16], &[0x81, 0x00, 0x00, 100], "tagged 100: {f:02x?}");
+    }
+    // The ARP frames: (operation, sender address, target address).
+    let arps: Vec<(u16, [u8; 4], [u8; 4])> = out
+        .iter()
+        .filter(|f| f[16..18] == [0x08, 0x06])
+        .map(|f| {
+            let a = &f[18..];
+            let addr = |at: usize| -> [u8; 4] { a[at..at + 4].try_into().unwrap() };
+            (u16::from_be_bytes([a[6], a[7]]), addr(14), addr(24))
+        })
+        .collect();
+    let has = |oper: u16, spa: [u8; 4], tpa: [u8; 4]| arps.contains(&(oper, spa, tpa));
+    assert!(has(1, [192, 168, 1, 200], [192, 168, 1, 200]), "GARP for the VIP: {arps:?}");
+    assert!(has(1, [192, 168, 1, 121], [192, 168, 1, 121]), "GARP for the DIP: {arps:?}");
+    assert!(has(1, [192, 168, 1, 121], [192, 168, 1, 120]), "drlb asks for C: {arps:?}");
+    assert!(has(1, [192, 168, 1, 121], [192, 168, 1, 50]), "the kernel asks: {arps:?}");
+    assert_eq!(c["mbufs_in_use"], 0);
+    let _ = std::fs::remove_dir_all(dir);
+}

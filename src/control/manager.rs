@@ -331,7 +331,20 @@ impl Manager {
         let mut f = CtrlFrame { len: 0, data: [0; 64] };
         let mut buf = [0u8; 60];
         let n = arp::build_request(&mut buf, self.port_mac.0, sender, target);
-        f.data[..n].copy_from_slice(&buf[..n]);
+        let n = match self.state.cfg.dataplane.vlan {
+            // The tag after the MACs: 64 bytes, the CtrlFrame's size.
+            Some(v) => {
+                f.data[..12].copy_from_slice(&buf[..12]);
+                f.data[12..14].copy_from_slice(&0x8100u16.to_be_bytes());
+                f.data[14..16].copy_from_slice(&v.to_be_bytes());
+                f.data[16..n + 4].copy_from_slice(&buf[12..n]);
+                n + 4
+            }
+            None => {
+                f.data[..n].copy_from_slice(&buf[..n]);
+                n
+            }
+        };
         f.len = n as u8;
         self.links.ctrl.push(f).is_ok()
     }
@@ -770,7 +783,7 @@ fn keep_restart_only(
             }
         )*};
     }
-    keep!(port, mac, flow_capacity, persistence_capacity, kernel_interface, prefix, idle);
+    keep!(port, mac, flow_capacity, persistence_capacity, vlan, kernel_interface, prefix, idle);
     kept
 }
 

@@ -363,7 +363,11 @@ pub fn spawn_workers(
         clock,
     };
     if let Some(tap) = dp.tap.take() {
-        let klinks = kernel::Links { from_workers: to_kernel_rx, to_wire: from_kernel_tx };
+        let klinks = kernel::Links {
+            from_workers: to_kernel_rx,
+            to_wire: from_kernel_tx,
+            vlan: plan.cfg.dataplane.vlan,
+        };
         let cpu = usize::try_from(dp.eal.lcore_cpu(dp.eal.main_lcore())).ok();
         let (port, thread) =
             kernel::spawn(tap, klinks, workers.kernel.clone(), plan.signals.stop.clone(), cpu)

@@ -253,6 +253,45 @@ impl Mbuf {
         unsafe { data_mut(self.ptr.as_ptr()) }
     }
 
+    /// Inserts an 802.1Q tag (`tci`: priority and VLAN ID) after the two MAC addresses;
+    /// the frame grows by 4 bytes into the headroom. False, and the frame unchanged, when
+    /// it is shorter than two MACs or there is no headroom.
+    pub fn insert_vlan(&mut self, tci: u16) -> bool {
+        // SAFETY: we own the mbuf (single segment: data_len == pkt_len); moving the data
+        // start 4 bytes back stays inside the buffer since data_off >= 4.
+        unsafe {
+            let raw = &mut *self.ptr.as_ptr();
+            if raw.data_off < 4 || raw.data_len < 12 {
+                return false;
+            }
+            raw.data_off -= 4;
+            raw.data_len += 4;
+            raw.pkt_len += 4;
+        }
+        let d = self.data_mut();
+        d.copy_within(4..16, 0);
+        d[12..14].copy_from_slice(&0x8100u16.to_be_bytes());
+        d[14..16].copy_from_slice(&tci.to_be_bytes());
+        true
+    }
+
+    /// Removes the 802.1Q tag after the MAC addresses, if there is one.
+    pub fn strip_vlan(&mut self) -> bool {
+        let d = self.data_mut();
+        if d.len() < 18 || d[12..14] != 0x8100u16.to_be_bytes() {
+            return false;
+        }
+        d.copy_within(0..12, 4);
+        // SAFETY: we own the mbuf; the data start moves 4 bytes forward within data_len.
+        unsafe {
+            let raw = &mut *self.ptr.as_ptr();
+            raw.data_off += 4;
+            raw.data_len -= 4;
+            raw.pkt_len -= 4;
+        }
+        true
+    }
+
     fn into_raw(self) -> *mut rte_mbuf {
         let p = self.ptr.as_ptr();
         std::mem::forget(self);

@@ -124,6 +124,9 @@ pub struct Links {
     pub from_workers: Vec<spsc::Consumer<Mbuf>>,
     /// Frames the kernel sent, for worker 0 to transmit.
     pub to_wire: spsc::Producer<Mbuf>,
+    /// `dataplane.vlan`: the kernel's frames get this tag on the wire, and frames for
+    /// the kernel lose theirs (the tap is untagged).
+    pub vlan: Option<u16>,
 }
 
 /// Starts the thread (pinned to `cpu`, the main lcore's, when given); it stops when
@@ -159,8 +162,9 @@ fn run(
     while !stop.load(Relaxed) {
         let mut busy = false;
         for q in links.from_workers.iter_mut() {
-            while let Some(m) = q.pop() {
+            while let Some(mut m) = q.pop() {
                 busy = true;
+                m.strip_vlan();
                 if let Err(m) = out.push(m) {
                     let f = out.flush(&mut tx);
                     add(&stats.to_kernel, f.sent);
@@ -175,7 +179,11 @@ fn run(
         let n = burst.recv(&mut rx);
         for i in 0..n {
             busy = true;
-            match links.to_wire.push(burst.take(i)) {
+            let mut m = burst.take(i);
+            if let Some(v) = links.vlan {
+                m.insert_vlan(v); // 128 bytes of headroom: always room
+            }
+            match links.to_wire.push(m) {
                 Ok(()) => add(&stats.from_kernel, 1),
                 Err(_dropped) => add(&stats.from_kernel_dropped, 1),
             }

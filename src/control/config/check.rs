@@ -57,6 +57,11 @@ impl Config {
                 format!("{} is out of range (16 ..= {max} flows per worker)", d.flow_capacity);
             return bad("flow_capacity", msg);
         }
+        if let Some(v) = d.vlan {
+            if !(1..=4094).contains(&v) {
+                return bad("vlan", format!("{v} is not a VLAN ID (1 ..= 4094)"));
+            }
+        }
         if !(4..=1 << 24).contains(&d.persistence_capacity) {
             let msg =
                 format!("{} is out of range (4 ..= 16777216 templates)", d.persistence_capacity);
@@ -424,6 +429,7 @@ mod tests {
             ("persistence 0", svc("persistence = 0\n[[service.backend]]\nip = \"10.0.0.1\"\n"), "service[0].persistence: 0 is out of range (1 ..= 2678400 seconds"),
             ("netmask alone", svc("persistence_netmask = \"255.255.255.0\"\n[[service.backend]]\nip = \"10.0.0.1\"\n"), "service[0].persistence_netmask: only with persistence"),
             ("netmask holes", svc("persistence = 60\npersistence_netmask = \"255.0.255.0\"\n[[service.backend]]\nip = \"10.0.0.1\"\n"), "service[0].persistence_netmask: 255.0.255.0 is not a netmask"),
+            ("vlan 4095", format!("{base}vlan = 4095\n"), "dataplane.vlan: 4095 is not a VLAN ID (1 ..= 4094)"),
             ("template capacity", format!("{base}persistence_capacity = 2\n"), "dataplane.persistence_capacity: 2 is out of range"),
             ("flags without sh", svc("scheduler = \"wlc\"\nsched_flags = [\"sh-port\"]\n[[service.backend]]\nip = \"10.0.0.1\"\n"), "service[0].sched_flags: only the sh scheduler has flags"),
             ("unknown flag", svc("scheduler = \"sh\"\nsched_flags = [\"sh-bogus\"]\n[[service.backend]]\nip = \"10.0.0.1\"\n"), "service[0].sched_flags[0]: unknown variant `sh-bogus`"),

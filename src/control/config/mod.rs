@@ -104,6 +104,10 @@ pub struct Dataplane {
     /// director that takes a VIP over is found at once. 0: none.
     #[serde(default = "d_garp_repeat", skip_serializing_if = "is_default_garp")]
     pub garp_repeat: u32,
+    /// 802.1Q VLAN ID drlb's own frames carry (ARP requests, gratuitous ARP, the kernel
+    /// interface's frames); replies keep the tag of what they answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan: Option<u16>,
     /// Persistence templates shared by the workers (see lb::persist).
     #[serde(
         default = "d_persistence_capacity",
