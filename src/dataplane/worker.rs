@@ -206,7 +206,7 @@ impl Worker {
 
     /// Copies the flow table's and the flood state's counts to the shared counters and
     /// merges the latency samples (once a tick, busy or idle; the mutex is try-locked).
-    fn publish(&mut self, now: Tick, latency: &mut hdrhistogram::Histogram<u64>) {
+    fn publish(&self, now: Tick, latency: &mut hdrhistogram::Histogram<u64>) {
         let c = &self.s.counters;
         let (stats, flood) = (&self.local.flows.stats, &self.local.flood);
         c.flow_evictions.set(stats.evictions);
@@ -219,10 +219,6 @@ impl Worker {
         c.fragments_followed.set(f.followed);
         c.fragments_released.set(f.released);
         c.fragment_evictions.set(f.evicted);
-        let timed_out = self.local.frags.expire(now);
-        if timed_out > 0 {
-            c.drops[DropReason::FragmentTimeout as usize].add(timed_out);
-        }
         let p = &self.local.persist;
         c.templates_created.set(p.created);
         c.template_evictions.set(p.evicted);
@@ -231,18 +227,29 @@ impl Worker {
         c.publish_latency(latency);
     }
 
+    /// Once a tick: drops the held fragments whose first fragment did not come in time
+    /// (counted), then publishes the counters.
+    fn tick(&mut self, now: Tick, latency: &mut hdrhistogram::Histogram<u64>) {
+        let timed_out = self.local.frags.expire(now);
+        if timed_out > 0 {
+            self.s.counters.drops[DropReason::FragmentTimeout as usize].add(timed_out);
+        }
+        self.publish(now, latency);
+    }
+
     /// Looks up the ICMP errors other workers handed over (their flow may be here):
     /// forwarded if so, counted as a miss if not. Only while the TX buffer has room.
     fn take_redirects(&mut self, tx: &mut Tx, now: Tick) {
         let c = &self.s.counters;
-        let snap = self.s.snap.load();
-        self.local.redirected = true;
         for q in self.s.peers_in.iter_mut() {
             while !tx.buf.is_full() {
                 let Some(mut m) = q.pop() else { break };
                 let frame = m.data_mut();
                 let len = frame.len() as u64;
-                match crate::lb::process(frame, snap, &mut self.local, now) {
+                self.local.redirected = true;
+                let v = crate::lb::process(frame, self.s.snap.load(), &mut self.local, now);
+                self.local.redirected = false;
+                match v {
                     Verdict::Forward { slot, .. } => {
                         c.forwarded.add(1);
                         c.slot(slot, len, false);
@@ -255,7 +262,6 @@ impl Worker {
                 }
             }
         }
-        self.local.redirected = false;
     }
 
     /// Moves frames the manager and the kernel queued (worker 0), and fragments released
@@ -416,7 +422,7 @@ impl Worker {
                 self.sweep(now, SWEEP_GROUPS, &mut census, &mut dump);
                 if now != last_stats_tick {
                     last_stats_tick = now;
-                    self.publish(now, &mut tx.latency);
+                    self.tick(now, &mut tx.latency);
                 }
                 self.s.snap.quiescent();
                 if let Some(d) = backoff.empty() {
@@ -491,7 +497,7 @@ impl Worker {
             self.sweep(now, 1, &mut census, &mut dump);
             if now != last_stats_tick {
                 last_stats_tick = now;
-                self.publish(now, &mut tx.latency);
+                self.tick(now, &mut tx.latency);
             }
             // A short burst means the RX queue is drained: send now rather than hold the
             // frames for the drain timer (latency at partial load); under full load
@@ -503,7 +509,7 @@ impl Worker {
             self.s.snap.quiescent();
         }
         tx.flush(&mut self.s.tx, &c);
-        self.publish(Tick::MAX, &mut tx.latency);
+        self.tick(Tick::MAX, &mut tx.latency);
         while !c.publish_latency(&mut tx.latency) {
             std::hint::spin_loop();
         }

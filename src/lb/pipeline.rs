@@ -562,15 +562,23 @@ fn choose(
         if let Some(t) = template(svc, snap, local, key, now) {
             return Some(t.slot);
         }
-        if let Some(chosen) = maglev(svc, snap, key) {
+        if let Some(chosen) = by_table(svc, snap, key) {
             return chosen;
-        }
-        if svc.policy.sched == SchedKind::Sh {
-            return source_hash(svc, snap, key);
         }
     }
     let seq = &svc.schedule;
     (!seq.is_empty()).then(|| seq[flows.choose(key, seq.len())])
+}
+
+/// The schedulers whose choice is a table lookup on the flow's own addresses, the same
+/// on every worker and every director: `mh` (its Maglev table) and `sh` (its buckets).
+/// `None` for the others.
+#[inline]
+fn by_table(svc: &Service, snap: &Snapshot, key: &FlowKey) -> Option<Option<u16>> {
+    if let Some(chosen) = maglev(svc, snap, key) {
+        return Some(chosen);
+    }
+    (svc.policy.sched == SchedKind::Sh).then(|| source_hash(svc, snap, key))
 }
 
 /// The backend of a new flow of `svc` on this worker: the sorry server while it takes
@@ -634,14 +642,13 @@ fn persistent(
     local: &mut LocalState,
     now: Tick,
 ) -> Option<u16> {
-    let timeout = svc.policy.persistence.saturating_mul(super::TICKS_PER_SEC);
-    let until = now.saturating_add(timeout);
     if let Some(t) = template(svc, snap, local, key, now) {
-        local.templates.extend(&t, until, timeout / 10);
+        keep_alive(svc, &local.templates, &t, now);
         return Some(t.slot);
     }
     let slot = schedule(svc, si, key, snap, local)?;
     let inc = snap.backends[usize::from(slot)].incarnation;
+    let until = now.saturating_add(persistence_ticks(svc));
     match local.templates.create(&template_key(svc, key), slot, inc, until, now) {
         Created::Stored => local.persist.created += 1,
         Created::Evicted => {
@@ -670,9 +677,22 @@ pub fn keep_template(snap: &Snapshot, templates: &Templates, e: &FlowEntry, now:
     }
     let Some(t) = templates.get(&template_key(svc, &e.key), now) else { return };
     if (t.slot, t.incarnation) == (e.slot, e.incarnation) {
-        let timeout = svc.policy.persistence.saturating_mul(super::TICKS_PER_SEC);
-        templates.extend(&t, now.saturating_add(timeout), timeout / 10);
+        keep_alive(svc, templates, &t, now);
     }
+}
+
+/// The service's persistence timeout in ticks.
+#[inline]
+fn persistence_ticks(svc: &Service) -> Tick {
+    svc.policy.persistence.saturating_mul(super::TICKS_PER_SEC)
+}
+
+/// Keeps template `t` alive for the service's timeout from `now`; written only when it
+/// would expire more than a tenth of the timeout early ([`Templates::extend`]).
+#[inline]
+fn keep_alive(svc: &Service, templates: &Templates, t: &Template, now: Tick) {
+    let timeout = persistence_ticks(svc);
+    templates.extend(t, now.saturating_add(timeout), timeout / 10);
 }
 
 /// The scheduler's choice for a new flow (no persistence).
@@ -686,14 +706,10 @@ fn schedule(
 ) -> Option<u16> {
     let seq = &svc.schedule;
     if !svc.sorry_takes {
-        if let Some(chosen) = maglev(svc, snap, key) {
+        if let Some(chosen) = by_table(svc, snap, key) {
             return chosen;
         }
-        let kind = svc.policy.sched;
-        if kind == SchedKind::Sh {
-            return source_hash(svc, snap, key);
-        }
-        if kind.counts_connections() {
+        if svc.policy.sched.counts_connections() {
             return least_loaded(svc, snap, local.flows.conns().all());
         }
     }
