@@ -6,7 +6,7 @@
 //! - `evict`: the flood evicts (counted), half-open entries first.
 //! - `drop`: no established flow is lost at all; refused SYNs count as `flow_table_full`.
 mod common;
-use common::Rng;
+use drlb::testing::Rng;
 use drlb::lb::snapshot::{BackendSpec, Policy, ServiceSpec};
 use drlb::lb::{
     process, DropReason, LocalState, OnGone, Proto, SchedKind, Snapshot, SynFlood, Timeouts,
@@ -101,7 +101,7 @@ fn run(mode: SynFlood, established: usize) -> Outcome {
     let (mut refused, mut flood_forwarded) = (0, 0);
     let capacity = l.flows.capacity();
     for n in 0..10 * CAP {
-        let r = rng.next();
+        let r = rng.next_u64();
         let a = 0x6400_0000 | (r as u32 & 0x00ff_ffff); // 100.0.0.0/8, spoofed
         match process(&mut frame(a, (r >> 32) as u16 | 1, SYN), &s, &mut l, now) {
             Verdict::Forward { .. } => flood_forwarded += 1,
@@ -280,7 +280,7 @@ fn stateless_syns_follow_the_weights() {
     let mut rng = Rng(7);
     let n = 80_000;
     for _ in 0..n {
-        let r = rng.next();
+        let r = rng.next_u64();
         let slot =
             forward_slot(process(&mut frame(r as u32, (r >> 32) as u16 | 1, SYN), &s, &mut l, 1));
         per[usize::from(slot)] += 1;
@@ -302,6 +302,7 @@ fn stateless_syns_follow_the_weights() {
 fn flood_through_binary(mode: &str) -> std::collections::HashMap<String, u64> {
     use common::*;
     use drlb::testing::pcap;
+    use drlb::testing::Rng;
     use std::collections::{HashMap, HashSet};
     const PCAP_MAC: Mac = Mac([0x02, 0x70, 0x63, 0x61, 0x70, 0x00]);
     const CAP: u32 = 1024;
@@ -317,7 +318,7 @@ fn flood_through_binary(mode: &str) -> std::collections::HashMap<String, u64> {
     }
     let mut rng = Rng(0x5eed);
     for n in 0..10 * CAP {
-        let r = rng.next();
+        let r = rng.next_u64();
         input.push(tcp(0x6400_0000 | (r as u32 & 0xff_ffff), (r >> 32) as u16 | 1, SYN));
         if n % 64 == 0 {
             let (a, p) = est((n / 64) % 256);

@@ -181,13 +181,8 @@ fn tcp_fragments_other_vips_and_removed_servers() {
 fn a_fragment_flood_is_bounded_counted_and_lets_whole_datagrams_through() {
     let s = snap(&[]);
     let mut l = LocalState::new(1 << 14, 0);
-    let mut rng = 0x1234_5678_9abc_def1u64;
-    let mut next = || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
+    let mut rng = drlb::testing::Rng(0x1234_5678_9abc_def1);
+    let mut next = || rng.next_u64();
     let junk = datagram(0, 0, 1200)[1].clone();
     let (mut held, mut full, mut whole) = (0u64, 0u64, 0);
     let mut timed_out = 0;

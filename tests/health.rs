@@ -2,6 +2,8 @@
 //! of the test's own (entered by the test thread; the servers' and the checker's threads
 //! inherit it): every check ends within its timeout with the right verdict, and nothing
 //! blocks the others.
+mod common;
+use common::Netns;
 use drlb::control::config::{CheckConf, CheckType, Expect};
 use drlb::control::state::BackendKey;
 use drlb::health::{Checker, Report, Target};
@@ -9,34 +11,7 @@ use drlb::lb::Proto;
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
-use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
-
-/// A namespace with only `lo` up, deleted on drop; the calling thread moves into it.
-struct Netns(String);
-
-impl Netns {
-    fn enter(name: &str) -> Netns {
-        let name = format!("{name}-{}", std::process::id());
-        let ok = |args: &[&str]| {
-            assert!(
-                std::process::Command::new("ip").args(args).status().unwrap().success(),
-                "ip {args:?}"
-            )
-        };
-        ok(&["netns", "add", &name]);
-        ok(&["-n", &name, "link", "set", "lo", "up"]);
-        let f = std::fs::File::open(format!("/var/run/netns/{name}")).unwrap();
-        nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-        Netns(name)
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("ip").args(["netns", "del", &self.0]).status();
-    }
-}
 
 /// A server on 127.0.0.1 that answers each connection with `reply` (None: accepts and
 /// never answers). Returns its port.
@@ -76,7 +51,7 @@ fn check(kind: CheckType) -> CheckConf {
 
 #[test]
 fn every_check_ends_within_its_timeout_with_the_right_verdict() {
-    let _ns = Netns::enter("drlbt-health");
+    let _ns = Netns::new("drlbt-health").enter();
     let ok_http = server(Some(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok"));
     let busy = server(Some(b"HTTP/1.0 503 Service Unavailable\r\n\r\n"));
     let garbage = server(Some(b"SSH-2.0-OpenSSH_9.2\r\n\x00\x01\x02 garbage\r\n\r\n"));

@@ -5,6 +5,7 @@ mod common;
 use common::*;
 use drlb::testing::frames::{self, Flow};
 use drlb::testing::pcap;
+use drlb::testing::Rng;
 use drlb::wire::tcp::flags::{ACK, SYN};
 use drlb::wire::Mac;
 use std::collections::HashSet;
@@ -39,7 +40,7 @@ fn garbage(n: usize) -> Vec<Vec<u8>> {
     let mut r = Rng(0x1234_5678_9abc_def1);
     (0..n)
         .map(|i| {
-            let len = 1 + (r.next() % 1514) as usize;
+            let len = 1 + (r.next_u64() % 1514) as usize;
             let mut f = r.bytes(len);
             if i % 4 != 0 && len >= 14 {
                 f[..6].copy_from_slice(&PORT.0);

@@ -11,21 +11,8 @@ use std::time::Duration;
 #[test]
 fn a_flood_at_the_director_ip_is_rate_limited_and_forwarding_goes_on() {
     let (dir, prefix) = scratch("kernel");
-    let ns = format!("drlbt-k-{}", std::process::id());
-    let sh = |args: &[&str]| {
-        assert!(
-            std::process::Command::new("ip").args(args).status().unwrap().success(),
-            "ip {args:?}"
-        )
-    };
-    sh(&["netns", "add", &ns]);
-    struct Del(String);
-    impl Drop for Del {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("ip").args(["netns", "del", &self.0]).status();
-        }
-    }
-    let _del = Del(ns.clone());
+    let netns = Netns::new("drlbt-k");
+    let ns = netns.0.clone();
 
     // 2,000 flows to the VIP (3 frames each) with 20,000 UDP datagrams to the director
     // IP woven in.
@@ -84,21 +71,8 @@ fn a_flood_at_the_director_ip_is_rate_limited_and_forwarding_goes_on() {
 #[test]
 fn vlan_tags_drlbs_own_frames_and_the_kernels() {
     let (dir, prefix) = scratch("vlan");
-    let ns = format!("drlbt-v-{}", std::process::id());
-    let sh = |args: &[&str]| {
-        assert!(
-            std::process::Command::new("ip").args(args).status().unwrap().success(),
-            "ip {args:?}"
-        )
-    };
-    sh(&["netns", "add", &ns]);
-    struct Del(String);
-    impl Drop for Del {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("ip").args(["netns", "del", &self.0]).status();
-        }
-    }
-    let _del = Del(ns.clone());
+    let netns = Netns::new("drlbt-v");
+    let ns = netns.0.clone();
     // A ping to the director IP from 192.168.1.50, tagged 100: the kernel answers it, so
     // it first asks for 192.168.1.50's MAC.
     let ping = frames::icmp_echo(PCAP_MAC, CLIENT, ip("192.168.1.50"), ip("192.168.1.121"), 1);

@@ -11,20 +11,8 @@ use std::time::Duration;
 fn link_down_and_up_are_logged_and_the_nic_counters_are_shown() {
     let (dir, prefix) = scratch("linkwatch");
     let tag = std::process::id() % 100_000;
-    let (ns, tap) = (format!("drlb-lnk-{tag}"), format!("dl{tag}"));
-    let ip = |args: &[&str]| {
-        let o = Command::new("ip").args(args).output().unwrap();
-        assert!(o.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&o.stderr));
-    };
-    ip(&["netns", "add", &ns]);
-    struct Cleanup(String);
-    impl Drop for Cleanup {
-        fn drop(&mut self) {
-            let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-        }
-    }
-    let _cleanup = Cleanup(ns.clone());
-    ip(&["-n", &ns, "link", "set", "lo", "up"]);
+    let netns = Netns::new("drlb-lnk");
+    let (ns, tap) = (netns.0.clone(), format!("dl{tag}"));
     let cfg = write(&dir, "c.toml", &web("garp_repeat = 0"));
     let sock = dir.join("ctl.sock");
     let mut eal: Vec<String> =
@@ -53,12 +41,12 @@ fn link_down_and_up_are_logged_and_the_nic_counters_are_shown() {
     });
     assert!(m.contains("drlb_port_imissed_total{port=\"0\"} 0"), "{m}");
 
-    ip(&["-n", &ns, "link", "set", &tap, "down"]);
+    ip_ok(&["-n", &ns, "link", "set", &tap, "down"]);
     d.wait_for("link down in the log", Duration::from_secs(5), |l| l.contains("port 0: link DOWN"));
     d.wait_for("link=down in the stats line", Duration::from_secs(5), |l| l.contains("link=down"));
     let json = adm_ok(&sock, &["-ln", "--json"]).replace([' ', '\n'], "");
     assert!(json.contains("\"link_up\":false"), "{json}");
-    ip(&["-n", &ns, "link", "set", &tap, "up"]);
+    ip_ok(&["-n", &ns, "link", "set", &tap, "up"]);
     d.wait_for("link up in the log", Duration::from_secs(5), |l| l.contains("port 0: link up"));
     let (code, _, log) = d.stop();
     assert_eq!(code, 0, "{log}");

@@ -7,6 +7,7 @@ use drlb::lb::flow::FlowTable;
 use drlb::lb::snapshot::{BackendSpec, Policy, ServiceSpec};
 use drlb::lb::{process, LocalState, Proto, SchedFlags, SchedKind, Snapshot, Timeouts, Verdict};
 use drlb::testing::frames::{self, ip, Flow};
+use drlb::testing::Rng;
 use drlb::wire::tcp::flags::*;
 use drlb::wire::Mac;
 use std::collections::HashMap;
@@ -63,20 +64,6 @@ fn send(
     match process(&mut segment(saddr, sport, fl), s, l, secs * TICKS) {
         Verdict::Forward { slot, .. } => Some(slot),
         _ => None,
-    }
-}
-
-/// A tiny xorshift: the same event sequence on every run.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
     }
 }
 

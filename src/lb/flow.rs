@@ -819,13 +819,8 @@ mod tests {
     #[test]
     fn connection_counts_follow_every_change() {
         let mut t = FlowTable::with_seed(64, [5, 7]);
-        let mut rng = 0x2545_f491_4f6c_dd1du64;
-        let mut next = || {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng
-        };
+        let mut rng = crate::testing::Rng(0x2545_f491_4f6c_dd1d);
+        let mut next = || rng.next_u64();
         let states = [TcpState::SynRecv, TcpState::Established, TcpState::FinWait, TcpState::Udp];
         for step in 0..20_000u32 {
             let now = step / 50;

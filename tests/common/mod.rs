@@ -391,22 +391,6 @@ pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     p
 }
 
-/// xorshift64*: reproducible pseudo-random test data without a dependency.
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
-
 /// Neither EAL's runtime directory nor hugepage files of `prefix` are left.
 pub fn assert_no_dpdk_files(prefix: &str) {
     assert!(
@@ -530,4 +514,37 @@ pub fn check_forwarded(
         }
     }
     (per_backend, seen_replies)
+}
+
+/// `ip ARGS`, which must succeed.
+pub fn ip_ok(args: &[&str]) {
+    let o = Command::new("ip").args(args).output().unwrap();
+    assert!(o.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// A network namespace of the test's own, `NAME-PID`, with `lo` up; deleted when
+/// dropped (also when an assertion fails).
+pub struct Netns(pub String);
+
+impl Netns {
+    pub fn new(name: &str) -> Netns {
+        let ns = Netns(format!("{name}-{}", std::process::id()));
+        ip_ok(&["netns", "add", &ns.0]);
+        ip_ok(&["-n", &ns.0, "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// Moves the calling thread into the namespace.
+    pub fn enter(self) -> Netns {
+        use std::os::fd::AsFd;
+        let f = std::fs::File::open(format!("/var/run/netns/{}", self.0)).unwrap();
+        nix::sched::setns(f.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        self
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+    }
 }
