@@ -6,13 +6,13 @@
 //! - `evict`: the flood evicts (counted), half-open entries first.
 //! - `drop`: no established flow is lost at all; refused SYNs count as `flow_table_full`.
 mod common;
-use drlb::testing::Rng;
 use drlb::lb::snapshot::{BackendSpec, Policy, ServiceSpec};
 use drlb::lb::{
     process, DropReason, LocalState, OnGone, Proto, SchedKind, Snapshot, SynFlood, Timeouts,
     Verdict,
 };
 use drlb::testing::frames::{self, ip, Flow};
+use drlb::testing::Rng;
 use drlb::wire::tcp::flags::*;
 use drlb::wire::Mac;
 
