@@ -304,3 +304,55 @@ fn under_load(t: &Topo, flap: &dyn Fn()) -> (Vec<u8>, String) {
     flap();
     (download.join().unwrap(), ab.join().unwrap())
 }
+
+/// The seed as an operator's keepalived.conf (LVS-DR, HTTP_GET on /health), imported
+/// with `drlbadm --import-keepalived`, checked with `drlb --check` and run: both servers
+/// alternate, a stopped one is taken out by the imported check and put back.
+#[test]
+fn an_imported_keepalived_conf_runs() {
+    let t = Topo::up("kaimp");
+    for w in ["www-a", "www-b"] {
+        std::fs::write(t.dir.join(w).join("health"), "ok\n").unwrap();
+    }
+    let real = |ip: &str| {
+        format!(
+            "    real_server {ip} 80 {{\n        weight 1\n        HTTP_GET {{\n            url {{\n                path /health\n                status_code 200\n            }}\n            connect_timeout 0.25\n            retry 1\n            delay_before_retry 1\n        }}\n    }}\n"
+        )
+    };
+    let ka = write(
+        &t.dir,
+        "keepalived.conf",
+        &format!(
+            "! the seed, as keepalived runs it\nvrrp_instance VI_1 {{\n    interface eth0\n    virtual_router_id 51\n    virtual_ipaddress {{\n        192.168.1.200\n    }}\n}}\n\nvirtual_server 192.168.1.200 80 {{\n    delay_loop 0.3\n    lb_algo rr\n    lb_kind DR\n    protocol TCP\n\n{}{}}}\n",
+            real(A),
+            real(B)
+        ),
+    );
+    let o = std::process::Command::new(ADM)
+        .args(["--import-keepalived", &ka.display().to_string(), "--director-ip", "192.168.1.121"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let cfg = write(&t.dir, "drlb.toml", &String::from_utf8_lossy(&o.stdout));
+    let check = std::process::Command::new(DRLB).arg("--check").arg(&cfg).output().unwrap();
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+
+    let sock = t.dir.join("ctl.sock").display().to_string();
+    let mut d = spawn_cmd("ip", &t.drlb_eal("kaimp"), &app(&cfg, &["--control", &sock]));
+    d.wait_ready(Duration::from_secs(30));
+    wait_weight(&d, A, true, Duration::from_secs(20));
+    wait_weight(&d, B, true, Duration::from_secs(20));
+    let seq: String = (0..6).map(|_| t.who()).collect();
+    assert!(seq == "ABABAB" || seq == "BABABA", "{seq}");
+    // retry 1: down after two failures of the imported HTTP check.
+    t.web('B', false);
+    wait_weight(&d, B, false, Duration::from_secs(10));
+    let only_a: String = (0..4).map(|_| t.who()).collect();
+    assert_eq!(only_a, "AAAA");
+    t.web('B', true);
+    wait_weight(&d, B, true, Duration::from_secs(10));
+    let ln = d.adm_ok(&["-ln"]);
+    assert!(ln.contains("TCP  192.168.1.200:80 rr"), "{ln}");
+    let (code, _, log) = d.stop();
+    assert_eq!(code, 0, "{log}");
+}

@@ -18,7 +18,7 @@ use std::path::PathBuf;
     name = "drlbadm",
     version,
     about = "Administer drlb's virtual services, ipvsadm style",
-    override_usage = "drlbadm -A|-E -t|-u VIP:PORT [-s SCHED] [-b FLAGS] [-p [TIMEOUT]] [-M NETMASK]\n       drlbadm -D -t|-u VIP:PORT\n       drlbadm -a|-e -t|-u VIP:PORT -r RIP[:PORT] [-g] [-w WEIGHT] [--mac MAC]\n       drlbadm -d -t|-u VIP:PORT -r RIP[:PORT]\n       drlbadm -C\n       drlbadm -Z [-t|-u VIP:PORT]\n       drlbadm --set TCP TCPFIN UDP\n       drlbadm -L|-l [-n] [--stats|--rate|-c|--timeout] [--exact] [--json] [-t|-u VIP:PORT]\n       drlbadm -S [--format toml|ipvsadm]\n       drlbadm -R < RULES\n       drlbadm --reload\n       drlbadm --save-config\n       drlbadm --check FILE\n       drlbadm --bgp-feed [--maintenance FILE] [--next-hop IP]"
+    override_usage = "drlbadm -A|-E -t|-u VIP:PORT [-s SCHED] [-b FLAGS] [-p [TIMEOUT]] [-M NETMASK]\n       drlbadm -D -t|-u VIP:PORT\n       drlbadm -a|-e -t|-u VIP:PORT -r RIP[:PORT] [-g] [-w WEIGHT] [--mac MAC]\n       drlbadm -d -t|-u VIP:PORT -r RIP[:PORT]\n       drlbadm -C\n       drlbadm -Z [-t|-u VIP:PORT]\n       drlbadm --set TCP TCPFIN UDP\n       drlbadm -L|-l [-n] [--stats|--rate|-c|--timeout] [--exact] [--json] [-t|-u VIP:PORT]\n       drlbadm -S [--format toml|ipvsadm]\n       drlbadm -R < RULES\n       drlbadm --reload\n       drlbadm --save-config\n       drlbadm --check FILE\n       drlbadm --import-keepalived FILE [--director-ip IP]\n       drlbadm --bgp-feed [--maintenance FILE] [--next-hop IP]"
 )]
 struct Args {
     /// Add a virtual service.
@@ -80,6 +80,14 @@ struct Args {
     /// Validate a config file offline (no daemon needed).
     #[arg(long, value_name = "FILE")]
     check: Option<PathBuf>,
+    /// Print the virtual_server blocks of a keepalived.conf as drlb TOML (what drlb does
+    /// differently in comments; what it cannot do refused with the line and the reason).
+    #[arg(long, value_name = "FILE")]
+    import_keepalived: Option<PathBuf>,
+    /// With --import-keepalived: the director's own IP, for a whole config
+    /// ([dataplane] included) rather than the services alone.
+    #[arg(long, value_name = "IP", requires = "import_keepalived")]
+    director_ip: Option<Ipv4Addr>,
     /// TCP service VIP:PORT.
     #[arg(short = 't', long = "tcp-service", value_name = "VIP:PORT")]
     tcp: Option<String>,
@@ -451,13 +459,14 @@ fn main() {
         a.reload,
         a.save_config,
         a.check.is_some(),
+        a.import_keepalived.is_some(),
         a.bgp_feed,
     ];
     match cmds.iter().filter(|&&c| c).count() {
         1 => {}
         0 => die(
             1,
-            "no command given: one of -A -E -D -a -e -d -C -Z -L -S -R --set --reload --save-config --check --bgp-feed (see --help)",
+            "no command given: one of -A -E -D -a -e -d -C -Z -L -S -R --set --reload --save-config --check --import-keepalived --bgp-feed (see --help)",
         ),
         _ => die(1, "more than one command given (see --help)"),
     }
@@ -476,6 +485,21 @@ fn main() {
         match Config::check_file(f) {
             Ok(line) => out(&format!("{line}\n")),
             Err(e) => die(1, e),
+        }
+    } else if let Some(f) = &a.import_keepalived {
+        match drlb::admin::keepalived::import(f, a.director_ip) {
+            Ok(i) => {
+                out(&i.toml);
+                let s = if i.services == 1 { "" } else { "s" };
+                eprintln!("drlbadm: imported {} service{s} from {}", i.services, f.display());
+            }
+            Err(errors) => {
+                for e in &errors {
+                    eprintln!("drlbadm: {e}");
+                }
+                let s = if errors.len() == 1 { "" } else { "s" };
+                die(1, format_args!("nothing imported ({} error{s})", errors.len()));
+            }
         }
     } else if a.list || a.list_l {
         list_command(&a);

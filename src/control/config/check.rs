@@ -335,9 +335,12 @@ fn check_check(c: &CheckConf) -> Result<(), (String, String)> {
         return bad("path", format!("{p:?} is not a request path (starts with '/', no spaces)"));
     }
     if let Some(e) = &c.expect {
-        let s = e.statuses();
-        if s.is_empty() || s.iter().any(|s| !(100..=599).contains(s)) {
-            return bad("expect", format!("{s:?}: HTTP statuses are 100 ..= 599"));
+        let s = e.try_statuses().map_err(|m| ("expect".to_string(), m))?;
+        if s.is_empty() {
+            return bad("expect", "no status given".into());
+        }
+        if let Some(x) = s.iter().find(|s| !(100..=599).contains(*s)) {
+            return bad("expect", format!("{x}: HTTP statuses are 100 ..= 599"));
         }
     }
     match (&c.kind, c.command.as_deref().map(shell_words::split)) {
@@ -418,6 +421,8 @@ mod tests {
             ("idle unknown", format!("{base}idle = \"sleepy\"\n"), "dataplane.idle: unknown variant `sleepy`"),
             ("syn_flood unknown", format!("{base}syn_flood = \"ignore\"\n"), "dataplane.syn_flood: unknown variant `ignore`"),
             ("on_backend_down unknown", svc("on_backend_down = \"panic\"\n[[service.backend]]\nip = \"10.0.0.1\"\n"), "service[0].on_backend_down: unknown variant `panic`"),
+            ("status range malformed", svc("[service.check]\ntype = \"http\"\nexpect = \"200-2x9\"\n[[service.backend]]\nip = \"10.0.0.1\"\n"), "service[0].check.expect: \"200-2x9\" is not a status or a range (200-299)"),
+            ("status range out of HTTP", svc("[service.check]\ntype = \"http\"\nexpect = \"200-299 600\"\n[[service.backend]]\nip = \"10.0.0.1\"\n"), "service[0].check.expect: 600: HTTP statuses are 100 ..= 599"),
             ("check type unknown", svc("[service.check]\ntype = \"icmp\"\n[[service.backend]]\nip = \"10.0.0.1\"\n"), "service[0].check.type: unknown variant `icmp`"),
             ("backends not a list", svc("backend = 3\n"), "service[0].backend: invalid type: integer `3`"),
             ("TOML syntax", format!("{base}[[service]\n"), "(line 3, column"),

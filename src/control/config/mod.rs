@@ -349,20 +349,45 @@ pub struct CheckConf {
     pub port: Option<u16>,
 }
 
-/// One expected HTTP status or several.
+/// One expected HTTP status, a list of them, or keepalived's `status_code` form as a
+/// string: numbers and ranges, `"200-299 301"`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum Expect {
     One(u16),
     Any(Vec<u16>),
+    Ranges(String),
 }
 
 impl Expect {
-    pub fn statuses(&self) -> Vec<u16> {
+    /// The statuses, or what in a `Ranges` string is not a number or a range.
+    pub fn try_statuses(&self) -> Result<Vec<u16>, String> {
         match self {
-            Expect::One(s) => vec![*s],
-            Expect::Any(v) => v.clone(),
+            Expect::One(s) => Ok(vec![*s]),
+            Expect::Any(v) => Ok(v.clone()),
+            Expect::Ranges(text) => {
+                let mut out = Vec::new();
+                for word in text.split(|c: char| c == ',' || c.is_whitespace()) {
+                    if word.is_empty() {
+                        continue;
+                    }
+                    let bad = || format!("{word:?} is not a status or a range (200-299)");
+                    let (lo, hi) = word.split_once('-').unwrap_or((word, word));
+                    let lo: u16 = lo.parse().map_err(|_| bad())?;
+                    let hi: u16 = hi.parse().map_err(|_| bad())?;
+                    if lo > hi || hi > 999 {
+                        return Err(bad());
+                    }
+                    out.extend(lo..=hi);
+                }
+                Ok(out)
+            }
         }
+    }
+
+    /// The statuses (a malformed `Ranges` string, refused by validation, gives none).
+    pub fn statuses(&self) -> Vec<u16> {
+        self.try_statuses().unwrap_or_default()
     }
 }
 
