@@ -289,6 +289,12 @@ fn cases() -> Vec<Case> {
             output: None,
         },
         Case {
+            what: "a 1501-byte IP packet over the 1500-byte MTU (tagged)",
+            input: frames::with_vlan(&frames::udp(&flow(5354, 53), 1501 - 28, 60), 7),
+            verdict: Verdict::Drop(D::Oversize),
+            output: None,
+        },
+        Case {
             what: "runt: 10 bytes",
             input: vec![0xff; 10],
             verdict: Verdict::Drop(D::Runt),

@@ -126,9 +126,12 @@ impl Io {
             fail("no port: give a --vdev (e.g. net_memif0,role=server,socket=PATH)");
         }
         let info = port::info(0).unwrap_or_else(|e| fail(e));
-        let pool =
-            Arc::new(Mempool::new("pktgen_pool", a.mbufs, 256, 0).unwrap_or_else(|e| fail(e)));
-        let p = port::Port::configure(&info, 1, &pool, 1024, 1024).unwrap_or_else(|e| fail(e));
+        let pool = Arc::new(
+            Mempool::new("pktgen_pool", a.mbufs, 256, 0, drlb::dpdk::mempool::data_room(1500))
+                .unwrap_or_else(|e| fail(e)),
+        );
+        let p =
+            port::Port::configure(&info, 1, &pool, 1024, 1024, 1500).unwrap_or_else(|e| fail(e));
         let (p, mut queues) = p.start().unwrap_or_else(|e| fail(e));
         let src = p.mac().unwrap_or_else(|e| fail(e));
         let (rx, tx) = queues.pop().expect("one queue pair");

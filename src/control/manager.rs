@@ -783,7 +783,17 @@ fn keep_restart_only(
             }
         )*};
     }
-    keep!(port, mac, flow_capacity, persistence_capacity, vlan, kernel_interface, prefix, idle);
+    keep!(
+        port,
+        mac,
+        mtu,
+        flow_capacity,
+        persistence_capacity,
+        vlan,
+        kernel_interface,
+        prefix,
+        idle
+    );
     kept
 }
 

@@ -374,6 +374,7 @@ impl ControlState {
                 s.syn_flood = d.syn_flood;
                 s.kernel = d.kernel_interface.is_some();
                 s.mh_keys = MhKeys::from_seed(d.hash_seed());
+                s.mtu = d.mtu;
                 s
             })
     }

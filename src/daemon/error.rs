@@ -37,8 +37,10 @@ pub enum StartError {
     PortMissing { port: u16, count: u16, file: String },
     #[error("port {port} ({name}, driver {driver}) offers {rx} RX and {tx} TX queues, but {workers} workers need one pair each. Use fewer lcores (-l), or a device with more queues (net_af_packet: qpairs=N; net_pcap: one rx_pcap/tx_pcap per queue).")]
     Queues { port: u16, name: String, driver: String, rx: u16, tx: u16, workers: usize },
-    #[error("cannot create the mbuf pool: {err}.{}", pool_hint(*.mbufs, *.no_huge, err))]
-    Mempool { err: DpdkError, mbufs: u32, no_huge: bool },
+    #[error("cannot create the mbuf pool: {err}.{}", pool_hint(*.mbufs, *.room, *.no_huge, err))]
+    Mempool { err: DpdkError, mbufs: u32, room: u16, no_huge: bool },
+    #[error("port {port} ({name}, driver {driver}) takes an MTU of {} ..= {}, but dataplane.mtu is {mtu}. Set dataplane.mtu within that range (the default is 1500), or use a device that takes jumbo frames.", range.start(), range.end())]
+    Mtu { port: u16, name: String, driver: String, mtu: u16, range: std::ops::RangeInclusive<u16> },
     #[error("port {port}{}: {err}", name.as_deref().map_or(String::new(), |n| format!(" ({n})")))]
     Port { port: u16, name: Option<String>, err: DpdkError },
     #[error("port {port}: cannot set dataplane.mac {mac}: {err}. Remove dataplane.mac to use the device's own MAC.")]
@@ -57,11 +59,14 @@ pub enum StartError {
     Kernel(#[from] crate::kernel::KernelError),
 }
 
-fn pool_hint(mbufs: u32, no_huge: bool, err: &DpdkError) -> String {
+fn pool_hint(mbufs: u32, room: u16, no_huge: bool, err: &DpdkError) -> String {
+    // An mbuf is its data room plus the rte_mbuf header and the pool's own overhead.
+    let mib = (u64::from(mbufs) * (u64::from(room) + 256)) >> 20;
     match (err.code == libc::ENOMEM, no_huge) {
         (true, true) => format!(
-            " Not enough memory for {mbufs} mbufs (~{} MiB): raise -m, e.g. -m 512.",
-            (u64::from(mbufs) * 2432) >> 20
+            " Not enough memory for {mbufs} mbufs of {room} bytes (~{mib} MiB): raise -m, \
+             e.g. -m {}, or give fewer with --mbufs.",
+            (mib * 2).max(512)
         ),
         (true, false) => format!(" Not enough hugepage memory for {mbufs} mbufs. {HUGEPAGE_FIX}"),
         _ => String::new(),

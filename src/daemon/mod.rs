@@ -163,15 +163,24 @@ pub fn bring_up(plan: &Plan) -> Result<Dataplane, StartError> {
     let desc = u32::from(plan.args.descriptors);
     let need = nq as u32 * (2 * desc + 2 * mbuf::BURST as u32 + CACHE) + 1024;
     let mbufs = plan.args.mbufs.unwrap_or_else(|| need.max(8192).next_power_of_two() - 1);
-    let pool = Arc::new(
-        Mempool::new("drlb_pool", mbufs, CACHE, 0).map_err(|err| StartError::Mempool {
-            err,
-            mbufs,
-            no_huge,
-        })?,
-    );
+    let mtu = plan.cfg.dataplane.mtu;
+    if !info.mtu_range().contains(&mtu) {
+        return Err(StartError::Mtu {
+            port: pid,
+            name: info.name.clone(),
+            driver: info.driver.clone(),
+            mtu,
+            range: info.mtu_range(),
+        });
+    }
+    let room = crate::dpdk::mempool::data_room(mtu);
+    let pool =
+        Arc::new(
+            Mempool::new("drlb_pool", mbufs, CACHE, 0, room)
+                .map_err(|err| StartError::Mempool { err, mbufs, room, no_huge })?,
+        );
     let desc = plan.args.descriptors;
-    let port = port::Port::configure(&info, nq as u16, &pool, desc, desc)
+    let port = port::Port::configure(&info, nq as u16, &pool, desc, desc, mtu)
         .map_err(port_err(Some(&info.name)))?;
     if let Some(mac) = plan.cfg.dataplane.mac {
         port.set_mac(mac).map_err(|err| StartError::SetMac { port: pid, mac, err })?;
@@ -180,7 +189,7 @@ pub fn bring_up(plan: &Plan) -> Result<Dataplane, StartError> {
     let mac = port.mac().map_err(port_err(None))?;
     let d = &plan.cfg.dataplane;
     let tap = match &d.kernel_interface {
-        Some(iface) => Some(kernel::create(iface, mac, d.ip, d.prefix, &pool)?),
+        Some(iface) => Some(kernel::create(iface, mac, d.ip, d.prefix, mtu, &pool)?),
         None => None,
     };
     Ok(Dataplane { port, tap, pool, queues, info, mac, lcores, eal })
@@ -342,6 +351,7 @@ pub fn spawn_workers(
             clock,
             panic_after_rx,
             idle: plan.cfg.dataplane.idle,
+            mtu: plan.cfg.dataplane.mtu,
         });
         let guard = StopOnExit { stop: plan.signals.stop.clone(), worker: index, lcore };
         dp.eal

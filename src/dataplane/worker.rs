@@ -70,6 +70,8 @@ pub struct WorkerSetup {
     pub panic_after_rx: u64,
     /// What it does when its RX queue is empty.
     pub idle: super::idle::Idle,
+    /// `dataplane.mtu`: the fragment hold area's slots take a frame of it.
+    pub mtu: u16,
 }
 
 pub struct Worker {
@@ -159,6 +161,7 @@ impl Worker {
         let flows = crate::lb::flow::FlowTable::new(s.flow_capacity).with_conns(s.conns.clone());
         let mut local = LocalState::sharing(flows, s.index, s.templates.clone());
         local.peers = !s.peers_out.is_empty();
+        local.frags = crate::lb::frag::Frags::for_mtu(s.mtu);
         let bucket = TokenBucket::new(s.kernel_rate, s.clock.tsc_hz, crate::dpdk::rdtsc());
         Worker { s, local, bucket }
     }
@@ -456,9 +459,15 @@ impl Worker {
                 burst.prefetch();
                 prefetch_burst(burst.frames(), &self.local, &mut hints);
                 for (i, hint) in hints.iter().enumerate().take(n) {
-                    let data = burst.frame_mut(i);
+                    let (data, whole) = burst.frame_mut(i);
                     let len = data.len() as u64;
-                    let v = process_hinted(data, snap, &mut self.local, now, hint);
+                    // A frame in more than one mbuf is longer than the mbufs, which hold
+                    // a whole frame of the MTU (only net_pcap chains them).
+                    let v = if whole {
+                        process_hinted(data, snap, &mut self.local, now, hint)
+                    } else {
+                        Verdict::Drop(crate::lb::DropReason::Oversize)
+                    };
                     match account(&c, &mut self.s.learned, v, len) {
                         Then::Transmit => {
                             if tx.buf.is_full() {
@@ -476,7 +485,7 @@ impl Worker {
                             tsc,
                         ),
                         Then::Redirect => {
-                            let frame = burst.frame_mut(i);
+                            let (frame, _) = burst.frame_mut(i);
                             for p in self.s.peers_out.iter_mut() {
                                 let sent = Mbuf::from_bytes(&self.s.pool, frame)
                                     .is_some_and(|m| p.push(m).is_ok());

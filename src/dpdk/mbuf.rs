@@ -95,12 +95,16 @@ impl RxBurst {
             .map(|(_, &m)| unsafe { &*data_mut(m) })
     }
 
-    /// Frame `i`'s bytes, writable. Panics if `i` was sent or is out of range.
+    /// Frame `i`'s bytes (of its first segment), writable, and whether they are the
+    /// whole frame (one segment). Panics if `i` was sent or is out of range.
     #[inline(always)]
-    pub fn frame_mut(&mut self, i: usize) -> &mut [u8] {
+    pub fn frame_mut(&mut self, i: usize) -> (&mut [u8], bool) {
         assert!(i < self.m.len && self.sent & (1 << i) == 0, "frame {i} not in the burst");
-        // SAFETY: an mbuf this burst owns; `&mut self` makes the slice unique.
-        unsafe { data_mut(self.m.pkts[i]) }
+        let m = self.m.pkts[i];
+        // SAFETY: an mbuf this burst owns (valid until sent or freed).
+        let whole = unsafe { (*m).nb_segs == 1 };
+        // SAFETY: as above; `&mut self` makes the slice unique.
+        (unsafe { data_mut(m) }, whole)
     }
 
     /// Hands frame `i` to `tx` (which must have room: see [`TxBuffer::is_full`]).

@@ -3,6 +3,14 @@ use super::{errno_error, DpdkError};
 use std::ffi::CString;
 use std::ptr::NonNull;
 
+/// The data room that holds a whole frame of `mtu` in one mbuf: the headroom, the
+/// Ethernet header, two VLAN tags and the CRC beside the IP packet; never less than
+/// DPDK's default (2 KiB + headroom).
+pub fn data_room(mtu: u16) -> u16 {
+    let need = dpdk_sys::RTE_PKTMBUF_HEADROOM as usize + usize::from(mtu) + 14 + 8 + 4;
+    need.max(dpdk_sys::RTE_MBUF_DEFAULT_BUF_SIZE as usize).min(usize::from(u16::MAX)) as u16
+}
+
 pub struct Mempool {
     ptr: NonNull<dpdk_sys::rte_mempool>,
 }
@@ -14,19 +22,19 @@ unsafe impl Send for Mempool {}
 unsafe impl Sync for Mempool {}
 
 impl Mempool {
-    /// An mbuf pool of `n` buffers with default data room, per-lcore cache `cache`.
-    pub fn new(name: &str, n: u32, cache: u32, socket: i32) -> Result<Self, DpdkError> {
+    /// An mbuf pool of `n` buffers of `data_room` bytes (headroom included; see
+    /// [`data_room`]), per-lcore cache `cache`.
+    pub fn new(
+        name: &str,
+        n: u32,
+        cache: u32,
+        socket: i32,
+        data_room: u16,
+    ) -> Result<Self, DpdkError> {
         let cname = CString::new(name).expect("pool name has no NUL");
         // SAFETY: cname is a valid C string; numbers are in range for DPDK.
         let p = unsafe {
-            dpdk_sys::rte_pktmbuf_pool_create(
-                cname.as_ptr(),
-                n,
-                cache,
-                0,
-                dpdk_sys::RTE_MBUF_DEFAULT_BUF_SIZE as u16,
-                socket,
-            )
+            dpdk_sys::rte_pktmbuf_pool_create(cname.as_ptr(), n, cache, 0, data_room, socket)
         };
         NonNull::new(p)
             .map(|ptr| Mempool { ptr })

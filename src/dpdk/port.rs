@@ -21,6 +21,24 @@ pub struct PortInfo {
     pub max_tx_queues: u16,
     pub rss_offloads: u64,
     pub tx_offloads: u64,
+    pub min_mtu: u16,
+    pub max_mtu: u16,
+    pub max_rx_pktlen: u32,
+}
+
+impl PortInfo {
+    /// The MTUs `rte_eth_dev_configure` accepts: up to `max_mtu`, and a frame of it
+    /// (with the overhead DPDK assumes: the difference of the two maxima, else Ethernet
+    /// header and CRC) within `max_rx_pktlen`.
+    pub fn mtu_range(&self) -> std::ops::RangeInclusive<u16> {
+        let max = if self.max_mtu != u16::MAX && self.max_rx_pktlen > u32::from(self.max_mtu) {
+            self.max_mtu
+        } else {
+            let by_frame = self.max_rx_pktlen.saturating_sub(18).min(u32::from(u16::MAX)) as u16;
+            self.max_mtu.min(by_frame)
+        };
+        self.min_mtu..=max
+    }
 }
 
 /// Number of ports DPDK found (PCI devices bound to a DPDK driver, and vdevs).
@@ -58,6 +76,9 @@ pub fn info(id: u16) -> Result<PortInfo, DpdkError> {
         max_tx_queues: di.max_tx_queues,
         rss_offloads: di.flow_type_rss_offloads,
         tx_offloads: di.tx_offload_capa,
+        min_mtu: di.min_mtu,
+        max_mtu: di.max_mtu,
+        max_rx_pktlen: di.max_rx_pktlen,
     })
 }
 
@@ -102,16 +123,19 @@ impl Drop for PortInner {
 
 impl Port {
     /// Configures `queues` RX and TX queues (RSS on IP/TCP/UDP, masked by what the device
-    /// offers, when more than one), `rx_desc`/`tx_desc` descriptors each.
+    /// offers, when more than one), `rx_desc`/`tx_desc` descriptors each, and the MTU
+    /// (within [`PortInfo::mtu_range`]; the pool's mbufs must hold a frame of it).
     pub fn configure(
         info: &PortInfo,
         queues: u16,
         pool: &Arc<Mempool>,
         rx_desc: u16,
         tx_desc: u16,
+        mtu: u16,
     ) -> Result<Port, DpdkError> {
         let id = info.id;
         let mut conf = dpdk_sys::rte_eth_conf::default();
+        conf.rxmode.mtu = u32::from(mtu);
         // SAFETY: reading extern constants defined in the shim.
         let (rss_want, fast_free, mq_rss) = unsafe {
             (

@@ -57,7 +57,7 @@ impl KernelStats {
             ("kernel_tx", "Frames written to the kernel interface", self.to_kernel.load(Relaxed)),
             (
                 "kernel_tx_dropped",
-                "Frames the kernel interface refused",
+                "Frames the kernel interface refused (longer than its MTU, or its queue full)",
                 self.to_kernel_dropped.load(Relaxed),
             ),
             ("kernel_rx", "Frames the kernel sent, for the port", self.from_kernel.load(Relaxed)),
@@ -74,35 +74,55 @@ impl KernelStats {
 pub struct Tap {
     pub port: Started,
     queues: (RxQueue, TxQueue),
+    /// The interface's MTU: longer frames for the kernel are dropped (and counted) here,
+    /// before the tap would refuse them and the rest of their burst.
+    mtu: u16,
 }
 
-/// Creates the tap `iface` with the port's MAC and `ip/prefix`, and starts it.
+/// Creates the tap `iface` with the port's MAC, `ip/prefix` and `mtu`, and starts it.
 pub fn create(
     iface: &str,
     mac: Mac,
     ip: Ipv4Addr,
     prefix: u8,
+    mtu: u16,
     pool: &Arc<Mempool>,
 ) -> Result<Tap, KernelError> {
     let create = |err| KernelError::Create { iface: iface.into(), err };
     let id = tap::create(iface, mac).map_err(create)?;
     let info = port::info(id).map_err(create)?;
-    let p = port::Port::configure(&info, 1, pool, 512, 512).map_err(create)?;
+    // The interface takes the port's MTU, as far as the tap carries it: DPDK 22.11's
+    // net_tap reports 1522-byte frames at most and refuses longer ones on their way to
+    // the kernel (pmd_tx_burst), so with jumbo frames on the port the kernel interface
+    // stays at ~1500 and the kernel's own TCP (health checks, BGP) offers an MSS that fits.
+    let kmtu = mtu.min(*info.mtu_range().end());
+    if kmtu < mtu {
+        log::warn!(
+            "kernel interface {iface}: MTU {kmtu}, not dataplane.mtu {mtu}: the net_tap device \
+             carries frames of at most {} bytes to the kernel; longer ones for the director IP \
+             are counted in kernel_tx_dropped",
+            info.max_rx_pktlen
+        );
+    }
+    let p = port::Port::configure(&info, 1, pool, 512, 512, kmtu).map_err(create)?;
     let (port, mut queues) = p.start().map_err(create)?;
     let queues = queues.pop().expect("one queue pair");
-    configure(iface, ip, prefix)
+    configure(iface, ip, prefix, kmtu)
         .map_err(|what| KernelError::Setup { iface: iface.into(), what })?;
-    Ok(Tap { port, queues })
+    Ok(Tap { port, queues, mtu: kmtu })
 }
 
-/// Gives the interface its address and brings it up (no IPv6: the director speaks
-/// IPv4, and router solicitations would only be noise on the port).
-fn configure(iface: &str, ip: Ipv4Addr, prefix: u8) -> Result<(), String> {
+/// Gives the interface its address and the port's MTU (the kernel sends nothing the
+/// wire refuses) and brings it up (no IPv6: the director speaks IPv4, and router
+/// solicitations would only be noise on the port).
+fn configure(iface: &str, ip: Ipv4Addr, prefix: u8, mtu: u16) -> Result<(), String> {
     let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{iface}/disable_ipv6"), "1");
     let cidr = format!("{ip}/{prefix}");
-    for args in
-        [vec!["addr", "replace", &cidr, "dev", iface], vec!["link", "set", "dev", iface, "up"]]
-    {
+    let mtu = mtu.to_string();
+    for args in [
+        vec!["addr", "replace", &cidr, "dev", iface],
+        vec!["link", "set", "dev", iface, "mtu", &mtu, "up"],
+    ] {
         let out = std::process::Command::new("ip")
             .args(&args)
             .output()
@@ -138,12 +158,12 @@ pub fn spawn(
     stop: Arc<AtomicBool>,
     cpu: Option<usize>,
 ) -> std::io::Result<(Started, std::thread::JoinHandle<()>)> {
-    let Tap { port, queues } = tap;
+    let Tap { port, queues, mtu } = tap;
     let t = std::thread::Builder::new().name("drlb-kernel".into()).spawn(move || {
         if let Some(id) = cpu {
             core_affinity::set_for_current(core_affinity::CoreId { id });
         }
-        run(queues, links, &stats, &stop);
+        run(queues, links, usize::from(mtu) + 14, &stats, &stop);
     })?;
     Ok((port, t))
 }
@@ -153,6 +173,7 @@ pub fn spawn(
 fn run(
     (mut rx, mut tx): (RxQueue, TxQueue),
     mut links: Links,
+    max_frame: usize,
     stats: &KernelStats,
     stop: &AtomicBool,
 ) {
@@ -165,6 +186,10 @@ fn run(
             while let Some(mut m) = q.pop() {
                 busy = true;
                 m.strip_vlan();
+                if m.data_mut().len() > max_frame {
+                    add(&stats.to_kernel_dropped, 1);
+                    continue;
+                }
                 if let Err(m) = out.push(m) {
                     let f = out.flush(&mut tx);
                     add(&stats.to_kernel, f.sent);

@@ -7,7 +7,7 @@
 //! the MACs (DR): the real server's kernel reassembles.
 //!
 //! Fragments that arrive before their first fragment (reordering) are copied into a
-//! small hold area — [`HOLD_SLOTS`] frames of up to [`HOLD_BYTES`] bytes per worker,
+//! small hold area — [`HOLD_SLOTS`] frames of up to the MTU's frame per worker,
 //! allocated once — for at most [`HOLD_TICKS`] ticks; when the first fragment comes
 //! they are released to its server (in arrival order), else dropped and counted
 //! (`fragment_timeout`). A full hold area or a frame too big for a slot is a counted
@@ -27,7 +27,8 @@ const WAYS: usize = 4;
 pub const FRAG_TICKS: Tick = 20;
 /// Fragments held while their first fragment is missing.
 pub const HOLD_SLOTS: usize = 32;
-/// Largest frame the hold area takes (a 1500-byte MTU frame with a VLAN tag fits).
+/// Largest frame the hold area takes by default (a 1500-byte MTU frame with a VLAN tag
+/// fits); [`Frags::for_mtu`] sizes it for another MTU.
 pub const HOLD_BYTES: usize = 1536;
 /// How long a fragment is held: 1-2 ticks (100-200 ms; VPP's default is 100 ms).
 pub const HOLD_TICKS: Tick = 2;
@@ -57,7 +58,7 @@ struct Held {
     expires: Tick,
     /// Released to this slot's server: its MACs are rewritten; waiting to be sent.
     ready: bool,
-    data: [u8; HOLD_BYTES],
+    data: Box<[u8]>,
 }
 
 /// What one worker counts of fragments.
@@ -100,6 +101,15 @@ pub enum NotHeld {
 
 impl Frags {
     pub fn new() -> Self {
+        Self::with_hold_bytes(HOLD_BYTES)
+    }
+
+    /// A hold area whose slots take a frame of `mtu` (with an Ethernet header and a tag).
+    pub fn for_mtu(mtu: u16) -> Self {
+        Self::with_hold_bytes((usize::from(mtu) + 18).max(HOLD_BYTES))
+    }
+
+    fn with_hold_bytes(bytes: usize) -> Self {
         let mut seed = [0u8; 4];
         let _ = getrandom::getrandom(&mut seed);
         Frags {
@@ -110,7 +120,7 @@ impl Frags {
                     len: 0,
                     expires: 0,
                     ready: false,
-                    data: [0; HOLD_BYTES],
+                    data: vec![0; bytes].into_boxed_slice(),
                 })
                 .collect(),
             waiting: 0,
@@ -168,7 +178,7 @@ impl Frags {
 
     /// Copies a fragment whose first fragment has not come yet into the hold area.
     pub fn hold(&mut self, k: &FragKey, frame: &[u8], now: Tick) -> Result<(), NotHeld> {
-        if frame.len() > HOLD_BYTES {
+        if frame.len() > self.held.first().map_or(0, |h| h.data.len()) {
             return Err(NotHeld::TooBig);
         }
         let h = self.held.iter_mut().find(|h| h.len == 0).ok_or(NotHeld::Full)?;
@@ -273,6 +283,10 @@ mod tests {
         }
         assert_eq!(f.hold(&key(999), &[0; 64], 0), Err(NotHeld::Full));
         assert_eq!(f.hold(&key(999), &[0; HOLD_BYTES + 1], 0), Err(NotHeld::TooBig));
+        // A jumbo MTU's hold area takes a jumbo frame (tagged), and no more.
+        let mut j = Frags::for_mtu(9000);
+        assert_eq!(j.hold(&key(1), &[0; 9018], 0), Ok(()));
+        assert_eq!(j.hold(&key(2), &[0; 9019], 0), Err(NotHeld::TooBig));
         // 100k first fragments: the table keeps its size and counts evictions.
         for i in 0..100_000u32 {
             let k = FragKey { saddr: i, ..key(i as u16) };

@@ -1,6 +1,6 @@
 //! `process`: one frame in, one verdict out, in this order (the README's "Forwarding
 //! semantics"): 1 destination MAC ours or broadcast, 2 Ethernet with at most one 802.1Q
-//! tag, 3 ARP, 4 IPv4 validated (a later fragment follows its first), 5 the service,
+//! tag and no more than `dataplane.mtu` bytes after it, 3 ARP, 4 IPv4 validated (a later fragment follows its first), 5 the service,
 //! 6 the flow entry or a new one (the scheduler), 7 the MAC rewrite, 8 transmitted by
 //! the caller on its own queue.
 //!
@@ -121,7 +121,7 @@ pub fn process_hinted(
     now: Tick,
     hint: &Hint,
 ) -> Verdict {
-    // 1-2. Ethernet (+ one 802.1Q tag), destination MAC filter.
+    // 1-2. Ethernet (+ one 802.1Q tag), destination MAC filter, the MTU.
     let l2 = match ethernet::parse(frame) {
         Ok(l2) => l2,
         Err(_) => return Verdict::Drop(D::Runt),
@@ -129,6 +129,9 @@ pub fn process_hinted(
     let dst = ethernet::dst(frame);
     if dst != snap.port_mac.0 && dst != Mac::BROADCAST.0 {
         return Verdict::Drop(D::NotForUs);
+    }
+    if frame.len() - l2.l3_offset > usize::from(snap.mtu) {
+        return Verdict::Drop(D::Oversize);
     }
     match l2.ethertype {
         EtherType::IPV4 => ipv4(frame, l2.l3_offset, snap, local, now, hint),

@@ -219,6 +219,8 @@ pub struct Snapshot {
     pub mh_keys: MhKeys,
     /// Some service is persistent (the sweep keeps templates alive only then).
     pub persistent: bool,
+    /// `dataplane.mtu`: a frame whose IP packet is longer is dropped (`oversize`).
+    pub mtu: u16,
 }
 
 #[inline(always)]
@@ -347,6 +349,7 @@ impl Snapshot {
             kernel: false,
             mh_keys: MhKeys::default(),
             persistent: specs.iter().any(|s| s.policy.persistence > 0),
+            mtu: crate::control::config::DEFAULT_MTU,
         })
     }
 

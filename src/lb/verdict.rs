@@ -53,6 +53,7 @@ macro_rules! drop_reasons {
 drop_reasons! {
     NotForUs => "not_for_us", "destination MAC is neither the port's nor broadcast";
     Runt => "runt", "shorter than an Ethernet (+802.1Q) header";
+    Oversize => "oversize", "longer than dataplane.mtu: the IP packet (the frame after its Ethernet header and tag) is over the MTU";
     UnsupportedEthertype => "unsupported_ethertype", "not IPv4 or ARP (IPv6, QinQ, a second VLAN tag, ...)";
     ArpMalformed => "arp_malformed", "ARP too short or not Ethernet/IPv4";
     ArpIgnored => "arp_ignored", "ARP neither for a VIP or the director IP nor from a backend";
@@ -61,7 +62,7 @@ drop_reasons! {
     Ipv4BadChecksum => "ipv4_bad_checksum", "IPv4 header checksum wrong";
     FragmentTimeout => "fragment_timeout", "a fragment held for its datagram's first fragment, which did not come within 100-200 ms";
     FragmentHoldFull => "fragment_hold_full", "a fragment that came before its first fragment while the worker's hold area (32 frames) was full";
-    FragmentTooBig => "fragment_too_big", "a fragment that came before its first fragment and is too big to hold (over 1536 bytes)";
+    FragmentTooBig => "fragment_too_big", "a fragment that came before its first fragment and is too big to hold (the hold area's slots take a frame of dataplane.mtu)";
     NoService => "no_service", "destination IP, port and protocol match no service";
     L4Malformed => "l4_malformed", "TCP or UDP header short or inconsistent";
     IcmpUnhandled => "icmp_unhandled", "ICMP to a VIP that is neither a valid echo request nor an error message (types 3, 11, 12)";

@@ -121,6 +121,20 @@ pub fn icmp_echo_msg(
     icmp_frame((dst_mac, src_mac), (saddr, daddr), m)
 }
 
+/// An ICMP echo request whose IP packet is `ip_len` bytes long (at least 28).
+pub fn icmp_echo_len(
+    dst_mac: Mac,
+    src_mac: Mac,
+    (saddr, daddr): (u32, u32),
+    seq: u16,
+    ip_len: usize,
+) -> Vec<u8> {
+    let mut m = vec![8, 0, 0, 0, 0x12, 0x34];
+    m.extend_from_slice(&seq.to_be_bytes());
+    m.extend((0..ip_len.saturating_sub(28)).map(|i| i as u8));
+    icmp_frame((dst_mac, src_mac), (saddr, daddr), m)
+}
+
 /// An ICMP message `m` (its checksum field zero) with its checksum, in an IPv4 frame.
 fn icmp_frame(
     (dst_mac, src_mac): (Mac, Mac),

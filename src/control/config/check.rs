@@ -94,6 +94,10 @@ impl Config {
                 return bad("hash_seed", msg);
             }
         }
+        if !super::MTU_RANGE.contains(&d.mtu) {
+            let (lo, hi) = (super::MTU_RANGE.start(), super::MTU_RANGE.end());
+            return bad("mtu", format!("{} is out of range ({lo} ..= {hi} bytes)", d.mtu));
+        }
         if d.garp_repeat > 100 {
             return bad("garp_repeat", format!("{} is out of range (0 ..= 100)", d.garp_repeat));
         }
@@ -453,6 +457,9 @@ mod tests {
             ("bad mid_flow", svc("mid_flow = \"sloppy\"\n[[service.backend]]\nip = \"10.0.0.1\"\n"), "unknown variant `sloppy`, expected `schedule` or `drop`"),
             ("more backends than positions", svc(&format!("scheduler = \"mh\"\nmh_table_size = 7\n{}", (1..=8).map(|i| format!("[[service.backend]]\nip = \"10.0.0.{i}\"\n")).collect::<String>())), "7 positions cannot hold 8 backends; use at least 809"),
             ("empty hash seed", format!("{base}hash_seed = \"\"\n"), "dataplane.hash_seed: 0 bytes; a seed is 1 to 256 bytes"),
+            ("MTU too small", format!("{base}mtu = 100\n"), "dataplane.mtu: 100 is out of range (576 ..= 9600 bytes)"),
+            ("MTU too big", format!("{base}mtu = 16000\n"), "dataplane.mtu: 16000 is out of range (576 ..= 9600 bytes)"),
+            ("MTU not a number", format!("{base}mtu = \"jumbo\"\n"), "dataplane.mtu: invalid type: string \"jumbo\", expected u16"),
             ("too many gratuitous ARPs", format!("{base}garp_repeat = 1000\n"), "dataplane.garp_repeat: 1000 is out of range (0 ..= 100)"),
         ];
         assert!(cases.len() >= 20, "{} bad files", cases.len());

@@ -108,12 +108,30 @@ pub struct Dataplane {
     /// interface's frames); replies keep the tag of what they answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vlan: Option<u16>,
+    /// The port's MTU: the largest IP packet a frame carries (the kernel interface gets
+    /// the same). The mbufs hold a whole frame of it; a longer frame is dropped and
+    /// counted (`oversize`).
+    #[serde(default = "d_mtu", skip_serializing_if = "is_default_mtu")]
+    pub mtu: u16,
     /// Persistence templates shared by the workers (see lb::persist).
     #[serde(
         default = "d_persistence_capacity",
         skip_serializing_if = "is_default_persistence_capacity"
     )]
     pub persistence_capacity: usize,
+}
+
+/// Ethernet's MTU.
+pub const DEFAULT_MTU: u16 = 1500;
+/// The MTU range: the IPv4 datagram every host must accept (RFC 791) up to the jumbo
+/// frames NICs commonly take.
+pub const MTU_RANGE: std::ops::RangeInclusive<u16> = 576..=9600;
+
+fn d_mtu() -> u16 {
+    DEFAULT_MTU
+}
+fn is_default_mtu(m: &u16) -> bool {
+    *m == DEFAULT_MTU
 }
 
 fn d_persistence_capacity() -> usize {
