@@ -148,12 +148,12 @@ fn tcpdump_macs(file: &std::path::Path) -> Vec<(String, String)> {
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| {
-            // "HH:MM:SS.us SRC > DST, ethertype IPv4 ..."
-            let mut it = l.split_whitespace().skip(1);
-            let src = it.next()?.to_string();
-            it.next()?;
-            let dst = it.next()?.trim_end_matches(',').to_string();
-            Some((dst, src))
+            // "HH:MM:SS.us [IFACE DIRECTION] SRC > DST, ethertype IPv4 ..." (tcpdump 4.99
+            // names the pcapng interface and direction before the addresses).
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let is_mac = |s: &str| s.len() == 17 && s.split(':').count() == 6;
+            let i = (0..w.len().saturating_sub(2)).find(|&i| is_mac(w[i]) && w[i + 1] == ">")?;
+            Some((w[i + 2].trim_end_matches(',').to_string(), w[i].to_string()))
         })
         .collect()
 }
