@@ -113,7 +113,12 @@ fn run(p: &[Patch], flags: u8, snap: &Snapshot, local: &mut LocalState, total: u
             f[34..36].copy_from_slice(sp);
             f[24..26].copy_from_slice(ck);
         }
-        prefetch_burst(ring.iter().map(|f| std::hint::black_box(f.as_slice())), local, &mut keys);
+        prefetch_burst(
+            ring.iter().map(|f| std::hint::black_box(f.as_slice())),
+            snap,
+            local,
+            &mut keys,
+        );
         for (f, hint) in ring.iter_mut().zip(keys.iter()) {
             if let Verdict::Forward { .. } =
                 process_hinted(std::hint::black_box(f), snap, local, 1, hint)

@@ -24,7 +24,11 @@ fn be(ip_: u32, slot: u16, weight: u32, mac: Option<Mac>) -> BackendSpec {
 /// The seed: VIP 192.168.1.200:80/tcp rr over .118 (A) and .119 (B); a UDP service
 /// .200:53 wrr on A; and .201:80 whose only backend has no MAC yet.
 fn snapshot() -> Snapshot {
-    let specs = vec![
+    Snapshot::build(1, PORT, ip("192.168.1.121"), Timeouts::default(), &specs()).unwrap()
+}
+
+fn specs() -> Vec<ServiceSpec> {
+    vec![
         ServiceSpec {
             vip: ip("192.168.1.200"),
             port: 80,
@@ -70,8 +74,7 @@ fn snapshot() -> Snapshot {
             mh: None,
             backends: vec![be(ip("192.168.1.120"), 3, 1, None)],
         },
-    ];
-    Snapshot::build(1, PORT, ip("192.168.1.121"), Timeouts::default(), &specs).unwrap()
+    ]
 }
 
 fn flow(sport: u16, dport: u16) -> Flow {
@@ -726,4 +729,154 @@ fn golden_icmp_errors() {
     assert_eq!(process(&mut bad, &snap, &mut other, 31), Verdict::Drop(D::IcmpErrorMalformed));
     let mut no_svc = err(frag_needed, vip, &reply(81, 40000, vip)[..28]);
     assert_eq!(process(&mut no_svc, &snap, &mut other, 31), Verdict::Drop(D::IcmpErrorNoFlow));
+}
+
+/// A random frame for the fast/full comparison: flows of the two services and of no
+/// service, every TCP flag mix, UDP, and each way a frame leaves the fast path (a tag,
+/// IP options, a fragment, ICMP, a short or inconsistent header, another MAC, broadcast,
+/// over the MTU). Headers stay checksummed: a bad IPv4 checksum is the one documented
+/// difference, tested on its own below.
+fn random_frame(rng: &mut drlb::testing::Rng) -> Vec<u8> {
+    let dport = [80, 80, 80, 53, 443][rng.below(5) as usize];
+    let f = Flow {
+        daddr: if rng.below(8) == 0 { ip("192.168.1.201") } else { ip("192.168.1.200") },
+        ..flow(1000 + rng.below(12) as u16, dport)
+    };
+    let tcp_flags =
+        [SYN, ACK, ACK | PSH, FIN | ACK, RST, RST | ACK, SYN | ACK, 0][rng.below(8) as usize];
+    let payload = rng.below(40) as usize;
+    let mut fr = if dport == 53 {
+        frames::udp(&f, payload, 60)
+    } else {
+        frames::tcp(&f, tcp_flags, payload, 60)
+    };
+    match rng.below(24) {
+        0 => fr = frames::with_vlan(&fr, 5),
+        1 => {
+            // IHL 6 (an options word): lengths and checksum fixed, so only the IHL differs.
+            let mut o = fr[..34].to_vec();
+            o.extend_from_slice(&[1, 1, 1, 1]);
+            o.extend_from_slice(&fr[34..]);
+            o[14] = 0x46;
+            let total = u16::from_be_bytes([o[16], o[17]]) + 4;
+            o[16..18].copy_from_slice(&total.to_be_bytes());
+            fr = fix_ip_csum(o);
+        }
+        2 => fr = fix_ip_csum(set(fr, 20, &[0x20, 0x00])), // a first fragment (MF)
+        3 => fr = fix_ip_csum(set(fr, 20, &[0x00, 0x10])), // a later fragment
+        4 => fr = fix_ip_csum(set(fr, 20, &[0x40, 0x00])), // DF: still fast
+        5 => fr.truncate(14 + 20 + rng.below(20) as usize),
+        6 => fr[46] = 0x40,                       // TCP data offset 4
+        7 => fr[46] = 0xf0,                       // beyond the segment
+        8 => fr[38..40].copy_from_slice(&[0, 7]), // UDP length 7
+        9 => fr[..6].copy_from_slice(&OTHER.0),
+        10 => fr[..6].copy_from_slice(&Mac::BROADCAST.0),
+        11 => fr = frames::icmp_echo(PORT, CLIENT, ip("10.0.0.7"), ip("192.168.1.200"), 1),
+        12 => fr = frames::tcp(&f, tcp_flags, 1000 - 40 + rng.below(3) as usize, 60), // at the MTU
+        13 => fr.extend_from_slice(&[0; 9]), // padding after the packet
+        _ => {}
+    }
+    fr
+}
+
+/// The worker's path (prefetch hints, the fast path where they allow it) and `process`
+/// alone, on two equal states, make the same decision and the same bytes for every
+/// frame: a random mix (see [`random_frame`]) over time, with a server going down,
+/// removed and back, and a drain.
+#[test]
+fn the_fast_path_decides_as_the_full_path() {
+    use drlb::lb::flow::FlowTable;
+    use drlb::lb::{prefetch_burst, process_hinted, Hint};
+    let base = specs();
+    let variant = |k: u64| {
+        let mut sp = base.clone();
+        match k {
+            1 => sp[0].backends[1].down = true,
+            2 => {
+                sp[0].backends.remove(1);
+            }
+            3 => sp[0].backends[0].weight = 0,
+            _ => {}
+        }
+        let mut snap =
+            Snapshot::build(1 + k, PORT, ip("192.168.1.121"), Timeouts::default(), &sp).unwrap();
+        snap.mtu = 1000;
+        snap
+    };
+    let mut snap = variant(0);
+    let mut plain = LocalState::with_table(FlowTable::with_seed(4096, [7, 11]), 0);
+    let mut hinted = LocalState::with_table(FlowTable::with_seed(4096, [7, 11]), 0);
+    let mut rng = drlb::testing::Rng(0x5eed);
+    let mut now = 10;
+    let (mut frames_seen, mut forwarded) = (0, 0);
+    for round in 0..4000 {
+        if round % 400 == 0 {
+            snap = variant(rng.below(4));
+        }
+        let burst: Vec<Vec<u8>> = (0..1 + rng.below(32)).map(|_| random_frame(&mut rng)).collect();
+        let mut hints: [Hint; 32] = [None; 32];
+        prefetch_burst(burst.iter().map(|f| f.as_slice()), &snap, &hinted, &mut hints);
+        for (f, h) in burst.iter().zip(hints.iter()) {
+            let (mut a, mut b) = (f.clone(), f.clone());
+            let va = process(&mut a, &snap, &mut plain, now);
+            let vb = process_hinted(&mut b, &snap, &mut hinted, now, h);
+            assert_eq!(va, vb, "round {round}: {f:02x?}");
+            assert_eq!(a, b, "round {round}: the bytes");
+            frames_seen += 1;
+            forwarded += usize::from(matches!(va, Verdict::Forward { new_flow: false, .. }));
+        }
+        // Time passes: mostly a little, sometimes past the SYN and FIN timeouts.
+        now += match rng.below(50) {
+            0 => 700,
+            1..=5 => 20,
+            _ => 0,
+        };
+    }
+    assert_eq!(plain.flows.live(now), hinted.flows.live(now));
+    assert!(
+        forwarded > frames_seen / 10,
+        "enough hits to mean something: {forwarded} of {frames_seen}"
+    );
+}
+
+/// The one difference, by design: a packet of an established flow is forwarded without
+/// its IPv4 header checksum being summed (DR does not change the header; the real
+/// server's kernel checks it). A corrupt header cannot create a flow: a miss takes the
+/// full path, which verifies it.
+#[test]
+fn the_fast_path_leaves_the_ip_checksum_to_the_server_and_a_miss_checks_it() {
+    use drlb::lb::{prefetch_burst, process_hinted, Hint};
+    let snap = snapshot();
+    let mut local = LocalState::new(1024, 0);
+    let mut run = |f: &[u8]| {
+        let mut hints: [Hint; 1] = [None];
+        prefetch_burst(std::iter::once(f), &snap, &local, &mut hints);
+        let mut b = f.to_vec();
+        process_hinted(&mut b, &snap, &mut local, 10, &hints[0])
+    };
+    let bad = |f: Vec<u8>| set(f, 24, &[0xbe, 0xef]);
+    // A miss with a bad checksum: dropped, no flow.
+    assert_eq!(
+        run(&bad(frames::tcp(&flow(3000, 80), SYN, 0, 60))),
+        Verdict::Drop(D::Ipv4BadChecksum)
+    );
+    assert_eq!(run(&frames::tcp(&flow(3000, 80), ACK, 0, 60)), Verdict::Drop(D::TcpNoFlow));
+    // Established, then a segment with a bad checksum: forwarded as the flow's.
+    assert!(matches!(
+        run(&frames::tcp(&flow(3001, 80), SYN, 0, 60)),
+        Verdict::Forward { new_flow: true, .. }
+    ));
+    assert!(matches!(
+        run(&frames::tcp(&flow(3001, 80), ACK, 0, 60)),
+        Verdict::Forward { new_flow: false, .. }
+    ));
+    assert!(matches!(
+        run(&bad(frames::tcp(&flow(3001, 80), ACK, 5, 60))),
+        Verdict::Forward { new_flow: false, .. }
+    ));
+    // A FIN with a bad checksum changes the state: the full path, which drops it.
+    assert_eq!(
+        run(&bad(frames::tcp(&flow(3001, 80), FIN | ACK, 0, 60))),
+        Verdict::Drop(D::Ipv4BadChecksum)
+    );
 }

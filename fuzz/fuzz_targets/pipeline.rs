@@ -133,7 +133,7 @@ fuzz_target!(|data: &[u8]| {
     for burst in frames.chunks_mut(32) {
         let mut hints: [Hint; 32] = [None; 32];
         if hinted {
-            prefetch_burst(burst.iter().map(|(f, _)| f.as_slice()), &local, &mut hints);
+            prefetch_burst(burst.iter().map(|(f, _)| f.as_slice()), s, &local, &mut hints);
         }
         for ((f, t), h) in burst.iter_mut().zip(hints.iter()) {
             let before = f.clone();

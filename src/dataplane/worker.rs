@@ -457,7 +457,7 @@ impl Worker {
                 // flight at once (tag lines, then matching entries): a table bigger than
                 // the cache costs one miss per packet if they are taken one by one.
                 burst.prefetch();
-                prefetch_burst(burst.frames(), &self.local, &mut hints);
+                prefetch_burst(burst.frames(), snap, &self.local, &mut hints);
                 for (i, hint) in hints.iter().enumerate().take(n) {
                     let (data, whole) = burst.frame_mut(i);
                     let len = data.len() as u64;

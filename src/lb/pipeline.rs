@@ -121,6 +121,11 @@ pub fn process_hinted(
     now: Tick,
     hint: &Hint,
 ) -> Verdict {
+    if let Some(p) = hint.as_ref().filter(|p| p.fast) {
+        if let Some(v) = fast_hit(frame, snap, local, now, p) {
+            return v;
+        }
+    }
     // 1-2. Ethernet (+ one 802.1Q tag), destination MAC filter, the MTU.
     let l2 = match ethernet::parse(frame) {
         Ok(l2) => l2,
@@ -170,27 +175,116 @@ pub fn peek_key(frame: &[u8]) -> Option<FlowKey> {
     })
 }
 
-/// What the prefetch stages learned about one packet, handed to [`process_hinted`].
-pub type Hint = Option<(FlowKey, Hashed)>;
+/// What the prefetch stage learned about one packet, handed to [`process_hinted`]: its
+/// flow key and hash and whether it may take the fast path ([`fast_key`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peeked {
+    pub key: FlowKey,
+    pub hash: Hashed,
+    pub fast: bool,
+}
+
+/// [`Peeked`], or nothing for a frame that is not IPv4 TCP/UDP.
+pub type Hint = Option<Peeked>;
+
+/// The common case, checked once at fixed offsets: an untagged IPv4 frame to the port's
+/// MAC, header without options, not a fragment, TCP or UDP with a consistent header,
+/// within the MTU. Such a packet on an existing flow takes the fast path; anything else
+/// (VLAN, options, fragments, ICMP, ARP, broadcast, short or inconsistent lengths) goes
+/// through [`process`]'s full checks. Every condition here is one that `process` checks
+/// too, so the fast path never forwards what `process` would drop, but for the IPv4
+/// header checksum (see [`fast_hit`]).
+#[inline(always)]
+pub fn fast_key(f: &[u8], snap: &Snapshot) -> Option<FlowKey> {
+    if f.len() < 14 + 28 || f.len() - 14 > usize::from(snap.mtu) {
+        return None;
+    }
+    let be16 = |at: usize| u16::from_be_bytes([f[at], f[at + 1]]);
+    let be32 = |at: usize| u32::from_be_bytes([f[at], f[at + 1], f[at + 2], f[at + 3]]);
+    // Destination MAC ours (not broadcast), IPv4 without a tag, version 4 and IHL 5, no
+    // MF flag and no offset (DF may be set).
+    if f[..6] != snap.port_mac.0 || be16(12) != 0x0800 || f[14] != 0x45 || be16(20) & 0x3fff != 0 {
+        return None;
+    }
+    let total = usize::from(be16(16));
+    if 14 + total > f.len() {
+        return None;
+    }
+    let proto = f[23];
+    let l4_ok = match proto {
+        // Data offset between 5 words and the segment.
+        protocol::TCP => total >= 40 && (5..=(total - 20) / 4).contains(&usize::from(f[46] >> 4)),
+        // Length field between 8 and the datagram.
+        protocol::UDP => total >= 28 && (8..=total - 20).contains(&usize::from(be16(38))),
+        _ => false,
+    };
+    l4_ok.then(|| FlowKey {
+        saddr: be32(26),
+        daddr: be32(30),
+        sport: be16(34),
+        dport: be16(36),
+        proto,
+    })
+}
 
 /// Prefetches a burst's flow-table state in two stages, so the misses of all its packets
 /// overlap: every packet's tag lines, then every packet's tag-matching entries. `hints`
-/// (scratch, at least as long as `frames`; no allocation) receives each packet's key and
-/// hash for [`process_hinted`].
+/// (scratch, at least as long as `frames`; no allocation) receives each packet's key,
+/// hash and fast-path eligibility for [`process_hinted`].
 #[inline]
 pub fn prefetch_burst<'a>(
     frames: impl Iterator<Item = &'a [u8]>,
+    snap: &Snapshot,
     local: &LocalState,
     hints: &mut [Hint],
 ) {
     let mut n = 0;
     for (h, f) in hints.iter_mut().zip(frames) {
-        *h = peek_key(f).map(|k| (k, local.flows.prefetch(&k)));
+        *h = match fast_key(f, snap) {
+            Some(key) => Some(Peeked { key, hash: local.flows.prefetch(&key), fast: true }),
+            None => {
+                peek_key(f).map(|key| Peeked { key, hash: local.flows.prefetch(&key), fast: false })
+            }
+        };
         n += 1;
     }
-    for (_, h) in hints[..n].iter().flatten() {
-        local.flows.prefetch_entries(h);
+    for p in hints[..n].iter().flatten() {
+        local.flows.prefetch_entries(&p.hash);
     }
+}
+
+/// The fast path: a packet [`fast_key`] passed, on a live flow whose server serves and
+/// whose TCP state this packet does not change (ESTABLISHED, no SYN, FIN or RST; or
+/// UDP). The flow is found first (as IPVS's `ip_vs_in` looks up the connection before
+/// the service): its server's slot being present stands for its service and server
+/// both being configured. The entry's expiry is renewed and the MACs rewritten, exactly
+/// what [`process`] does for such a packet, without re-reading the headers, finding the
+/// service or summing the IPv4 header: DR never changes the IP header, so its checksum
+/// is the sender's business and the real server's kernel verifies it (as Katran and VPP
+/// with checksum offload do); a corrupt header cannot create a flow, because a miss
+/// goes through `process`, which verifies it. `None`: take the full path.
+#[inline(always)]
+fn fast_hit(
+    frame: &mut [u8],
+    snap: &Snapshot,
+    local: &mut LocalState,
+    now: Tick,
+    p: &Peeked,
+) -> Option<Verdict> {
+    let Lookup::Hit(idx) = local.flows.lookup_hashed(&p.key, &p.hash, now) else {
+        return None;
+    };
+    let e = local.flows.get(idx);
+    let st = e.state();
+    if p.key.proto == protocol::TCP
+        && (st != TcpState::Established || frame[47] & (flags::SYN | flags::FIN | flags::RST) != 0)
+    {
+        return None;
+    }
+    let b = snap.backend(e.slot, e.incarnation).filter(|b| b.serving())?;
+    local.flows.touch(idx, st, now.saturating_add(snap.timeouts.of(st)));
+    frame[..12].copy_from_slice(&b.l2);
+    Some(Verdict::Forward { slot: e.slot, new_flow: false })
 }
 
 /// Sends a reply back where the frame came from: dst = old src, src = port MAC.
@@ -302,7 +396,7 @@ fn ipv4(
     // IPVS `is_new_conn`: SYN without ACK (and we also exclude RST).
     let new_syn = tcp && tcp_flags & (flags::SYN | flags::ACK | flags::RST) == flags::SYN;
     let h = match hint {
-        Some((k, h)) if *k == key => *h,
+        Some(p) if p.key == key => p.hash,
         _ => local.flows.hash(&key),
     };
     let (slot, new_flow) = match local.flows.lookup_hashed(&key, &h, now) {
