@@ -140,12 +140,18 @@ fn a_held_fragment_whose_first_never_comes_times_out() {
     // The first fragment coming later is forwarded; nothing is released.
     assert!(matches!(process(&mut frags[0].clone(), &s, &mut l, 9), Verdict::Forward { .. }));
     assert!(!l.frags.has_ready());
-    // A jumbo fragment before its first is too big to hold: dropped and counted.
+    // A jumbo fragment over the MTU is dropped before anything else (oversize); with a
+    // jumbo MTU the hold area, sized by it, takes it; one sized for less does not.
     let jumbo = frames::fragments(&frames::udp(&flow(9, 5000, 53), 8000, 0), 13, 4000);
+    assert_eq!(process(&mut jumbo[1].clone(), &s, &mut l, 9), Verdict::Drop(DropReason::Oversize));
+    let mut s9 = snap(&[]);
+    s9.mtu = 9000;
     assert_eq!(
-        process(&mut jumbo[1].clone(), &s, &mut l, 9),
+        process(&mut jumbo[1].clone(), &s9, &mut l, 9),
         Verdict::Drop(DropReason::FragmentTooBig)
     );
+    l.frags = drlb::lb::frag::Frags::for_mtu(9000);
+    assert_eq!(process(&mut jumbo[1].clone(), &s9, &mut l, 9), Verdict::FragmentHeld);
 }
 
 #[test]

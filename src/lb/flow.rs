@@ -474,6 +474,21 @@ impl FlowTable {
         };
     }
 
+    /// What the fast path reads of a hit: (TCP state, backend slot, incarnation).
+    #[inline(always)]
+    pub fn route(&self, idx: usize) -> (u8, u16, u16) {
+        let grp = &self.groups[idx / WAYS];
+        let (i, kv) = (idx % WAYS, &grp.kv[idx % WAYS]);
+        (grp.state[i], kv.slot, kv.incarnation)
+    }
+
+    /// Renews the expiry of the live entry at `idx`, its state unchanged (no count
+    /// moves).
+    #[inline(always)]
+    pub fn refresh(&mut self, idx: usize, expires: Tick) {
+        self.groups[idx / WAYS].expires[idx % WAYS] = expires;
+    }
+
     /// Updates the TCP state and expiry of the live entry at `idx`.
     #[inline(always)]
     pub fn touch(&mut self, idx: usize, state: TcpState, expires: Tick) {

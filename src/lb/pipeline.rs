@@ -182,6 +182,8 @@ pub struct Peeked {
     pub key: FlowKey,
     pub hash: Hashed,
     pub fast: bool,
+    /// The TCP flags, read by [`fast_key`] (for the fast path only).
+    pub tcp_flags: u8,
 }
 
 /// [`Peeked`], or nothing for a frame that is not IPv4 TCP/UDP.
@@ -195,36 +197,35 @@ pub type Hint = Option<Peeked>;
 /// too, so the fast path never forwards what `process` would drop, but for the IPv4
 /// header checksum (see [`fast_hit`]).
 #[inline(always)]
-pub fn fast_key(f: &[u8], snap: &Snapshot) -> Option<FlowKey> {
-    if f.len() < 14 + 28 || f.len() - 14 > usize::from(snap.mtu) {
+pub fn fast_key(f: &[u8], snap: &Snapshot) -> Option<(FlowKey, u8)> {
+    // Every frame on the wire is at least 60 bytes; shorter ones take the full path. The
+    // first 54 bytes as an array: the reads below need no bounds checks.
+    let h: &[u8; 54] = f.get(..54)?.try_into().ok()?;
+    if f.len() - 14 > usize::from(snap.mtu) {
         return None;
     }
-    let be16 = |at: usize| u16::from_be_bytes([f[at], f[at + 1]]);
-    let be32 = |at: usize| u32::from_be_bytes([f[at], f[at + 1], f[at + 2], f[at + 3]]);
+    let be16 = |at: usize| u16::from_be_bytes([h[at], h[at + 1]]);
+    let be32 = |at: usize| u32::from_be_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]);
     // Destination MAC ours (not broadcast), IPv4 without a tag, version 4 and IHL 5, no
     // MF flag and no offset (DF may be set).
-    if f[..6] != snap.port_mac.0 || be16(12) != 0x0800 || f[14] != 0x45 || be16(20) & 0x3fff != 0 {
+    if h[..6] != snap.port_mac.0 || be16(12) != 0x0800 || h[14] != 0x45 || be16(20) & 0x3fff != 0 {
         return None;
     }
     let total = usize::from(be16(16));
     if 14 + total > f.len() {
         return None;
     }
-    let proto = f[23];
+    let proto = h[23];
     let l4_ok = match proto {
         // Data offset between 5 words and the segment.
-        protocol::TCP => total >= 40 && (5..=(total - 20) / 4).contains(&usize::from(f[46] >> 4)),
+        protocol::TCP => total >= 40 && (5..=(total - 20) / 4).contains(&usize::from(h[46] >> 4)),
         // Length field between 8 and the datagram.
         protocol::UDP => total >= 28 && (8..=total - 20).contains(&usize::from(be16(38))),
         _ => false,
     };
-    l4_ok.then(|| FlowKey {
-        saddr: be32(26),
-        daddr: be32(30),
-        sport: be16(34),
-        dport: be16(36),
-        proto,
-    })
+    let key = FlowKey { saddr: be32(26), daddr: be32(30), sport: be16(34), dport: be16(36), proto };
+    // The TCP flags (UDP's checksum byte: not looked at for UDP).
+    l4_ok.then_some((key, h[47]))
 }
 
 /// Prefetches a burst's flow-table state in two stages, so the misses of all its packets
@@ -241,10 +242,15 @@ pub fn prefetch_burst<'a>(
     let mut n = 0;
     for (h, f) in hints.iter_mut().zip(frames) {
         *h = match fast_key(f, snap) {
-            Some(key) => Some(Peeked { key, hash: local.flows.prefetch(&key), fast: true }),
-            None => {
-                peek_key(f).map(|key| Peeked { key, hash: local.flows.prefetch(&key), fast: false })
+            Some((key, tcp_flags)) => {
+                Some(Peeked { key, hash: local.flows.prefetch(&key), fast: true, tcp_flags })
             }
+            None => peek_key(f).map(|key| Peeked {
+                key,
+                hash: local.flows.prefetch(&key),
+                fast: false,
+                tcp_flags: 0,
+            }),
         };
         n += 1;
     }
@@ -274,17 +280,18 @@ fn fast_hit(
     let Lookup::Hit(idx) = local.flows.lookup_hashed(&p.key, &p.hash, now) else {
         return None;
     };
-    let e = local.flows.get(idx);
-    let st = e.state();
+    let (state, slot, incarnation) = local.flows.route(idx);
+    let st = TcpState::from_u8(state);
     if p.key.proto == protocol::TCP
-        && (st != TcpState::Established || frame[47] & (flags::SYN | flags::FIN | flags::RST) != 0)
+        && (st != TcpState::Established
+            || p.tcp_flags & (flags::SYN | flags::FIN | flags::RST) != 0)
     {
         return None;
     }
-    let b = snap.backend(e.slot, e.incarnation).filter(|b| b.serving())?;
-    local.flows.touch(idx, st, now.saturating_add(snap.timeouts.of(st)));
+    let b = snap.backend(slot, incarnation).filter(|b| b.serving())?;
+    local.flows.refresh(idx, now.saturating_add(snap.timeouts.of(st)));
     frame[..12].copy_from_slice(&b.l2);
-    Some(Verdict::Forward { slot: e.slot, new_flow: false })
+    Some(Verdict::Forward { slot, new_flow: false })
 }
 
 /// Sends a reply back where the frame came from: dst = old src, src = port MAC.
