@@ -283,17 +283,23 @@ impl FlowTable {
     }
 
     /// Stage 2 of a burst (after stage 1 for every packet): start loading the key lines
-    /// of the entries whose tag matches.
+    /// of the entries whose tag matches, in the first group, or in the second when the
+    /// first has none (a 16-bit tag rarely matches by chance, so a match in the first
+    /// group is almost always the flow).
     #[inline(always)]
     pub fn prefetch_entries(&self, h: &Hashed) {
         for g in [h.g1, h.g2] {
             let grp = &self.groups[g];
             let mut m = grp.tag_matches(h.tag);
+            if m == 0 {
+                continue;
+            }
             while m != 0 {
                 let i = m.trailing_zeros() as usize;
                 m &= m - 1;
                 prefetch_line(&grp.kv[i]);
             }
+            return;
         }
     }
 
