@@ -131,10 +131,13 @@ scheduler = "wrr"
     return path
 
 
-def pcap(flows, size, tag=""):
-    p = os.path.join(OUT, f"flows-{flows}-{size}{tag}.pcap")
+def pcap(flows, size, tag="", ppf=2):
+    """A SYN and then ppf - 1 ACKs per flow, interleaved (replayed forever: the SYN hits
+    the flow's entry again, so 2 means every packet changes the flow's TCP state and
+    takes the full path; with more, the ACKs of an established flow take the fast path)."""
+    p = os.path.join(OUT, f"flows-{flows}-{size}{tag}" + (f"-ppf{ppf}" if ppf != 2 else "") + ".pcap")
     if not os.path.exists(p):
-        subprocess.run([f"{B}/drlb-gen", "--flows", str(flows), "--packets-per-flow", "2", "--interleave",
+        subprocess.run([f"{B}/drlb-gen", "--flows", str(flows), "--packets-per-flow", str(ppf), "--interleave",
                         "--size", str(size), "--out", p], check=True, capture_output=True)
     return p
 
@@ -213,8 +216,8 @@ def stage_e2e(a, res):
     sizes = [60] if a.quick else [int(x) for x in a.e2e_sizes.split(",")]
     for flows in flows_list:
         for size in sizes:
-            p = pcap(flows, size)
-            mbufs = flows * 2 + 16384
+            p = pcap(flows, size, ppf=a.e2e_ppf)
+            mbufs = flows * a.e2e_ppf + 16384
             cfg = bench_config(os.path.join(OUT, "e2e.toml"), flows)
             vdev = f"--vdev=net_pcap0,rx_pcap={p},infinite_rx=1"
             d, t = [], []
@@ -224,10 +227,10 @@ def stage_e2e(a, res):
                 d.append(mean(pps) / 1e6)
                 t.append(mean(run_testpmd(eal, a.secs, a.warm, mbufs)) / 1e6)
             dm, tm = statistics.median(d), statistics.median(t)
-            row = {"flows": flows, "size": size, "drlb_mpps": round(dm, 3), "testpmd_mpps": round(tm, 3),
+            row = {"flows": flows, "size": size, "packets_per_flow": a.e2e_ppf, "drlb_mpps": round(dm, 3), "testpmd_mpps": round(tm, 3),
                    "ratio": round(dm / tm, 3) if tm else None, "drlb_runs": [round(x, 3) for x in d],
                    "testpmd_runs": [round(x, 3) for x in t]}
-            print(f"  e2e flows={flows} size={size}: drlb {dm:.2f} Mpps, testpmd {tm:.2f} Mpps, ratio {row['ratio']}")
+            print(f"  e2e flows={flows} size={size} packets/flow={a.e2e_ppf}: drlb {dm:.2f} Mpps, testpmd {tm:.2f} Mpps, ratio {row['ratio']}")
             rows.append(row)
     res["e2e"] = rows
     write_csv("e2e", rows, ["flows", "size", "drlb_mpps", "testpmd_mpps", "ratio"])
@@ -739,6 +742,9 @@ def main():
     ap.add_argument("--warm", type=int, default=3)
     ap.add_argument("--e2e-flows", default="1,1024,65536", help="e2e: flow counts (comma-separated)")
     ap.add_argument("--e2e-sizes", default="60,512,1514", help="e2e: frame sizes (comma-separated)")
+    ap.add_argument("--e2e-ppf", type=int, default=2,
+                    help="e2e: packets per flow, a SYN then ACKs (2: every packet changes TCP state; "
+                         "16: 14 of 16 are established ACKs, the fast path)")
     ap.add_argument("--soak-secs", type=int, default=600)
     ap.add_argument("--soak-rate", type=int, default=2_000_000,
                     help="soak packets/s; the generator sleeps between bursts so drlb's manager and "
