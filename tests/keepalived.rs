@@ -242,3 +242,22 @@ fn every_refusal_of_a_file_is_listed_not_only_the_first() {
     assert!(err.contains("nothing imported (2 errors)"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_file_that_is_not_a_keepalived_conf_is_refused_in_twenty_lines() {
+    let dir = scratch("notka");
+    let text: String = (0..30).map(|i| format!("user{i}:x:{i}:{i}::/home:/bin/sh\n")).collect();
+    std::fs::write(dir.join("passwd"), text).unwrap();
+    let (code, out, err) = import(&dir.join("passwd"), &[]);
+    assert_eq!((code, out.as_str()), (1, ""));
+    assert!(
+        err.contains("passwd:1: user0:x:0:0::/home:/bin/sh: unknown keyword at the top level"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 22, "{err}");
+    assert!(
+        err.contains("... and 10 more") && err.contains("nothing imported (30 errors)"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

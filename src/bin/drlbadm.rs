@@ -494,8 +494,12 @@ fn main() {
                 eprintln!("drlbadm: imported {} service{s} from {}", i.services, f.display());
             }
             Err(errors) => {
-                for e in &errors {
+                // The first 20: a file that is not a keepalived.conf at all says so soon.
+                for e in errors.iter().take(20) {
                     eprintln!("drlbadm: {e}");
+                }
+                if errors.len() > 20 {
+                    eprintln!("drlbadm: ... and {} more", errors.len() - 20);
                 }
                 let s = if errors.len() == 1 { "" } else { "s" };
                 die(1, format_args!("nothing imported ({} error{s})", errors.len()));
