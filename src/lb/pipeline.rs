@@ -1,8 +1,8 @@
 //! `process`: one frame in, one verdict out, in this order (the README's "Forwarding
 //! semantics"): 1 destination MAC ours or broadcast, 2 Ethernet with at most one 802.1Q
-//! tag and no more than `dataplane.mtu` bytes after it, 3 ARP, 4 IPv4 validated (a later fragment follows its first), 5 the service,
-//! 6 the flow entry or a new one (the scheduler), 7 the MAC rewrite, 8 transmitted by
-//! the caller on its own queue.
+//! tag and no more than `dataplane.mtu` bytes after it, 3 ARP, 4 IPv4 validated (a later
+//! fragment follows its first), 5 the service, 6 the flow entry or a new one (the
+//! scheduler), 7 the MAC rewrite, 8 transmitted by the caller on its own queue.
 //!
 //! Pure and DPDK-free: it reads the snapshot, reads and writes only the worker's own
 //! [`LocalState`], and rewrites the frame in place (the 12 MAC bytes for a forward; the

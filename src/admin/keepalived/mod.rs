@@ -41,12 +41,12 @@ pub fn import(path: &Path, director: Option<Ipv4Addr>) -> Result<Imported, Vec<S
                     services.push(s);
                 }
             }
-            "virtual_server_group" => cx.refuse(
-                n,
-                "virtual server groups are not built in drlb: write one virtual_server per VIP and port",
-            ),
+            "virtual_server_group" => cx.refuse(n, NO_GROUPS),
             "global_defs" => global_defs(n, &mut cx),
-            "vrrp_instance" | "vrrp_sync_group" | "vrrp_script" | "vrrp_track_process"
+            "vrrp_instance"
+            | "vrrp_sync_group"
+            | "vrrp_script"
+            | "vrrp_track_process"
             | "vrrp_garp_delay_group" => {
                 cx.top_notes.insert(format!(
                     "{} ({}) is not imported: drlb has no VRRP; directors run side by side \
@@ -55,9 +55,17 @@ pub fn import(path: &Path, director: Option<Ipv4Addr>) -> Result<Imported, Vec<S
                     n.key, n.at
                 ));
             }
-            "static_ipaddress" | "static_routes" | "static_rules" | "linkbeat_interfaces"
-            | "track_file" | "track_group" | "bfd_instance" | "SSL" | "net_namespace"
-            | "instance" | "use_symlink_paths" => {
+            "static_ipaddress"
+            | "static_routes"
+            | "static_rules"
+            | "linkbeat_interfaces"
+            | "track_file"
+            | "track_group"
+            | "bfd_instance"
+            | "SSL"
+            | "net_namespace"
+            | "instance"
+            | "use_symlink_paths" => {
                 cx.top_notes.insert(format!(
                     "{} ({}) is not imported: it does not describe a virtual service",
                     n.key, n.at
@@ -76,6 +84,9 @@ pub fn import(path: &Path, director: Option<Ipv4Addr>) -> Result<Imported, Vec<S
     validate(&toml, director, &services)?;
     Ok(Imported { toml, services: services.len() })
 }
+
+const NO_GROUPS: &str =
+    "virtual server groups are not built in drlb: write one virtual_server per VIP and port";
 
 /// What the walk collects: refusals, notes outside any service, global settings.
 #[derive(Default)]
@@ -188,6 +199,17 @@ fn inherited(n: &Node, o: &mut Inherited, svc: &mut Service, cx: &mut Cx) -> boo
     true
 }
 
+/// A forwarding method (`lb_kind`, `lvs_method`, the sorry server's): DR, or refused.
+/// Returns whether it is DR.
+fn dr_only(c: &Node, cx: &mut Cx) -> bool {
+    let arg = c.args.first().map(String::as_str).unwrap_or("");
+    let dr = arg.eq_ignore_ascii_case("DR");
+    if !dr {
+        cx.refuse(c, &format!("drlb only does direct routing (DR), not {arg}"));
+    }
+    dr
+}
+
 /// keepalived's `<BOOL>` options: no argument is true.
 fn bool_arg(n: &Node) -> bool {
     !matches!(
@@ -204,10 +226,7 @@ fn virtual_server(n: &Node, cx: &mut Cx) -> Option<Service> {
             return None;
         }
         Some("group") => {
-            cx.refuse(
-                n,
-                "virtual server groups are not built in drlb: write one virtual_server per VIP and port",
-            );
+            cx.refuse(n, NO_GROUPS);
             return None;
         }
         _ => {}
@@ -263,12 +282,7 @@ fn virtual_server(n: &Node, cx: &mut Cx) -> Option<Service> {
                     ),
                 ),
             },
-            "lb_kind" | "lvs_method" => {
-                kind = Some(arg.eq_ignore_ascii_case("DR"));
-                if kind == Some(false) {
-                    cx.refuse(c, &format!("drlb only does direct routing (DR), not {arg}"));
-                }
-            }
+            "lb_kind" | "lvs_method" => kind = Some(dr_only(c, cx)),
             "protocol" => match arg.to_ascii_uppercase().as_str() {
                 "TCP" => svc.conf.protocol = Proto::Tcp,
                 "UDP" => svc.conf.protocol = Proto::Udp,
@@ -294,9 +308,7 @@ fn virtual_server(n: &Node, cx: &mut Cx) -> Option<Service> {
                 }
             }
             "sorry_server_lvs_method" | "sorry_server_lb_kind" => {
-                if !arg.eq_ignore_ascii_case("DR") {
-                    cx.refuse(c, &format!("drlb only does direct routing (DR), not {arg}"));
-                }
+                dr_only(c, cx);
             }
             "sorry_server_inhibit" => {}
             "quorum" => match arg.parse::<u32>() {
@@ -471,9 +483,7 @@ fn real_server(
                 Err(_) => cx.refuse(c, "needs a number"),
             },
             "lvs_method" | "lb_kind" => {
-                if !arg.eq_ignore_ascii_case("DR") {
-                    cx.refuse(c, &format!("drlb only does direct routing (DR), not {arg}"));
-                }
+                dr_only(c, cx);
             }
             "notify_up" | "notify_down" => {
                 svc.notes.insert(format!(
