@@ -67,6 +67,7 @@ fn patches(flows: u32) -> Vec<Patch> {
         port: 80,
         frame_len: 60,
         interleave: true,
+        ack_only: false,
     };
     (0..flows)
         .map(|i| {
@@ -90,6 +91,7 @@ fn template(flags: u8) -> Vec<u8> {
         port: 80,
         frame_len: 60,
         interleave: true,
+        ack_only: false,
     };
     let mut f = pcap::flow_frame(&spec, 0, 1);
     f[47] = flags;

@@ -105,9 +105,10 @@ def facts():
     }
 
 
-def bench_config(path, flows, proto="tcp", capacity=None, extra=""):
+def bench_config(path, flows, proto="tcp", capacity=None, extra="", service_extra=""):
     """A config for the bench traffic: VIP:80 over two real servers (wrr 3:1); `extra`
-    is TOML placed after [dataplane] (a [timeouts] table, say)."""
+    is TOML placed after [dataplane] (a [timeouts] table, say), `service_extra` in the
+    service."""
     cap = capacity or max(flows * 2, 1024)
     with open(path, "w") as f:
         f.write(f"""[dataplane]
@@ -119,6 +120,7 @@ vip = "{VIP}"
 port = 80
 protocol = "{proto}"
 scheduler = "wrr"
+{service_extra}
   [[service.backend]]
   ip = "192.168.1.118"
   mac = "00:0c:29:56:5c:c5"
@@ -131,18 +133,20 @@ scheduler = "wrr"
     return path
 
 
-def pcap(flows, size, tag="", ppf=2):
+def pcap(flows, size, tag="", ppf=2, ack_only=False):
     """A SYN and then ppf - 1 ACKs per flow, interleaved (replayed forever: the SYN hits
     the flow's entry again, so 2 means every packet changes the flow's TCP state and
-    takes the full path; with more, the ACKs of an established flow take the fast path)."""
+    takes the full path; with more, the ACKs of an established flow take the fast path).
+    With ack_only, ppf ACKs per flow and no SYN."""
     p = os.path.join(OUT, f"flows-{flows}-{size}{tag}" + (f"-ppf{ppf}" if ppf != 2 else "") + ".pcap")
     if not os.path.exists(p):
         subprocess.run([f"{B}/drlb-gen", "--flows", str(flows), "--packets-per-flow", str(ppf), "--interleave",
-                        "--size", str(size), "--out", p], check=True, capture_output=True)
+                        "--size", str(size), "--out", p] + (["--ack-only"] if ack_only else []),
+                       check=True, capture_output=True)
     return p
 
 
-def run_drlb(eal, cfg, secs, warm, extra=(), during=None, netns=None):
+def run_drlb(eal, cfg, secs, warm, extra=(), during=None, netns=None, metric="rx_pps"):
     """Runs drlb until it has printed warm + secs stats lines (one a second) after its
     control socket came up; returns (per-second rx_pps after warm-up, final counters,
     its stderr). With `during`, calls during(socket) once drlb is up and has printed
@@ -171,14 +175,14 @@ def run_drlb(eal, cfg, secs, warm, extra=(), during=None, netns=None):
     out, _ = p.communicate(timeout=60)
     errf.close()
     err = log()
-    pps = [int(m) for m in re.findall(r"rx_pps=(\d+)", err)]
+    pps = [int(m) for m in re.findall(metric + r"=(\d+)", err)]
     counters = {m[0]: int(m[1]) for m in re.findall(r"^counter (\S+) (\d+)$", out, re.M)}
     if p.returncode != 0 or not counters:
         raise RuntimeError(f"drlb failed ({p.returncode}): {err[-2000:]}")
     return pps[warm:warm + secs] if not during else pps, counters, err
 
 
-def run_testpmd(eal, secs, warm, mbufs):
+def run_testpmd(eal, secs, warm, mbufs, metric="Rx-pps"):
     """testpmd macswap until it has printed `secs` rate periods after its warm-up ones
     (its first two periods, and anything before its first rate line: with --in-memory
     -m 1536 it takes seconds to start)."""
@@ -202,7 +206,7 @@ def run_testpmd(eal, secs, warm, mbufs):
     prefix = eal[eal.index("--file-prefix") + 1] if "--file-prefix" in eal else None
     if prefix:
         shutil.rmtree(os.path.join("/var/run/dpdk", prefix), ignore_errors=True)
-    pps = [int(m) for m in re.findall(r"Rx-pps:\s*(\d+)", log())]
+    pps = [int(m) for m in re.findall(metric + r":\s*(\d+)", log())]
     return pps[skip:skip + secs]
 
 
@@ -211,29 +215,43 @@ def mean(xs):
 
 
 def stage_e2e(a, res):
+    """drlb vs testpmd macswap on the same net_pcap port, same run, counting frames sent
+    (TX), for two kinds of traffic: `syn+ack` (a SYN and then packets_per_flow - 1 ACKs
+    per flow, replayed forever: the SYN resets the flow's TCP state each pass) and
+    `established` (ACK segments only, for a service with mid_flow = "schedule": the first
+    pass takes the flows up, every later one is established traffic)."""
     rows = []
     flows_list = [1024] if a.quick else [int(x) for x in a.e2e_flows.split(",")]
     sizes = [60] if a.quick else [int(x) for x in a.e2e_sizes.split(",")]
     for flows in flows_list:
         for size in sizes:
-            p = pcap(flows, size, ppf=a.e2e_ppf)
-            mbufs = flows * a.e2e_ppf + 16384
-            cfg = bench_config(os.path.join(OUT, "e2e.toml"), flows)
-            vdev = f"--vdev=net_pcap0,rx_pcap={p},infinite_rx=1"
-            d, t = [], []
-            for r in range(a.runs):
-                eal = ["-l", "0-1", "--no-pci", *mem_args(1536), "--file-prefix", f"hx{os.getpid()}", vdev]
-                pps, c, _ = run_drlb(eal, cfg, a.secs, a.warm, ["--mbufs", str(mbufs)])
-                d.append(mean(pps) / 1e6)
-                t.append(mean(run_testpmd(eal, a.secs, a.warm, mbufs)) / 1e6)
-            dm, tm = statistics.median(d), statistics.median(t)
-            row = {"flows": flows, "size": size, "packets_per_flow": a.e2e_ppf, "drlb_mpps": round(dm, 3), "testpmd_mpps": round(tm, 3),
-                   "ratio": round(dm / tm, 3) if tm else None, "drlb_runs": [round(x, 3) for x in d],
-                   "testpmd_runs": [round(x, 3) for x in t]}
-            print(f"  e2e flows={flows} size={size} packets/flow={a.e2e_ppf}: drlb {dm:.2f} Mpps, testpmd {tm:.2f} Mpps, ratio {row['ratio']}")
-            rows.append(row)
+            for traffic in ("syn+ack", "established"):
+                if traffic == "syn+ack":
+                    ppf = a.e2e_ppf
+                    p = pcap(flows, size, ppf=ppf)
+                    cfg = bench_config(os.path.join(OUT, "e2e.toml"), flows)
+                else:
+                    ppf = 1
+                    p = pcap(flows, size, tag="-ack", ppf=1, ack_only=True)
+                    cfg = bench_config(os.path.join(OUT, "e2e.toml"), flows, service_extra='mid_flow = "schedule"')
+                mbufs = flows * ppf + 16384
+                vdev = f"--vdev=net_pcap0,rx_pcap={p},infinite_rx=1"
+                d, t = [], []
+                for r in range(a.runs):
+                    eal = ["-l", "0-1", "--no-pci", *mem_args(1536), "--file-prefix", f"hx{os.getpid()}", vdev]
+                    pps, c, _ = run_drlb(eal, cfg, a.secs, a.warm, ["--mbufs", str(mbufs)], metric="tx_pps")
+                    d.append(mean(pps) / 1e6)
+                    t.append(mean(run_testpmd(eal, a.secs, a.warm, mbufs, metric="Tx-pps")) / 1e6)
+                dm, tm = statistics.median(d), statistics.median(t)
+                row = {"flows": flows, "size": size, "traffic": traffic, "packets_per_flow": ppf,
+                       "drlb_mpps": round(dm, 3), "testpmd_mpps": round(tm, 3),
+                       "ratio": round(dm / tm, 3) if tm else None, "drlb_runs": [round(x, 3) for x in d],
+                       "testpmd_runs": [round(x, 3) for x in t]}
+                print(f"  e2e flows={flows} size={size} {traffic} packets/flow={ppf}: drlb {dm:.2f} Mpps, "
+                      f"testpmd {tm:.2f} Mpps (TX), ratio {row['ratio']}")
+                rows.append(row)
     res["e2e"] = rows
-    write_csv("e2e", rows, ["flows", "size", "drlb_mpps", "testpmd_mpps", "ratio"])
+    write_csv("e2e", rows, ["flows", "size", "traffic", "drlb_mpps", "testpmd_mpps", "ratio"])
 
 
 def stage_scaling(a, res):
@@ -503,7 +521,7 @@ def stage_soak(a, res):
     c = {m[0]: int(m[1]) for m in re.findall(r"^counter (\S+) (\d+)$", out, re.M)}
     gen = json.loads(next(l for l in gout.splitlines() if l.startswith("{")))
     accounted = c["forwarded"] + c["arp_replies"] + c["icmp_replies"] + c["arp_learned"] + c["to_kernel"] + c["dropped"]
-    pps = [int(m) for m in re.findall(r"rx_pps=(\d+)", err)]
+    pps = [int(m) for m in re.findall(metric + r"=(\d+)", err)]
     stalled = sum(1 for v in pps[2:-2] if v == 0)
     steady = [k for t, k in rss if t >= 60] or [k for _, k in rss]
     row = {"secs": secs, "exit_code": dp.returncode, "changes": changes, "failed_changes": failed,

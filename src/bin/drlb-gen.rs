@@ -36,6 +36,11 @@ struct Args {
     /// Frame length in bytes without FCS (60 = 64 on the wire).
     #[arg(long, default_value_t = 60)]
     size: usize,
+    /// Every packet an ACK data segment, no SYN: established flows (for a service with
+    /// mid_flow = "schedule", which takes a flow up from its first segment, as IPVS's
+    /// sloppy_tcp)
+    #[arg(long)]
+    ack_only: bool,
     /// Send every flow's first packet before any second packet.
     #[arg(long)]
     interleave: bool,
@@ -63,6 +68,7 @@ fn main() {
         port: a.port,
         frame_len: a.size,
         interleave: a.interleave,
+        ack_only: a.ack_only,
     };
     let mut frames = pcap::flows_from(&spec, a.first_flow);
     if a.junk {

@@ -691,7 +691,7 @@ impl Manager {
         self.announce_garp(ips);
         let mut last_stats = Instant::now();
         let mut last_metrics = Instant::now() - metrics::REFRESH;
-        let mut last_rx = self.totals().rx();
+        let (mut last_rx, mut last_tx) = (self.totals().rx(), self.totals().tx());
         while !self.signals.stop.load(Ordering::Relaxed) {
             if self.signals.hup.swap(false, Ordering::Relaxed) {
                 let _ = self.reload();
@@ -734,12 +734,13 @@ impl Manager {
                         )
                     });
                     log(format_args!(
-                        "stats gen={} {} rx_pps={:.0}{port}",
+                        "stats gen={} {} rx_pps={:.0} tx_pps={:.0}{port}",
                         self.generation(),
                         t.stats_fields(),
-                        (t.rx() - last_rx) as f64 / secs
+                        (t.rx() - last_rx) as f64 / secs,
+                        (t.tx() - last_tx) as f64 / secs
                     ));
-                    last_rx = t.rx();
+                    (last_rx, last_tx) = (t.rx(), t.tx());
                     last_stats = now;
                 }
             }

@@ -25,6 +25,9 @@ pub struct FlowsSpec {
     pub frame_len: usize,
     /// Round-robin over flows (every flow's SYN first) instead of flow by flow.
     pub interleave: bool,
+    /// Every packet ACK|PSH data, no SYN: established traffic (for a service with
+    /// `mid_flow = "schedule"`, which takes up a flow from its first segment).
+    pub ack_only: bool,
 }
 
 /// One TCP frame of flow `i`, packet `k`.
@@ -32,7 +35,8 @@ pub fn flow_frame(s: &FlowsSpec, i: u32, k: u32) -> Vec<u8> {
     let (saddr, sport) = client(i);
     let f =
         Flow { dst_mac: s.dst_mac, src_mac: s.src_mac, saddr, daddr: s.vip, sport, dport: s.port };
-    let (fl, payload) = if k == 0 { (SYN, 0) } else { (ACK | PSH, s.frame_len.saturating_sub(54)) };
+    let (fl, payload) =
+        if k == 0 && !s.ack_only { (SYN, 0) } else { (ACK | PSH, s.frame_len.saturating_sub(54)) };
     frames::tcp(&f, fl, payload, s.frame_len.max(frames::MIN_FRAME))
 }
 

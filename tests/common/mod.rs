@@ -77,6 +77,7 @@ pub fn flows_spec(flows: u32, packets: u32) -> FlowsSpec {
         port: 80,
         frame_len: 60,
         interleave: false,
+        ack_only: false,
     }
 }
 
