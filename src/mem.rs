@@ -31,7 +31,8 @@ impl<T: bytemuck::Zeroable> Table<T> {
     /// `len` zeroed values. Panics if the mapping fails (out of address space), like an
     /// allocation failure would.
     pub fn zeroed(len: usize) -> Self {
-        let bytes = std::mem::size_of::<T>().checked_mul(len).expect("table size overflows").max(1);
+        assert!(len > 0, "an empty table");
+        let bytes = std::mem::size_of::<T>().checked_mul(len).expect("table size overflows");
         assert!(std::mem::align_of::<T>() <= HUGE);
         // Over-map by 2 MiB so the table can start on a huge-page boundary.
         let map_len = bytes + HUGE;
@@ -67,6 +68,25 @@ impl<T: bytemuck::Zeroable> Table<T> {
             map,
             map_len,
         }
+    }
+}
+
+impl<T: bytemuck::Zeroable> Table<T> {
+    /// Element `i & mask` where `mask` = len - 1: for a table whose length is a power of
+    /// two, an index wrapped into it. No bounds check (an AND instead of a compare and a
+    /// branch on a hash table's hot path), and no index can reach outside the table
+    /// (whatever the length: `i & (len - 1) <= len - 1`).
+    #[inline(always)]
+    pub fn wrapped(&self, i: usize) -> &T {
+        // SAFETY: len > 0 (zeroed), so i & (len - 1) < len: inside the table.
+        unsafe { &*self.ptr.as_ptr().add(i & (self.len - 1)) }
+    }
+
+    /// [`wrapped`](Self::wrapped), mutable.
+    #[inline(always)]
+    pub fn wrapped_mut(&mut self, i: usize) -> &mut T {
+        // SAFETY: as in `wrapped`; &mut self is the only access.
+        unsafe { &mut *self.ptr.as_ptr().add(i & (self.len - 1)) }
     }
 }
 

@@ -165,9 +165,17 @@ pub const MAX_CAPACITY: usize = MAX_GROUPS * WAYS;
 /// the first prefetch stage and carried to the lookup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Hashed {
-    g1: usize,
-    g2: usize,
+    // Group indexes below MAX_GROUPS (2^24): u32 keeps a burst's hints small.
+    g1: u32,
+    g2: u32,
     tag: u16,
+}
+
+impl Hashed {
+    #[inline(always)]
+    fn groups(&self) -> (usize, usize) {
+        (self.g1 as usize, self.g2 as usize)
+    }
 }
 
 #[inline(always)]
@@ -235,11 +243,24 @@ impl FlowTable {
         &self.conns
     }
 
+    /// Group `g` of the table, `g` wrapped into it (no bounds check; see
+    /// [`crate::mem::Table::wrapped`]): every group index here is already below the
+    /// group count, which is a power of two.
+    #[inline(always)]
+    fn group(&self, g: usize) -> &Group {
+        self.groups.wrapped(g)
+    }
+
+    #[inline(always)]
+    fn group_mut(&mut self, g: usize) -> &mut Group {
+        self.groups.wrapped_mut(g)
+    }
+
     /// Stops counting the entry at `idx` (being cleared, overwritten or rebound). Its
     /// place must hold an entry (proto != 0).
     #[inline]
     fn uncount(&self, idx: usize) {
-        let grp = &self.groups[idx / WAYS];
+        let grp = self.group(idx / WAYS);
         let (i, kv) = (idx % WAYS, &grp.kv[idx % WAYS]);
         self.conns.sub(kv.slot, kv.incarnation, TcpState::from_u8(grp.state[i]).is_active());
     }
@@ -261,7 +282,7 @@ impl FlowTable {
         if g2 == g1 {
             g2 = (g1 ^ 1) & self.group_mask;
         }
-        Hashed { g1, g2, tag: (h >> 48) as u16 }
+        Hashed { g1: g1 as u32, g2: g2 as u32, tag: (h >> 48) as u16 }
     }
 
     /// An index below `n`, uniform and fixed for the key (and the table's seed): the
@@ -277,8 +298,9 @@ impl FlowTable {
     #[inline(always)]
     pub fn prefetch(&self, k: &FlowKey) -> Hashed {
         let h = self.hash(k);
-        prefetch_line(&self.groups[h.g1]);
-        prefetch_line(&self.groups[h.g2]);
+        let (g1, g2) = h.groups();
+        prefetch_line(self.group(g1));
+        prefetch_line(self.group(g2));
         h
     }
 
@@ -288,14 +310,15 @@ impl FlowTable {
     /// group is almost always the flow).
     #[inline(always)]
     pub fn prefetch_entries(&self, h: &Hashed) {
-        for g in [h.g1, h.g2] {
-            let grp = &self.groups[g];
+        let (g1, g2) = h.groups();
+        for g in [g1, g2] {
+            let grp = self.group(g);
             let mut m = grp.tag_matches(h.tag);
             if m == 0 {
                 continue;
             }
             while m != 0 {
-                let i = m.trailing_zeros() as usize;
+                let i = m.trailing_zeros() as usize & (WAYS - 1); // m < 1 << WAYS
                 m &= m - 1;
                 prefetch_line(&grp.kv[i]);
             }
@@ -305,10 +328,10 @@ impl FlowTable {
 
     #[inline(always)]
     fn scan(&self, g: usize, tag: u16, k: &FlowKey, now: Tick) -> Option<usize> {
-        let grp = &self.groups[g];
+        let grp = self.group(g);
         let mut m = grp.tag_matches(tag);
         while m != 0 {
-            let i = m.trailing_zeros() as usize;
+            let i = m.trailing_zeros() as usize & (WAYS - 1); // m < 1 << WAYS
             m &= m - 1;
             let kv = &grp.kv[i];
             if grp.proto[i] == k.proto && kv.addrs == k.addrs() && kv.ports == k.ports() {
@@ -347,14 +370,14 @@ impl FlowTable {
     #[inline(always)]
     pub fn lookup_hashed(&self, k: &FlowKey, h: &Hashed, now: Tick) -> Lookup {
         debug_assert_eq!(*h, self.hash(k));
-        if let Some(i) = self.scan(h.g1, h.tag, k, now) {
+        let (g1, g2) = h.groups();
+        if let Some(i) = self.scan(g1, h.tag, k, now) {
             return Lookup::Hit(i);
         }
-        if let Some(i) = self.scan(h.g2, h.tag, k, now) {
+        if let Some(i) = self.scan(g2, h.tag, k, now) {
             return Lookup::Hit(i);
         }
-        let (g1, g2) = (h.g1, h.g2);
-        let (f1, f2) = (self.groups[g1].free_lanes(now), self.groups[g2].free_lanes(now));
+        let (f1, f2) = (self.group(g1).free_lanes(now), self.group(g2).free_lanes(now));
         match (f1, f2) {
             (0, 0) => Lookup::Full,
             _ if f1.count_ones() >= f2.count_ones() => {
@@ -369,7 +392,8 @@ impl FlowTable {
     /// victim. Returns the entry to insert at.
     #[inline]
     pub fn make_room_hashed(&mut self, h: &Hashed, now: Tick) -> usize {
-        self.make_room(h.g1, h.g2, now)
+        let (g1, g2) = h.groups();
+        self.make_room(g1, g2, now)
     }
 
     /// Both groups are full of live entries: first try one cuckoo move (an entry whose
@@ -385,14 +409,15 @@ impl FlowTable {
             for i in 0..WAYS {
                 let e = self.get(g * WAYS + i);
                 let h = self.hash(&e.key);
-                let alt = if h.g1 == g { h.g2 } else { h.g1 };
-                if let Some(j) = (0..WAYS).find(|&j| !self.groups[alt].live(j, now)) {
-                    if self.groups[alt].proto[j] != 0 {
+                let (h1, h2) = h.groups();
+                let alt = if h1 == g { h2 } else { h1 };
+                if let Some(j) = (0..WAYS).find(|&j| !self.group(alt).live(j, now)) {
+                    if self.group(alt).proto[j] != 0 {
                         self.stats.expired += 1;
                         self.uncount(alt * WAYS + j);
                     }
                     self.put(alt * WAYS + j, h.tag, &e);
-                    self.groups[g].proto[i] = 0;
+                    self.group_mut(g).proto[i] = 0;
                     self.stats.moved += 1;
                     return g * WAYS + i;
                 }
@@ -413,7 +438,7 @@ impl FlowTable {
     fn evict_victim(&self, g1: usize, g2: usize) -> usize {
         let mut keys = [0u32; 2 * WAYS];
         for (half, g) in [g1, g2].into_iter().enumerate() {
-            let grp = &self.groups[g];
+            let grp = self.group(g);
             for i in 0..WAYS {
                 let est = u32::from(grp.state[i] == TcpState::Established as u8);
                 keys[half * WAYS + i] = (est << 31) | grp.expires[i].min(0x7fff_ffff);
@@ -439,7 +464,7 @@ impl FlowTable {
     /// Is the entry at `idx` live and ESTABLISHED (an insert there would evict it)?
     #[inline]
     pub fn is_established(&self, idx: usize, now: Tick) -> bool {
-        let grp = &self.groups[idx / WAYS];
+        let grp = self.group(idx / WAYS);
         grp.live(idx % WAYS, now) && grp.state[idx % WAYS] == TcpState::Established as u8
     }
 
@@ -447,7 +472,7 @@ impl FlowTable {
     #[inline(always)]
     pub fn get(&self, idx: usize) -> FlowEntry {
         let (g, i) = (idx / WAYS, idx % WAYS);
-        let grp = &self.groups[g];
+        let grp = self.group(g);
         let kv = &grp.kv[i];
         FlowEntry {
             key: FlowKey {
@@ -467,7 +492,7 @@ impl FlowTable {
     #[inline(always)]
     fn put(&mut self, idx: usize, tag: u16, e: &FlowEntry) {
         let (g, i) = (idx / WAYS, idx % WAYS);
-        let grp = &mut self.groups[g];
+        let grp = self.group_mut(g);
         grp.tag[i] = tag;
         grp.proto[i] = e.key.proto;
         grp.state[i] = e.state;
@@ -483,7 +508,7 @@ impl FlowTable {
     /// What the fast path reads of a hit: (TCP state, backend slot, incarnation).
     #[inline(always)]
     pub fn route(&self, idx: usize) -> (u8, u16, u16) {
-        let grp = &self.groups[idx / WAYS];
+        let grp = self.group(idx / WAYS);
         let (i, kv) = (idx % WAYS, &grp.kv[idx % WAYS]);
         (grp.state[i], kv.slot, kv.incarnation)
     }
@@ -492,13 +517,13 @@ impl FlowTable {
     /// moves).
     #[inline(always)]
     pub fn refresh(&mut self, idx: usize, expires: Tick) {
-        self.groups[idx / WAYS].expires[idx % WAYS] = expires;
+        self.group_mut(idx / WAYS).expires[idx % WAYS] = expires;
     }
 
     /// Updates the TCP state and expiry of the live entry at `idx`.
     #[inline(always)]
     pub fn touch(&mut self, idx: usize, state: TcpState, expires: Tick) {
-        let grp = &mut self.groups[idx / WAYS];
+        let grp = self.group_mut(idx / WAYS);
         let i = idx % WAYS;
         // Active = ESTABLISHED (TcpState::is_active), compared as bytes: this is the hit.
         const EST: u8 = TcpState::Established as u8;
@@ -517,17 +542,17 @@ impl FlowTable {
     /// Removes the entry at `idx` (its backend is gone and its policy is `expire`).
     #[inline]
     pub fn remove(&mut self, idx: usize) {
-        if self.groups[idx / WAYS].proto[idx % WAYS] != 0 {
+        if self.group(idx / WAYS).proto[idx % WAYS] != 0 {
             self.uncount(idx);
         }
-        self.groups[idx / WAYS].proto[idx % WAYS] = 0;
+        self.group_mut(idx / WAYS).proto[idx % WAYS] = 0;
     }
 
     /// Points the live entry at `idx` to another backend (a rescheduled flow).
     #[inline(always)]
     pub fn rebind(&mut self, idx: usize, slot: u16, incarnation: u16) {
         self.uncount(idx);
-        let grp = &mut self.groups[idx / WAYS];
+        let grp = self.group_mut(idx / WAYS);
         let active = TcpState::from_u8(grp.state[idx % WAYS]).is_active();
         let kv = &mut grp.kv[idx % WAYS];
         kv.slot = slot;
@@ -568,15 +593,17 @@ impl FlowTable {
         now: Tick,
     ) {
         debug_assert_eq!(*h, self.hash(k));
-        let grp = &self.groups[idx / WAYS];
+        let grp = self.group(idx / WAYS);
         let i = idx % WAYS;
-        if grp.live(i, now) {
+        let (live, established, occupied) =
+            (grp.live(i, now), grp.state[i] == TcpState::Established as u8, grp.proto[i] != 0);
+        if live {
             self.stats.evictions += 1;
-            if grp.state[i] == TcpState::Established as u8 {
+            if established {
                 self.stats.evicted_established += 1;
             }
         }
-        if grp.proto[i] != 0 {
+        if occupied {
             self.uncount(idx); // evicted, or expired and not yet swept
         }
         self.conns.add(slot, incarnation, state.is_active());
@@ -609,13 +636,13 @@ impl FlowTable {
             self.sweep_next = (g + 1) & self.group_mask;
             wrapped |= self.sweep_next == 0;
             for i in 0..WAYS {
-                let grp = &mut self.groups[g];
+                let grp = self.group_mut(g);
                 if grp.proto[i] == 0 {
                     continue;
                 }
                 if grp.expires[i] <= now {
                     self.uncount(g * WAYS + i);
-                    self.groups[g].proto[i] = 0;
+                    self.group_mut(g).proto[i] = 0;
                     n += 1;
                 } else {
                     visit(&self.get(g * WAYS + i));
@@ -633,7 +660,7 @@ impl FlowTable {
 
     pub fn iter_live(&self, now: Tick) -> impl Iterator<Item = FlowEntry> + '_ {
         (0..self.capacity())
-            .filter(move |&i| self.groups[i / WAYS].live(i % WAYS, now))
+            .filter(move |&i| self.group(i / WAYS).live(i % WAYS, now))
             .map(move |i| self.get(i))
     }
 }

@@ -281,15 +281,15 @@ fn fast_hit(
         return None;
     };
     let (state, slot, incarnation) = local.flows.route(idx);
-    let st = TcpState::from_u8(state);
+    // The state as stored, compared as a byte (ESTABLISHED or UDP are the hits here).
     if p.key.proto == protocol::TCP
-        && (st != TcpState::Established
+        && (state != TcpState::Established as u8
             || p.tcp_flags & (flags::SYN | flags::FIN | flags::RST) != 0)
     {
         return None;
     }
     let b = snap.backend(slot, incarnation).filter(|b| b.serving())?;
-    local.flows.refresh(idx, now.saturating_add(snap.timeouts.of(st)));
+    local.flows.refresh(idx, now.saturating_add(snap.timeouts.of_stored(state)));
     frame[..12].copy_from_slice(&b.l2);
     Some(Verdict::Forward { slot, new_flow: false })
 }
