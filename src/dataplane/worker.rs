@@ -308,17 +308,20 @@ impl Worker {
 }
 
 /// Counts a verdict, queues a learned neighbour for the manager, and says what becomes
-/// of the frame.
+/// of the frame. Forwarded frames are counted in `forwarded`, which the caller adds to
+/// the shared counter once a burst (the common verdict: one shared update per burst,
+/// not per packet).
 #[inline(always)]
 fn account(
     c: &WorkerCounters,
     learned_q: &mut spsc::Producer<Neighbor>,
     v: Verdict,
     len: u64,
+    forwarded: &mut u64,
 ) -> Then {
     let learned = match v {
         Verdict::Forward { slot, new_flow } => {
-            c.forwarded.add(1);
+            *forwarded += 1;
             if new_flow {
                 c.new_flows.add(1);
             }
@@ -458,6 +461,7 @@ impl Worker {
                 // the cache costs one miss per packet if they are taken one by one.
                 burst.prefetch();
                 prefetch_burst(burst.frames(), snap, &self.local, &mut hints);
+                let mut forwarded = 0;
                 for (i, hint) in hints.iter().enumerate().take(n) {
                     let (data, whole) = burst.frame_mut(i);
                     let len = data.len() as u64;
@@ -468,7 +472,7 @@ impl Worker {
                     } else {
                         Verdict::Drop(crate::lb::DropReason::Oversize)
                     };
-                    match account(&c, &mut self.s.learned, v, len) {
+                    match account(&c, &mut self.s.learned, v, len, &mut forwarded) {
                         Then::Transmit => {
                             if tx.buf.is_full() {
                                 tx.flush(&mut self.s.tx, &c);
@@ -496,6 +500,7 @@ impl Worker {
                         }
                     }
                 }
+                c.forwarded.add(forwarded);
             }
             if sample != 0 && !tx.buf.is_empty() {
                 tx.sample = sample;

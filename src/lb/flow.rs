@@ -147,10 +147,17 @@ pub struct FlowTable {
     /// move (the table is full around there, as under a flood), so a full table does not
     /// pay 16 random cache misses per new flow for nothing.
     cuckoo_backoff: u32,
+    /// Whether the table is bigger than a core's L2 cache, so that [`prefetch_entries`]
+    /// pays: a smaller table's key lines are a cache hit anyway.
+    deep_prefetch: bool,
     pub stats: FlowStats,
     /// This worker's connection counts per backend, kept as entries change.
     conns: ConnRow,
 }
+
+/// A core's L2 cache, at least (1 MiB or more on current x86 server cores; 256 KiB on
+/// older ones): a table at most this big is served from the cache.
+const L2_BYTES: usize = 256 << 10;
 
 /// Make-room calls that evict directly after a failed cuckoo search.
 const CUCKOO_BACKOFF: u32 = 64;
@@ -221,10 +228,11 @@ impl FlowTable {
         let groups = crate::mem::Table::<Group>::zeroed(entries / WAYS);
         FlowTable {
             group_mask: groups.len() - 1,
-            groups,
             seed,
             sweep_next: 0,
             cuckoo_backoff: 0,
+            deep_prefetch: groups.len() * std::mem::size_of::<Group>() > L2_BYTES,
+            groups,
             stats: FlowStats::default(),
             conns: ConnRow::private(),
         }
@@ -310,6 +318,9 @@ impl FlowTable {
     /// group is almost always the flow).
     #[inline(always)]
     pub fn prefetch_entries(&self, h: &Hashed) {
+        if !self.deep_prefetch {
+            return;
+        }
         let (g1, g2) = h.groups();
         for g in [g1, g2] {
             let grp = self.group(g);
