@@ -374,6 +374,15 @@ impl FlowTable {
         }
     }
 
+    /// Where `k` lives, if it is live: the lookup of the hit path, which reads nothing
+    /// else (no free entry is looked for; a miss goes on to the full lookup).
+    #[inline(always)]
+    pub fn hit(&self, k: &FlowKey, h: &Hashed, now: Tick) -> Option<usize> {
+        debug_assert_eq!(*h, self.hash(k));
+        let (g1, g2) = h.groups();
+        self.scan(g1, h.tag, k, now).or_else(|| self.scan(g2, h.tag, k, now))
+    }
+
     /// The lookup alone: `Hit`, `Vacant` with a free (empty or expired) entry in the
     /// less loaded of the two groups (power of two choices), or `Full` when both
     /// groups hold only live entries; then nothing is moved or chosen, and a caller

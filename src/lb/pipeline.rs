@@ -242,9 +242,14 @@ pub fn prefetch_burst<'a>(
     let mut n = 0;
     for (h, f) in hints.iter_mut().zip(frames) {
         *h = match fast_key(f, snap) {
-            Some((key, tcp_flags)) => {
-                Some(Peeked { key, hash: local.flows.prefetch(&key), fast: true, tcp_flags })
-            }
+            // A SYN, FIN or RST changes the flow's state (or makes one): the full path.
+            Some((key, tcp_flags)) => Some(Peeked {
+                key,
+                hash: local.flows.prefetch(&key),
+                fast: key.proto != protocol::TCP
+                    || tcp_flags & (flags::SYN | flags::FIN | flags::RST) == 0,
+                tcp_flags,
+            }),
             None => peek_key(f).map(|key| Peeked {
                 key,
                 hash: local.flows.prefetch(&key),
@@ -277,9 +282,7 @@ fn fast_hit(
     now: Tick,
     p: &Peeked,
 ) -> Option<Verdict> {
-    let Lookup::Hit(idx) = local.flows.lookup_hashed(&p.key, &p.hash, now) else {
-        return None;
-    };
+    let idx = local.flows.hit(&p.key, &p.hash, now)?;
     let (state, slot, incarnation) = local.flows.route(idx);
     // The state as stored, compared as a byte (ESTABLISHED or UDP are the hits here).
     if p.key.proto == protocol::TCP
