@@ -199,6 +199,8 @@ worker_counters! {
     flows: Gauge, "drlb_flow_entries", show::TELEMETRY, "";
     /// Generation of the snapshot the worker forwards with
     generation: Gauge, "drlb_worker_generation", show::TELEMETRY, "";
+    /// Longest worker loop iteration that received a burst, in ns, set when the worker stops (a stall there holds every frame in the RX ring); the summary shows the longest of all workers
+    longest_loop_ns: Gauge, "drlb_longest_loop_ns", show::SUMMARY, "";
 }
 
 /// Rows computed from other counters.
@@ -300,7 +302,11 @@ pub fn latency_summary(ws: &[std::sync::Arc<WorkerCounters>], tsc_hz: u64) -> Ve
     v
 }
 
-/// The sum over workers of every row of the table, and of every drop reason.
+/// Rows whose total is the largest worker's value, not the sum (a longest time).
+const MAX_ROWS: &[&str] = &["longest_loop_ns"];
+
+/// The sum over workers of every row of the table (the largest value for [`MAX_ROWS`]),
+/// and of every drop reason.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Totals {
     /// Indexed like [`table`]: the fields, then the derived rows.
@@ -316,7 +322,12 @@ impl Totals {
         // processed, so reading it last keeps rx >= forwarded + replies + drops in a
         // live reading.
         for (i, d) in rows.iter().enumerate().rev() {
-            values[i] = ws.iter().map(|w| (d.value)(w)).sum();
+            let per_worker = ws.iter().map(|w| (d.value)(w));
+            values[i] = if MAX_ROWS.contains(&d.name) {
+                per_worker.max().unwrap_or(0)
+            } else {
+                per_worker.sum()
+            };
         }
         let drops = DropReason::ALL
             .iter()

@@ -410,9 +410,16 @@ impl Worker {
         let mut backoff = super::idle::Backoff::new(self.s.idle);
         let mut last_flush = crate::dpdk::rdtsc();
         let mut last_stats_tick: Tick = 0;
+        // The longest busy loop iteration (TSC cycles, from one iteration's start to the
+        // next's after a burst): a stall there holds every frame waiting in the RX ring.
+        let (mut busy_since, mut longest) = (0u64, 0u64);
         self.s.snap.online();
         while !self.s.stop.load(Ordering::Relaxed) {
             let tsc = crate::dpdk::rdtsc();
+            if busy_since != 0 {
+                longest = longest.max(tsc.wrapping_sub(busy_since));
+                busy_since = 0;
+            }
             let now = (tsc.wrapping_sub(clock.start_tsc) / tick_tsc) as Tick;
             self.take_ctrl(&mut tx);
             if !self.s.peers_in.is_empty() {
@@ -442,6 +449,7 @@ impl Worker {
                 continue;
             }
             backoff.busy();
+            busy_since = tsc;
             let busy = c.busy_loops.get() + 1;
             c.busy_loops.set(busy);
             c.rx.add(n as u64);
@@ -523,6 +531,7 @@ impl Worker {
             self.s.snap.quiescent();
         }
         tx.flush(&mut self.s.tx, &c);
+        c.longest_loop_ns.set(longest.saturating_mul(1_000_000_000) / clock.tsc_hz.max(1));
         self.tick(Tick::MAX, &mut tx.latency);
         while !c.publish_latency(&mut tx.latency) {
             std::hint::spin_loop();
