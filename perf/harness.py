@@ -521,7 +521,7 @@ def stage_soak(a, res):
     c = {m[0]: int(m[1]) for m in re.findall(r"^counter (\S+) (\d+)$", out, re.M)}
     gen = json.loads(next(l for l in gout.splitlines() if l.startswith("{")))
     accounted = c["forwarded"] + c["arp_replies"] + c["icmp_replies"] + c["arp_learned"] + c["to_kernel"] + c["dropped"]
-    pps = [int(m) for m in re.findall(metric + r"=(\d+)", err)]
+    pps = [int(m) for m in re.findall(r"rx_pps=(\d+)", err)]
     stalled = sum(1 for v in pps[2:-2] if v == 0)
     steady = [k for t, k in rss if t >= 60] or [k for _, k in rss]
     row = {"secs": secs, "exit_code": dp.returncode, "changes": changes, "failed_changes": failed,
