@@ -170,6 +170,11 @@ impl Drop for Ecmp {
         }
         let _ = self.sh(&format!("ecmp_down {} {N}", self.dir.display()));
         let _ = std::fs::remove_dir_all(&self.dir);
+        // A director killed with SIGKILL (a simulated death) leaves its EAL runtime
+        // directory behind; a clean exit removes its own.
+        for i in 1..=N {
+            let _ = std::fs::remove_dir_all(format!("/var/run/dpdk/ecmp{i}x{}", self.sfx));
+        }
     }
 }
 
