@@ -101,7 +101,7 @@ impl Group {
     fn free_lanes(&self, now: Tick) -> u32 {
         let mut m = 0u32;
         for i in 0..WAYS {
-            m |= u32::from(self.proto[i] == 0 || self.expires[i] <= now) << i;
+            m |= u32::from((self.proto[i] == 0) | (self.expires[i] <= now)) << i;
         }
         m
     }
