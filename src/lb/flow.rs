@@ -389,14 +389,10 @@ impl FlowTable {
     /// that wants the entry anyway calls [`make_room_hashed`].
     #[inline(always)]
     pub fn lookup_hashed(&self, k: &FlowKey, h: &Hashed, now: Tick) -> Lookup {
-        debug_assert_eq!(*h, self.hash(k));
+        if let Some(i) = self.hit(k, h, now) {
+            return Lookup::Hit(i);
+        }
         let (g1, g2) = h.groups();
-        if let Some(i) = self.scan(g1, h.tag, k, now) {
-            return Lookup::Hit(i);
-        }
-        if let Some(i) = self.scan(g2, h.tag, k, now) {
-            return Lookup::Hit(i);
-        }
         let (f1, f2) = (self.group(g1).free_lanes(now), self.group(g2).free_lanes(now));
         match (f1, f2) {
             (0, 0) => Lookup::Full,

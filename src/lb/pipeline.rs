@@ -186,6 +186,10 @@ pub struct Peeked {
     pub tcp_flags: u8,
 }
 
+/// The TCP flags that change a flow's state (or make one): a segment carrying any of
+/// them takes the full path.
+const STATE_FLAGS: u8 = flags::SYN | flags::FIN | flags::RST;
+
 /// [`Peeked`], or nothing for a frame that is not IPv4 TCP/UDP.
 pub type Hint = Option<Peeked>;
 
@@ -242,12 +246,10 @@ pub fn prefetch_burst<'a>(
     let mut n = 0;
     for (h, f) in hints.iter_mut().zip(frames) {
         *h = match fast_key(f, snap) {
-            // A SYN, FIN or RST changes the flow's state (or makes one): the full path.
             Some((key, tcp_flags)) => Some(Peeked {
                 key,
                 hash: local.flows.prefetch(&key),
-                fast: key.proto != protocol::TCP
-                    || tcp_flags & (flags::SYN | flags::FIN | flags::RST) == 0,
+                fast: key.proto != protocol::TCP || tcp_flags & STATE_FLAGS == 0,
                 tcp_flags,
             }),
             None => peek_key(f).map(|key| Peeked {
@@ -286,8 +288,7 @@ fn fast_hit(
     let (state, slot, incarnation) = local.flows.route(idx);
     // The state as stored, compared as a byte (ESTABLISHED or UDP are the hits here).
     if p.key.proto == protocol::TCP
-        && (state != TcpState::Established as u8
-            || p.tcp_flags & (flags::SYN | flags::FIN | flags::RST) != 0)
+        && (state != TcpState::Established as u8 || p.tcp_flags & STATE_FLAGS != 0)
     {
         return None;
     }
