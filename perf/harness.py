@@ -148,9 +148,10 @@ def pcap(flows, size, tag="", ppf=2, ack_only=False):
 
 def run_drlb(eal, cfg, secs, warm, extra=(), during=None, netns=None, metric="rx_pps"):
     """Runs drlb until it has printed warm + secs stats lines (one a second) after its
-    control socket came up; returns (per-second rx_pps after warm-up, final counters,
+    control socket came up; returns (per-second `metric` of those lines after warm-up,
+    rx_pps unless told otherwise, final counters,
     its stderr). With `during`, calls during(socket) once drlb is up and has printed
-    `warm` stats lines, and stops it when that returns (all rx_pps values then)."""
+    `warm` stats lines, and stops it when that returns (all values then)."""
     sock = os.path.join(OUT, f"drlb-{os.getpid()}.sock")
     cmd = [f"{B}/drlb"] + eal + ["--", "--config", cfg, "--stats-interval", "1", "--control", sock] + list(extra)
     if netns:
@@ -212,6 +213,10 @@ def run_testpmd(eal, secs, warm, mbufs, metric="Rx-pps"):
 
 def mean(xs):
     return sum(xs) / len(xs) if xs else float("nan")
+
+
+# The e2e plot's short names for the two kinds of traffic.
+E2E_LABEL = {"syn+ack": "syn", "established": "est"}
 
 
 def stage_e2e(a, res):
@@ -735,7 +740,8 @@ def svg_bars(path, title, groups, series, unit):
 def plots(res):
     if "e2e" in res:
         svg_bars(os.path.join(OUT, "e2e.svg"), "drlb vs testpmd macswap, 1 lcore (net_pcap)",
-                 [(f"{r['flows']}f/{r['size'] + 4}B", [r["drlb_mpps"], r["testpmd_mpps"]]) for r in res["e2e"]],
+                 [(f"{r['flows']}f/{r['size'] + 4}B {E2E_LABEL.get(r.get('traffic'), '')}".rstrip(),
+                   [r["drlb_mpps"], r["testpmd_mpps"]]) for r in res["e2e"]],
                  ["drlb", "testpmd macswap"], "Mpps")
     if "latency" in res:
         svg_bars(os.path.join(OUT, "latency.svg"), "time inside drlb (RX to TX), by load",
