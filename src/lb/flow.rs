@@ -39,14 +39,51 @@ pub struct FlowKey {
     pub proto: u8,
 }
 
-impl FlowKey {
+/// A key as the table stores, hashes and compares it: the addresses and the ports as
+/// they are on the wire, loaded little-endian from the packet (bytes 26..34 and 34..38
+/// of an untagged IPv4 frame without options), so the hit path takes them from the
+/// frame as they are, with no byte swapping. [`FlowKey`] is the same key in host order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WireKey {
+    /// Source address bytes then destination address bytes, as a little-endian u64.
+    pub addrs: u64,
+    /// Source port bytes then destination port bytes, as a little-endian u32.
+    pub ports: u32,
+    pub proto: u8,
+}
+
+impl WireKey {
+    /// The key of the bytes `addrs` (source and destination address, 8 bytes) and
+    /// `ports` (source and destination port, 4 bytes) as they are in the packet.
     #[inline(always)]
-    fn addrs(&self) -> u64 {
-        (u64::from(self.saddr) << 32) | u64::from(self.daddr)
+    pub fn from_wire(addrs: [u8; 8], ports: [u8; 4], proto: u8) -> WireKey {
+        WireKey { addrs: u64::from_le_bytes(addrs), ports: u32::from_le_bytes(ports), proto }
     }
+}
+
+impl From<&FlowKey> for WireKey {
     #[inline(always)]
-    fn ports(&self) -> u32 {
-        (u32::from(self.sport) << 16) | u32::from(self.dport)
+    fn from(k: &FlowKey) -> WireKey {
+        let (s, d) = (k.saddr.to_be_bytes(), k.daddr.to_be_bytes());
+        let (sp, dp) = (k.sport.to_be_bytes(), k.dport.to_be_bytes());
+        WireKey::from_wire(
+            [s[0], s[1], s[2], s[3], d[0], d[1], d[2], d[3]],
+            [sp[0], sp[1], dp[0], dp[1]],
+            k.proto,
+        )
+    }
+}
+
+impl From<&WireKey> for FlowKey {
+    fn from(w: &WireKey) -> FlowKey {
+        let (a, p) = (w.addrs.to_le_bytes(), w.ports.to_le_bytes());
+        FlowKey {
+            saddr: u32::from_be_bytes([a[0], a[1], a[2], a[3]]),
+            daddr: u32::from_be_bytes([a[4], a[5], a[6], a[7]]),
+            sport: u16::from_be_bytes([p[0], p[1]]),
+            dport: u16::from_be_bytes([p[2], p[3]]),
+            proto: w.proto,
+        }
     }
 }
 
@@ -67,7 +104,8 @@ impl FlowEntry {
     }
 }
 
-/// Key and backend of one entry: 16 bytes, four to a cache line.
+/// Key (wire order, [`WireKey`]) and backend of one entry: 16 bytes, four to a cache
+/// line.
 #[derive(Clone, Copy, Default, bytemuck::Zeroable)]
 #[repr(C)]
 struct Kv {
@@ -110,6 +148,31 @@ impl Group {
     #[inline(always)]
     fn tag_matches(&self, tag: u16) -> u32 {
         crate::mem::match_u16x8(&self.tag, tag)
+    }
+}
+
+/// A live entry found by [`FlowTable::hit_entry`]: what the fast path reads and renews.
+pub struct Entry<'a> {
+    grp: &'a mut Group,
+    i: usize,
+}
+
+impl Entry<'_> {
+    /// The TCP state as stored ([`TcpState`] as a byte).
+    #[inline(always)]
+    pub fn state(&self) -> u8 {
+        self.grp.state[self.i & (WAYS - 1)]
+    }
+    /// The backend: (slot, incarnation).
+    #[inline(always)]
+    pub fn route(&self) -> (u16, u16) {
+        let kv = &self.grp.kv[self.i & (WAYS - 1)];
+        (kv.slot, kv.incarnation)
+    }
+    /// Renews the expiry, the state unchanged (no count moves).
+    #[inline(always)]
+    pub fn refresh(&mut self, expires: Tick) {
+        self.grp.expires[self.i & (WAYS - 1)] = expires;
     }
 }
 
@@ -196,11 +259,14 @@ fn folded_multiply(a: u64, b: u64) -> u64 {
     (full as u64) ^ ((full >> 64) as u64)
 }
 
-/// A 64-bit hash of the key's words under `seed`, finished by a multiply with `m`.
+/// A 64-bit hash of the key's words under `seed`: a folded multiply of the two seeded
+/// words (wyhash's `mum`), folded again with a constant. (One multiply alone is cheaper
+/// by four instructions but leaves sequential keys clustered: 1.5 % of a 90 %-full
+/// table evicted in the test below, against none.)
 #[inline(always)]
-fn mix(k: &FlowKey, seed: [u64; 2], m: u64) -> u64 {
-    let b = (u64::from(k.ports()) << 8) | u64::from(k.proto);
-    folded_multiply(folded_multiply(k.addrs() ^ seed[0], b ^ seed[1]), m)
+fn mix(k: &WireKey, seed: [u64; 2]) -> u64 {
+    let b = u64::from(k.ports) | (u64::from(k.proto) << 32);
+    folded_multiply(folded_multiply(k.addrs ^ seed[0], b ^ seed[1]), 0x9e37_79b9_7f4a_7c15)
 }
 
 impl FlowTable {
@@ -216,7 +282,9 @@ impl FlowTable {
             seed[..16].copy_from_slice(&t.as_nanos().to_le_bytes());
         }
         let s0 = u64::from_le_bytes(seed[..8].try_into().unwrap()) | 1;
-        let s1 = u64::from_le_bytes(seed[8..].try_into().unwrap()) | 1;
+        // Top bit set: the ports word (40 bits) XOR s1 is never 0, which would make
+        // the product 0 for every address.
+        let s1 = u64::from_le_bytes(seed[8..].try_into().unwrap()) | 1 | (1 << 63);
         Self::with_seed(capacity, [s0, s1])
     }
 
@@ -284,12 +352,17 @@ impl FlowTable {
 
     #[inline(always)]
     pub fn hash(&self, k: &FlowKey) -> Hashed {
-        let h = mix(k, self.seed, 0x9e37_79b9_7f4a_7c15);
+        self.hash_wire(&k.into())
+    }
+
+    /// The groups and tag of a key: g1 from the hash's low bits, g2 = g1 XOR an odd
+    /// number from bits 24.. (so never g1; as cuckoo filters pick the other bucket),
+    /// the tag from the top 16 bits.
+    #[inline(always)]
+    pub fn hash_wire(&self, k: &WireKey) -> Hashed {
+        let h = mix(k, self.seed);
         let g1 = (h as usize) & self.group_mask;
-        let mut g2 = ((h >> 24) as usize) & self.group_mask;
-        if g2 == g1 {
-            g2 = (g1 ^ 1) & self.group_mask;
-        }
+        let g2 = (g1 ^ ((h >> 24) as usize | 1)) & self.group_mask;
         Hashed { g1: g1 as u32, g2: g2 as u32, tag: (h >> 48) as u16 }
     }
 
@@ -298,17 +371,17 @@ impl FlowTable {
     /// seeds swapped, computed only on that path (multiply-shift, no division).
     #[inline]
     pub fn choose(&self, k: &FlowKey, n: usize) -> usize {
-        let h = mix(k, [self.seed[1], self.seed[0]], 0xd6e8_feb8_6659_fd93);
+        let h = mix(&k.into(), [self.seed[1], self.seed[0]]);
         (((h >> 32) * n as u64) >> 32) as usize
     }
 
     /// Stage 1 of a burst: hash `k` and start loading both candidate groups' tag lines.
     #[inline(always)]
-    pub fn prefetch(&self, k: &FlowKey) -> Hashed {
-        let h = self.hash(k);
+    pub fn prefetch(&self, k: &WireKey) -> Hashed {
+        let h = self.hash_wire(k);
         let (g1, g2) = h.groups();
-        prefetch_line(self.group(g1));
-        prefetch_line(self.group(g2));
+        self.groups.prefetch(g1);
+        self.groups.prefetch(g2);
         h
     }
 
@@ -337,17 +410,18 @@ impl FlowTable {
         }
     }
 
+    /// The lane of group `g` that holds `k`, live.
     #[inline(always)]
-    fn scan(&self, g: usize, tag: u16, k: &FlowKey, now: Tick) -> Option<usize> {
+    fn scan(&self, g: usize, tag: u16, k: &WireKey, now: Tick) -> Option<usize> {
         let grp = self.group(g);
         let mut m = grp.tag_matches(tag);
         while m != 0 {
             let i = m.trailing_zeros() as usize & (WAYS - 1); // m < 1 << WAYS
             m &= m - 1;
             let kv = &grp.kv[i];
-            if grp.proto[i] == k.proto && kv.addrs == k.addrs() && kv.ports == k.ports() {
+            if kv.addrs == k.addrs && kv.ports == k.ports && grp.proto[i] == k.proto {
                 // A key is in at most one entry; an expired one counts as absent.
-                return (grp.expires[i] > now).then_some(g * WAYS + i);
+                return (grp.expires[i] > now).then_some(i);
             }
         }
         None
@@ -377,10 +451,26 @@ impl FlowTable {
     /// Where `k` lives, if it is live: the lookup of the hit path, which reads nothing
     /// else (no free entry is looked for; a miss goes on to the full lookup).
     #[inline(always)]
-    pub fn hit(&self, k: &FlowKey, h: &Hashed, now: Tick) -> Option<usize> {
-        debug_assert_eq!(*h, self.hash(k));
+    pub fn hit(&self, k: &WireKey, h: &Hashed, now: Tick) -> Option<usize> {
+        debug_assert_eq!(*h, self.hash_wire(k));
         let (g1, g2) = h.groups();
-        self.scan(g1, h.tag, k, now).or_else(|| self.scan(g2, h.tag, k, now))
+        match self.scan(g1, h.tag, k, now) {
+            Some(i) => Some(g1 * WAYS + i),
+            None => self.scan(g2, h.tag, k, now).map(|i| g2 * WAYS + i),
+        }
+    }
+
+    /// [`hit`](Self::hit) for the fast path: the entry itself, to read and renew in
+    /// place (no index to turn back into a group).
+    #[inline(always)]
+    pub fn hit_entry(&mut self, k: &WireKey, h: &Hashed, now: Tick) -> Option<Entry<'_>> {
+        debug_assert_eq!(*h, self.hash_wire(k));
+        let (g1, g2) = h.groups();
+        let (g, i) = match self.scan(g1, h.tag, k, now) {
+            Some(i) => (g1, i),
+            None => (g2, self.scan(g2, h.tag, k, now)?),
+        };
+        Some(Entry { grp: self.group_mut(g), i })
     }
 
     /// The lookup alone: `Hit`, `Vacant` with a free (empty or expired) entry in the
@@ -389,7 +479,7 @@ impl FlowTable {
     /// that wants the entry anyway calls [`make_room_hashed`].
     #[inline(always)]
     pub fn lookup_hashed(&self, k: &FlowKey, h: &Hashed, now: Tick) -> Lookup {
-        if let Some(i) = self.hit(k, h, now) {
+        if let Some(i) = self.hit(&k.into(), h, now) {
             return Lookup::Hit(i);
         }
         let (g1, g2) = h.groups();
@@ -491,13 +581,7 @@ impl FlowTable {
         let grp = self.group(g);
         let kv = &grp.kv[i];
         FlowEntry {
-            key: FlowKey {
-                saddr: (kv.addrs >> 32) as u32,
-                daddr: kv.addrs as u32,
-                sport: (kv.ports >> 16) as u16,
-                dport: kv.ports as u16,
-                proto: grp.proto[i],
-            },
+            key: (&WireKey { addrs: kv.addrs, ports: kv.ports, proto: grp.proto[i] }).into(),
             state: grp.state[i],
             slot: kv.slot,
             incarnation: kv.incarnation,
@@ -513,27 +597,8 @@ impl FlowTable {
         grp.proto[i] = e.key.proto;
         grp.state[i] = e.state;
         grp.expires[i] = e.expires;
-        grp.kv[i] = Kv {
-            addrs: e.key.addrs(),
-            ports: e.key.ports(),
-            slot: e.slot,
-            incarnation: e.incarnation,
-        };
-    }
-
-    /// What the fast path reads of a hit: (TCP state, backend slot, incarnation).
-    #[inline(always)]
-    pub fn route(&self, idx: usize) -> (u8, u16, u16) {
-        let grp = self.group(idx / WAYS);
-        let (i, kv) = (idx % WAYS, &grp.kv[idx % WAYS]);
-        (grp.state[i], kv.slot, kv.incarnation)
-    }
-
-    /// Renews the expiry of the live entry at `idx`, its state unchanged (no count
-    /// moves).
-    #[inline(always)]
-    pub fn refresh(&mut self, idx: usize, expires: Tick) {
-        self.group_mut(idx / WAYS).expires[idx % WAYS] = expires;
+        let w = WireKey::from(&e.key);
+        grp.kv[i] = Kv { addrs: w.addrs, ports: w.ports, slot: e.slot, incarnation: e.incarnation };
     }
 
     /// Updates the TCP state and expiry of the live entry at `idx`.
@@ -692,6 +757,37 @@ mod tests {
             sport: 1024 + (i % 50000) as u16,
             dport: 80,
             proto: 6,
+        }
+    }
+
+    #[test]
+    fn wire_key_is_the_packet_bytes_and_converts_back() {
+        let k =
+            FlowKey { saddr: 0x0a01_0203, daddr: 0xc0a8_01c8, sport: 0x1234, dport: 80, proto: 6 };
+        let bytes = [10, 1, 2, 3, 192, 168, 1, 200];
+        let w = WireKey::from_wire(bytes, [0x12, 0x34, 0, 80], 6);
+        assert_eq!(WireKey::from(&k), w);
+        assert_eq!(FlowKey::from(&w), k);
+        // The table hashes and finds a key the same way from either form.
+        let mut t = FlowTable::with_seed(64, [3, 5]);
+        assert_eq!(t.hash(&k), t.hash_wire(&w));
+        let Lookup::Vacant(i) = t.find(&k, 0) else { panic!() };
+        t.insert_at(i, &k, 1, 1, TcpState::Established, 100, 0);
+        assert_eq!(t.hit(&w, &t.hash_wire(&w), 1), Some(i));
+        assert_eq!(t.get(i).key, k);
+        let mut e = t.hit_entry(&w, &t.hash_wire(&w), 1).expect("live");
+        assert_eq!((e.state(), e.route()), (TcpState::Established as u8, (1, 1)));
+        e.refresh(200);
+        assert_eq!(t.get(i).expires, 200);
+        assert_eq!(t.hit(&w, &t.hash_wire(&w), 150), Some(i));
+    }
+
+    #[test]
+    fn second_group_is_never_the_first() {
+        let t = FlowTable::with_seed(16, [7, 9]); // two groups
+        for i in 0..1000 {
+            let h = t.hash(&key(i));
+            assert_ne!(h.g1, h.g2);
         }
     }
 

@@ -9,7 +9,7 @@
 //! whole ARP or ICMP message for a reply). It never allocates and never panics: every
 //! length is validated by a `wire` view before it is used.
 use super::conns::ConnCounts;
-use super::flow::{FlowEntry, FlowKey, FlowTable, Hashed, Lookup};
+use super::flow::{FlowEntry, FlowKey, FlowTable, Hashed, Lookup, WireKey};
 use super::frag::{FragKey, Frags, NotHeld};
 use super::persist::{Created, PersistStats, Template, TemplateKey, Templates};
 use super::sched;
@@ -121,9 +121,11 @@ pub fn process_hinted(
     now: Tick,
     hint: &Hint,
 ) -> Verdict {
-    if let Some(p) = hint.as_ref().filter(|p| p.fast) {
-        if let Some(v) = fast_hit(frame, snap, local, now, p) {
-            return v;
+    if let Some(p) = hint {
+        if p.fast != Fast::Slow {
+            if let Some(v) = fast_hit(frame, snap, local, now, p) {
+                return v;
+            }
         }
     }
     // 1-2. Ethernet (+ one 802.1Q tag), destination MAC filter, the MTU.
@@ -179,11 +181,21 @@ pub fn peek_key(frame: &[u8]) -> Option<FlowKey> {
 /// flow key and hash and whether it may take the fast path ([`fast_key`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Peeked {
-    pub key: FlowKey,
+    pub key: WireKey,
     pub hash: Hashed,
-    pub fast: bool,
-    /// The TCP flags, read by [`fast_key`] (for the fast path only).
-    pub tcp_flags: u8,
+    pub fast: Fast,
+}
+
+/// Whether a packet may take the fast path, and then the state its flow's entry must
+/// be in: a packet that would not change it (a TCP segment without SYN, FIN or RST on
+/// an ESTABLISHED flow; UDP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Fast {
+    /// The full path.
+    Slow = 0,
+    Established = TcpState::Established as u8,
+    Udp = TcpState::Udp as u8,
 }
 
 /// The TCP flags that change a flow's state (or make one): a segment carrying any of
@@ -201,7 +213,7 @@ pub type Hint = Option<Peeked>;
 /// too, so the fast path never forwards what `process` would drop, but for the IPv4
 /// header checksum (see [`fast_hit`]).
 #[inline(always)]
-pub fn fast_key(f: &[u8], snap: &Snapshot) -> Option<(FlowKey, u8)> {
+pub fn fast_key(f: &[u8], snap: &Snapshot) -> Option<(WireKey, Fast)> {
     // Every frame on the wire is at least 60 bytes; shorter ones take the full path. The
     // first 54 bytes as an array: the reads below need no bounds checks.
     let h: &[u8; 54] = f.get(..54)?.try_into().ok()?;
@@ -209,7 +221,6 @@ pub fn fast_key(f: &[u8], snap: &Snapshot) -> Option<(FlowKey, u8)> {
         return None;
     }
     let be16 = |at: usize| u16::from_be_bytes([h[at], h[at + 1]]);
-    let be32 = |at: usize| u32::from_be_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]);
     // Destination MAC ours (not broadcast), IPv4 without a tag, version 4 and IHL 5, no
     // MF flag and no offset (DF may be set).
     if h[..6] != snap.port_mac.0 || be16(12) != 0x0800 || h[14] != 0x45 || be16(20) & 0x3fff != 0 {
@@ -220,16 +231,31 @@ pub fn fast_key(f: &[u8], snap: &Snapshot) -> Option<(FlowKey, u8)> {
         return None;
     }
     let proto = h[23];
-    let l4_ok = match proto {
-        // Data offset between 5 words and the segment.
-        protocol::TCP => total >= 40 && (5..=(total - 20) / 4).contains(&usize::from(h[46] >> 4)),
+    let fast = match proto {
+        // Data offset between 5 words and the segment; a segment with SYN, FIN or RST
+        // changes its flow's state (or makes one).
+        protocol::TCP
+            if total >= 40 && (5..=(total - 20) / 4).contains(&usize::from(h[46] >> 4)) =>
+        {
+            if h[47] & STATE_FLAGS == 0 {
+                Fast::Established
+            } else {
+                Fast::Slow
+            }
+        }
         // Length field between 8 and the datagram.
-        protocol::UDP => total >= 28 && (8..=total - 20).contains(&usize::from(be16(38))),
-        _ => false,
+        protocol::UDP if total >= 28 && (8..=total - 20).contains(&usize::from(be16(38))) => {
+            Fast::Udp
+        }
+        _ => return None,
     };
-    let key = FlowKey { saddr: be32(26), daddr: be32(30), sport: be16(34), dport: be16(36), proto };
-    // The TCP flags (UDP's checksum byte: not looked at for UDP).
-    l4_ok.then_some((key, h[47]))
+    let (addrs, ports) = (&h[26..34], &h[34..38]);
+    let key = WireKey::from_wire(
+        addrs.try_into().expect("8 bytes"),
+        ports.try_into().expect("4 bytes"),
+        proto,
+    );
+    Some((key, fast))
 }
 
 /// Prefetches a burst's flow-table state in two stages, so the misses of all its packets
@@ -246,17 +272,10 @@ pub fn prefetch_burst<'a>(
     let mut n = 0;
     for (h, f) in hints.iter_mut().zip(frames) {
         *h = match fast_key(f, snap) {
-            Some((key, tcp_flags)) => Some(Peeked {
-                key,
-                hash: local.flows.prefetch(&key),
-                fast: key.proto != protocol::TCP || tcp_flags & STATE_FLAGS == 0,
-                tcp_flags,
-            }),
-            None => peek_key(f).map(|key| Peeked {
-                key,
-                hash: local.flows.prefetch(&key),
-                fast: false,
-                tcp_flags: 0,
+            Some((key, fast)) => Some(Peeked { key, hash: local.flows.prefetch(&key), fast }),
+            None => peek_key(f).map(|k| {
+                let key = WireKey::from(&k);
+                Peeked { key, hash: local.flows.prefetch(&key), fast: Fast::Slow }
             }),
         };
         n += 1;
@@ -284,17 +303,15 @@ fn fast_hit(
     now: Tick,
     p: &Peeked,
 ) -> Option<Verdict> {
-    let idx = local.flows.hit(&p.key, &p.hash, now)?;
-    let (state, slot, incarnation) = local.flows.route(idx);
-    // The state as stored, compared as a byte (ESTABLISHED or UDP are the hits here).
-    if p.key.proto == protocol::TCP
-        && (state != TcpState::Established as u8 || p.tcp_flags & STATE_FLAGS != 0)
-    {
+    let mut e = local.flows.hit_entry(&p.key, &p.hash, now)?;
+    // The state as stored, compared as a byte: ESTABLISHED for TCP, UDP for UDP.
+    if e.state() != p.fast as u8 {
         return None;
     }
-    let b = snap.backend(slot, incarnation).filter(|b| b.serving())?;
-    local.flows.refresh(idx, now.saturating_add(snap.timeouts.of_stored(state)));
-    frame[..12].copy_from_slice(&b.l2);
+    let (slot, incarnation) = e.route();
+    let l2 = snap.serving_l2(slot, incarnation)?;
+    e.refresh(now.saturating_add(snap.timeouts.of_stored(p.fast as u8)));
+    frame.get_mut(..12)?.copy_from_slice(l2);
     Some(Verdict::Forward { slot, new_flow: false })
 }
 
@@ -407,7 +424,7 @@ fn ipv4(
     // IPVS `is_new_conn`: SYN without ACK (and we also exclude RST).
     let new_syn = tcp && tcp_flags & (flags::SYN | flags::ACK | flags::RST) == flags::SYN;
     let h = match hint {
-        Some(p) if p.key == key => p.hash,
+        Some(p) if p.key == WireKey::from(&key) => p.hash,
         _ => local.flows.hash(&key),
     };
     let (slot, new_flow) = match local.flows.lookup_hashed(&key, &h, now) {

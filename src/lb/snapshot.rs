@@ -195,6 +195,20 @@ impl Default for ServiceSpec {
     }
 }
 
+/// What the fast path needs of a slot: the MAC rewrite, and the incarnation the slot
+/// serves as with [`Route::LIVE`] set (0 when the slot is absent or not serving), so one
+/// compare tells a present, serving, same-incarnation backend.
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(C, align(16))]
+pub struct Route {
+    l2: [u8; 12],
+    live: u32,
+}
+
+impl Route {
+    const LIVE: u32 = 1 << 16;
+}
+
 #[derive(Debug)]
 pub struct Snapshot {
     pub generation: u64,
@@ -205,6 +219,9 @@ pub struct Snapshot {
     svc_table: Box<[u16]>,
     svc_mask: usize,
     pub backends: Vec<Backend>,
+    /// Per slot (all [`MAX_SLOTS`], so a slot indexes it without a bounds check): the
+    /// serving backends' rewrites, for [`Snapshot::serving_l2`].
+    routes: Box<[Route; MAX_SLOTS]>,
     /// Sorted, unique backend IPs: ARP from these is learned.
     neighbors: Vec<u32>,
     /// Sorted, unique VIPs: ARP and ICMP echo for these are answered.
@@ -334,6 +351,13 @@ impl Snapshot {
             }
             svc_table[h] = i as u16;
         }
+        let mut routes: Box<[Route; MAX_SLOTS]> =
+            vec![Route::default(); MAX_SLOTS].into_boxed_slice().try_into().expect("MAX_SLOTS");
+        for (r, b) in routes.iter_mut().zip(&backends) {
+            if b.present && b.serving() {
+                *r = Route { l2: b.l2, live: u32::from(b.incarnation) | Route::LIVE };
+            }
+        }
         Ok(Snapshot {
             generation,
             port_mac,
@@ -342,6 +366,7 @@ impl Snapshot {
             svc_table,
             svc_mask: mask,
             backends,
+            routes,
             neighbors,
             vips,
             timeouts: TimeoutTicks::new(&timeouts),
@@ -370,6 +395,15 @@ impl Snapshot {
         }
     }
 
+    /// The MAC rewrite of the backend in `slot` if it is present, still the same
+    /// incarnation and serving (`backend(slot, incarnation)` and `serving()`, in one
+    /// compare: the fast path's check).
+    #[inline(always)]
+    pub fn serving_l2(&self, slot: u16, incarnation: u16) -> Option<&[u8; 12]> {
+        let r = &self.routes[usize::from(slot) & (MAX_SLOTS - 1)]; // slots < MAX_SLOTS
+        (r.live == u32::from(incarnation) | Route::LIVE).then_some(&r.l2)
+    }
+
     /// The backend in `slot` if it is present and still the same incarnation.
     #[inline]
     pub fn backend(&self, slot: u16, incarnation: u16) -> Option<&Backend> {
@@ -389,5 +423,50 @@ impl Snapshot {
 
     pub fn vips(&self) -> &[u32] {
         &self.vips
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backend(slot: u16, incarnation: u16, mac: Option<Mac>, down: bool) -> BackendSpec {
+        BackendSpec {
+            slot,
+            incarnation,
+            ip: 0x0a00_0001 + u32::from(slot),
+            port: 80,
+            weight: 1,
+            mac,
+            down,
+        }
+    }
+
+    #[test]
+    fn serving_l2_is_backend_and_serving_in_one_compare() {
+        let mac = Mac([0, 0xc, 0x29, 0, 0, 1]);
+        let m = Some(mac);
+        let spec = ServiceSpec {
+            vip: 0xc0a8_01c8,
+            port: 80,
+            backends: vec![
+                backend(0, 3, m, false),
+                backend(1, 1, m, true),     // down
+                backend(2, 1, None, false), // MAC unknown
+                backend(7, 2, m, false),
+            ],
+            ..ServiceSpec::default()
+        };
+        let port = Mac([2, 0, 0, 0, 0, 1]);
+        let s = Snapshot::build(1, port, 0, Timeouts::default(), &[spec]).unwrap();
+        for slot in 0..MAX_SLOTS as u16 {
+            for inc in 0..4 {
+                let want = s.backend(slot, inc).filter(|b| b.serving()).map(|b| &b.l2);
+                assert_eq!(s.serving_l2(slot, inc), want, "slot {slot} incarnation {inc}");
+            }
+        }
+        let l2 = s.serving_l2(0, 3).expect("serving");
+        assert_eq!((&l2[..6], &l2[6..]), (&mac.0[..], &port.0[..]));
+        assert!(s.serving_l2(7, 2).is_some() && s.serving_l2(7, 1).is_none());
     }
 }
