@@ -779,14 +779,15 @@ fn random_frame(rng: &mut drlb::testing::Rng) -> Vec<u8> {
     fr
 }
 
-/// The worker's path (prefetch hints, the fast path where they allow it) and `process`
-/// alone, on two equal states, make the same decision and the same bytes for every
-/// frame: a random mix (see [`random_frame`]) over time, with a server going down,
-/// removed and back, and a drain.
+/// The worker's path (prefetch hints, the burst's leading fast hits in one loop, then
+/// frame by frame with the fast path where the hints allow it) and `process` alone, on
+/// two equal states, make the same decision and the same bytes for every frame: a
+/// random mix (see [`random_frame`]) over time, with a server going down, removed and
+/// back, and a drain.
 #[test]
 fn the_fast_path_decides_as_the_full_path() {
     use drlb::lb::flow::FlowTable;
-    use drlb::lb::{prefetch_burst, process_hinted, Hint};
+    use drlb::lb::{forward_hits, prefetch_burst, process_hinted, Hint};
     let base = specs();
     let variant = |k: u64| {
         let mut sp = base.clone();
@@ -808,7 +809,7 @@ fn the_fast_path_decides_as_the_full_path() {
     let mut hinted = LocalState::with_table(FlowTable::with_seed(4096, [7, 11]), 0);
     let mut rng = drlb::testing::Rng(0x5eed);
     let mut now = 10;
-    let (mut frames_seen, mut forwarded) = (0, 0);
+    let (mut frames_seen, mut forwarded, mut leading) = (0, 0, 0);
     for round in 0..4000 {
         if round % 400 == 0 {
             snap = variant(rng.below(4));
@@ -816,12 +817,28 @@ fn the_fast_path_decides_as_the_full_path() {
         let burst: Vec<Vec<u8>> = (0..1 + rng.below(32)).map(|_| random_frame(&mut rng)).collect();
         let mut hints: [Hint; 32] = [None; 32];
         prefetch_burst(burst.iter().map(|f| f.as_slice()), &snap, &hinted, &mut hints);
-        for (f, h) in burst.iter().zip(hints.iter()) {
-            let (mut a, mut b) = (f.clone(), f.clone());
+        let mut b = burst.clone();
+        let mut slots = [0u16; 32];
+        let n = burst.len();
+        let hits = forward_hits(
+            b.iter_mut().map(|f| f.as_mut_slice()),
+            &hints[..n],
+            &snap,
+            &mut hinted,
+            now,
+            &mut slots,
+        );
+        leading += hits;
+        for (i, f) in burst.iter().enumerate() {
+            let mut a = f.clone();
             let va = process(&mut a, &snap, &mut plain, now);
-            let vb = process_hinted(&mut b, &snap, &mut hinted, now, h);
+            let vb = if i < hits {
+                Verdict::Forward { slot: slots[i], new_flow: false }
+            } else {
+                process_hinted(&mut b[i], &snap, &mut hinted, now, &hints[i])
+            };
             assert_eq!(va, vb, "round {round}: {f:02x?}");
-            assert_eq!(a, b, "round {round}: the bytes");
+            assert_eq!(a, b[i], "round {round}: the bytes");
             frames_seen += 1;
             forwarded += usize::from(matches!(va, Verdict::Forward { new_flow: false, .. }));
         }
@@ -837,6 +854,8 @@ fn the_fast_path_decides_as_the_full_path() {
         forwarded > frames_seen / 10,
         "enough hits to mean something: {forwarded} of {frames_seen}"
     );
+    // (The mix is mostly frames that take the full path, so few bursts start with hits.)
+    assert!(leading >= 100, "the leading-hits loop ran: {leading} of {frames_seen}");
 }
 
 /// The one difference, by design: a packet of an established flow is forwarded without

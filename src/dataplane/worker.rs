@@ -16,7 +16,8 @@ use crate::dpdk::port::{RxQueue, TxQueue};
 use crate::lb::verdict::Neighbor;
 use crate::lb::DropReason;
 use crate::lb::{
-    prefetch_burst, process_hinted, Hint, LocalState, Snapshot, Tick, Verdict, TICKS_PER_SEC,
+    forward_hits, prefetch_burst, process_hinted, Hint, LocalState, Snapshot, Tick, Verdict,
+    TICKS_PER_SEC,
 };
 use crate::sync::{epoch, spsc};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -399,6 +400,7 @@ impl Worker {
         let drain_tsc = (clock.tsc_hz / 10_000).max(1); // ~100 µs, as l3fwd's BURST_TX_DRAIN_US
         let mut burst = RxBurst::default();
         let mut hints: [Hint; BURST] = [None; BURST];
+        let mut slots = [0u16; BURST];
         let mut dump = (0usize, 0u64);
         let mut census = Census { live: 0 };
         // The latency histogram is allocated once here; recording never allocates.
@@ -468,9 +470,27 @@ impl Worker {
                 // flight at once (tag lines, then matching entries): a table bigger than
                 // the cache costs one miss per packet if they are taken one by one.
                 burst.prefetch();
-                prefetch_burst(burst.frames(), snap, &self.local, &mut hints);
-                let mut forwarded = 0;
-                for (i, hint) in hints.iter().enumerate().take(n) {
+                prefetch_burst(burst.whole_frames(), snap, &self.local, &mut hints);
+                // The burst's leading fast hits in one loop (a frame in more than one
+                // segment has no hint: it stops the loop), then frame by frame.
+                let hits = forward_hits(
+                    burst.whole_frames_mut(),
+                    &hints[..n],
+                    snap,
+                    &mut self.local,
+                    now,
+                    &mut slots,
+                );
+                for (i, &slot) in slots[..hits].iter().enumerate() {
+                    c.slot(slot, burst.data_len(i) as u64, false);
+                    if tx.buf.is_full() {
+                        tx.flush(&mut self.s.tx, &c);
+                        last_flush = tsc;
+                    }
+                    burst.send(i, &mut tx.buf);
+                }
+                let mut forwarded = hits as u64;
+                for (i, hint) in hints.iter().enumerate().take(n).skip(hits) {
                     let (data, whole) = burst.frame_mut(i);
                     let len = data.len() as u64;
                     // A frame in more than one mbuf is longer than the mbufs, which hold

@@ -95,6 +95,51 @@ impl RxBurst {
             .map(|(_, &m)| unsafe { &*data_mut(m) })
     }
 
+    /// Every frame's bytes in burst order, one item per frame, read-only: a frame in
+    /// more than one segment (or already sent) shows as empty, so nothing reads part of
+    /// a frame as if it were all of it.
+    #[inline(always)]
+    pub fn whole_frames(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        let sent = self.sent;
+        self.m.pkts[..self.m.len].iter().enumerate().map(move |(i, &m)| {
+            // SAFETY: mbufs of this burst (the iterator borrows `self`: none is sent or
+            // freed while a slice lives); shared borrows only; a sent one is not read.
+            unsafe {
+                if sent & (1 << i) == 0 && (*m).nb_segs == 1 {
+                    &*data_mut(m)
+                } else {
+                    &[]
+                }
+            }
+        })
+    }
+
+    /// [`whole_frames`](Self::whole_frames), writable.
+    #[inline(always)]
+    pub fn whole_frames_mut(&mut self) -> impl Iterator<Item = &mut [u8]> + '_ {
+        let sent = self.sent;
+        self.m.pkts[..self.m.len].iter().enumerate().map(move |(i, &m)| {
+            // SAFETY: as above; each item is a different mbuf's buffer, and `&mut self`
+            // makes every slice unique for the iterator's life.
+            unsafe {
+                if sent & (1 << i) == 0 && (*m).nb_segs == 1 {
+                    data_mut(m)
+                } else {
+                    &mut []
+                }
+            }
+        })
+    }
+
+    /// The length of frame `i`'s first segment (the whole frame when it has one).
+    /// Panics if `i` was sent or is out of range.
+    #[inline(always)]
+    pub fn data_len(&self, i: usize) -> usize {
+        assert!(i < self.m.len && self.sent & (1 << i) == 0, "frame {i} not in the burst");
+        // SAFETY: an mbuf this burst owns.
+        unsafe { usize::from((*self.m.pkts[i]).data_len) }
+    }
+
     /// Frame `i`'s bytes (of its first segment), writable, and whether they are the
     /// whole frame (one segment). Panics if `i` was sent or is out of range.
     #[inline(always)]

@@ -22,7 +22,9 @@ pub mod snapshot;
 pub mod tcp_state;
 pub mod verdict;
 
-pub use pipeline::{peek_key, prefetch_burst, process, process_hinted, Hint, LocalState};
+pub use pipeline::{
+    forward_hits, peek_key, prefetch_burst, process, process_hinted, Hint, LocalState,
+};
 pub use snapshot::Snapshot;
 pub use verdict::{DropReason, Verdict};
 

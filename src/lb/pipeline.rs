@@ -123,8 +123,8 @@ pub fn process_hinted(
 ) -> Verdict {
     if let Some(p) = hint {
         if p.fast != Fast::Slow {
-            if let Some(v) = fast_hit(frame, snap, local, now, p) {
-                return v;
+            if let Some(slot) = fast_hit(frame, snap, local, now, p) {
+                return Verdict::Forward { slot, new_flow: false };
             }
         }
     }
@@ -302,7 +302,8 @@ fn fast_hit(
     local: &mut LocalState,
     now: Tick,
     p: &Peeked,
-) -> Option<Verdict> {
+) -> Option<u16> {
+    let macs = frame.get_mut(..12)?;
     let mut e = local.flows.hit_entry(&p.key, &p.hash, now)?;
     // The state as stored, compared as a byte: ESTABLISHED for TCP, UDP for UDP.
     if e.state() != p.fast as u8 {
@@ -311,8 +312,33 @@ fn fast_hit(
     let (slot, incarnation) = e.route();
     let l2 = snap.serving_l2(slot, incarnation)?;
     e.refresh(now.saturating_add(snap.timeouts.of_stored(p.fast as u8)));
-    frame.get_mut(..12)?.copy_from_slice(l2);
-    Some(Verdict::Forward { slot, new_flow: false })
+    macs.copy_from_slice(l2);
+    Some(slot)
+}
+
+/// The fast path over the start of a burst: frames (with their [`prefetch_burst`]
+/// hints) are forwarded by [`fast_hit`] in order until the first that cannot be; that
+/// one and the rest go to [`process_hinted`] (so no frame overtakes an earlier one of
+/// its flow, whose state it may have changed). Returns how many were forwarded, each
+/// one's backend slot in `slots` (a forward with `new_flow: false`, as `process` would
+/// say). One tight loop: the table, the snapshot and the clock stay in registers.
+#[inline]
+pub fn forward_hits<'a>(
+    frames: impl Iterator<Item = &'a mut [u8]>,
+    hints: &[Hint],
+    snap: &Snapshot,
+    local: &mut LocalState,
+    now: Tick,
+    slots: &mut [u16],
+) -> usize {
+    let mut n = 0;
+    for ((f, h), s) in frames.zip(hints).zip(slots.iter_mut()) {
+        let Some(p) = h.as_ref().filter(|p| p.fast != Fast::Slow) else { break };
+        let Some(slot) = fast_hit(f, snap, local, now, p) else { break };
+        *s = slot;
+        n += 1;
+    }
+    n
 }
 
 /// Sends a reply back where the frame came from: dst = old src, src = port MAC.
