@@ -483,12 +483,12 @@ impl Worker {
                 );
                 for (i, &slot) in slots[..hits].iter().enumerate() {
                     c.slot(slot, burst.data_len(i) as u64, false);
-                    if tx.buf.is_full() {
-                        tx.flush(&mut self.s.tx, &c);
-                        last_flush = tsc;
-                    }
-                    burst.send(i, &mut tx.buf);
                 }
+                if tx.buf.room() < hits {
+                    tx.flush(&mut self.s.tx, &c);
+                    last_flush = tsc;
+                }
+                burst.send_leading(hits, &mut tx.buf);
                 let mut forwarded = hits as u64;
                 for (i, hint) in hints.iter().enumerate().take(n).skip(hits) {
                     let (data, whole) = burst.frame_mut(i);

@@ -162,6 +162,18 @@ impl RxBurst {
         self.sent |= 1 << i;
     }
 
+    /// Hands frames `0..k` to `tx` at once (the fast path's leading hits), which must
+    /// have room for them ([`TxBuffer::room`]). Panics if one of them was sent.
+    #[inline(always)]
+    pub fn send_leading(&mut self, k: usize, tx: &mut TxBuffer) {
+        let mask = if k >= 32 { u32::MAX } else { (1u32 << k) - 1 };
+        assert!(k <= self.m.len && self.sent & mask == 0, "frames 0..{k} not in the burst");
+        let at = tx.m.len;
+        tx.m.pkts[at..at + k].copy_from_slice(&self.m.pkts[..k]); // panics without room
+        tx.m.len += k;
+        self.sent |= mask;
+    }
+
     /// Takes frame `i` out of the burst as an owned mbuf (to hand to another thread).
     #[inline(always)]
     pub fn take(&mut self, i: usize) -> Mbuf {
@@ -230,6 +242,12 @@ impl TxBuffer {
     #[inline(always)]
     pub fn is_full(&self) -> bool {
         self.m.len == TX_BUFFER
+    }
+
+    /// How many more frames it takes before it is full.
+    #[inline(always)]
+    pub fn room(&self) -> usize {
+        TX_BUFFER - self.m.len
     }
 
     /// Adds an owned mbuf; gives it back when the buffer is full.
