@@ -375,13 +375,18 @@ impl FlowTable {
         (((h >> 32) * n as u64) >> 32) as usize
     }
 
-    /// Stage 1 of a burst: hash `k` and start loading both candidate groups' tag lines.
+    /// Stage 1 of a burst: hash `k` and start loading its first group's tag line, and
+    /// the second's too in a table bigger than the L2 cache (in a smaller one the
+    /// second is a cache hit when it is needed, and 64 prefetches a burst fill the
+    /// core's line-fill buffers: the worker stalled on them).
     #[inline(always)]
     pub fn prefetch(&self, k: &WireKey) -> Hashed {
         let h = self.hash_wire(k);
         let (g1, g2) = h.groups();
         self.groups.prefetch(g1);
-        self.groups.prefetch(g2);
+        if self.deep_prefetch {
+            self.groups.prefetch(g2);
+        }
         h
     }
 
