@@ -187,14 +187,21 @@ impl Worker {
         let q = &mut self.s.dump;
         let snap = self.s.snap.load();
         let templates = &self.local.templates;
-        let (_, wrapped) = self.local.flows.sweep_visit(now, groups, |e| {
-            census.live += 1;
-            // A persistent client keeps its server while any of its flows lives.
-            crate::lb::pipeline::keep_template(snap, templates, e, now);
-            if dumping {
-                let _ = q.push(DumpEntry { flow: *e, now });
-            }
-        });
+        let wrapped = if dumping || snap.persistent {
+            let (_, wrapped) = self.local.flows.sweep_visit(now, groups, |e| {
+                census.live += 1;
+                // A persistent client keeps its server while any of its flows lives.
+                crate::lb::pipeline::keep_template(snap, templates, e, now);
+                if dumping {
+                    let _ = q.push(DumpEntry { flow: *e, now });
+                }
+            });
+            wrapped
+        } else {
+            let s = self.local.flows.sweep_count(now, groups);
+            census.live += s.live as u64;
+            s.wrapped
+        };
         if dumping {
             dump.0 = dump.0.saturating_sub(groups);
             if dump.0 == 0 {

@@ -179,6 +179,17 @@ impl Entry<'_> {
 /// Bytes per flow entry: a group's 192 bytes over its 8 entries.
 pub const ENTRY_BYTES: usize = std::mem::size_of::<Group>() / WAYS;
 
+/// What one [`FlowTable::sweep_count`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Expired entries cleared.
+    pub cleared: usize,
+    /// Live entries seen.
+    pub live: usize,
+    /// The sweep passed the end of the table.
+    pub wrapped: bool,
+}
+
 /// Where a key is, or where it would go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lookup {
@@ -703,7 +714,7 @@ impl FlowTable {
 
     /// Clears expired entries in the next `groups` groups (wrapping). Returns how many.
     pub fn sweep(&mut self, now: Tick, groups: usize) -> usize {
-        self.sweep_visit(now, groups, |_| {}).0
+        self.sweep_count(now, groups).cleared
     }
 
     /// [`sweep`], also calling `visit` with every live entry of the swept groups. Returns
@@ -713,14 +724,30 @@ impl FlowTable {
         &mut self,
         now: Tick,
         groups: usize,
-        mut visit: impl FnMut(&FlowEntry),
+        visit: impl FnMut(&FlowEntry),
     ) -> (usize, bool) {
-        let mut n = 0;
-        let mut wrapped = false;
+        let s = self.sweep_groups::<true>(now, groups, visit);
+        (s.cleared, s.wrapped)
+    }
+
+    /// [`sweep`] for a caller that only counts live entries (the census without a
+    /// dump or persistence): no entry is read out.
+    pub fn sweep_count(&mut self, now: Tick, groups: usize) -> Swept {
+        self.sweep_groups::<false>(now, groups, |_| {})
+    }
+
+    #[inline]
+    fn sweep_groups<const VISIT: bool>(
+        &mut self,
+        now: Tick,
+        groups: usize,
+        mut visit: impl FnMut(&FlowEntry),
+    ) -> Swept {
+        let mut s = Swept::default();
         for _ in 0..groups.min(self.groups.len()) {
             let g = self.sweep_next;
             self.sweep_next = (g + 1) & self.group_mask;
-            wrapped |= self.sweep_next == 0;
+            s.wrapped |= self.sweep_next == 0;
             for i in 0..WAYS {
                 let grp = self.group_mut(g);
                 if grp.proto[i] == 0 {
@@ -729,14 +756,17 @@ impl FlowTable {
                 if grp.expires[i] <= now {
                     self.uncount(g * WAYS + i);
                     self.group_mut(g).proto[i] = 0;
-                    n += 1;
+                    s.cleared += 1;
                 } else {
-                    visit(&self.get(g * WAYS + i));
+                    s.live += 1;
+                    if VISIT {
+                        visit(&self.get(g * WAYS + i));
+                    }
                 }
             }
         }
-        self.stats.expired += n as u64;
-        (n, wrapped)
+        self.stats.expired += s.cleared as u64;
+        s
     }
 
     /// Live entries (a full scan: for tests and the control plane, not the hot path).
@@ -975,6 +1005,19 @@ mod tests {
         let total: u32 = count.iter().flatten().sum();
         assert_eq!(total, 1000);
         assert_eq!(count.iter().map(|c| c[1]).sum::<u32>(), 250, "SYN_RECV counts as inactive");
+        // The count-only sweep sees the same: half the entries expire at 50.
+        for i in (0..1000u32).step_by(2) {
+            let idx = t.hit(&(&key(i)).into(), &t.hash(&key(i)), 1).expect("live");
+            t.touch(idx, TcpState::Established, 50);
+        }
+        let (mut live, mut cleared, mut wraps) = (0, 0, 0);
+        for _ in 0..(4096 / WAYS) {
+            let s = t.sweep_count(60, 1);
+            (live, cleared, wraps) =
+                (live + s.live, cleared + s.cleared, wraps + usize::from(s.wrapped));
+        }
+        assert_eq!((live, cleared, wraps), (500, 500, 1));
+        assert_eq!(t.live(60), 500);
     }
 
     /// The connection counts equal the entries the table holds (expired ones until they
