@@ -156,9 +156,78 @@ pub fn match_u16x8(lanes: &[u16; 8], v: u16) -> u32 {
     lanes.iter().enumerate().fold(0, |m, (i, &l)| m | (u32::from(l == v) << i))
 }
 
+/// The lanes of `lanes` that are zero, as a bitmask (bit i = lane i): one SSE2 compare.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub fn zero_u8x8(lanes: &[u8; 8]) -> u32 {
+    use std::arch::x86_64::*;
+    // SAFETY: SSE2 is x86_64 baseline; the load reads exactly the 8 bytes of `lanes`.
+    unsafe {
+        let x = _mm_loadl_epi64(lanes.as_ptr() as *const __m128i);
+        (_mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_setzero_si128())) as u32) & 0xff
+    }
+}
+
+/// The lanes of `lanes` that are zero, as a bitmask (bit i = lane i).
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+pub fn zero_u8x8(lanes: &[u8; 8]) -> u32 {
+    lanes.iter().enumerate().fold(0, |m, (i, &l)| m | (u32::from(l == 0) << i))
+}
+
+/// The lanes of `lanes` at most `v` (unsigned), as a bitmask (bit i = lane i): two SSE2
+/// compares of four lanes (signed, on values biased by 2^31, which orders them as
+/// unsigned), packed to one bit per lane.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub fn le_u32x8(lanes: &[u32; 8], v: u32) -> u32 {
+    use std::arch::x86_64::*;
+    // SAFETY: SSE2 is x86_64 baseline; the two loads read exactly the 32 bytes of
+    // `lanes` (unaligned loads).
+    unsafe {
+        let bias = _mm_set1_epi32(i32::MIN);
+        let n = _mm_xor_si128(_mm_set1_epi32(v as i32), bias);
+        let p = lanes.as_ptr() as *const __m128i;
+        let gt_lo = _mm_cmpgt_epi32(_mm_xor_si128(_mm_loadu_si128(p), bias), n);
+        let gt_hi = _mm_cmpgt_epi32(_mm_xor_si128(_mm_loadu_si128(p.add(1)), bias), n);
+        let gt = _mm_packs_epi16(_mm_packs_epi32(gt_lo, gt_hi), _mm_setzero_si128());
+        !(_mm_movemask_epi8(gt) as u32) & 0xff
+    }
+}
+
+/// The lanes of `lanes` at most `v`, as a bitmask (bit i = lane i).
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+pub fn le_u32x8(lanes: &[u32; 8], v: u32) -> u32 {
+    lanes.iter().enumerate().fold(0, |m, (i, &l)| m | (u32::from(l <= v) << i))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zero_and_le_lanes_match_the_scalar_answer() {
+        let mut rng = crate::testing::Rng(0x51);
+        let edges = [0u32, 1, 0x7fff_ffff, 0x8000_0000, 0x8000_0001, u32::MAX - 1, u32::MAX];
+        for _ in 0..20_000 {
+            let pick = |r: &mut crate::testing::Rng| {
+                if r.below(2) == 0 {
+                    edges[r.below(edges.len() as u64) as usize]
+                } else {
+                    r.next_u64() as u32
+                }
+            };
+            let lanes: [u32; 8] = std::array::from_fn(|_| pick(&mut rng));
+            let v = if rng.below(4) == 0 { lanes[rng.below(8) as usize] } else { pick(&mut rng) };
+            let want = lanes.iter().enumerate().fold(0, |m, (i, &l)| m | (u32::from(l <= v) << i));
+            assert_eq!(le_u32x8(&lanes, v), want, "{lanes:x?} <= {v:x}");
+            let bytes: [u8; 8] =
+                std::array::from_fn(|_| if rng.below(3) == 0 { 0 } else { rng.next_u64() as u8 });
+            let want = bytes.iter().enumerate().fold(0, |m, (i, &l)| m | (u32::from(l == 0) << i));
+            assert_eq!(zero_u8x8(&bytes), want, "{bytes:x?}");
+        }
+    }
 
     #[test]
     fn match_finds_every_equal_lane() {
