@@ -2,6 +2,8 @@
 //! bursts of 32 with the same stages as the worker (prefetch, then process).
 //!
 //!   cargo bench --bench pipeline [-- --quick]
+//!   cargo bench --bench pipeline -- --quick --flows 1024   # one hit case (profiling)
+//!   cargo bench --bench pipeline -- --quick --miss         # the stateless miss only
 //!
 //! Frames live in a small ring of 32 hot buffers, as an RX ring's would; each packet's
 //! flow (source address, source port, IP checksum) is patched into its buffer from a
