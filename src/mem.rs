@@ -72,10 +72,6 @@ impl<T: bytemuck::Zeroable> Table<T> {
 }
 
 impl<T: bytemuck::Zeroable> Table<T> {
-    /// Element `i & mask` where `mask` = len - 1: for a table whose length is a power of
-    /// two, an index wrapped into it. No bounds check (an AND instead of a compare and a
-    /// branch on a hash table's hot path), and no index can reach outside the table
-    /// (whatever the length: `i & (len - 1) <= len - 1`).
     /// Starts loading element `i`'s first cache line (`i` below the length; a
     /// prefetch of any address is harmless, so nothing is checked or masked).
     #[inline(always)]
@@ -83,6 +79,10 @@ impl<T: bytemuck::Zeroable> Table<T> {
         prefetch(self.ptr.as_ptr().wrapping_add(i) as *const u8);
     }
 
+    /// Element `i & mask` where `mask` = len - 1: for a table whose length is a power of
+    /// two, an index wrapped into it. No bounds check (an AND instead of a compare and a
+    /// branch on a hash table's hot path), and no index can reach outside the table
+    /// (whatever the length: `i & (len - 1) <= len - 1`).
     #[inline(always)]
     pub fn wrapped(&self, i: usize) -> &T {
         // SAFETY: len > 0 (zeroed), so i & (len - 1) < len: inside the table.
