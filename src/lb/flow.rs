@@ -455,7 +455,7 @@ impl FlowTable {
     /// and room made when it says `Full`.
     #[inline]
     pub fn find_hashed(&mut self, k: &FlowKey, h: &Hashed, now: Tick) -> Lookup {
-        match self.lookup_hashed(k, h, now) {
+        match self.lookup_hashed(&k.into(), h, now) {
             Lookup::Full => Lookup::Vacant(self.make_room_hashed(h, now)),
             found => found,
         }
@@ -465,25 +465,26 @@ impl FlowTable {
     /// else (no free entry is looked for; a miss goes on to the full lookup).
     #[inline(always)]
     pub fn hit(&self, k: &WireKey, h: &Hashed, now: Tick) -> Option<usize> {
-        debug_assert_eq!(*h, self.hash_wire(k));
-        let (g1, g2) = h.groups();
-        match self.scan(g1, h.tag, k, now) {
-            Some(i) => Some(g1 * WAYS + i),
-            None => self.scan(g2, h.tag, k, now).map(|i| g2 * WAYS + i),
-        }
+        self.locate(k, h, now).map(|(g, i)| g * WAYS + i)
     }
 
     /// [`hit`](Self::hit) for the fast path: the entry itself, to read and renew in
     /// place (no index to turn back into a group).
     #[inline(always)]
     pub fn hit_entry(&mut self, k: &WireKey, h: &Hashed, now: Tick) -> Option<Entry<'_>> {
+        let (g, i) = self.locate(k, h, now)?;
+        Some(Entry { grp: self.group_mut(g), i })
+    }
+
+    /// The group and lane of `k`'s live entry: its first group, else its second.
+    #[inline(always)]
+    fn locate(&self, k: &WireKey, h: &Hashed, now: Tick) -> Option<(usize, usize)> {
         debug_assert_eq!(*h, self.hash_wire(k));
         let (g1, g2) = h.groups();
-        let (g, i) = match self.scan(g1, h.tag, k, now) {
-            Some(i) => (g1, i),
-            None => (g2, self.scan(g2, h.tag, k, now)?),
-        };
-        Some(Entry { grp: self.group_mut(g), i })
+        match self.scan(g1, h.tag, k, now) {
+            Some(i) => Some((g1, i)),
+            None => self.scan(g2, h.tag, k, now).map(|i| (g2, i)),
+        }
     }
 
     /// The lookup alone: `Hit`, `Vacant` with a free (empty or expired) entry in the
@@ -491,8 +492,8 @@ impl FlowTable {
     /// groups hold only live entries; then nothing is moved or chosen, and a caller
     /// that wants the entry anyway calls [`make_room_hashed`].
     #[inline(always)]
-    pub fn lookup_hashed(&self, k: &FlowKey, h: &Hashed, now: Tick) -> Lookup {
-        if let Some(i) = self.hit(&k.into(), h, now) {
+    pub fn lookup_hashed(&self, k: &WireKey, h: &Hashed, now: Tick) -> Lookup {
+        if let Some(i) = self.hit(k, h, now) {
             return Lookup::Hit(i);
         }
         let (g1, g2) = h.groups();
@@ -921,18 +922,20 @@ mod tests {
         for i in 0..16u32 {
             let k = key(i);
             let h = t.hash(&k);
-            let Lookup::Vacant(idx) = t.lookup_hashed(&k, &h, 0) else { panic!("room left") };
+            let Lookup::Vacant(idx) = t.lookup_hashed(&(&k).into(), &h, 0) else {
+                panic!("room left")
+            };
             t.insert_at(idx, &k, 0, 0, TcpState::Established, 1000 - i, 0);
         }
         let k = key(99);
         let h = t.hash(&k);
-        assert_eq!(t.lookup_hashed(&k, &h, 0), Lookup::Full);
+        assert_eq!(t.lookup_hashed(&(&k).into(), &h, 0), Lookup::Full);
         assert_eq!(t.stats.moved + t.stats.evictions, 0);
         // The victim: all established, so the one expiring soonest (key 15).
         let idx = t.make_room_hashed(&h, 0);
         assert_eq!(t.get(idx).key, key(15));
         // Expired entries are free again.
-        assert!(matches!(t.lookup_hashed(&k, &h, 1000), Lookup::Vacant(_)));
+        assert!(matches!(t.lookup_hashed(&(&k).into(), &h, 1000), Lookup::Vacant(_)));
         // choose: fixed per key, below n, spread over n.
         let mut seen = [0u32; 3];
         for i in 0..3000 {

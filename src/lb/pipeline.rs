@@ -121,11 +121,9 @@ pub fn process_hinted(
     now: Tick,
     hint: &Hint,
 ) -> Verdict {
-    if let Some(p) = hint {
-        if p.fast != Fast::Slow {
-            if let Some(slot) = fast_hit(frame, snap, local, now, p) {
-                return Verdict::Forward { slot, new_flow: false };
-            }
+    if let Some(p) = hint.as_ref().filter(|p| p.fast != Fast::Slow) {
+        if let Some(slot) = fast_hit(frame, snap, local, now, p) {
+            return Verdict::Forward { slot, new_flow: false };
         }
     }
     // 1-2. Ethernet (+ one 802.1Q tag), destination MAC filter, the MTU.
@@ -449,11 +447,12 @@ fn ipv4(
     let tcp = proto == protocol::TCP;
     // IPVS `is_new_conn`: SYN without ACK (and we also exclude RST).
     let new_syn = tcp && tcp_flags & (flags::SYN | flags::ACK | flags::RST) == flags::SYN;
+    let wire = WireKey::from(&key);
     let h = match hint {
-        Some(p) if p.key == WireKey::from(&key) => p.hash,
-        _ => local.flows.hash(&key),
+        Some(p) if p.key == wire => p.hash,
+        _ => local.flows.hash_wire(&wire),
     };
-    let (slot, new_flow) = match local.flows.lookup_hashed(&key, &h, now) {
+    let (slot, new_flow) = match local.flows.lookup_hashed(&wire, &h, now) {
         Lookup::Hit(idx) => {
             let e = local.flows.get(idx);
             // A backend that is gone: down (its check failed, or its MAC is unknown), or
@@ -972,7 +971,8 @@ fn icmp_error(
     };
     let key =
         FlowKey { saddr: q.dst, daddr: q.src, sport: q.dport, dport: q.sport, proto: q.proto };
-    match local.flows.lookup_hashed(&key, &local.flows.hash(&key), now) {
+    let wire = WireKey::from(&key);
+    match local.flows.lookup_hashed(&wire, &local.flows.hash_wire(&wire), now) {
         Lookup::Hit(idx) => {
             let e = local.flows.get(idx);
             match snap.backend(e.slot, e.incarnation) {
