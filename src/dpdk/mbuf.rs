@@ -27,6 +27,23 @@ unsafe fn data_mut<'a>(m: *mut rte_mbuf) -> &'a mut [u8] {
     }
 }
 
+/// The bytes of a frame the burst still owns and holds in one segment; empty for one
+/// already sent (not read) or in more than one segment.
+///
+/// # Safety
+/// As [`data_mut`] when `sent` is false (`m` is then read); nothing when it is true.
+#[inline(always)]
+unsafe fn whole_data<'a>(m: *mut rte_mbuf, sent: bool) -> &'a mut [u8] {
+    // SAFETY: per the contract; `m` is dereferenced only when not sent.
+    unsafe {
+        if !sent && (*m).nb_segs == 1 {
+            data_mut(m)
+        } else {
+            &mut []
+        }
+    }
+}
+
 /// Returns mbufs to their pools.
 ///
 /// # Safety
@@ -104,13 +121,7 @@ impl RxBurst {
         self.m.pkts[..self.m.len].iter().enumerate().map(move |(i, &m)| {
             // SAFETY: mbufs of this burst (the iterator borrows `self`: none is sent or
             // freed while a slice lives); shared borrows only; a sent one is not read.
-            unsafe {
-                if sent & (1 << i) == 0 && (*m).nb_segs == 1 {
-                    &*data_mut(m)
-                } else {
-                    &[]
-                }
-            }
+            unsafe { &*whole_data(m, sent & (1 << i) != 0) }
         })
     }
 
@@ -121,13 +132,7 @@ impl RxBurst {
         self.m.pkts[..self.m.len].iter().enumerate().map(move |(i, &m)| {
             // SAFETY: as above; each item is a different mbuf's buffer, and `&mut self`
             // makes every slice unique for the iterator's life.
-            unsafe {
-                if sent & (1 << i) == 0 && (*m).nb_segs == 1 {
-                    data_mut(m)
-                } else {
-                    &mut []
-                }
-            }
+            unsafe { whole_data(m, sent & (1 << i) != 0) }
         })
     }
 
