@@ -23,7 +23,7 @@ use crate::wire::icmp::{self, IcmpPacket};
 use crate::wire::ipv4::{protocol, Ipv4Packet};
 use crate::wire::tcp::{flags, TcpPacket};
 use crate::wire::udp::UdpPacket;
-use crate::wire::{Error, Mac};
+use crate::wire::{checksum, Error, Mac};
 use std::sync::Arc;
 
 /// Everything a worker owns that the pipeline writes: its flow table, its scheduler
@@ -122,8 +122,13 @@ pub fn process_hinted(
     hint: &Hint,
 ) -> Verdict {
     if let Some(p) = hint.as_ref().filter(|p| p.fast != Fast::Slow) {
-        if let Some(slot) = fast_hit(frame, snap, local, now, p) {
-            return Verdict::Forward { slot, new_flow: false };
+        if p.fast.hit() {
+            if let Some(slot) = fast_hit(frame, snap, local, now, p) {
+                return Verdict::Forward { slot, new_flow: false };
+            }
+        }
+        if let Some(v) = clean(frame, snap, local, now, p) {
+            return v;
         }
     }
     // 1-2. Ethernet (+ one 802.1Q tag), destination MAC filter, the MTU.
@@ -176,7 +181,7 @@ pub fn peek_key(frame: &[u8]) -> Option<FlowKey> {
 }
 
 /// What the prefetch stage learned about one packet, handed to [`process_hinted`]: its
-/// flow key and hash and whether it may take the fast path ([`fast_key`]).
+/// flow key and hash and which path it may take ([`fast_key`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Peeked {
     pub key: WireKey,
@@ -184,16 +189,29 @@ pub struct Peeked {
     pub fast: Fast,
 }
 
-/// Whether a packet may take the fast path, and then the state its flow's entry must
-/// be in: a packet that would not change it (a TCP segment without SYN, FIN or RST on
-/// an ESTABLISHED flow; UDP).
+/// Which path a packet may take. The fast path ([`fast_hit`]) for one that would not
+/// change its flow's state (a TCP segment without SYN, FIN or RST; UDP), whose entry
+/// must then be in that state (ESTABLISHED; UDP); [`clean`] for one whose headers
+/// [`fast_key`] found good (untagged IPv4 to the port's MAC, no options, not a
+/// fragment, consistent lengths) that the fast path does not forward; the full parse
+/// for the rest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Fast {
-    /// The full path.
+    /// The full path ([`process`]).
     Slow = 0,
     Established = TcpState::Established as u8,
     Udp = TcpState::Udp as u8,
+    /// Headers good, but a SYN, FIN or RST: [`clean`]. (Not a stored state.)
+    Clean = 0x80,
+}
+
+impl Fast {
+    /// The fast path may forward it (if its entry is in this state).
+    #[inline(always)]
+    fn hit(self) -> bool {
+        matches!(self, Fast::Established | Fast::Udp)
+    }
 }
 
 /// The TCP flags that change a flow's state (or make one): a segment carrying any of
@@ -205,7 +223,8 @@ pub type Hint = Option<Peeked>;
 
 /// The common case, checked once at fixed offsets: an untagged IPv4 frame to the port's
 /// MAC, header without options, not a fragment, TCP or UDP with a consistent header,
-/// within the MTU. Such a packet on an existing flow takes the fast path; anything else
+/// within the MTU. Such a packet on an existing flow takes the fast path, and one the
+/// fast path does not forward takes [`clean`], which skips the parsing; anything else
 /// (VLAN, options, fragments, ICMP, ARP, broadcast, short or inconsistent lengths) goes
 /// through [`process`]'s full checks. Every condition here is one that `process` checks
 /// too, so the fast path never forwards what `process` would drop, but for the IPv4
@@ -238,7 +257,7 @@ pub fn fast_key(f: &[u8], snap: &Snapshot) -> Option<(WireKey, Fast)> {
             if h[47] & STATE_FLAGS == 0 {
                 Fast::Established
             } else {
-                Fast::Slow
+                Fast::Clean
             }
         }
         // Length field between 8 and the datagram.
@@ -309,7 +328,8 @@ fn fast_hit(
     }
     let (slot, incarnation) = e.route();
     let l2 = snap.serving_l2(slot, incarnation)?;
-    e.refresh(now.saturating_add(snap.timeouts.of_stored(p.fast as u8)));
+    let st = if p.fast == Fast::Udp { TcpState::Udp } else { TcpState::Established };
+    e.refresh(now.saturating_add(snap.timeouts.of(st)));
     macs.copy_from_slice(l2);
     Some(slot)
 }
@@ -331,7 +351,7 @@ pub fn forward_hits<'a>(
 ) -> usize {
     let mut n = 0;
     for ((f, h), s) in frames.zip(hints).zip(slots.iter_mut()) {
-        let Some(p) = h.as_ref().filter(|p| p.fast != Fast::Slow) else { break };
+        let Some(p) = h.as_ref().filter(|p| p.fast.hit()) else { break };
         let Some(slot) = fast_hit(f, snap, local, now, p) else { break };
         *s = slot;
         n += 1;
@@ -438,21 +458,77 @@ fn ipv4(
         protocol::ICMP => return icmp_in(frame, off, daddr, snap, local, now),
         _ => return Verdict::Drop(D::NoService),
     };
+    let key = FlowKey { saddr, daddr, sport, dport, proto };
+    let wire = WireKey::from(&key);
+    // The prefetch stage's hash, if its key is this packet's.
+    let h = hint.as_ref().filter(|p| p.key == wire).map(|p| p.hash);
+    let s = Segment { key, wire, h, tcp_flags, frag: frag.map(|(k, _)| k) };
+    segment(frame, &s, snap, local, now)
+}
+
+/// A TCP or UDP packet (not a later fragment) that passed step 4: what steps 5-8 read.
+struct Segment {
+    key: FlowKey,
+    /// `key` as the flow table takes it.
+    wire: WireKey,
+    /// Its flow hash, if the prefetch stage made it.
+    h: Option<Hashed>,
+    /// 0 for UDP.
+    tcp_flags: u8,
+    /// A first fragment: its datagram, whose later fragments follow it.
+    frag: Option<FragKey>,
+}
+
+/// A frame [`fast_key`] passed that the fast path did not forward (a SYN, FIN or RST; a
+/// flow without an entry; an entry in another state, or whose server is gone). Its
+/// headers were validated at fixed offsets, so all that is left of steps 1-4 is the
+/// IPv4 header checksum (verified here: such a packet may create a flow) and the
+/// director's own address; then steps 5-8 as for any packet. `None` (not for a frame
+/// `fast_key` passed): take the full path.
+#[inline]
+fn clean(
+    frame: &mut [u8],
+    snap: &Snapshot,
+    local: &mut LocalState,
+    now: Tick,
+    p: &Peeked,
+) -> Option<Verdict> {
+    let ip: &[u8; 20] = frame.get(14..34)?.try_into().ok()?;
+    if !checksum::verify20(ip) {
+        return Some(Verdict::Drop(D::Ipv4BadChecksum));
+    }
+    let key = FlowKey::from(&p.key);
+    if snap.kernel && key.daddr == snap.dip {
+        return Some(Verdict::Kernel { learned: None });
+    }
+    let tcp_flags = if key.proto == protocol::TCP { *frame.get(47)? } else { 0 };
+    let s = Segment { key, wire: p.key, h: Some(p.hash), tcp_flags, frag: None };
+    Some(segment(frame, &s, snap, local, now))
+}
+
+/// Steps 5-8 for a TCP or UDP packet that passed step 4.
+#[inline]
+fn segment(
+    frame: &mut [u8],
+    s: &Segment,
+    snap: &Snapshot,
+    local: &mut LocalState,
+    now: Tick,
+) -> Verdict {
+    let (key, tcp_flags) = (&s.key, s.tcp_flags);
     // 5. Service match.
-    let Some((si, svc)) = snap.service(daddr, dport, proto) else {
+    let Some((si, svc)) = snap.service(key.daddr, key.dport, key.proto) else {
         return Verdict::Drop(D::NoService);
     };
     // 6. Flow lookup, scheduling.
-    let key = FlowKey { saddr, daddr, sport, dport, proto };
-    let tcp = proto == protocol::TCP;
+    let tcp = key.proto == protocol::TCP;
     // IPVS `is_new_conn`: SYN without ACK (and we also exclude RST).
     let new_syn = tcp && tcp_flags & (flags::SYN | flags::ACK | flags::RST) == flags::SYN;
-    let wire = WireKey::from(&key);
-    let h = match hint {
-        Some(p) if p.key == wire => p.hash,
-        _ => local.flows.hash_wire(&wire),
+    let h = match s.h {
+        Some(h) => h,
+        None => local.flows.hash_wire(&s.wire),
     };
-    let (slot, new_flow) = match local.flows.lookup_hashed(&wire, &h, now) {
+    let (slot, new_flow) = match local.flows.lookup_hashed(&s.wire, &h, now) {
         Lookup::Hit(idx) => {
             let e = local.flows.get(idx);
             // A backend that is gone: down (its check failed, or its MAC is unknown), or
@@ -484,7 +560,7 @@ fn ipv4(
                 local.flows.touch(idx, st, now.saturating_add(snap.timeouts.of(st)));
                 (e.slot, false)
             } else {
-                let Some(slot) = pick(svc, si, &key, snap, local, now) else {
+                let Some(slot) = pick(svc, si, key, snap, local, now) else {
                     return Verdict::Drop(D::NoBackend);
                 };
                 let st =
@@ -499,7 +575,7 @@ fn ipv4(
                 Lookup::Vacant(idx) => Some(idx),
                 _ => None,
             };
-            let m = Miss { key: &key, h: &h, new_syn, tcp_flags, free, si, svc };
+            let m = Miss { s, h: &h, new_syn, free, si, svc };
             match new_flow(&m, snap, local, now) {
                 Ok(slot) => slot,
                 Err(r) => return Verdict::Drop(r),
@@ -509,9 +585,9 @@ fn ipv4(
     // 7. Rewrite the MACs; the IP packet is not touched.
     let b = &snap.backends[usize::from(slot)];
     frame[..12].copy_from_slice(&b.l2);
-    if let Some((k, _)) = frag {
+    if let Some(k) = &s.frag {
         // A first fragment: its datagram's later fragments follow it.
-        local.frags.first(&k, slot, b.incarnation, &b.l2, now);
+        local.frags.first(k, slot, b.incarnation, &b.l2, now);
     }
     // 8. The caller transmits on its own queue.
     Verdict::Forward { slot, new_flow }
@@ -550,10 +626,9 @@ fn later_fragment(
 
 /// A packet whose flow has no live entry.
 struct Miss<'a> {
-    key: &'a FlowKey,
+    s: &'a Segment,
     h: &'a Hashed,
     new_syn: bool,
-    tcp_flags: u8,
     /// A free entry for it, or `None` when both of its table groups are full.
     free: Option<usize>,
     /// Its service, and that service's index in the snapshot.
@@ -584,7 +659,7 @@ fn new_flow(
     now: Tick,
 ) -> Result<(u16, bool), DropReason> {
     let (si, svc) = (m.si, m.svc);
-    let tcp = m.key.proto == protocol::TCP;
+    let tcp = m.s.key.proto == protocol::TCP;
     let stateless = tcp && snap.syn_flood == SynFlood::Stateless;
     let syn_recv = now.saturating_add(snap.timeouts.of(TcpState::SynRecv));
     if tcp && !m.new_syn && svc.policy.mid_flow == MidFlow::Schedule {
@@ -596,9 +671,9 @@ fn new_flow(
         if !(stateless && local.flood.active(now)) {
             return Err(D::TcpNoFlow);
         }
-        let slot = choose(svc, snap, local, m.key, now).ok_or(D::NoBackend)?;
+        let slot = choose(svc, snap, local, m.s, now).ok_or(D::NoBackend)?;
         local.flood.hashed_segments += 1;
-        if m.tcp_flags & (flags::RST | flags::FIN) == 0 {
+        if m.s.tcp_flags & (flags::RST | flags::FIN) == 0 {
             match m.room_beside_established(local, now) {
                 // Stored as SYN_RECV: its next segment makes it ESTABLISHED, so a flood
                 // of spoofed ACKs can only displace half-open entries.
@@ -609,7 +684,7 @@ fn new_flow(
         return Ok((slot, false));
     }
     if stateless && (m.free.is_none() || local.flood.active(now)) {
-        let slot = choose(svc, snap, local, m.key, now).ok_or(D::NoBackend)?;
+        let slot = choose(svc, snap, local, m.s, now).ok_or(D::NoBackend)?;
         match m.free {
             Some(idx) => store(local, idx, m, slot, snap, TcpState::SynRecv, syn_recv, now),
             None => {
@@ -626,7 +701,7 @@ fn new_flow(
     if snap.syn_flood == SynFlood::Drop && local.flows.is_established(idx, now) {
         return Err(D::FlowTableFull);
     }
-    let slot = pick(svc, si, m.key, snap, local, now).ok_or(D::NoBackend)?;
+    let slot = pick(svc, si, &m.s.key, snap, local, now).ok_or(D::NoBackend)?;
     let st = if tcp { TcpState::SynRecv } else { TcpState::Udp };
     let expires = now.saturating_add(snap.timeouts.of(st));
     store(local, idx, m, slot, snap, st, expires, now);
@@ -646,7 +721,7 @@ fn store(
     now: Tick,
 ) {
     let inc = snap.backends[usize::from(slot)].incarnation;
-    local.flows.insert_hashed(idx, m.key, m.h, slot, inc, st, expires, now);
+    local.flows.insert_hashed(idx, &m.s.key, m.h, slot, inc, st, expires, now);
 }
 
 /// A segment of a TCP flow that began elsewhere (`mid_flow = schedule`): scheduled as a
@@ -661,11 +736,11 @@ fn mid_flow(
     local: &mut LocalState,
     now: Tick,
 ) -> Result<(u16, bool), DropReason> {
-    let slot = pick(m.svc, m.si, m.key, snap, local, now).ok_or(D::NoBackend)?;
+    let slot = pick(m.svc, m.si, &m.s.key, snap, local, now).ok_or(D::NoBackend)?;
     local.mid_flow_scheduled += 1;
-    if m.tcp_flags & flags::RST == 0 {
+    if m.s.tcp_flags & flags::RST == 0 {
         if let Some(idx) = m.room_beside_established(local, now) {
-            let st = tcp_state::next(TcpState::Established, m.tcp_flags);
+            let st = tcp_state::next(TcpState::Established, m.s.tcp_flags);
             let expires = now.saturating_add(snap.timeouts.of(st));
             store(local, idx, m, slot, snap, st, expires, now);
         }
@@ -702,10 +777,10 @@ fn choose(
     svc: &Service,
     snap: &Snapshot,
     local: &LocalState,
-    key: &FlowKey,
+    s: &Segment,
     now: Tick,
 ) -> Option<u16> {
-    let flows = &local.flows;
+    let (flows, key) = (&local.flows, &s.key);
     if !svc.sorry_takes {
         // A persistent client keeps its server; no template is written on this path
         // (a flood of spoofed sources must not fill the template table).
@@ -717,7 +792,7 @@ fn choose(
         }
     }
     let seq = &svc.schedule;
-    (!seq.is_empty()).then(|| seq[flows.choose(key, seq.len())])
+    (!seq.is_empty()).then(|| seq[flows.choose(&s.wire, seq.len())])
 }
 
 /// The schedulers whose choice is a table lookup on the flow's own addresses, the same

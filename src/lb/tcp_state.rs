@@ -124,12 +124,6 @@ impl TimeoutTicks {
     pub fn of(&self, st: TcpState) -> Tick {
         self.0[st as usize]
     }
-    /// [`of`](Self::of) for a state as the flow table stores it (the hit path): a
-    /// value that is no state reads as `None` does, as [`TcpState::from_u8`] has it.
-    #[inline(always)]
-    pub fn of_stored(&self, st: u8) -> Tick {
-        *self.0.get(usize::from(st)).unwrap_or(&self.0[TcpState::None as usize])
-    }
 }
 
 #[cfg(test)]

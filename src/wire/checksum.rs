@@ -37,9 +37,10 @@ pub fn verify(data: &[u8]) -> bool {
     sum(data) == 0xffff
 }
 
-/// The common IPv4 header without options: five 32-bit words summed in 64 bits.
+/// [`verify`] for the common IPv4 header without options: five 32-bit words summed in
+/// 64 bits.
 #[inline(always)]
-fn verify20(h: &[u8; 20]) -> bool {
+pub fn verify20(h: &[u8; 20]) -> bool {
     let mut acc: u64 = 0;
     for w in h.chunks_exact(4) {
         acc += u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
