@@ -53,7 +53,7 @@ fn ours(n: u32, lookups: &[u32]) -> f64 {
     let mut hs = [drlb::lb::flow::Hashed::default(); BURST];
     for chunk in keys.chunks(BURST) {
         for (k, h) in chunk.iter().zip(hs.iter_mut()) {
-            *h = t.prefetch(&drlb::lb::flow::WireKey::from(k));
+            *h = t.prefetch(&drlb::lb::flow::WireKey::from(k), false);
         }
         for h in &hs[..chunk.len()] {
             t.prefetch_entries(h);

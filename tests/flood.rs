@@ -24,15 +24,15 @@ fn snap(mode: SynFlood) -> Snapshot {
 }
 
 fn snap_weighted(mode: SynFlood, weights: [u32; 4]) -> Snapshot {
+    snap_with(mode, weights, Policy::new(SchedKind::Wrr))
+}
+
+fn snap_with(mode: SynFlood, weights: [u32; 4], policy: Policy) -> Snapshot {
     let specs = vec![ServiceSpec {
         vip: ip("192.168.1.200"),
         port: 80,
         proto: Proto::Tcp,
-        policy: Policy {
-            on_removed: OnGone::Reschedule,
-            on_down: OnGone::Reschedule,
-            ..Policy::new(SchedKind::Wrr)
-        },
+        policy: Policy { on_removed: OnGone::Reschedule, on_down: OnGone::Reschedule, ..policy },
         sorry: None,
         quorum: 1,
         mh: None,
@@ -292,6 +292,30 @@ fn stateless_syns_follow_the_weights() {
             (share - w / 8.0).abs() < 0.01,
             "slot {slot}: {share:.3} of the SYNs for weight {w}/8"
         );
+    }
+}
+
+/// Under pressure a SYN without room is routed without an entry, but not blindly by
+/// hash where the service says otherwise: a persistent client keeps its template's
+/// server, and `sh` keeps its bucket's (every SYN of one client, whatever its port).
+#[test]
+fn stateless_syns_keep_persistence_and_source_hashing() {
+    let persistent = Policy { persistence: 300, ..Policy::new(SchedKind::Wrr) };
+    for (what, policy) in [("persistence", persistent), ("sh", Policy::new(SchedKind::Sh))] {
+        let s = snap_with(SynFlood::Stateless, [1, 1, 1, 1], policy);
+        let mut l = LocalState::new(16, 0);
+        let c = ip("10.7.0.1");
+        let b = forward_slot(process(&mut frame(c, 1000, SYN), &s, &mut l, 10));
+        for i in 0..64u32 {
+            forward_slot(process(&mut frame(0x6400_0000 + i, 4000, SYN), &s, &mut l, 10));
+        }
+        let stateless = l.flood.stateless_syns;
+        assert!(l.flood.active(10) && stateless > 0, "{what}: under pressure");
+        for port in 2000..2040 {
+            let v = process(&mut frame(c, port, SYN), &s, &mut l, 10);
+            assert_eq!(v, Verdict::Forward { slot: b, new_flow: true }, "{what}: port {port}");
+        }
+        assert_eq!(l.flood.stateless_syns, stateless + 40, "{what}: all without an entry");
     }
 }
 

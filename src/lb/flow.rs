@@ -386,14 +386,16 @@ impl FlowTable {
 
     /// Stage 1 of a burst: hash `k` and start loading its first group's tag line, and
     /// the second's too in a table bigger than the L2 cache (in a smaller one the
-    /// second is a cache hit when it is needed, and 64 prefetches a burst fill the
-    /// core's line-fill buffers: the worker stalled on them).
+    /// second is a cache hit when a hit needs it, and 64 prefetches a burst fill the
+    /// core's line-fill buffers: the worker stalled on them), or when `miss` (a SYN,
+    /// FIN or RST: under a flood a miss, which reads both groups, and the RX stream has
+    /// pushed a small table out of the L2 cache too).
     #[inline(always)]
-    pub fn prefetch(&self, k: &WireKey) -> Hashed {
+    pub fn prefetch(&self, k: &WireKey, miss: bool) -> Hashed {
         let h = self.hash_wire(k);
         let (g1, g2) = h.groups();
         self.groups.prefetch(g1);
-        if self.deep_prefetch {
+        if self.deep_prefetch || miss {
             self.groups.prefetch(g2);
         }
         h

@@ -289,10 +289,13 @@ pub fn prefetch_burst<'a>(
     let mut n = 0;
     for (h, f) in hints.iter_mut().zip(frames) {
         *h = match fast_key(f, snap) {
-            Some((key, fast)) => Some(Peeked { key, hash: local.flows.prefetch(&key), fast }),
+            Some((key, fast)) => {
+                let hash = local.flows.prefetch(&key, fast == Fast::Clean);
+                Some(Peeked { key, hash, fast })
+            }
             None => peek_key(f).map(|k| {
                 let key = WireKey::from(&k);
-                Peeked { key, hash: local.flows.prefetch(&key), fast: Fast::Slow }
+                Peeked { key, hash: local.flows.prefetch(&key, false), fast: Fast::Slow }
             }),
         };
         n += 1;
@@ -772,7 +775,7 @@ fn maglev(svc: &Service, snap: &Snapshot, key: &FlowKey) -> Option<Option<u16>> 
 /// ([`FlowTable::choose`]), so each backend's share is its share of the schedule (its
 /// weight for wrr) and every segment of the flow gets the same one while the schedule
 /// stands.
-#[inline]
+#[inline(always)]
 fn choose(
     svc: &Service,
     snap: &Snapshot,
@@ -781,7 +784,7 @@ fn choose(
     now: Tick,
 ) -> Option<u16> {
     let (flows, key) = (&local.flows, &s.key);
-    if !svc.sorry_takes {
+    if !svc.by_hash {
         // A persistent client keeps its server; no template is written on this path
         // (a flood of spoofed sources must not fill the template table).
         if let Some(t) = template(svc, snap, local, key, now) {

@@ -139,6 +139,10 @@ pub struct Service {
     /// wrr whose cycle is too long to precompute: picks step through the weights as IPVS
     /// does ([`sched::step_pick`]) over `schedule` (the eligible servers).
     pub stepping: Option<sched::Stepping>,
+    /// A flow routed without an entry (a SYN under a flood) goes by its hash over
+    /// `schedule` alone: no persistence template and no `mh` or `sh` table to consult,
+    /// or the sorry server takes the new flows.
+    pub by_hash: bool,
 }
 
 impl Service {
@@ -327,6 +331,10 @@ impl Snapshot {
                 },
                 sorry_takes,
                 stepping,
+                by_hash: sorry_takes
+                    || (s.policy.persistence == 0
+                        && s.mh.is_none()
+                        && s.policy.sched != SchedKind::Sh),
             });
         }
         neighbors.sort_unstable();

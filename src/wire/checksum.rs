@@ -38,12 +38,14 @@ pub fn verify(data: &[u8]) -> bool {
 }
 
 /// [`verify`] for the common IPv4 header without options: five 32-bit words summed in
-/// 64 bits.
+/// 64 bits. Loaded in the machine's order, not swapped: the ones'-complement sum of
+/// byte-swapped words is the byte-swapped sum (RFC 1071 §2(B)), and 0xffff is its own
+/// swap.
 #[inline(always)]
 pub fn verify20(h: &[u8; 20]) -> bool {
     let mut acc: u64 = 0;
     for w in h.chunks_exact(4) {
-        acc += u64::from(u32::from_be_bytes([w[0], w[1], w[2], w[3]]));
+        acc += u64::from(u32::from_ne_bytes([w[0], w[1], w[2], w[3]]));
     }
     let acc = (acc & 0xffff_ffff) + (acc >> 32);
     let acc = (acc & 0xffff) + (acc >> 16);
@@ -91,6 +93,17 @@ mod tests {
             }
         }
         assert!(verify(&h));
+        // Random headers, checksummed and not: the unswapped sum agrees with RFC 1071's.
+        let mut rng = crate::testing::Rng(0xc5);
+        for _ in 0..20_000 {
+            let mut x = [0u8; 20];
+            x.iter_mut().for_each(|b| *b = rng.below(256) as u8);
+            assert_eq!(verify20(&x), sum(&x) == 0xffff, "{x:02x?}");
+            x[10..12].fill(0);
+            let c = checksum(&x);
+            x[10..12].copy_from_slice(&c.to_be_bytes());
+            assert!(verify20(&x), "{x:02x?}");
+        }
     }
 
     #[test]
