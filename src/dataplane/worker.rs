@@ -187,21 +187,19 @@ impl Worker {
         let q = &mut self.s.dump;
         let snap = self.s.snap.load();
         let templates = &self.local.templates;
-        let wrapped = if dumping || snap.persistent {
-            let (_, wrapped) = self.local.flows.sweep_visit(now, groups, |e| {
-                census.live += 1;
+        // Entries are read out only for a dump or persistence; the census counts either way.
+        let swept = if dumping || snap.persistent {
+            self.local.flows.sweep_visit(now, groups, |e| {
                 // A persistent client keeps its server while any of its flows lives.
                 crate::lb::pipeline::keep_template(snap, templates, e, now);
                 if dumping {
                     let _ = q.push(DumpEntry { flow: *e, now });
                 }
-            });
-            wrapped
+            })
         } else {
-            let s = self.local.flows.sweep_count(now, groups);
-            census.live += s.live as u64;
-            s.wrapped
+            self.local.flows.sweep_count(now, groups)
         };
+        census.live += swept.live as u64;
         if dumping {
             dump.0 = dump.0.saturating_sub(groups);
             if dump.0 == 0 {
@@ -209,7 +207,7 @@ impl Worker {
                 c.dump_done.store(dump.1, Release);
             }
         }
-        if wrapped {
+        if swept.wrapped {
             c.flows.set(census.live);
             census.live = 0;
         }

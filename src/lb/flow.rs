@@ -177,7 +177,7 @@ impl Entry<'_> {
 /// Bytes per flow entry: a group's 192 bytes over its 8 entries.
 pub const ENTRY_BYTES: usize = std::mem::size_of::<Group>() / WAYS;
 
-/// What one [`FlowTable::sweep_count`] did.
+/// What one [`FlowTable::sweep_count`] or [`FlowTable::sweep_visit`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Swept {
     /// Expired entries cleared.
@@ -718,17 +718,16 @@ impl FlowTable {
         self.sweep_count(now, groups).cleared
     }
 
-    /// [`sweep`], also calling `visit` with every live entry of the swept groups. Returns
-    /// (entries cleared, whether the sweep passed the end of the table): a caller that
-    /// counts in `visit` has a complete census of the table at each wrap.
+    /// [`sweep`], also calling `visit` with every live entry of the swept groups. Its
+    /// counts (`live` summed until a `wrapped` one is a complete census of the table)
+    /// are [`sweep_count`]'s.
     pub fn sweep_visit(
         &mut self,
         now: Tick,
         groups: usize,
         visit: impl FnMut(&FlowEntry),
-    ) -> (usize, bool) {
-        let s = self.sweep_groups::<true>(now, groups, visit);
-        (s.cleared, s.wrapped)
+    ) -> Swept {
+        self.sweep_groups::<true>(now, groups, visit)
     }
 
     /// [`sweep`] for a caller that only counts live entries (the census without a
@@ -999,10 +998,10 @@ mod tests {
         let mut count = [[0u32; 2]; 3];
         let mut wraps = 0;
         for _ in 0..(4096 / WAYS) {
-            let (_, w) = t.sweep_visit(1, 1, |e| {
+            let s = t.sweep_visit(1, 1, |e| {
                 count[usize::from(e.slot)][usize::from(!e.state().is_active())] += 1
             });
-            wraps += usize::from(w);
+            wraps += usize::from(s.wrapped);
         }
         assert_eq!(wraps, 1);
         let total: u32 = count.iter().flatten().sum();
