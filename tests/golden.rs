@@ -828,7 +828,7 @@ fn the_fast_path_decides_as_the_full_path() {
         let mut hints: [Hint; 32] = [None; 32];
         prefetch_burst(burst.iter().map(|f| f.as_slice()), &snap, &hinted, &mut hints);
         let mut b = burst.clone();
-        let mut slots = [0u16; 32];
+        let mut slots = Vec::new();
         let n = burst.len();
         let hits = forward_hits(
             b.iter_mut().map(|f| f.as_mut_slice()),
@@ -836,14 +836,17 @@ fn the_fast_path_decides_as_the_full_path() {
             &snap,
             &mut hinted,
             now,
-            &mut slots,
+            |slot, len| slots.push((slot, len)),
         );
         leading += hits;
         for (i, f) in burst.iter().enumerate() {
             let mut a = f.clone();
             let va = process(&mut a, &snap, &mut plain, now);
             let vb = if i < hits {
-                Verdict::Forward { slot: slots[i], new_flow: false }
+                {
+                    assert_eq!(slots[i].1, f.len(), "the hit's length");
+                    Verdict::Forward { slot: slots[i].0, new_flow: false }
+                }
             } else {
                 process_hinted(&mut b[i], &snap, &mut hinted, now, &hints[i])
             };

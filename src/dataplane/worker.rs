@@ -405,7 +405,6 @@ impl Worker {
         let drain_tsc = (clock.tsc_hz / 10_000).max(1); // ~100 µs, as l3fwd's BURST_TX_DRAIN_US
         let mut burst = RxBurst::default();
         let mut hints: [Hint; BURST] = [None; BURST];
-        let mut slots = [0u16; BURST];
         let mut dump = (0usize, 0u64);
         let mut census = Census { live: 0 };
         // The latency histogram is allocated once here; recording never allocates.
@@ -484,11 +483,8 @@ impl Worker {
                     snap,
                     &mut self.local,
                     now,
-                    &mut slots,
+                    |slot, len| c.slot(slot, len as u64, false),
                 );
-                for (i, &slot) in slots[..hits].iter().enumerate() {
-                    c.slot(slot, burst.data_len(i) as u64, false);
-                }
                 if tx.buf.room() < hits {
                     tx.flush(&mut self.s.tx, &c);
                     last_flush = tsc;

@@ -136,15 +136,6 @@ impl RxBurst {
         })
     }
 
-    /// The length of frame `i`'s first segment (the whole frame when it has one).
-    /// Panics if `i` was sent or is out of range.
-    #[inline(always)]
-    pub fn data_len(&self, i: usize) -> usize {
-        assert!(i < self.m.len && self.sent & (1 << i) == 0, "frame {i} not in the burst");
-        // SAFETY: an mbuf this burst owns.
-        unsafe { usize::from((*self.m.pkts[i]).data_len) }
-    }
-
     /// Frame `i`'s bytes (of its first segment), writable, and whether they are the
     /// whole frame (one segment). Panics if `i` was sent or is out of range.
     #[inline(always)]

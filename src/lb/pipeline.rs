@@ -340,9 +340,10 @@ fn fast_hit(
 /// The fast path over the start of a burst: frames (with their [`prefetch_burst`]
 /// hints) are forwarded by [`fast_hit`] in order until the first that cannot be; that
 /// one and the rest go to [`process_hinted`] (so no frame overtakes an earlier one of
-/// its flow, whose state it may have changed). Returns how many were forwarded, each
-/// one's backend slot in `slots` (a forward with `new_flow: false`, as `process` would
-/// say). One tight loop: the table, the snapshot and the clock stay in registers.
+/// its flow, whose state it may have changed). Returns how many were forwarded; each
+/// one is handed to `on_hit` with its backend slot and its length (a forward with
+/// `new_flow: false`, as `process` would say), for the caller's counters. One tight
+/// loop: the table, the snapshot and the clock stay in registers.
 #[inline]
 pub fn forward_hits<'a>(
     frames: impl Iterator<Item = &'a mut [u8]>,
@@ -350,13 +351,14 @@ pub fn forward_hits<'a>(
     snap: &Snapshot,
     local: &mut LocalState,
     now: Tick,
-    slots: &mut [u16],
+    mut on_hit: impl FnMut(u16, usize),
 ) -> usize {
     let mut n = 0;
-    for ((f, h), s) in frames.zip(hints).zip(slots.iter_mut()) {
+    for (f, h) in frames.zip(hints) {
         let Some(p) = h.as_ref().filter(|p| p.fast.hit()) else { break };
+        let len = f.len();
         let Some(slot) = fast_hit(f, snap, local, now, p) else { break };
-        *s = slot;
+        on_hit(slot, len);
         n += 1;
     }
     n
