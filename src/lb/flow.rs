@@ -384,6 +384,14 @@ impl FlowTable {
         (((h >> 32) * n as u64) >> 32) as usize
     }
 
+    /// Whether a burst's stage 2 ([`prefetch_entries`](Self::prefetch_entries)) pays: the table is bigger than
+    /// the L2 cache. In a smaller one the entry lines are cache hits when a hit reads
+    /// them, and the prefetches would only fill the core's line-fill buffers.
+    #[inline(always)]
+    pub fn deep_prefetch(&self) -> bool {
+        self.deep_prefetch
+    }
+
     /// Stage 1 of a burst: hash `k` and start loading its first group's tag line, and
     /// the second's too in a table bigger than the L2 cache (in a smaller one the
     /// second is a cache hit when a hit needs it, and 64 prefetches a burst fill the
@@ -405,11 +413,9 @@ impl FlowTable {
     /// of the entries whose tag matches, in the first group, or in the second when the
     /// first has none (a 16-bit tag rarely matches by chance, so a match in the first
     /// group is almost always the flow).
+    /// Only worth it in a table bigger than the L2 cache ([`deep_prefetch`](Self::deep_prefetch)).
     #[inline(always)]
     pub fn prefetch_entries(&self, h: &Hashed) {
-        if !self.deep_prefetch {
-            return;
-        }
         let (g1, g2) = h.groups();
         for g in [g1, g2] {
             let grp = self.group(g);

@@ -300,8 +300,10 @@ pub fn prefetch_burst<'a>(
         };
         n += 1;
     }
-    for p in hints[..n].iter().flatten() {
-        local.flows.prefetch_entries(&p.hash);
+    if local.flows.deep_prefetch() {
+        for p in hints[..n].iter().flatten() {
+            local.flows.prefetch_entries(&p.hash);
+        }
     }
 }
 
