@@ -838,15 +838,14 @@ fn the_fast_path_decides_as_the_full_path() {
             now,
             |slot, len| slots.push((slot, len)),
         );
+        assert_eq!(slots.len(), hits, "one on_hit call per forwarded frame");
         leading += hits;
         for (i, f) in burst.iter().enumerate() {
             let mut a = f.clone();
             let va = process(&mut a, &snap, &mut plain, now);
             let vb = if i < hits {
-                {
-                    assert_eq!(slots[i].1, f.len(), "the hit's length");
-                    Verdict::Forward { slot: slots[i].0, new_flow: false }
-                }
+                assert_eq!(slots[i].1, f.len(), "the hit's length");
+                Verdict::Forward { slot: slots[i].0, new_flow: false }
             } else {
                 process_hinted(&mut b[i], &snap, &mut hinted, now, &hints[i])
             };

@@ -384,9 +384,10 @@ impl FlowTable {
         (((h >> 32) * n as u64) >> 32) as usize
     }
 
-    /// Whether a burst's stage 2 ([`prefetch_entries`](Self::prefetch_entries)) pays: the table is bigger than
-    /// the L2 cache. In a smaller one the entry lines are cache hits when a hit reads
-    /// them, and the prefetches would only fill the core's line-fill buffers.
+    /// Whether a burst's stage 2 ([`prefetch_entries`](Self::prefetch_entries)) pays:
+    /// the table is bigger than the L2 cache. In a smaller one the entry lines are cache
+    /// hits when a hit reads them, and the prefetches would only fill the core's
+    /// line-fill buffers.
     #[inline(always)]
     pub fn deep_prefetch(&self) -> bool {
         self.deep_prefetch
@@ -412,8 +413,8 @@ impl FlowTable {
     /// Stage 2 of a burst (after stage 1 for every packet): start loading the key lines
     /// of the entries whose tag matches, in the first group, or in the second when the
     /// first has none (a 16-bit tag rarely matches by chance, so a match in the first
-    /// group is almost always the flow).
-    /// Only worth it in a table bigger than the L2 cache ([`deep_prefetch`](Self::deep_prefetch)).
+    /// group is almost always the flow). Only worth it in a table bigger than the L2
+    /// cache ([`deep_prefetch`](Self::deep_prefetch)).
     #[inline(always)]
     pub fn prefetch_entries(&self, h: &Hashed) {
         let (g1, g2) = h.groups();
