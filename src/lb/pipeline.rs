@@ -433,8 +433,7 @@ fn ipv4(
         Err(Error::Truncated) => return Verdict::Drop(D::Ipv4Truncated),
         Err(Error::Malformed) => return Verdict::Drop(D::Ipv4Malformed),
     };
-    // The director's own traffic (fragments included: the kernel reassembles them).
-    if snap.kernel && daddr == snap.dip {
+    if snap.for_kernel(daddr) {
         return Verdict::Kernel { learned: None };
     }
     match frag {
@@ -505,7 +504,7 @@ fn clean(
         return Some(Verdict::Drop(D::Ipv4BadChecksum));
     }
     let key = FlowKey::from(&p.key);
-    if snap.kernel && key.daddr == snap.dip {
+    if snap.for_kernel(key.daddr) {
         return Some(Verdict::Kernel { learned: None });
     }
     let tcp_flags = if key.proto == protocol::TCP { *frame.get(47)? } else { 0 };

@@ -421,6 +421,13 @@ impl Snapshot {
         }
     }
 
+    /// An IPv4 packet to `daddr` is the director's own traffic for the kernel
+    /// interface (fragments included: the kernel reassembles them).
+    #[inline(always)]
+    pub fn for_kernel(&self, daddr: u32) -> bool {
+        self.kernel && daddr == self.dip
+    }
+
     pub fn is_vip(&self, ip: u32) -> bool {
         self.vips.binary_search(&ip).is_ok()
     }
