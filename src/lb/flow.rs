@@ -8,9 +8,10 @@
 //! which measured faster than our first 24-byte-entry layout at 64k+ flows). A key may live in one of two groups chosen by independent
 //! bits of its hash ("two choices"): a lookup reads at most two groups (bounded probing,
 //! no tombstones, no rehash, no allocation after construction), and an insert takes a
-//! free entry in either. With one group per key a table at 50 % load already overflows
-//! groups and evicts ~2 % of flows (Poisson tail); with two, eviction before ~90 % load
-//! is negligible (tested below).
+//! free entry in the first, or in the second when the first is nearly full and the
+//! second less loaded (so most hits read one group's line). With one group per key a
+//! table at 50 % load already overflows groups and evicts ~2 % of flows (Poisson
+//! tail); with two, eviction before ~90 % load is negligible (tested below).
 //!
 //! - Hash: a folded 64x64->128 multiply of the key words with two random 64-bit seeds
 //!   drawn at start (the foldhash / wyhash construction). Clients cannot aim collisions
@@ -231,6 +232,13 @@ pub struct FlowTable {
 /// older ones): a table at most this big is served from the cache.
 const L2_BYTES: usize = 256 << 10;
 
+/// Free lanes the first group needs to take a new key although the second has more: a
+/// key goes to its first group unless that one is nearly full and the second is less
+/// loaded. At half load ~5 % of keys then live in their second group (~31 % when the
+/// less loaded group always wins), so a hit reads one tag line, and the second group's
+/// is prefetched only for a miss; at 90 % load nothing is evicted yet (with 2 free
+/// lanes, 0.11 % of a 64k table's keys were).
+const FIRST_FIT_MIN: u32 = 3;
 /// Make-room calls that evict directly after a failed cuckoo search.
 const CUCKOO_BACKOFF: u32 = 64;
 
@@ -394,42 +402,37 @@ impl FlowTable {
     }
 
     /// Stage 1 of a burst: hash `k` and start loading its first group's tag line, and
-    /// the second's too in a table bigger than the L2 cache (in a smaller one the
-    /// second is a cache hit when a hit needs it, and 64 prefetches a burst fill the
-    /// core's line-fill buffers: the worker stalled on them), or when `miss` (a SYN,
-    /// FIN or RST: under a flood a miss, which reads both groups, and the RX stream has
-    /// pushed a small table out of the L2 cache too).
+    /// the second's too when `miss` (a SYN, FIN or RST: under a flood a miss, which
+    /// reads both groups). A live key is in its first group but for a few percent
+    /// ([`FIRST_FIT_MIN`]); stage 2 starts the second's line for those.
     #[inline(always)]
     pub fn prefetch(&self, k: &WireKey, miss: bool) -> Hashed {
         let h = self.hash_wire(k);
         let (g1, g2) = h.groups();
         self.groups.prefetch(g1);
-        if self.deep_prefetch || miss {
+        if miss {
             self.groups.prefetch(g2);
         }
         h
     }
 
     /// Stage 2 of a burst (after stage 1 for every packet): start loading the key lines
-    /// of the entries whose tag matches, in the first group, or in the second when the
-    /// first has none (a 16-bit tag rarely matches by chance, so a match in the first
-    /// group is almost always the flow). Only worth it in a table bigger than the L2
-    /// cache ([`deep_prefetch`](Self::deep_prefetch)).
+    /// of the entries in the first group whose tag matches (a 16-bit tag rarely matches
+    /// by chance, so a match is almost always the flow), or the second group's tag line
+    /// when none does. Only worth it in a table bigger than the L2 cache
+    /// ([`deep_prefetch`](Self::deep_prefetch)).
     #[inline(always)]
     pub fn prefetch_entries(&self, h: &Hashed) {
         let (g1, g2) = h.groups();
-        for g in [g1, g2] {
-            let grp = self.group(g);
-            let mut m = grp.tag_matches(h.tag);
-            if m == 0 {
-                continue;
-            }
-            while m != 0 {
-                let i = m.trailing_zeros() as usize & (WAYS - 1); // m < 1 << WAYS
-                m &= m - 1;
-                prefetch_line(&grp.kv[i]);
-            }
-            return;
+        let grp = self.group(g1);
+        let mut m = grp.tag_matches(h.tag);
+        if m == 0 {
+            self.groups.prefetch(g2);
+        }
+        while m != 0 {
+            let i = m.trailing_zeros() as usize & (WAYS - 1); // m < 1 << WAYS
+            m &= m - 1;
+            prefetch_line(&grp.kv[i]);
         }
     }
 
@@ -451,7 +454,7 @@ impl FlowTable {
     }
 
     /// Finds `k`, or the entry an insert of `k` would take: an empty or expired one in
-    /// the less loaded of its two groups, else room made by one cuckoo move, else the
+    /// its first group or its second ([`lookup_hashed`](Self::lookup_hashed)), else room made by one cuckoo move, else the
     /// victim (non-ESTABLISHED first, then soonest to expire). `&mut` because making
     /// room may move an entry to its other group, which lookups also check, so no flow
     /// is lost by it.
@@ -498,7 +501,8 @@ impl FlowTable {
     }
 
     /// The lookup alone: `Hit`, `Vacant` with a free (empty or expired) entry in the
-    /// less loaded of the two groups (power of two choices), or `Full` when both
+    /// first group, or in the second when the first is nearly full and the second less
+    /// loaded ([`FIRST_FIT_MIN`]), or `Full` when both
     /// groups hold only live entries; then nothing is moved or chosen, and a caller
     /// that wants the entry anyway calls [`make_room_hashed`].
     #[inline(always)]
@@ -510,7 +514,7 @@ impl FlowTable {
         let (f1, f2) = (self.group(g1).free_lanes(now), self.group(g2).free_lanes(now));
         match (f1, f2) {
             (0, 0) => Lookup::Full,
-            _ if f1.count_ones() >= f2.count_ones() => {
+            _ if f1.count_ones() >= FIRST_FIT_MIN.min(f2.count_ones()) => {
                 Lookup::Vacant(g1 * WAYS + f1.trailing_zeros() as usize)
             }
             _ => Lookup::Vacant(g2 * WAYS + f2.trailing_zeros() as usize),
@@ -907,6 +911,28 @@ mod tests {
         assert_eq!(t.live(0), 64);
         assert_eq!(t.stats.inserts, 10_000);
         assert_eq!(t.stats.evictions, 10_000 - 64);
+    }
+
+    #[test]
+    fn most_keys_live_in_their_first_group() {
+        for cap in [1 << 11, 1 << 17] {
+            let mut t = FlowTable::with_seed(cap, [11, 13]);
+            let n = cap as u32 / 2;
+            for i in 0..n {
+                let k = key(i);
+                let Lookup::Vacant(idx) = t.find(&k, 0) else { panic!("distinct keys") };
+                t.insert_at(idx, &k, 0, 0, TcpState::Established, 1000, 0);
+            }
+            let second = (0..n)
+                .filter(|&i| {
+                    let k = key(i);
+                    let h = t.hash(&k);
+                    t.hit(&(&k).into(), &h, 0).expect("inserted") / WAYS != h.g1 as usize
+                })
+                .count();
+            let share = second as f64 / f64::from(n);
+            assert!(share < 0.08, "capacity {cap} at half load: {:.2} % in g2", share * 100.0);
+        }
     }
 
     #[test]
