@@ -123,7 +123,7 @@ pub fn process_hinted(
 ) -> Verdict {
     if let Some(p) = hint.as_ref().filter(|p| p.fast != Fast::Slow) {
         if p.fast.hit() {
-            if let Some(slot) = fast_hit(frame, snap, local, now, p) {
+            if let Some(slot) = fast_hit(frame, snap, local, now, p, Renewal::at(snap, now)) {
                 return Verdict::Forward { slot, new_flow: false };
             }
         }
@@ -324,6 +324,7 @@ fn fast_hit(
     local: &mut LocalState,
     now: Tick,
     p: &Peeked,
+    renew: Renewal,
 ) -> Option<u16> {
     let macs = frame.get_mut(..12)?;
     let mut e = local.flows.hit_entry(&p.key, &p.hash, now)?;
@@ -333,10 +334,28 @@ fn fast_hit(
     }
     let (slot, incarnation) = e.route();
     let l2 = snap.serving_l2(slot, incarnation)?;
-    let st = if p.fast == Fast::Udp { TcpState::Udp } else { TcpState::Established };
-    e.refresh(now.saturating_add(snap.timeouts.of(st)));
+    e.refresh(if p.fast == Fast::Udp { renew.udp } else { renew.established });
     macs.copy_from_slice(l2);
     Some(slot)
+}
+
+/// The expiry a fast hit renews its entry to, for each state the fast path keeps: `now`
+/// plus the state's timeout, computed once a burst.
+#[derive(Clone, Copy)]
+struct Renewal {
+    established: Tick,
+    udp: Tick,
+}
+
+impl Renewal {
+    #[inline(always)]
+    fn at(snap: &Snapshot, now: Tick) -> Renewal {
+        let t = &snap.timeouts;
+        Renewal {
+            established: now.saturating_add(t.of(TcpState::Established)),
+            udp: now.saturating_add(t.of(TcpState::Udp)),
+        }
+    }
 }
 
 /// The fast path over the start of a burst: frames (with their [`prefetch_burst`]
@@ -355,11 +374,11 @@ pub fn forward_hits<'a>(
     now: Tick,
     mut on_hit: impl FnMut(u16, usize),
 ) -> usize {
-    let mut n = 0;
+    let (mut n, renew) = (0, Renewal::at(snap, now));
     for (f, h) in frames.zip(hints) {
         let Some(p) = h.as_ref().filter(|p| p.fast.hit()) else { break };
         let len = f.len();
-        let Some(slot) = fast_hit(f, snap, local, now, p) else { break };
+        let Some(slot) = fast_hit(f, snap, local, now, p, renew) else { break };
         on_hit(slot, len);
         n += 1;
     }
