@@ -43,6 +43,25 @@ pub struct SlotCounters {
     pub bytes: AtomicU64,
 }
 
+/// One [`SlotCounters`] per backend slot: a fixed-size array, so that the hit loop's
+/// count indexes it without a bounds check (a slot is below [`MAX_SLOTS`] by the
+/// snapshot's construction). Reads as a slice.
+pub struct SlotTable(Box<[SlotCounters; MAX_SLOTS]>);
+
+impl Default for SlotTable {
+    fn default() -> Self {
+        let v: Vec<SlotCounters> = (0..MAX_SLOTS).map(|_| SlotCounters::default()).collect();
+        SlotTable(v.into_boxed_slice().try_into().ok().expect("MAX_SLOTS counters"))
+    }
+}
+
+impl std::ops::Deref for SlotTable {
+    type Target = [SlotCounters];
+    fn deref(&self) -> &[SlotCounters] {
+        &self.0[..]
+    }
+}
+
 /// Prometheus type of a counter row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -87,7 +106,7 @@ macro_rules! worker_counters {
             /// Frames dropped, by [`DropReason`].
             pub drops: [Counter; DropReason::COUNT],
             /// Per backend slot.
-            pub slots: Box<[SlotCounters]>,
+            pub slots: SlotTable,
             /// Sampled RX-to-TX time inside the worker, TSC cycles; merged in by the
             /// worker about once a tick (never per packet), read by the manager.
             pub latency: parking_lot::Mutex<Option<hdrhistogram::Histogram<u64>>>,
@@ -241,7 +260,6 @@ impl CounterDef {
 impl WorkerCounters {
     pub fn new() -> Self {
         WorkerCounters {
-            slots: (0..MAX_SLOTS).map(|_| SlotCounters::default()).collect(),
             latency: parking_lot::Mutex::new(Some(latency_histogram())),
             ..Default::default()
         }
@@ -268,7 +286,7 @@ impl WorkerCounters {
 
     #[inline(always)]
     pub fn slot(&self, slot: u16, bytes: u64, new_flow: bool) {
-        let s = &self.slots[usize::from(slot)];
+        let s = &self.slots.0[usize::from(slot) & (MAX_SLOTS - 1)]; // slots < MAX_SLOTS
         s.pkts.store(s.pkts.load(Relaxed) + 1, Relaxed);
         s.bytes.store(s.bytes.load(Relaxed) + bytes, Relaxed);
         if new_flow {
