@@ -352,8 +352,8 @@ impl Renewal {
     fn at(snap: &Snapshot, now: Tick) -> Renewal {
         let t = &snap.timeouts;
         Renewal {
-            established: now.saturating_add(t.of(TcpState::Established)),
-            udp: now.saturating_add(t.of(TcpState::Udp)),
+            established: t.expires(TcpState::Established, now),
+            udp: t.expires(TcpState::Udp, now),
         }
     }
 }
@@ -582,7 +582,7 @@ fn segment(
             };
             if keep {
                 let st = if tcp { tcp_state::next(e.state(), tcp_flags) } else { TcpState::Udp };
-                local.flows.touch(idx, st, now.saturating_add(snap.timeouts.of(st)));
+                local.flows.touch(idx, st, snap.timeouts.expires(st, now));
                 (e.slot, false)
             } else {
                 let Some(slot) = pick(svc, si, key, snap, local, now) else {
@@ -591,7 +591,7 @@ fn segment(
                 let st =
                     if tcp { tcp_state::next(TcpState::None, tcp_flags) } else { TcpState::Udp };
                 local.flows.rebind(idx, slot, snap.backends[usize::from(slot)].incarnation);
-                local.flows.touch(idx, st, now.saturating_add(snap.timeouts.of(st)));
+                local.flows.touch(idx, st, snap.timeouts.expires(st, now));
                 (slot, true)
             }
         }
@@ -686,7 +686,7 @@ fn new_flow(
     let (si, svc) = (m.si, m.svc);
     let tcp = m.s.key.proto == protocol::TCP;
     let stateless = tcp && snap.syn_flood == SynFlood::Stateless;
-    let syn_recv = now.saturating_add(snap.timeouts.of(TcpState::SynRecv));
+    let syn_recv = snap.timeouts.expires(TcpState::SynRecv, now);
     if tcp && !m.new_syn && svc.policy.mid_flow == MidFlow::Schedule {
         return mid_flow(m, snap, local, now);
     }
@@ -728,7 +728,7 @@ fn new_flow(
     }
     let slot = pick(svc, si, &m.s.key, snap, local, now).ok_or(D::NoBackend)?;
     let st = if tcp { TcpState::SynRecv } else { TcpState::Udp };
-    let expires = now.saturating_add(snap.timeouts.of(st));
+    let expires = snap.timeouts.expires(st, now);
     store(local, idx, m, slot, snap, st, expires, now);
     Ok((slot, true))
 }
@@ -766,7 +766,7 @@ fn mid_flow(
     if m.s.tcp_flags & flags::RST == 0 {
         if let Some(idx) = m.room_beside_established(local, now) {
             let st = tcp_state::next(TcpState::Established, m.s.tcp_flags);
-            let expires = now.saturating_add(snap.timeouts.of(st));
+            let expires = snap.timeouts.expires(st, now);
             store(local, idx, m, slot, snap, st, expires, now);
         }
     }

@@ -124,6 +124,11 @@ impl TimeoutTicks {
     pub fn of(&self, st: TcpState) -> Tick {
         self.0[st as usize]
     }
+    /// When a flow in `st`, renewed at `now`, expires: `now` plus the state's timeout.
+    #[inline(always)]
+    pub fn expires(&self, st: TcpState, now: Tick) -> Tick {
+        now.saturating_add(self.of(st))
+    }
 }
 
 #[cfg(test)]
