@@ -32,7 +32,7 @@ machine facts, DPDK version, git revision and parameters; perf/out/*.svg are the
 
 No stage asserts a time; --quick checks that every stage ran and parsed its numbers.
 """
-import argparse, json, os, platform, re, shutil, signal, statistics, subprocess, sys, tempfile, time
+import argparse, json, os, platform, re, shutil, signal, statistics, subprocess, sys, tempfile, threading, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 B = os.path.join(ROOT, "target", "release")
@@ -326,6 +326,25 @@ def cpu_secs(pid):
     return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def gen_report(g, timeout):
+    """The JSON report of a drlb-pktgen started with --hold (None if it exited without
+    one). --hold keeps it connected, not polling, until gen_stop: drlb stops first, since
+    a memif peer disconnecting under a polling lcore can crash DPDK 22.11's memif PMD."""
+    killer = threading.Timer(timeout, g.kill)
+    killer.start()
+    try:
+        return next((l for l in g.stdout if l.startswith("{")), None)
+    finally:
+        killer.cancel()
+
+
+def gen_stop(g):
+    """Stops a drlb-pktgen held by --hold; returns its stderr."""
+    g.send_signal(signal.SIGTERM)
+    _, gerr = g.communicate(timeout=30)
+    return gerr
+
+
 def memif_pair(gen_args, drlb_cfg, secs, warm=1.0):
     """drlb (memif server) + drlb-pktgen (client); returns (generator JSON, drlb counters).
     The counters include `cpu_cores`: the CPU drlb used while the generator ran (1.0 =
@@ -344,17 +363,18 @@ def memif_pair(gen_args, drlb_cfg, secs, warm=1.0):
             f"--vdev=net_memif0,role=client,socket={msock},socket-abstract=no", "--",
             "--secs", str(secs), "--warmup", str(warm), "--dst-mac", "02:00:00:00:00:01"] + gen_args
     t0, c0 = time.time(), cpu_secs(dp.pid)
-    g = subprocess.run(gcmd, capture_output=True, text=True, timeout=secs + warm + 60)
+    g = subprocess.Popen(gcmd + ["--hold"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = gen_report(g, secs + warm + 60)
     cores = (cpu_secs(dp.pid) - c0) / (time.time() - t0)
     dp.send_signal(signal.SIGINT)
     out, _ = dp.communicate(timeout=30)
+    gerr = gen_stop(g)
     errf.seek(0)
     err = errf.read()
     errf.close()
     shutil.rmtree(d, ignore_errors=True)
-    line = next((l for l in g.stdout.splitlines() if l.startswith("{")), None)
     if not line:
-        raise RuntimeError(f"drlb-pktgen: {g.stderr[-1500:]}\ndrlb: {err[-1500:]}")
+        raise RuntimeError(f"drlb-pktgen: {gerr[-1500:]}\ndrlb: {err[-1500:]}")
     counters = {m[0]: int(m[1]) for m in re.findall(r"^counter (\S+) (\d+)$", out, re.M)}
     counters["cpu_cores"] = round(cores, 2)
     return json.loads(line), counters
@@ -494,7 +514,8 @@ def stage_soak(a, res):
     g = subprocess.Popen([f"{B}/drlb-pktgen", "-l", "0", "--no-pci", *mem_args(256), "--file-prefix", f"hkg{os.getpid()}",
                           f"--vdev=net_memif0,role=client,socket={msock},socket-abstract=no", "--",
                           "--secs", str(secs), "--warmup", "1", "--dst-mac", "02:00:00:00:00:01",
-                          "--rate", str(a.soak_rate), "--yield-cpu", "--flows", "65536", "--new-share", "0.5"],
+                          "--rate", str(a.soak_rate), "--yield-cpu", "--flows", "65536", "--new-share", "0.5",
+                          "--hold"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     adm = lambda *args: sh([f"{B}/drlbadm", "--socket", csock, *args])
     rss, changes, failed, w = [], 0, 0, 1
@@ -516,15 +537,18 @@ def stage_soak(a, res):
             rss.append((round(t0 - (t_end - secs - 1)), rss_kib(dp.pid)))
             next_rss += 10
         time.sleep(max(0, 0.1 - (time.time() - t0)))
-    gout, gerr = g.communicate(timeout=60)
+    gline = gen_report(g, 60)
     dp.send_signal(signal.SIGINT)
     out, _ = dp.communicate(timeout=60)
+    gerr = gen_stop(g)
     errf.seek(0)
     err = errf.read()
     errf.close()
     shutil.rmtree(d, ignore_errors=True)
     c = {m[0]: int(m[1]) for m in re.findall(r"^counter (\S+) (\d+)$", out, re.M)}
-    gen = json.loads(next(l for l in gout.splitlines() if l.startswith("{")))
+    if not gline:
+        raise RuntimeError(f"drlb-pktgen: {gerr[-1500:]}\ndrlb: {err[-1500:]}")
+    gen = json.loads(gline)
     accounted = c["forwarded"] + c["arp_replies"] + c["icmp_replies"] + c["arp_learned"] + c["to_kernel"] + c["dropped"]
     pps = [int(m) for m in re.findall(r"rx_pps=(\d+)", err)]
     stalled = sum(1 for v in pps[2:-2] if v == 0)

@@ -68,6 +68,11 @@ struct Args {
     /// generator's core, e.g. drlb's manager and drlbadm on a 2-CPU host).
     #[arg(long)]
     yield_cpu: bool,
+    /// After printing the report, keep the port open without polling it until SIGINT or
+    /// SIGTERM, so that a memif peer can stop first: DPDK 22.11's memif PMD can crash a
+    /// process that is polling while its peer disconnects.
+    #[arg(long)]
+    hold: bool,
 }
 
 const BURST: usize = 32;
@@ -314,6 +319,13 @@ fn main() {
     io.wait_link(&gen.template, hz, &stop);
     let (t0, t, rtt) = run(&a, &mut io, &mut gen, hz, &stop);
     report(&a, t0, t, &rtt);
+    if a.hold {
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        while !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
     drop(io);
     drop(e);
 }
