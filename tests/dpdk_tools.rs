@@ -250,6 +250,7 @@ fn dpdk_dumpcap_captures_rx_and_tx_while_forwarding() {
     );
     let (code, c, log) = d.stop();
     assert_eq!(code, 0, "{log}");
+    // SAFETY: kill(2) on our child (held by --hold until now).
     unsafe { libc::kill(gen.id() as i32, libc::SIGTERM) };
     let gen_end = gen.wait_with_output().unwrap();
     assert!(gen_end.status.success(), "{}", String::from_utf8_lossy(&gen_end.stderr));
