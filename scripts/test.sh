@@ -56,7 +56,10 @@ assert r["latency"]["rows"][1]["samples"] > 0, r["latency"]
 assert r["soak"]["balanced"] and r["soak"]["mbufs_in_use_at_exit"] == 0, r["soak"]
 base, stateless, evict = r["flood"]
 assert stateless["evictions"] == 0 and stateless["syn_stateless"] > 0 and stateless["dropped"] == 0, stateless
-assert evict["evictions"] > 0 and evict["syn_stateless"] == 0 and evict["dropped"] == 0, evict
+# Evict mode may cost a legitimate flow its entry (tests/flood.rs allows 1 % of the
+# established flows at half load): such segments are tcp_no_flow drops, few per eviction.
+assert evict["evictions"] > 0 and evict["syn_stateless"] == 0, evict
+assert evict["dropped"] == evict["tcp_no_flow"] and evict["dropped"] * 1000 < evict["evictions"], evict
 quiet, flood = r["kernel"]
 assert flood["rate_limited"] > 0 and flood["to_kernel"] > 0 and flood["kernel_tx"] > 0, flood
 assert flood["forwarded"] > 0 and quiet["rate_limited"] == 0, r["kernel"]

@@ -69,13 +69,16 @@ struct Args {
     #[arg(long)]
     yield_cpu: bool,
     /// After printing the report, keep the port open without polling it until SIGINT or
-    /// SIGTERM, so that a memif peer can stop first: DPDK 22.11's memif PMD can crash a
-    /// process that is polling while its peer disconnects.
+    /// SIGTERM (at most 120 s, so a parent that died leaves nothing behind), so
+    /// that a memif peer can stop first: DPDK 22.11's memif PMD can crash a process that
+    /// is polling while its peer disconnects.
     #[arg(long)]
     hold: bool,
 }
 
 const BURST: usize = 32;
+/// The longest `--hold` (its help says 120 s).
+const HOLD_MAX_SECS: u64 = 120;
 /// Where a frame's send time (TSC, little-endian) goes: the UDP payload's first bytes.
 const STAMP: usize = 42;
 
@@ -322,7 +325,8 @@ fn main() {
     if a.hold {
         use std::io::Write;
         let _ = std::io::stdout().flush();
-        while !stop.load(Ordering::Relaxed) {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(HOLD_MAX_SECS);
+        while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < until {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
     }
