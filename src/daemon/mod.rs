@@ -427,13 +427,14 @@ pub fn run(eal_args: Vec<String>, args: cli::Args) -> Result<Summary, StartError
     let mut state = ControlState::new(plan.cfg.clone());
     let (workers, links) = spawn_workers(&plan, &mut dp, &mut state)?;
     log::info!(
-        "port {} {} ({}) mac {}, {} worker(s) on lcores {:?}, {} flows/worker ({} bytes each), {}",
+        "port {} {} ({}) mac {}, {} worker(s) on lcores {:?} ({}), {} flows/worker ({} bytes each), {}",
         dp.port.id(),
         dp.info.name,
         dp.info.driver,
         dp.mac,
         dp.lcores.len(),
         dp.lcores,
+        dp.port.rss(),
         flow_capacity.next_power_of_two(),
         crate::lb::flow::ENTRY_BYTES,
         dpdk::version()

@@ -20,6 +20,8 @@ pub struct PortInfo {
     pub max_rx_queues: u16,
     pub max_tx_queues: u16,
     pub rss_offloads: u64,
+    /// Bytes of the RSS hash key the device takes (0: it does not say).
+    pub hash_key_size: u8,
     pub tx_offloads: u64,
     pub min_mtu: u16,
     pub max_mtu: u16,
@@ -75,11 +77,58 @@ pub fn info(id: u16) -> Result<PortInfo, DpdkError> {
         max_rx_queues: di.max_rx_queues,
         max_tx_queues: di.max_tx_queues,
         rss_offloads: di.flow_type_rss_offloads,
+        hash_key_size: di.hash_key_size,
         tx_offloads: di.tx_offload_capa,
         min_mtu: di.min_mtu,
         max_mtu: di.max_mtu,
         max_rx_pktlen: di.max_rx_pktlen,
     })
+}
+
+/// How the port spreads received packets over its queues.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rss {
+    /// One queue, or a device without RSS: no spreading.
+    Off,
+    /// RSS on these hash types, with the driver's default key (the device does not say
+    /// how long a key it takes, or no random bytes could be had).
+    DriverKey { hf: u64 },
+    /// RSS on these hash types with a key of random bytes drawn at start: the well-known
+    /// default keys let a sender choose addresses that all land on one queue (one
+    /// worker), a random one does not.
+    RandomKey { hf: u64, key: Vec<u8> },
+}
+
+impl Rss {
+    /// The RSS set-up for `queues` queues on a device that hashes `info.rss_offloads`,
+    /// of which we want `want` (IP, TCP, UDP). `random` fills a key of the device's
+    /// length, or fails.
+    pub fn plan(
+        info: &PortInfo,
+        queues: u16,
+        want: u64,
+        random: impl FnOnce(&mut [u8]) -> bool,
+    ) -> Rss {
+        let hf = want & info.rss_offloads;
+        if queues < 2 || hf == 0 {
+            return Rss::Off;
+        }
+        let mut key = vec![0u8; usize::from(info.hash_key_size)];
+        if key.is_empty() || !random(&mut key) {
+            return Rss::DriverKey { hf };
+        }
+        Rss::RandomKey { hf, key }
+    }
+}
+
+impl std::fmt::Display for Rss {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            Rss::Off => write!(f, "RSS off"),
+            Rss::DriverKey { .. } => write!(f, "RSS with the driver's key"),
+            Rss::RandomKey { key, .. } => write!(f, "RSS with a random {}-byte key", key.len()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -105,6 +154,7 @@ pub struct Port {
 struct PortInner {
     id: u16,
     queues: u16,
+    rss: Rss,
     started: AtomicBool,
     _pool: Arc<Mempool>,
 }
@@ -144,10 +194,20 @@ impl Port {
                 dpdk_sys::DRLB_MQ_RX_RSS,
             )
         };
-        let rss_hf = rss_want & info.rss_offloads;
-        if queues > 1 && rss_hf != 0 {
-            conf.rxmode.mq_mode = mq_rss;
-            conf.rx_adv_conf.rss_conf.rss_hf = rss_hf;
+        let mut rss = Rss::plan(info, queues, rss_want, |k| getrandom::getrandom(k).is_ok());
+        match &mut rss {
+            Rss::Off => {}
+            Rss::DriverKey { hf } => {
+                conf.rxmode.mq_mode = mq_rss;
+                conf.rx_adv_conf.rss_conf.rss_hf = *hf;
+            }
+            Rss::RandomKey { hf, key } => {
+                conf.rxmode.mq_mode = mq_rss;
+                conf.rx_adv_conf.rss_conf.rss_hf = *hf;
+                // rte_eth_dev_configure copies the key; `rss` outlives the call.
+                conf.rx_adv_conf.rss_conf.rss_key = key.as_mut_ptr();
+                conf.rx_adv_conf.rss_conf.rss_key_len = key.len() as u8;
+            }
         }
         // All our mbufs come from one pool with refcnt 1: fast free is valid if offered.
         conf.txmode.offloads = fast_free & info.tx_offloads;
@@ -160,6 +220,7 @@ impl Port {
             inner: Arc::new(PortInner {
                 id,
                 queues,
+                rss,
                 started: AtomicBool::new(false),
                 _pool: pool.clone(),
             }),
@@ -279,6 +340,11 @@ impl Started {
         self.inner.id
     }
 
+    /// How received packets are spread over the queues.
+    pub fn rss(&self) -> &Rss {
+        &self.inner.rss
+    }
+
     /// A handle the manager reads the port's counters and link with.
     pub fn monitor(&self) -> PortMonitor {
         PortMonitor { id: self.inner.id }
@@ -335,5 +401,62 @@ impl TxQueue {
         usize::from(unsafe {
             dpdk_sys::drlb_tx_burst(self.port, self.queue, pkts.as_mut_ptr(), pkts.len() as u16)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(rss_offloads: u64, hash_key_size: u8) -> PortInfo {
+        PortInfo {
+            id: 0,
+            name: "p".into(),
+            driver: "d".into(),
+            max_rx_queues: 4,
+            max_tx_queues: 4,
+            rss_offloads,
+            hash_key_size,
+            tx_offloads: 0,
+            min_mtu: 68,
+            max_mtu: 1500,
+            max_rx_pktlen: 1518,
+        }
+    }
+
+    #[test]
+    fn rss_is_keyed_at_random_when_it_spreads() {
+        let fill = |k: &mut [u8]| {
+            k.iter_mut().enumerate().for_each(|(i, b)| *b = i as u8 + 1);
+            true
+        };
+        assert_eq!(Rss::plan(&info(0b111, 40), 1, 0b110, fill), Rss::Off, "one queue");
+        assert_eq!(Rss::plan(&info(0b001, 40), 2, 0b110, fill), Rss::Off, "no wanted type");
+        let want: Vec<u8> = (1..=40).collect();
+        assert_eq!(
+            Rss::plan(&info(0b111, 40), 2, 0b110, fill),
+            Rss::RandomKey { hf: 0b110, key: want },
+            "the types both want, a key of the device's length"
+        );
+        assert_eq!(
+            Rss::plan(&info(0b111, 0), 2, 0b110, fill),
+            Rss::DriverKey { hf: 0b110 },
+            "a device that does not say its key length keeps its own"
+        );
+        assert_eq!(
+            Rss::plan(&info(0b111, 52), 2, 0b110, |_| false),
+            Rss::DriverKey { hf: 0b110 },
+            "no random bytes: the driver's key"
+        );
+        assert_eq!(
+            Rss::plan(&info(0b111, 52), 4, 0b110, fill).to_string(),
+            "RSS with a random 52-byte key"
+        );
+        // The real source: two draws differ.
+        let draw = || match Rss::plan(&info(1, 40), 2, 1, |k| getrandom::getrandom(k).is_ok()) {
+            Rss::RandomKey { key, .. } => key,
+            other => panic!("{other:?}"),
+        };
+        assert_ne!(draw(), draw());
     }
 }
