@@ -4,6 +4,7 @@
     python3 perf/harness.py                 # full run (~25 min on 2 vCPUs)
     python3 perf/harness.py --quick         # seconds per stage: checks the harness itself
     python3 perf/harness.py --only e2e,latency
+    python3 perf/harness.py --ab OLD/drlb,NEW/drlb --e2e-flows 1024   # paired A/B
 
 Stages (each writes perf/out/<stage>.csv; all go into perf/out/results.json with the
 machine facts, DPDK version, git revision and parameters; perf/out/*.svg are the plots):
@@ -146,14 +147,14 @@ def pcap(flows, size, tag="", ppf=2, ack_only=False):
     return p
 
 
-def run_drlb(eal, cfg, secs, warm, extra=(), during=None, netns=None, metric="rx_pps"):
-    """Runs drlb until it has printed warm + secs stats lines (one a second) after its
+def run_drlb(eal, cfg, secs, warm, extra=(), during=None, netns=None, metric="rx_pps", drlb=None):
+    """Runs drlb (this tree's build, or the binary `drlb`) until it has printed warm + secs stats lines (one a second) after its
     control socket came up; returns (per-second `metric` of those lines after warm-up,
     rx_pps unless told otherwise, final counters,
     its stderr). With `during`, calls during(socket) once drlb is up and has printed
     `warm` stats lines, and stops it when that returns (all values then)."""
     sock = os.path.join(OUT, f"drlb-{os.getpid()}.sock")
-    cmd = [f"{B}/drlb"] + eal + ["--", "--config", cfg, "--stats-interval", "1", "--control", sock] + list(extra)
+    cmd = [drlb or f"{B}/drlb"] + eal + ["--", "--config", cfg, "--stats-interval", "1", "--control", sock] + list(extra)
     if netns:
         cmd = ["ip", "netns", "exec", netns] + cmd
     # stderr to a file, not a pipe: a pipe nobody drains fills after ~64 KB of log
@@ -219,6 +220,42 @@ def mean(xs):
 E2E_LABEL = {"syn+ack": "syn", "established": "est"}
 
 
+def e2e_case(flows, size, traffic, ppf):
+    """One e2e case: (packets per flow, drlb config, EAL args (a function: the memory
+    mode is chosen at each start), mbufs). `syn+ack` replays a SYN and
+    ppf - 1 ACKs per flow; `established` ACKs only, for a mid_flow = "schedule" service."""
+    if traffic == "syn+ack":
+        p = pcap(flows, size, ppf=ppf)
+        cfg = bench_config(os.path.join(OUT, "e2e.toml"), flows)
+    else:
+        ppf = 1
+        p = pcap(flows, size, tag="-ack", ppf=1, ack_only=True)
+        cfg = bench_config(os.path.join(OUT, "e2e.toml"), flows, service_extra='mid_flow = "schedule"')
+    vdev = f"--vdev=net_pcap0,rx_pcap={p},infinite_rx=1"
+    eal = lambda: ["-l", "0-1", "--no-pci", *mem_args(1536), "--file-prefix", f"hx{os.getpid()}", vdev]
+    return ppf, cfg, eal, flows * ppf + 16384
+
+
+def paired_ab(a):
+    """--ab OLD,NEW: two drlb binaries (say two revisions' builds) on one e2e case
+    (--e2e-flows' first count, 60-byte frames, --ab-traffic), alternating, --runs rounds:
+    each run's median forwarded (TX) rate over the e2e window (after --warm seconds,
+    --secs of them). Alternating cancels a shared VM's slow drifts; read the rounds'
+    medians, not one pair. Nothing is written to results.json."""
+    bins = a.ab.split(",")
+    flows = int(a.e2e_flows.split(",")[0])
+    _, cfg, eal, mbufs = e2e_case(flows, 60, a.ab_traffic, a.e2e_ppf)
+    runs = {b: [] for b in bins}
+    for r in range(a.runs):
+        for b in bins:
+            pps, _, _ = run_drlb(eal(), cfg, a.secs, a.warm, ["--mbufs", str(mbufs)], metric="tx_pps", drlb=b)
+            runs[b].append(statistics.median(pps) / 1e6)
+            print(f"  round {r + 1}: {b} {runs[b][-1]:.2f} Mpps", flush=True)
+    for b in bins:
+        print(f"ab {flows} flows {a.ab_traffic}: {b}: " + " / ".join(f"{x:.2f}" for x in runs[b])
+              + f" Mpps, median {statistics.median(runs[b]):.2f}")
+
+
 def stage_e2e(a, res):
     """drlb vs testpmd macswap on the same net_pcap port, same run, counting frames sent
     (TX), for two kinds of traffic: `syn+ack` (a SYN and then packets_per_flow - 1 ACKs
@@ -231,22 +268,13 @@ def stage_e2e(a, res):
     for flows in flows_list:
         for size in sizes:
             for traffic in ("syn+ack", "established"):
-                if traffic == "syn+ack":
-                    ppf = a.e2e_ppf
-                    p = pcap(flows, size, ppf=ppf)
-                    cfg = bench_config(os.path.join(OUT, "e2e.toml"), flows)
-                else:
-                    ppf = 1
-                    p = pcap(flows, size, tag="-ack", ppf=1, ack_only=True)
-                    cfg = bench_config(os.path.join(OUT, "e2e.toml"), flows, service_extra='mid_flow = "schedule"')
-                mbufs = flows * ppf + 16384
-                vdev = f"--vdev=net_pcap0,rx_pcap={p},infinite_rx=1"
+                ppf, cfg, eal, mbufs = e2e_case(flows, size, traffic, a.e2e_ppf)
                 d, t = [], []
                 for r in range(a.runs):
-                    eal = ["-l", "0-1", "--no-pci", *mem_args(1536), "--file-prefix", f"hx{os.getpid()}", vdev]
-                    pps, c, _ = run_drlb(eal, cfg, a.secs, a.warm, ["--mbufs", str(mbufs)], metric="tx_pps")
+                    e = eal()
+                    pps, c, _ = run_drlb(e, cfg, a.secs, a.warm, ["--mbufs", str(mbufs)], metric="tx_pps")
                     d.append(mean(pps) / 1e6)
-                    t.append(mean(run_testpmd(eal, a.secs, a.warm, mbufs, metric="Tx-pps")) / 1e6)
+                    t.append(mean(run_testpmd(e, a.secs, a.warm, mbufs, metric="Tx-pps")) / 1e6)
                 dm, tm = statistics.median(d), statistics.median(t)
                 row = {"flows": flows, "size": size, "traffic": traffic, "packets_per_flow": ppf,
                        "drlb_mpps": round(dm, 3), "testpmd_mpps": round(tm, 3),
@@ -797,7 +825,12 @@ def main():
     ap.add_argument("--soak-rate", type=int, default=2_000_000,
                     help="soak packets/s; the generator sleeps between bursts so drlb's manager and "
                          "drlbadm get CPU time on a 2-CPU host (a spinning generator starves them)")
+    ap.add_argument("--ab", metavar="OLD,NEW",
+                    help="paired A/B of two drlb binaries on one e2e case (see --ab-traffic); no stages run")
+    ap.add_argument("--ab-traffic", choices=["established", "syn+ack"], default="established")
     a = ap.parse_args()
+    if a.ab and (len(a.ab.split(",")) != 2 or not all(os.access(b, os.X_OK) for b in a.ab.split(","))):
+        ap.error(f"--ab wants two executable drlb binaries, OLD,NEW; got {a.ab!r}")
     global ALLOW_NO_HUGE
     ALLOW_NO_HUGE = a.quick
     if a.quick:
@@ -806,6 +839,8 @@ def main():
           + (" (or --no-huge, said per stage, in quick mode)" if a.quick else ""), flush=True)
     os.makedirs(OUT, exist_ok=True)
     subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    if a.ab:
+        return paired_ab(a)
     # Stages run separately (--only) update the results of earlier runs; each stage
     # records the facts and parameters of the run that produced it.
     path = os.path.join(OUT, "results.json")
