@@ -195,19 +195,14 @@ impl Port {
             )
         };
         let mut rss = Rss::plan(info, queues, rss_want, |k| getrandom::getrandom(k).is_ok());
-        match &mut rss {
-            Rss::Off => {}
-            Rss::DriverKey { hf } => {
-                conf.rxmode.mq_mode = mq_rss;
-                conf.rx_adv_conf.rss_conf.rss_hf = *hf;
-            }
-            Rss::RandomKey { hf, key } => {
-                conf.rxmode.mq_mode = mq_rss;
-                conf.rx_adv_conf.rss_conf.rss_hf = *hf;
-                // rte_eth_dev_configure copies the key; `rss` outlives the call.
-                conf.rx_adv_conf.rss_conf.rss_key = key.as_mut_ptr();
-                conf.rx_adv_conf.rss_conf.rss_key_len = key.len() as u8;
-            }
+        if let Rss::DriverKey { hf } | Rss::RandomKey { hf, .. } = &rss {
+            conf.rxmode.mq_mode = mq_rss;
+            conf.rx_adv_conf.rss_conf.rss_hf = *hf;
+        }
+        if let Rss::RandomKey { key, .. } = &mut rss {
+            // rte_eth_dev_configure copies the key; `rss` outlives the call.
+            conf.rx_adv_conf.rss_conf.rss_key = key.as_mut_ptr();
+            conf.rx_adv_conf.rss_conf.rss_key_len = key.len() as u8;
         }
         // All our mbufs come from one pool with refcnt 1: fast free is valid if offered.
         conf.txmode.offloads = fast_free & info.tx_offloads;
