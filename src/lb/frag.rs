@@ -167,7 +167,7 @@ impl Frags {
         }
         for h in self.held.iter_mut() {
             if h.len != 0 && !h.ready && h.key == *k && h.expires > now {
-                h.data[..12].copy_from_slice(l2);
+                crate::wire::ethernet::set_macs(&mut h.data, l2);
                 h.ready = true;
                 self.waiting -= 1;
                 self.ready += 1;

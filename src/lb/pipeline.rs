@@ -252,11 +252,10 @@ pub fn fast_key(f: &[u8], snap: &Snapshot) -> Option<(WireKey, Fast)> {
     }
     let proto = h[23];
     let fast = match proto {
-        // Data offset between 5 words and the segment; a segment with SYN, FIN or RST
-        // changes its flow's state (or makes one).
-        protocol::TCP
-            if total >= 40 && (5..=(total - 20) / 4).contains(&usize::from(h[46] >> 4)) =>
-        {
+        // Data offset between 5 words and the segment (so the datagram holds at least
+        // 40 bytes); a segment with SYN, FIN or RST changes its flow's state (or makes
+        // one).
+        protocol::TCP if h[46] >= 0x50 && 20 + 4 * usize::from(h[46] >> 4) <= total => {
             if h[47] & STATE_FLAGS == 0 {
                 Fast::Established
             } else {
@@ -264,9 +263,7 @@ pub fn fast_key(f: &[u8], snap: &Snapshot) -> Option<(WireKey, Fast)> {
             }
         }
         // Length field between 8 and the datagram.
-        protocol::UDP if total >= 28 && (8..=total - 20).contains(&usize::from(be16(38))) => {
-            Fast::Udp
-        }
+        protocol::UDP if be16(38) >= 8 && 20 + usize::from(be16(38)) <= total => Fast::Udp,
         _ => return None,
     };
     let (addrs, ports) = (&h[26..34], &h[34..38]);
@@ -329,7 +326,7 @@ fn fast_hit(
     p: &Peeked,
     renew: Renewal,
 ) -> Option<u16> {
-    let macs = frame.get_mut(..12)?;
+    let macs: &mut [u8; 12] = frame.get_mut(..12)?.try_into().ok()?;
     let mut e = local.flows.hit_entry(&p.key, &p.hash, now)?;
     // The state as stored, compared as a byte: ESTABLISHED for TCP, UDP for UDP.
     if e.state() != p.fast as u8 {
@@ -338,7 +335,7 @@ fn fast_hit(
     let (slot, incarnation) = e.route();
     let l2 = snap.serving_l2(slot, incarnation)?;
     e.refresh(if p.fast == Fast::Udp { renew.udp } else { renew.established });
-    macs.copy_from_slice(l2);
+    *macs = *l2; // a fixed-size copy: no call (see ethernet::set_macs)
     Some(slot)
 }
 
@@ -615,7 +612,7 @@ fn segment(
     };
     // 7. Rewrite the MACs; the IP packet is not touched.
     let b = &snap.backends[usize::from(slot)];
-    frame[..12].copy_from_slice(&b.l2);
+    ethernet::set_macs(frame, &b.l2);
     if let Some(k) = &s.frag {
         // A first fragment: its datagram's later fragments follow it.
         local.frags.first(k, slot, b.incarnation, &b.l2, now);
@@ -640,7 +637,7 @@ fn later_fragment(
     match local.frags.lookup(k, now) {
         Some((slot, inc)) => match snap.backend(slot, inc) {
             Some(b) if b.serving() => {
-                frame[..12].copy_from_slice(&b.l2);
+                ethernet::set_macs(frame, &b.l2);
                 local.frags.stats.followed += 1;
                 Verdict::Forward { slot, new_flow: false }
             }
@@ -1031,7 +1028,7 @@ fn icmp_in(
         Ok(m) if icmp::is_error(m.msg_type()) && snap.is_vip(daddr) => {
             return match icmp_error(&m, daddr, snap, local, now) {
                 Ok(slot) => {
-                    frame[..12].copy_from_slice(&snap.backends[usize::from(slot)].l2);
+                    ethernet::set_macs(frame, &snap.backends[usize::from(slot)].l2);
                     Verdict::Forward { slot, new_flow: false }
                 }
                 // The flow may live on another worker (RSS hashes the error by its own
