@@ -470,10 +470,10 @@ impl Worker {
             {
                 let snap = self.s.snap.load();
                 c.generation.set(snap.generation);
-                // Packet headers in, then the flow-table state of the whole burst in
-                // flight at once (tag lines, then matching entries): a table bigger than
-                // the cache costs one miss per packet if they are taken one by one.
-                burst.prefetch();
+                // The packet headers are loading since `recv`; now the flow-table state
+                // of the whole burst in flight at once (tag lines, then matching
+                // entries): a table bigger than the cache costs one miss per packet if
+                // they are taken one by one.
                 prefetch_burst(burst.whole_frames(), snap, &self.local, &mut hints);
                 // The burst's leading fast hits in one loop (a frame in more than one
                 // segment has no hint: it stops the loop), then frame by frame.

@@ -27,23 +27,6 @@ unsafe fn data_mut<'a>(m: *mut rte_mbuf) -> &'a mut [u8] {
     }
 }
 
-/// The bytes of a frame the burst still owns and holds in one segment; empty for one
-/// already sent (not read) or in more than one segment.
-///
-/// # Safety
-/// As [`data_mut`] when `sent` is false (`m` is then read); nothing when it is true.
-#[inline(always)]
-unsafe fn whole_data<'a>(m: *mut rte_mbuf, sent: bool) -> &'a mut [u8] {
-    // SAFETY: per the contract; `m` is dereferenced only when not sent.
-    unsafe {
-        if !sent && (*m).nb_segs == 1 {
-            data_mut(m)
-        } else {
-            &mut []
-        }
-    }
-}
-
 /// Returns mbufs to their pools.
 ///
 /// # Safety
@@ -70,46 +53,75 @@ impl<const N: usize> Default for Mbufs<N> {
 
 /// Up to [`BURST`] received frames, owned until each is handed to a [`TxBuffer`]
 /// ([`RxBurst::send`]) or freed ([`RxBurst::free_rest`], or drop).
-#[derive(Default)]
 pub struct RxBurst {
     m: Mbufs<BURST>,
     /// Bit i: frame i was handed to a TX buffer (no longer ours).
     sent: u32,
+    /// Each frame's first byte and length, read from its mbuf once by
+    /// [`recv`](RxBurst::recv); the length is 0 for a frame in more than one segment
+    /// and is set to 0 when the frame leaves the burst, so the iterators below show
+    /// both as empty without reading the mbuf or `sent` again.
+    data: [*mut u8; BURST],
+    lens: [u16; BURST],
+}
+
+impl Default for RxBurst {
+    fn default() -> Self {
+        RxBurst {
+            m: Mbufs::default(),
+            sent: 0,
+            data: [NonNull::dangling().as_ptr(); BURST],
+            lens: [0; BURST],
+        }
+    }
 }
 
 impl RxBurst {
     /// Receives a burst from `q` (freeing whatever the previous burst left); returns its
-    /// length.
+    /// length. Each frame's bytes are found here, the mbuf's header read once a burst
+    /// rather than once by every stage that looks at the frame, and their first cache
+    /// line starts loading (l3fwd's prefetch).
     #[inline(always)]
     pub fn recv(&mut self, q: &mut RxQueue) -> usize {
         self.free_rest();
-        self.m.len = q.rx_burst(&mut self.m.pkts);
-        self.m.len
-    }
-
-    /// Starts loading every frame's first cache line (l3fwd's prefetch).
-    #[inline(always)]
-    pub fn prefetch(&self) {
-        for &m in &self.m.pkts[..self.m.len] {
-            // SAFETY: received mbufs, valid until freed by this burst; reading the
-            // header to find the data is safe, and a prefetch never faults.
+        let n = q.rx_burst(&mut self.m.pkts).min(BURST);
+        self.m.len = n;
+        for i in 0..n {
+            // SAFETY: a received mbuf, valid until this burst frees or sends it; its
+            // header says where its data is (DPDK invariant: buf_addr + data_off, then
+            // data_len bytes inside the buffer). A prefetch never faults.
             unsafe {
-                let mb = &*m;
-                crate::mem::prefetch((mb.buf_addr as *const u8).add(usize::from(mb.data_off)));
+                let mb = &*self.m.pkts[i];
+                let p = (mb.buf_addr as *mut u8).add(usize::from(mb.data_off));
+                crate::mem::prefetch(p);
+                self.data[i] = p;
+                self.lens[i] = if mb.nb_segs == 1 { mb.data_len } else { 0 };
             }
         }
+        n
     }
 
-    /// The frames' bytes, read-only (for the prefetch stages).
+    /// Frame `i`'s bytes as [`recv`](Self::recv) found them: empty for one in more
+    /// than one segment or already sent.
+    ///
+    /// # Safety
+    /// `i` is below the burst's length; the slice must not outlive the caller's borrow
+    /// of `self` (shared for reading, unique for writing), and no other slice of frame
+    /// `i` may live while a writable one does.
+    #[inline(always)]
+    unsafe fn whole<'a>(&self, i: usize) -> &'a mut [u8] {
+        // SAFETY: per the contract; `data[i]` points at `lens[i]` bytes of an mbuf this
+        // burst still owns, or `lens[i]` is 0 (the frame was sent).
+        unsafe { std::slice::from_raw_parts_mut(self.data[i], usize::from(self.lens[i])) }
+    }
+
+    /// The frames' bytes, read-only, the sent ones left out (a frame in more than one
+    /// segment shows as empty).
     #[inline(always)]
     pub fn frames(&self) -> impl Iterator<Item = &[u8]> + '_ {
-        // SAFETY: mbufs of this burst not yet sent (the iterator borrows `self`, so none
-        // is sent or freed while a slice lives); shared borrows only.
-        self.m.pkts[..self.m.len]
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| self.sent & (1 << i) == 0)
-            .map(|(_, &m)| unsafe { &*data_mut(m) })
+        // SAFETY: indexes below the burst's length; shared slices tied to the borrow of
+        // `self`, so none is sent or freed while a slice lives.
+        (0..self.m.len).filter(|&i| self.sent & (1 << i) == 0).map(|i| unsafe { &*self.whole(i) })
     }
 
     /// Every frame's bytes in burst order, one item per frame, read-only: a frame in
@@ -117,23 +129,27 @@ impl RxBurst {
     /// a frame as if it were all of it.
     #[inline(always)]
     pub fn whole_frames(&self) -> impl Iterator<Item = &[u8]> + '_ {
-        let sent = self.sent;
-        self.m.pkts[..self.m.len].iter().enumerate().map(move |(i, &m)| {
-            // SAFETY: mbufs of this burst (the iterator borrows `self`: none is sent or
-            // freed while a slice lives); shared borrows only; a sent one is not read.
-            unsafe { &*whole_data(m, sent & (1 << i) != 0) }
-        })
+        let n = self.m.len;
+        // SAFETY: `recv`'s pointers and lengths of this burst's frames (a sent one's
+        // length is 0); shared slices tied to the borrow of `self`, so none is sent or
+        // freed while a slice lives.
+        self.data[..n]
+            .iter()
+            .zip(&self.lens[..n])
+            .map(|(&p, &len)| unsafe { std::slice::from_raw_parts(p, usize::from(len)) })
     }
 
     /// [`whole_frames`](Self::whole_frames), writable.
     #[inline(always)]
     pub fn whole_frames_mut(&mut self) -> impl Iterator<Item = &mut [u8]> + '_ {
-        let sent = self.sent;
-        self.m.pkts[..self.m.len].iter().enumerate().map(move |(i, &m)| {
-            // SAFETY: as above; each item is a different mbuf's buffer, and `&mut self`
-            // makes every slice unique for the iterator's life.
-            unsafe { whole_data(m, sent & (1 << i) != 0) }
-        })
+        let n = self.m.len;
+        // SAFETY: as above; each item is a different frame's bytes, and the `&mut self`
+        // the iterator's lifetime comes from keeps every other access out while they
+        // live.
+        self.data[..n]
+            .iter()
+            .zip(&self.lens[..n])
+            .map(|(&p, &len)| unsafe { std::slice::from_raw_parts_mut(p, usize::from(len)) })
     }
 
     /// Frame `i`'s bytes (of its first segment), writable, and whether they are the
@@ -156,6 +172,7 @@ impl RxBurst {
         tx.m.pkts[tx.m.len] = self.m.pkts[i];
         tx.m.len += 1;
         self.sent |= 1 << i;
+        self.lens[i] = 0;
     }
 
     /// Hands frames `0..k` to `tx` at once (the fast path's leading hits), which must
@@ -168,6 +185,7 @@ impl RxBurst {
         tx.m.pkts[at..at + k].copy_from_slice(&self.m.pkts[..k]); // panics without room
         tx.m.len += k;
         self.sent |= mask;
+        self.lens[..k].fill(0);
     }
 
     /// Takes frame `i` out of the burst as an owned mbuf (to hand to another thread).
@@ -175,6 +193,7 @@ impl RxBurst {
     pub fn take(&mut self, i: usize) -> Mbuf {
         assert!(i < self.m.len && self.sent & (1 << i) == 0, "frame {i} not in the burst");
         self.sent |= 1 << i;
+        self.lens[i] = 0;
         // SAFETY: received mbufs are non-null; this one leaves the burst here (marked
         // sent), so the Mbuf is its only owner.
         Mbuf { ptr: unsafe { NonNull::new_unchecked(self.m.pkts[i]) } }
