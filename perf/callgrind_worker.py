@@ -15,7 +15,7 @@ then reacts to SIGINT minutes late). Start-up code is left out by
 counting only the worker's functions and the PMD's; the latency histogram's merge,
 which runs once a tick and looks ~40 times bigger under valgrind, is counted apart.
 """
-import argparse, os, re, subprocess, sys, time
+import argparse, os, re, shutil, subprocess, sys, time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PMD = re.compile(r"librte_net_pcap|libpcap|librte_mempool|tls_get_addr")
@@ -72,6 +72,8 @@ def testpmd(a, out):
         proc.stdin.flush()
         time.sleep(wait)
     stdout, _ = proc.communicate(timeout=1800)
+    # testpmd leaves its EAL runtime directory behind (drlb removes its own).
+    shutil.rmtree(f"/var/run/dpdk/cgt{os.getpid()}", ignore_errors=True)
     sent = re.findall(r"TX-packets:\s+(\d+)", stdout)
     if not sent:
         sys.exit("testpmd under valgrind printed no TX-packets")
