@@ -42,17 +42,18 @@ def split(out, own):
 
 
 def drlb(a, out):
+    sock = f"/tmp/cgw{os.getpid()}.sock"
     eal = ["-l", "0-1", "--no-pci", "--no-huge", "-m", "512", "--file-prefix", f"cgw{os.getpid()}",
            f"--vdev=net_pcap0,rx_pcap={a.pcap},infinite_rx=1"]
     cmd = ["valgrind", "--tool=callgrind", "--fair-sched=yes", f"--callgrind-out-file={out}", a.drlb, *eal, "--",
            "--config", a.config, "--mbufs", "8000", "--stats-interval", "0",
-           "--control", f"/tmp/cgw{os.getpid()}.sock"]
+           "--control", sock]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     time.sleep(60 + a.secs)  # valgrind's start-up, then the forwarding
     proc.send_signal(2)
     stdout, _ = proc.communicate(timeout=1800)
-    if os.path.exists(f"/tmp/cgw{os.getpid()}.sock"):
-        os.unlink(f"/tmp/cgw{os.getpid()}.sock")
+    if os.path.exists(sock):
+        os.unlink(sock)
     m = re.search(r"counter port_opackets (\d+)", stdout)
     if not m:
         sys.exit("drlb under valgrind printed no port_opackets counter")

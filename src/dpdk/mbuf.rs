@@ -101,27 +101,12 @@ impl RxBurst {
         n
     }
 
-    /// Frame `i`'s bytes as [`recv`](Self::recv) found them: empty for one in more
-    /// than one segment or already sent.
-    ///
-    /// # Safety
-    /// `i` is below the burst's length; the slice must not outlive the caller's borrow
-    /// of `self` (shared for reading, unique for writing), and no other slice of frame
-    /// `i` may live while a writable one does.
-    #[inline(always)]
-    unsafe fn whole<'a>(&self, i: usize) -> &'a mut [u8] {
-        // SAFETY: per the contract; `data[i]` points at `lens[i]` bytes of an mbuf this
-        // burst still owns, or `lens[i]` is 0 (the frame was sent).
-        unsafe { std::slice::from_raw_parts_mut(self.data[i], usize::from(self.lens[i])) }
-    }
-
     /// The frames' bytes, read-only, the sent ones left out (a frame in more than one
     /// segment shows as empty).
     #[inline(always)]
     pub fn frames(&self) -> impl Iterator<Item = &[u8]> + '_ {
-        // SAFETY: indexes below the burst's length; shared slices tied to the borrow of
-        // `self`, so none is sent or freed while a slice lives.
-        (0..self.m.len).filter(|&i| self.sent & (1 << i) == 0).map(|i| unsafe { &*self.whole(i) })
+        let sent = self.sent;
+        self.whole_frames().enumerate().filter(move |&(i, _)| sent & (1 << i) == 0).map(|(_, f)| f)
     }
 
     /// Every frame's bytes in burst order, one item per frame, read-only: a frame in
