@@ -17,8 +17,8 @@
 //! memory at 1M flows (`# rss_*` lines).
 use drlb::lb::snapshot::{BackendSpec, Policy, ServiceSpec};
 use drlb::lb::{
-    forward_hits, prefetch_burst, process_hinted, LocalState, OnGone, Proto, SchedKind, Snapshot,
-    SynFlood, Timeouts, Verdict,
+    forward_hits, hint, prefetch_burst, process_hinted, LocalState, OnGone, Proto, SchedKind,
+    Snapshot, SynFlood, Timeouts, Verdict,
 };
 use drlb::testing::pcap::{self, FlowsSpec};
 use drlb::wire::tcp::flags::{ACK, PSH, SYN};
@@ -106,7 +106,7 @@ fn run(p: &[Patch], flags: u8, snap: &Snapshot, local: &mut LocalState, total: u
     let mut ring: Vec<Frame> = (0..BURST).map(|_| template(flags)).collect();
     let mut fwd = 0usize;
     let mut next = 0usize;
-    let mut keys = [None; BURST];
+    let mut hashes = [0u64; BURST];
     let start = Instant::now();
     for _ in 0..total / BURST {
         // "RX": the NIC writes each frame's headers.
@@ -116,26 +116,21 @@ fn run(p: &[Patch], flags: u8, snap: &Snapshot, local: &mut LocalState, total: u
             f[..6].copy_from_slice(&PORT.0);
             f[24..36].copy_from_slice(patch);
         }
-        prefetch_burst(
-            ring.iter().map(|f| std::hint::black_box(f.as_slice())),
-            snap,
-            local,
-            &mut keys,
-        );
+        prefetch_burst(ring.iter().map(|f| std::hint::black_box(f.as_slice())), local, &mut hashes);
         // The worker's order: the leading fast hits in one loop, then frame by frame.
         let hits = forward_hits(
             ring.iter_mut().map(|f| std::hint::black_box(f.as_mut_slice())),
-            &keys,
+            &hashes,
             snap,
             local,
             1,
             |_, _| {},
         );
         fwd += hits;
-        for (f, hint) in ring.iter_mut().zip(keys.iter()).skip(hits) {
-            if let Verdict::Forward { .. } =
-                process_hinted(std::hint::black_box(f.as_mut_slice()), snap, local, 1, hint)
-            {
+        for (f, &h) in ring.iter_mut().zip(hashes.iter()).skip(hits) {
+            let f = std::hint::black_box(f.as_mut_slice());
+            let hint = hint(f, h, snap, local);
+            if let Verdict::Forward { .. } = process_hinted(f, snap, local, 1, &hint) {
                 fwd += 1;
             }
         }

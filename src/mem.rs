@@ -97,6 +97,33 @@ impl<T: bytemuck::Zeroable> Table<T> {
     }
 }
 
+impl<T: bytemuck::Zeroable> Table<T> {
+    /// Element `i`, else element `j` (both wrapped as in [`wrapped`](Self::wrapped)),
+    /// the first for which `f` gives a value: that element, writable, and the value.
+    /// The element is the one `f` read, at the address computed for it (taking it again
+    /// by index afterwards costs the address computation twice on a hot path).
+    #[inline(always)]
+    pub fn first_mut<R>(
+        &mut self,
+        i: usize,
+        j: usize,
+        mut f: impl FnMut(&T) -> Option<R>,
+    ) -> Option<(&mut T, R)> {
+        let base = self.ptr.as_ptr();
+        for k in [i, j] {
+            // SAFETY: inside the table, as in `wrapped`.
+            let p = unsafe { base.add(k & (self.len - 1)) };
+            // SAFETY: &mut self is the only access; the shared reference `f` gets ends
+            // with the call, before the mutable one is made.
+            if let Some(r) = f(unsafe { &*p }) {
+                // SAFETY: as above: the only reference to the element from here on.
+                return Some((unsafe { &mut *p }, r));
+            }
+        }
+        None
+    }
+}
+
 impl<T: bytemuck::Zeroable> Deref for Table<T> {
     type Target = [T];
     fn deref(&self) -> &[T] {

@@ -794,7 +794,7 @@ fn random_frame(rng: &mut drlb::testing::Rng) -> Vec<u8> {
 #[test]
 fn the_fast_path_decides_as_the_full_path() {
     use drlb::lb::flow::FlowTable;
-    use drlb::lb::{forward_hits, prefetch_burst, process_hinted, Hint};
+    use drlb::lb::{forward_hits, hint, prefetch_burst, process_hinted};
     let base = specs();
     let variant = |k: u64| {
         let mut sp = base.clone();
@@ -825,14 +825,14 @@ fn the_fast_path_decides_as_the_full_path() {
             snap = variant(rng.below(5));
         }
         let burst: Vec<Vec<u8>> = (0..1 + rng.below(32)).map(|_| random_frame(&mut rng)).collect();
-        let mut hints: [Hint; 32] = [None; 32];
-        prefetch_burst(burst.iter().map(|f| f.as_slice()), &snap, &hinted, &mut hints);
+        let mut hashes = [0u64; 32];
+        prefetch_burst(burst.iter().map(|f| f.as_slice()), &hinted, &mut hashes);
         let mut b = burst.clone();
         let mut slots = Vec::new();
         let n = burst.len();
         let hits = forward_hits(
             b.iter_mut().map(|f| f.as_mut_slice()),
-            &hints[..n],
+            &hashes[..n],
             &snap,
             &mut hinted,
             now,
@@ -847,7 +847,8 @@ fn the_fast_path_decides_as_the_full_path() {
                 assert_eq!(slots[i].1, f.len(), "the hit's length");
                 Verdict::Forward { slot: slots[i].0, new_flow: false }
             } else {
-                process_hinted(&mut b[i], &snap, &mut hinted, now, &hints[i])
+                let h = hint(&b[i], hashes[i], &snap, &hinted);
+                process_hinted(&mut b[i], &snap, &mut hinted, now, &h)
             };
             assert_eq!(va, vb, "round {round}: {f:02x?}");
             assert_eq!(a, b[i], "round {round}: the bytes");
@@ -889,14 +890,15 @@ fn the_fast_path_decides_as_the_full_path() {
 /// full path, which verifies it.
 #[test]
 fn the_fast_path_leaves_the_ip_checksum_to_the_server_and_a_miss_checks_it() {
-    use drlb::lb::{prefetch_burst, process_hinted, Hint};
+    use drlb::lb::{hint, prefetch_burst, process_hinted};
     let snap = snapshot();
     let mut local = LocalState::new(1024, 0);
     let mut run = |f: &[u8]| {
-        let mut hints: [Hint; 1] = [None];
-        prefetch_burst(std::iter::once(f), &snap, &local, &mut hints);
+        let mut hashes = [0u64; 1];
+        prefetch_burst(std::iter::once(f), &local, &mut hashes);
         let mut b = f.to_vec();
-        process_hinted(&mut b, &snap, &mut local, 10, &hints[0])
+        let h = hint(&b, hashes[0], &snap, &local);
+        process_hinted(&mut b, &snap, &mut local, 10, &h)
     };
     let bad = |f: Vec<u8>| set(f, 24, &[0xbe, 0xef]);
     // A miss with a bad checksum: dropped, no flow.

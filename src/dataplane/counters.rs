@@ -55,6 +55,38 @@ impl Default for SlotTable {
     }
 }
 
+impl SlotTable {
+    /// The counters by reference, for a loop that counts many packets: the box's
+    /// pointer is loaded once before the loop, not once a packet.
+    #[inline(always)]
+    pub fn slots(&self) -> Slots<'_> {
+        Slots(&self.0)
+    }
+
+    #[inline(always)]
+    pub fn count(&self, slot: u16, bytes: u64, new_flow: bool) {
+        self.slots().count(slot, bytes, new_flow);
+    }
+}
+
+/// [`SlotTable`]'s array, borrowed.
+#[derive(Clone, Copy)]
+pub struct Slots<'a>(&'a [SlotCounters; MAX_SLOTS]);
+
+impl Slots<'_> {
+    /// One packet of `bytes` to the backend in `slot` (and a new connection if
+    /// `new_flow`).
+    #[inline(always)]
+    pub fn count(self, slot: u16, bytes: u64, new_flow: bool) {
+        let s = &self.0[usize::from(slot) & (MAX_SLOTS - 1)]; // slots < MAX_SLOTS
+        s.pkts.store(s.pkts.load(Relaxed) + 1, Relaxed);
+        s.bytes.store(s.bytes.load(Relaxed) + bytes, Relaxed);
+        if new_flow {
+            s.conns.store(s.conns.load(Relaxed) + 1, Relaxed);
+        }
+    }
+}
+
 impl std::ops::Deref for SlotTable {
     type Target = [SlotCounters];
     fn deref(&self) -> &[SlotCounters] {
@@ -286,12 +318,7 @@ impl WorkerCounters {
 
     #[inline(always)]
     pub fn slot(&self, slot: u16, bytes: u64, new_flow: bool) {
-        let s = &self.slots.0[usize::from(slot) & (MAX_SLOTS - 1)]; // slots < MAX_SLOTS
-        s.pkts.store(s.pkts.load(Relaxed) + 1, Relaxed);
-        s.bytes.store(s.bytes.load(Relaxed) + bytes, Relaxed);
-        if new_flow {
-            s.conns.store(s.conns.load(Relaxed) + 1, Relaxed);
-        }
+        self.slots.count(slot, bytes, new_flow);
     }
 }
 

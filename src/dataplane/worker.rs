@@ -16,7 +16,7 @@ use crate::dpdk::port::{RxQueue, TxQueue};
 use crate::lb::verdict::Neighbor;
 use crate::lb::DropReason;
 use crate::lb::{
-    forward_hits, prefetch_burst, process_hinted, Hint, LocalState, Snapshot, Tick, Verdict,
+    forward_hits, hint, prefetch_burst, process_hinted, LocalState, Snapshot, Tick, Verdict,
     TICKS_PER_SEC,
 };
 use crate::sync::{epoch, spsc};
@@ -404,7 +404,7 @@ impl Worker {
         let tick_tsc = (clock.tsc_hz / u64::from(TICKS_PER_SEC)).max(1);
         let drain_tsc = (clock.tsc_hz / 10_000).max(1); // ~100 µs, as l3fwd's BURST_TX_DRAIN_US
         let mut burst = RxBurst::default();
-        let mut hints: [Hint; BURST] = [None; BURST];
+        let mut hashes = [0u64; BURST];
         let mut dump = (0usize, 0u64);
         let mut census = Census { live: 0 };
         // The latency histogram is allocated once here; recording never allocates.
@@ -474,16 +474,17 @@ impl Worker {
                 // of the whole burst in flight at once (tag lines, then matching
                 // entries): a table bigger than the cache costs one miss per packet if
                 // they are taken one by one.
-                prefetch_burst(burst.whole_frames(), snap, &self.local, &mut hints);
+                prefetch_burst(burst.whole_frames(), &self.local, &mut hashes);
                 // The burst's leading fast hits in one loop (a frame in more than one
                 // segment has no hint: it stops the loop), then frame by frame.
+                let slots = c.slots.slots();
                 let hits = forward_hits(
                     burst.whole_frames_mut(),
-                    &hints[..n],
+                    &hashes[..n],
                     snap,
                     &mut self.local,
                     now,
-                    |slot, len| c.slot(slot, len as u64, false),
+                    |slot, len| slots.count(slot, len as u64, false),
                 );
                 if tx.buf.room() < hits {
                     tx.flush(&mut self.s.tx, &c);
@@ -491,13 +492,14 @@ impl Worker {
                 }
                 burst.send_leading(hits, &mut tx.buf);
                 let mut forwarded = hits as u64;
-                for (i, hint) in hints.iter().enumerate().take(n).skip(hits) {
+                for (i, &h) in hashes.iter().enumerate().take(n).skip(hits) {
                     let (data, whole) = burst.frame_mut(i);
                     let len = data.len() as u64;
                     // A frame in more than one mbuf is longer than the mbufs, which hold
                     // a whole frame of the MTU (only net_pcap chains them).
                     let v = if whole {
-                        process_hinted(data, snap, &mut self.local, now, hint)
+                        let hint = hint(data, h, snap, &self.local);
+                        process_hinted(data, snap, &mut self.local, now, &hint)
                     } else {
                         Verdict::Drop(crate::lb::DropReason::Oversize)
                     };

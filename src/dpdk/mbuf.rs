@@ -61,7 +61,7 @@ pub struct RxBurst {
     /// [`recv`](RxBurst::recv); the length is 0 for a frame in more than one segment
     /// and is set to 0 when the frame leaves the burst, so the iterators below show
     /// both as empty without reading the mbuf or `sent` again.
-    data: [*mut u8; BURST],
+    data: [NonNull<u8>; BURST],
     lens: [u16; BURST],
 }
 
@@ -70,7 +70,7 @@ impl Default for RxBurst {
         RxBurst {
             m: Mbufs::default(),
             sent: 0,
-            data: [NonNull::dangling().as_ptr(); BURST],
+            data: [NonNull::dangling(); BURST],
             lens: [0; BURST],
         }
     }
@@ -89,12 +89,13 @@ impl RxBurst {
         for i in 0..n {
             // SAFETY: a received mbuf, valid until this burst frees or sends it; its
             // header says where its data is (DPDK invariant: buf_addr + data_off, then
-            // data_len bytes inside the buffer). A prefetch never faults.
+            // data_len bytes inside the buffer, which is never at address 0). A
+            // prefetch never faults.
             unsafe {
                 let mb = &*self.m.pkts[i];
                 let p = (mb.buf_addr as *mut u8).add(usize::from(mb.data_off));
                 crate::mem::prefetch(p);
-                self.data[i] = p;
+                self.data[i] = NonNull::new_unchecked(p);
                 self.lens[i] = if mb.nb_segs == 1 { mb.data_len } else { 0 };
             }
         }
@@ -121,7 +122,7 @@ impl RxBurst {
         self.data[..n]
             .iter()
             .zip(&self.lens[..n])
-            .map(|(&p, &len)| unsafe { std::slice::from_raw_parts(p, usize::from(len)) })
+            .map(|(&p, &len)| unsafe { std::slice::from_raw_parts(p.as_ptr(), usize::from(len)) })
     }
 
     /// [`whole_frames`](Self::whole_frames), writable.
@@ -131,10 +132,9 @@ impl RxBurst {
         // SAFETY: as above; each item is a different frame's bytes, and the `&mut self`
         // the iterator's lifetime comes from keeps every other access out while they
         // live.
-        self.data[..n]
-            .iter()
-            .zip(&self.lens[..n])
-            .map(|(&p, &len)| unsafe { std::slice::from_raw_parts_mut(p, usize::from(len)) })
+        self.data[..n].iter().zip(&self.lens[..n]).map(|(&p, &len)| unsafe {
+            std::slice::from_raw_parts_mut(p.as_ptr(), usize::from(len))
+        })
     }
 
     /// Frame `i`'s bytes (of its first segment), writable, and whether they are the

@@ -143,6 +143,22 @@ impl Group {
         crate::mem::zero_u8x8(&self.proto) | crate::mem::le_u32x8(&self.expires, now)
     }
 
+    /// The lane that holds `k` (its tag `tag`), live.
+    #[inline(always)]
+    fn find(&self, tag: u16, k: &WireKey, now: Tick) -> Option<usize> {
+        let mut m = self.tag_matches(tag);
+        while m != 0 {
+            let i = m.trailing_zeros() as usize & (WAYS - 1); // m < 1 << WAYS
+            m &= m - 1;
+            let kv = &self.kv[i];
+            if kv.addrs == k.addrs && kv.ports == k.ports && self.proto[i] == k.proto {
+                // A key is in at most one entry; an expired one counts as absent.
+                return (self.expires[i] > now).then_some(i);
+            }
+        }
+        None
+    }
+
     /// Lanes whose tag equals `tag`, as a bitmask (bit i = entry i).
     #[inline(always)]
     fn tag_matches(&self, tag: u16) -> u32 {
@@ -378,7 +394,18 @@ impl FlowTable {
     /// the tag from the top 16 bits.
     #[inline(always)]
     pub fn hash_wire(&self, k: &WireKey) -> Hashed {
-        let h = mix(k, self.seed);
+        self.hashed(self.hash_bits(k))
+    }
+
+    /// The 64-bit hash of `k` that [`hashed`](Self::hashed) turns into groups and tag.
+    #[inline(always)]
+    pub fn hash_bits(&self, k: &WireKey) -> u64 {
+        mix(k, self.seed)
+    }
+
+    /// The groups and tag of a key whose [`hash_bits`](Self::hash_bits) are `h`.
+    #[inline(always)]
+    pub fn hashed(&self, h: u64) -> Hashed {
         let g1 = (h as usize) & self.group_mask;
         let g2 = (g1 ^ ((h >> 24) as usize | 1)) & self.group_mask;
         Hashed { g1: g1 as u32, g2: g2 as u32, tag: (h >> 48) as u16 }
@@ -409,12 +436,18 @@ impl FlowTable {
     #[inline(always)]
     pub fn prefetch(&self, k: &WireKey, miss: bool) -> Hashed {
         let h = self.hash_wire(k);
+        self.prefetch_groups(&h, miss);
+        h
+    }
+
+    /// [`prefetch`](Self::prefetch) of a key already hashed.
+    #[inline(always)]
+    pub fn prefetch_groups(&self, h: &Hashed, miss: bool) {
         let (g1, g2) = h.groups();
         self.groups.prefetch(g1);
         if miss {
             self.groups.prefetch(g2);
         }
-        h
     }
 
     /// Stage 2 of a burst (after stage 1 for every packet): start loading the key lines
@@ -440,18 +473,7 @@ impl FlowTable {
     /// The lane of group `g` that holds `k`, live.
     #[inline(always)]
     fn scan(&self, g: usize, tag: u16, k: &WireKey, now: Tick) -> Option<usize> {
-        let grp = self.group(g);
-        let mut m = grp.tag_matches(tag);
-        while m != 0 {
-            let i = m.trailing_zeros() as usize & (WAYS - 1); // m < 1 << WAYS
-            m &= m - 1;
-            let kv = &grp.kv[i];
-            if kv.addrs == k.addrs && kv.ports == k.ports && grp.proto[i] == k.proto {
-                // A key is in at most one entry; an expired one counts as absent.
-                return (grp.expires[i] > now).then_some(i);
-            }
-        }
-        None
+        self.group(g).find(tag, k, now)
     }
 
     /// Finds `k`, or the entry an insert of `k` would take: an empty or expired one in
@@ -487,8 +509,12 @@ impl FlowTable {
     /// place (no index to turn back into a group).
     #[inline(always)]
     pub fn hit_entry(&mut self, k: &WireKey, h: &Hashed, now: Tick) -> Option<Entry<'_>> {
-        let (g, i) = self.locate(k, h, now)?;
-        Some(Entry { grp: self.group_mut(g), i })
+        debug_assert_eq!(*h, self.hash_wire(k));
+        // The entry holds the group's address as the scan computed it (`locate` then
+        // `group_mut` computed it again from the index: five instructions a hit).
+        let (g1, g2) = h.groups();
+        let (grp, i) = self.groups.first_mut(g1, g2, |grp| grp.find(h.tag, k, now))?;
+        Some(Entry { grp, i })
     }
 
     /// The group and lane of `k`'s live entry: its first group, else its second.

@@ -275,35 +275,72 @@ pub fn fast_key(f: &[u8], snap: &Snapshot) -> Option<(WireKey, Fast)> {
     Some((key, fast))
 }
 
+/// The flow key at the fixed offsets where an untagged IPv4 frame without options holds
+/// it (protocol at byte 23, addresses 26..34, ports 34..38), whatever the frame is, and
+/// whether byte 47 (the TCP flags there) has SYN, FIN or RST; `None` for a frame shorter
+/// than 54 bytes. [`fast_key`] reads the key from the same bytes, so for a frame it
+/// passes, the key (and its hash) is this one.
+#[inline(always)]
+fn key_at_fixed_offsets(f: &[u8]) -> Option<(WireKey, bool)> {
+    let h: &[u8; 54] = f.get(..54)?.try_into().ok()?;
+    let (addrs, ports) = (&h[26..34], &h[34..38]);
+    let key = WireKey::from_wire(
+        addrs.try_into().expect("8 bytes"),
+        ports.try_into().expect("4 bytes"),
+        h[23],
+    );
+    Some((key, h[23] == protocol::TCP && h[47] & STATE_FLAGS != 0))
+}
+
 /// Prefetches a burst's flow-table state in two stages, so the misses of all its packets
-/// overlap: every packet's tag lines, then every packet's tag-matching entries. `hints`
-/// (scratch, at least as long as `frames`; no allocation) receives each packet's key,
-/// hash and fast-path eligibility for [`process_hinted`].
+/// overlap: every packet's tag lines, then (in a table bigger than the L2 cache) every
+/// packet's tag-matching entries. Stage 1 hashes the key at fixed offsets
+/// ([`key_at_fixed_offsets`]) without looking at anything else: the checks come once,
+/// in [`forward_hits`] for the burst's leading hits and in [`hint`] for the rest, which
+/// take the hash from here. `hashes` (scratch, at least as long as `frames`; no
+/// allocation) receives each frame's [`FlowTable::hash_bits`] (0 for a frame too short
+/// to hold a key; a frame whose key is elsewhere, tagged or with options, is hashed
+/// again by [`hint`]: its prefetch here was of a line it does not use).
 #[inline]
 pub fn prefetch_burst<'a>(
     frames: impl Iterator<Item = &'a [u8]>,
-    snap: &Snapshot,
     local: &LocalState,
-    hints: &mut [Hint],
+    hashes: &mut [u64],
 ) {
     let mut n = 0;
-    for (h, f) in hints.iter_mut().zip(frames) {
-        *h = match fast_key(f, snap) {
-            Some((key, fast)) => {
-                let hash = local.flows.prefetch(&key, fast == Fast::Clean);
-                Some(Peeked { key, hash, fast })
+    for (h, f) in hashes.iter_mut().zip(frames) {
+        *h = match key_at_fixed_offsets(f) {
+            Some((key, miss)) => {
+                let h = local.flows.hash_bits(&key);
+                local.flows.prefetch_groups(&local.flows.hashed(h), miss);
+                h
             }
-            None => peek_key(f).map(|k| {
-                let key = WireKey::from(&k);
-                Peeked { key, hash: local.flows.prefetch(&key, false), fast: Fast::Slow }
-            }),
+            None => 0,
         };
         n += 1;
     }
     if local.flows.deep_prefetch() {
-        for p in hints[..n].iter().flatten() {
-            local.flows.prefetch_entries(&p.hash);
+        for &h in &hashes[..n] {
+            local.flows.prefetch_entries(&local.flows.hashed(h));
         }
+    }
+}
+
+/// The hint of a frame for [`process_hinted`]: its key, hash (from [`prefetch_burst`]'s
+/// `h` when [`fast_key`] passes, so the key is at the offsets stage 1 hashed) and which
+/// path it may take; for another IPv4 TCP/UDP frame the key [`peek_key`] finds, hashed
+/// here; `None` for the rest.
+#[inline(always)]
+pub fn hint(frame: &[u8], h: u64, snap: &Snapshot, local: &LocalState) -> Hint {
+    match fast_key(frame, snap) {
+        Some((key, fast)) => {
+            debug_assert_eq!(h, local.flows.hash_bits(&key));
+            Some(Peeked { key, hash: local.flows.hashed(h), fast })
+        }
+        None => peek_key(frame).map(|k| {
+            let key = WireKey::from(&k);
+            Peeked { key, hash: local.flows.hash_wire(&key), fast: Fast::Slow }
+        }),
     }
 }
 
@@ -359,26 +396,32 @@ impl Renewal {
 }
 
 /// The fast path over the start of a burst: frames (with their [`prefetch_burst`]
-/// hints) are forwarded by [`fast_hit`] in order until the first that cannot be; that
-/// one and the rest go to [`process_hinted`] (so no frame overtakes an earlier one of
-/// its flow, whose state it may have changed). Returns how many were forwarded; each
+/// hashes) that [`fast_key`] passes are forwarded by [`fast_hit`] in order until the
+/// first that cannot be; that one and the rest go to [`process_hinted`] with their
+/// [`hint`] (so no frame overtakes an earlier one of its flow, whose state it may have
+/// changed). The headers are checked here, once: no hint is written and read back for
+/// a frame this loop forwards. Returns how many were forwarded; each
 /// one is handed to `on_hit` with its backend slot and its length (a forward with
 /// `new_flow: false`, as `process` would say), for the caller's counters. One tight
 /// loop: the table, the snapshot and the clock stay in registers.
 #[inline]
 pub fn forward_hits<'a>(
     frames: impl Iterator<Item = &'a mut [u8]>,
-    hints: &[Hint],
+    hashes: &[u64],
     snap: &Snapshot,
     local: &mut LocalState,
     now: Tick,
     mut on_hit: impl FnMut(u16, usize),
 ) -> usize {
-    let (mut n, renew) = (0, Renewal::at(snap, now));
-    for (f, h) in frames.zip(hints) {
-        let Some(p) = h.as_ref().filter(|p| p.fast.hit()) else { break };
+    // Computed here, once: without the black box LLVM sinks the two saturating adds
+    // into the loop (four instructions a hit, callgrind) rather than keep the results.
+    let (mut n, renew) = (0, std::hint::black_box(Renewal::at(snap, now)));
+    for (f, &h) in frames.zip(hashes) {
+        let Some((key, fast)) = fast_key(f, snap).filter(|&(_, fast)| fast.hit()) else { break };
+        debug_assert_eq!(h, local.flows.hash_bits(&key));
+        let p = Peeked { key, hash: local.flows.hashed(h), fast };
         let len = f.len();
-        let Some(slot) = fast_hit(f, snap, local, now, p, renew) else { break };
+        let Some(slot) = fast_hit(f, snap, local, now, &p, renew) else { break };
         on_hit(slot, len);
         n += 1;
     }
