@@ -160,6 +160,34 @@ pub fn prefetch(p: *const u8) {
     let _ = p;
 }
 
+/// 16 bytes, aligned for SSE2's compare with a memory operand.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[repr(C, align(16))]
+pub struct Bytes16(pub [u8; 16]);
+
+/// Whether `bytes` equals `want` in every byte where `mask` is 0xff (each mask byte 0
+/// or 0xff): one SSE2 and, compare and byte mask.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub fn eq_masked16(bytes: &[u8; 16], want: &Bytes16, mask: &Bytes16) -> bool {
+    use std::arch::x86_64::*;
+    // SAFETY: SSE2 is x86_64 baseline; the loads read exactly `bytes`' 16 (unaligned
+    // load) and `want`'s and `mask`'s (16-aligned by Bytes16).
+    unsafe {
+        let x = _mm_loadu_si128(bytes.as_ptr() as *const __m128i);
+        let m = _mm_load_si128(mask.0.as_ptr() as *const __m128i);
+        let w = _mm_load_si128(want.0.as_ptr() as *const __m128i);
+        _mm_movemask_epi8(_mm_cmpeq_epi8(_mm_and_si128(x, m), w)) == 0xffff
+    }
+}
+
+/// Whether `bytes` equals `want` in every byte where `mask` is 0xff.
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+pub fn eq_masked16(bytes: &[u8; 16], want: &Bytes16, mask: &Bytes16) -> bool {
+    (0..16).all(|i| bytes[i] & mask.0[i] == want.0[i])
+}
+
 /// The lanes of `lanes` equal to `v`, as a bitmask (bit i = lane i): one SSE2 compare of
 /// all eight (as `rte_hash` matches signatures), five instructions.
 #[cfg(target_arch = "x86_64")]
@@ -232,6 +260,25 @@ pub fn le_u32x8(lanes: &[u32; 8], v: u32) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn masked_compare_looks_only_at_the_masked_bytes() {
+        let mut rng = crate::testing::Rng(0x16);
+        for _ in 0..20_000 {
+            let mut mask = Bytes16::default();
+            let mut want = Bytes16::default();
+            let mut bytes = [0u8; 16];
+            for i in 0..16 {
+                mask.0[i] = if rng.below(2) == 0 { 0xff } else { 0 };
+                bytes[i] = rng.below(256) as u8;
+                // Mostly equal where masked, so both answers come up.
+                want.0[i] = if rng.below(40) == 0 { rng.below(256) as u8 } else { bytes[i] };
+                want.0[i] &= mask.0[i];
+            }
+            let scalar = (0..16).all(|i| bytes[i] & mask.0[i] == want.0[i]);
+            assert_eq!(eq_masked16(&bytes, &want, &mask), scalar, "{bytes:02x?} {want:?} {mask:?}");
+        }
+    }
 
     #[test]
     fn zero_and_le_lanes_match_the_scalar_answer() {

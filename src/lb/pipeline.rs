@@ -13,7 +13,7 @@ use super::flow::{FlowEntry, FlowKey, FlowTable, Hashed, Lookup, WireKey};
 use super::frag::{FragKey, Frags, NotHeld};
 use super::persist::{Created, PersistStats, Template, TemplateKey, Templates};
 use super::sched;
-use super::snapshot::{Service, Snapshot, MAX_SERVICES};
+use super::snapshot::{Service, Snapshot, L2_MASK, MAX_SERVICES};
 use super::tcp_state::{self, TcpState};
 use super::verdict::{DropReason, Neighbor, Verdict};
 use super::{MidFlow, OnGone, SchedKind, SynFlood, Tick};
@@ -241,9 +241,10 @@ pub fn fast_key(f: &[u8], snap: &Snapshot) -> Option<(WireKey, Fast)> {
         return None;
     }
     let be16 = |at: usize| u16::from_be_bytes([h[at], h[at + 1]]);
-    // Destination MAC ours (not broadcast), IPv4 without a tag, version 4 and IHL 5, no
-    // MF flag and no offset (DF may be set).
-    if h[..6] != snap.port_mac.0 || be16(12) != 0x0800 || h[14] != 0x45 || be16(20) & 0x3fff != 0 {
+    // Destination MAC ours (not broadcast), IPv4 without a tag, version 4 and IHL 5 (one
+    // masked compare), no MF flag and no offset (DF may be set).
+    let first: &[u8; 16] = h[..16].try_into().expect("16 bytes");
+    if !crate::mem::eq_masked16(first, &snap.l2_want, &L2_MASK) || be16(20) & 0x3fff != 0 {
         return None;
     }
     let total = usize::from(be16(16));
@@ -279,7 +280,8 @@ pub fn fast_key(f: &[u8], snap: &Snapshot) -> Option<(WireKey, Fast)> {
 /// it (protocol at byte 23, addresses 26..34, ports 34..38), whatever the frame is, and
 /// whether byte 47 (the TCP flags there) has SYN, FIN or RST; `None` for a frame shorter
 /// than 54 bytes. [`fast_key`] reads the key from the same bytes, so for a frame it
-/// passes, the key (and its hash) is this one.
+/// passes, the key (and its hash) is this one. (Byte 47 of a UDP datagram is payload:
+/// the flag test then only decides one prefetch.)
 #[inline(always)]
 fn key_at_fixed_offsets(f: &[u8]) -> Option<(WireKey, bool)> {
     let h: &[u8; 54] = f.get(..54)?.try_into().ok()?;
@@ -289,7 +291,7 @@ fn key_at_fixed_offsets(f: &[u8]) -> Option<(WireKey, bool)> {
         ports.try_into().expect("4 bytes"),
         h[23],
     );
-    Some((key, h[23] == protocol::TCP && h[47] & STATE_FLAGS != 0))
+    Some((key, h[47] & STATE_FLAGS != 0))
 }
 
 /// Prefetches a burst's flow-table state in two stages, so the misses of all its packets

@@ -199,6 +199,12 @@ impl Default for ServiceSpec {
     }
 }
 
+/// The bytes of a frame's first 16 that [`Snapshot::l2_want`] holds: the destination
+/// MAC, the EtherType and the IPv4 version and header length.
+pub const L2_MASK: crate::mem::Bytes16 = crate::mem::Bytes16([
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0,
+]);
+
 /// What the fast path needs of a slot: the MAC rewrite, and the incarnation the slot
 /// serves as with [`Route::LIVE`] set (0 when the slot is absent or not serving), so one
 /// compare tells a present, serving, same-incarnation backend.
@@ -217,6 +223,10 @@ impl Route {
 pub struct Snapshot {
     pub generation: u64,
     pub port_mac: Mac,
+    /// The first 16 bytes of an untagged IPv4 frame with a 20-byte header to the port,
+    /// under [`L2_MASK`]: the destination MAC, EtherType 0x0800, version 4 and IHL 5
+    /// (the fast path's first check, one compare).
+    pub l2_want: crate::mem::Bytes16,
     /// Director IP (host order).
     pub dip: u32,
     pub services: Vec<Service>,
@@ -366,9 +376,13 @@ impl Snapshot {
                 *r = Route { l2: b.l2, live: u32::from(b.incarnation) | Route::LIVE };
             }
         }
+        let mut l2_want = crate::mem::Bytes16::default();
+        l2_want.0[..6].copy_from_slice(&port_mac.0);
+        l2_want.0[12..15].copy_from_slice(&[0x08, 0x00, 0x45]);
         Ok(Snapshot {
             generation,
             port_mac,
+            l2_want,
             dip,
             services,
             svc_table,
