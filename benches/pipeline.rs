@@ -17,8 +17,8 @@
 //! memory at 1M flows (`# rss_*` lines).
 use drlb::lb::snapshot::{BackendSpec, Policy, ServiceSpec};
 use drlb::lb::{
-    forward_hits, hint, prefetch_burst, process_hinted, LocalState, OnGone, Proto, SchedKind,
-    Snapshot, SynFlood, Timeouts, Verdict,
+    forward_hits, hint, prefetch_burst, prefetch_rest, process_hinted, LocalState, OnGone, Proto,
+    SchedKind, Snapshot, SynFlood, Timeouts, Verdict,
 };
 use drlb::testing::pcap::{self, FlowsSpec};
 use drlb::wire::tcp::flags::{ACK, PSH, SYN};
@@ -127,6 +127,7 @@ fn run(p: &[Patch], flags: u8, snap: &Snapshot, local: &mut LocalState, total: u
             |_, _| {},
         );
         fwd += hits;
+        prefetch_rest(&hashes, hits, local);
         for (f, &h) in ring.iter_mut().zip(hashes.iter()).skip(hits) {
             let f = std::hint::black_box(f.as_mut_slice());
             let hint = hint(f, h, snap, local);

@@ -57,6 +57,12 @@ def drlb(a, out):
     m = re.search(r"counter port_opackets (\d+)", stdout)
     if not m:
         sys.exit("drlb under valgrind printed no port_opackets counter")
+    if int(m.group(1)) < 100_000:
+        # e.g. the ACK-only pcap with a config that has no `mid_flow = "schedule"` (the
+        # harness's --ab with syn+ack traffic, or another e2e case, rewrites e2e.toml).
+        sys.exit(f"drlb forwarded only {m.group(1)} packets under valgrind: not a count of the "
+                 f"forwarding loop; is {a.config} the config of {a.pcap}'s case? (rerun "
+                 "`perf/harness.py --only e2e --e2e-flows 1024 --e2e-sizes 60`, which writes it last)")
     return int(m.group(1))
 
 

@@ -265,17 +265,14 @@ mod tests {
     fn masked_compare_looks_only_at_the_masked_bytes() {
         let mut rng = crate::testing::Rng(0x16);
         for _ in 0..20_000 {
-            let mut mask = Bytes16::default();
-            let mut want = Bytes16::default();
-            let mut bytes = [0u8; 16];
-            for i in 0..16 {
-                mask.0[i] = if rng.below(2) == 0 { 0xff } else { 0 };
-                bytes[i] = rng.below(256) as u8;
-                // Mostly equal where masked, so both answers come up.
-                want.0[i] = if rng.below(40) == 0 { rng.below(256) as u8 } else { bytes[i] };
-                want.0[i] &= mask.0[i];
-            }
-            let scalar = (0..16).all(|i| bytes[i] & mask.0[i] == want.0[i]);
+            let bytes: [u8; 16] = std::array::from_fn(|_| rng.below(256) as u8);
+            let mask = Bytes16(std::array::from_fn(|_| if rng.below(2) == 0 { 0xff } else { 0 }));
+            // Mostly equal where masked, so both answers come up.
+            let want = Bytes16(std::array::from_fn(|i| {
+                let b = if rng.below(40) == 0 { rng.below(256) as u8 } else { bytes[i] };
+                b & mask.0[i]
+            }));
+            let scalar = bytes.iter().zip(&mask.0).zip(&want.0).all(|((b, m), w)| b & m == *w);
             assert_eq!(eq_masked16(&bytes, &want, &mask), scalar, "{bytes:02x?} {want:?} {mask:?}");
         }
     }

@@ -16,8 +16,8 @@ use crate::dpdk::port::{RxQueue, TxQueue};
 use crate::lb::verdict::Neighbor;
 use crate::lb::DropReason;
 use crate::lb::{
-    forward_hits, hint, prefetch_burst, process_hinted, LocalState, Snapshot, Tick, Verdict,
-    TICKS_PER_SEC,
+    forward_hits, hint, prefetch_burst, prefetch_rest, process_hinted, LocalState, Snapshot, Tick,
+    Verdict, TICKS_PER_SEC,
 };
 use crate::sync::{epoch, spsc};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -491,6 +491,9 @@ impl Worker {
                     last_flush = tsc;
                 }
                 burst.send_leading(hits, &mut tx.buf);
+                if hits < n {
+                    prefetch_rest(&hashes[..n], hits, &self.local);
+                }
                 let mut forwarded = hits as u64;
                 for (i, &h) in hashes.iter().enumerate().take(n).skip(hits) {
                     let (data, whole) = burst.frame_mut(i);

@@ -321,11 +321,33 @@ pub fn prefetch_burst<'a>(
         };
         n += 1;
     }
+    // Stage 2 for the first few; [`forward_hits`] runs it AHEAD frames ahead of itself
+    // for the others, and [`prefetch_rest`] for those it did not reach.
+    prefetch_entries(hashes, 0..n.min(AHEAD), local);
+}
+
+/// How far ahead of the frame it forwards [`forward_hits`] runs stage 2 in a table
+/// bigger than the L2 cache: the entry lines of frame i + AHEAD start loading while frame
+/// i is forwarded. (Stage 2 right after stage 1 waits for the tag lines stage 1 just
+/// asked for, from DRAM, with nothing else to do.)
+const AHEAD: usize = 8;
+
+/// Stage 2 ([`FlowTable::prefetch_entries`]) for the frames `range` of a burst, in a
+/// table bigger than the L2 cache only.
+#[inline(always)]
+fn prefetch_entries(hashes: &[u64], range: std::ops::Range<usize>, local: &LocalState) {
     if local.flows.deep_prefetch() {
-        for &h in &hashes[..n] {
+        for &h in hashes.get(range).unwrap_or_default() {
             local.flows.prefetch_entries(&local.flows.hashed(h));
         }
     }
+}
+
+/// Stage 2 for the frames after `hits` (what [`forward_hits`] forwarded) that it did
+/// not run it for: call before the frame-by-frame loop over the rest of the burst.
+#[inline]
+pub fn prefetch_rest(hashes: &[u64], hits: usize, local: &LocalState) {
+    prefetch_entries(hashes, hits + AHEAD..hashes.len(), local);
 }
 
 /// The hint of a frame for [`process_hinted`]: its key, hash (from [`prefetch_burst`]'s
@@ -418,7 +440,13 @@ pub fn forward_hits<'a>(
     // Computed here, once: without the black box LLVM sinks the two saturating adds
     // into the loop (four instructions a hit, callgrind) rather than keep the results.
     let (mut n, renew) = (0, std::hint::black_box(Renewal::at(snap, now)));
+    let deep = local.flows.deep_prefetch();
     for (f, &h) in frames.zip(hashes) {
+        if deep {
+            if let Some(&ahead) = hashes.get(n + AHEAD) {
+                local.flows.prefetch_entries(&local.flows.hashed(ahead));
+            }
+        }
         let Some((key, fast)) = fast_key(f, snap).filter(|&(_, fast)| fast.hit()) else { break };
         debug_assert_eq!(h, local.flows.hash_bits(&key));
         let p = Peeked { key, hash: local.flows.hashed(h), fast };
