@@ -265,8 +265,8 @@ pub const MAX_GROUPS: usize = 1 << 24;
 /// Largest capacity (flows per worker).
 pub const MAX_CAPACITY: usize = MAX_GROUPS * WAYS;
 
-/// The hashed form of a key: its two groups and its tag. Computed once per packet in
-/// the first prefetch stage and carried to the lookup.
+/// The hashed form of a key: its two groups and its tag ([`FlowTable::hashed`] of the
+/// hash the first prefetch stage computed once per packet).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Hashed {
     // Group indexes below MAX_GROUPS (2^24): u32 keeps a burst's hints small.

@@ -153,8 +153,9 @@ pub fn process_hinted(
     }
 }
 
-/// The flow key of a frame that looks like IPv4 TCP/UDP (untagged or one tag), for the
-/// prefetch stages. Reads only what it bounds-checks; a hint, not validation.
+/// The flow key of a frame that looks like IPv4 TCP/UDP (untagged or one tag), for
+/// [`hint`] when [`fast_key`] does not pass. Reads only what it bounds-checks; a hint,
+/// not validation.
 #[inline(always)]
 pub fn peek_key(frame: &[u8]) -> Option<FlowKey> {
     let l2 = ethernet::parse(frame).ok()?;
@@ -183,8 +184,8 @@ pub fn peek_key(frame: &[u8]) -> Option<FlowKey> {
     })
 }
 
-/// What the prefetch stage learned about one packet, handed to [`process_hinted`]: its
-/// flow key and hash and which path it may take ([`fast_key`]).
+/// What [`hint`] learned about one packet, handed to [`process_hinted`]: its flow key
+/// and hash and which path it may take ([`fast_key`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Peeked {
     pub key: WireKey,
