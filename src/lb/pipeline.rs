@@ -268,31 +268,30 @@ pub fn fast_key(f: &[u8], snap: &Snapshot) -> Option<(WireKey, Fast)> {
         protocol::UDP if be16(38) >= 8 && 20 + usize::from(be16(38)) <= total => Fast::Udp,
         _ => return None,
     };
-    let (addrs, ports) = (&h[26..34], &h[34..38]);
-    let key = WireKey::from_wire(
-        addrs.try_into().expect("8 bytes"),
-        ports.try_into().expect("4 bytes"),
-        proto,
-    );
-    Some((key, fast))
+    Some((key_at(h), fast))
 }
 
 /// The flow key at the fixed offsets where an untagged IPv4 frame without options holds
-/// it (protocol at byte 23, addresses 26..34, ports 34..38), whatever the frame is, and
-/// whether byte 47 (the TCP flags there) has SYN, FIN or RST; `None` for a frame shorter
-/// than 54 bytes. [`fast_key`] reads the key from the same bytes, so for a frame it
-/// passes, the key (and its hash) is this one. (Byte 47 of a UDP datagram is payload:
-/// the flag test then only decides one prefetch.)
+/// it: protocol at byte 23, addresses 26..34, ports 34..38 (one function for
+/// [`fast_key`] and stage 1, whose hash the fast path uses for `fast_key`'s key).
 #[inline(always)]
-fn key_at_fixed_offsets(f: &[u8]) -> Option<(WireKey, bool)> {
-    let h: &[u8; 54] = f.get(..54)?.try_into().ok()?;
+fn key_at(h: &[u8; 54]) -> WireKey {
     let (addrs, ports) = (&h[26..34], &h[34..38]);
-    let key = WireKey::from_wire(
+    WireKey::from_wire(
         addrs.try_into().expect("8 bytes"),
         ports.try_into().expect("4 bytes"),
         h[23],
-    );
-    Some((key, h[47] & STATE_FLAGS != 0))
+    )
+}
+
+/// [`key_at`] of any frame of at least 54 bytes, whatever it is, and whether byte 47
+/// (the TCP flags there) has SYN, FIN or RST; `None` for a shorter frame. For a frame
+/// [`fast_key`] passes, the key (and its hash) is `fast_key`'s. (Byte 47 of a UDP
+/// datagram is payload: the flag test then only decides one prefetch.)
+#[inline(always)]
+fn key_at_fixed_offsets(f: &[u8]) -> Option<(WireKey, bool)> {
+    let h: &[u8; 54] = f.get(..54)?.try_into().ok()?;
+    Some((key_at(h), h[47] & STATE_FLAGS != 0))
 }
 
 /// Prefetches a burst's flow-table state in two stages, so the misses of all its packets
