@@ -7,7 +7,7 @@
 //! Input: frames as [len_lo, len_hi, tick_step, bytes...] records.
 #![no_main]
 use drlb::control::{config::Config, state::ControlState};
-use drlb::lb::{prefetch_burst, process, process_hinted, Hint, LocalState, Snapshot, Verdict};
+use drlb::lb::{hint, prefetch_burst, process, process_hinted, LocalState, Snapshot, Verdict};
 use drlb::wire::Mac;
 use libfuzzer_sys::fuzz_target;
 use std::sync::OnceLock;
@@ -128,17 +128,19 @@ fuzz_target!(|data: &[u8]| {
         frames.push((rest[..n].to_vec(), now));
         rest = &rest[n..];
     }
-    // Even-length inputs take the worker's path (prefetch + hints), odd ones the plain one.
+    // Even-length inputs take the worker's path (stage 1's hashes, then each frame's
+    // hint), odd ones the plain one.
     let hinted = data.len() % 2 == 0;
     for burst in frames.chunks_mut(32) {
-        let mut hints: [Hint; 32] = [None; 32];
+        let mut hashes = [0u64; 32];
         if hinted {
-            prefetch_burst(burst.iter().map(|(f, _)| f.as_slice()), s, &local, &mut hints);
+            prefetch_burst(burst.iter().map(|(f, _)| f.as_slice()), &local, &mut hashes);
         }
-        for ((f, t), h) in burst.iter_mut().zip(hints.iter()) {
+        for ((f, t), &h) in burst.iter_mut().zip(hashes.iter()) {
             let before = f.clone();
             let v = if hinted {
-                process_hinted(f, s, &mut local, *t, h)
+                let p = hint(f, h, s, &local);
+                process_hinted(f, s, &mut local, *t, &p)
             } else {
                 process(f, s, &mut local, *t)
             };
