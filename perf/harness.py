@@ -149,8 +149,8 @@ def pcap(flows, size, tag="", ppf=2, ack_only=False):
 
 def run_drlb(eal, cfg, secs, warm, extra=(), during=None, netns=None, metric="rx_pps", drlb=None):
     """Runs drlb (this tree's build, or the binary `drlb`) until it has printed warm + secs
-    stats lines (one a second) after its control socket came up; returns (per-second `metric` of those lines after warm-up,
-    rx_pps unless told otherwise, final counters,
+    stats lines (one a second) after its control socket came up; returns (per-second
+    `metric` of those lines after warm-up, rx_pps unless told otherwise, final counters,
     its stderr). With `during`, calls during(socket) once drlb is up and has printed
     `warm` stats lines, and stops it when that returns (all values then)."""
     sock = os.path.join(OUT, f"drlb-{os.getpid()}.sock")

@@ -62,11 +62,6 @@ impl SlotTable {
     pub fn slots(&self) -> Slots<'_> {
         Slots(&self.0)
     }
-
-    #[inline(always)]
-    pub fn count(&self, slot: u16, bytes: u64, new_flow: bool) {
-        self.slots().count(slot, bytes, new_flow);
-    }
 }
 
 /// [`SlotTable`]'s array, borrowed.
@@ -318,7 +313,7 @@ impl WorkerCounters {
 
     #[inline(always)]
     pub fn slot(&self, slot: u16, bytes: u64, new_flow: bool) {
-        self.slots.count(slot, bytes, new_flow);
+        self.slots.slots().count(slot, bytes, new_flow);
     }
 }
 

@@ -476,7 +476,8 @@ impl Worker {
                 // they are taken one by one.
                 prefetch_burst(burst.whole_frames(), &self.local, &mut hashes);
                 // The burst's leading fast hits in one loop (a frame in more than one
-                // segment has no hint: it stops the loop), then frame by frame.
+                // segment shows as empty, fails `fast_key` and stops the loop), then
+                // frame by frame, each with its hint.
                 let slots = c.slots.slots();
                 let hits = forward_hits(
                     burst.whole_frames_mut(),
