@@ -25,6 +25,7 @@
 //!   preferring entries that are not ESTABLISHED (half-open SYN_RECV floods go first),
 //!   and the insert counts the eviction.
 use super::conns::ConnRow;
+use super::snapshot::route_key;
 use super::tcp_state::TcpState;
 use super::Tick;
 
@@ -113,8 +114,20 @@ impl FlowEntry {
 struct Kv {
     addrs: u64,
     ports: u32,
-    slot: u16,
-    incarnation: u16,
+    /// Slot and incarnation as one [`route_key`] word: the fast path's compare with the
+    /// snapshot's route is one load and one compare.
+    route: u32,
+}
+
+impl Kv {
+    #[inline(always)]
+    fn slot(&self) -> u16 {
+        self.route as u16
+    }
+    #[inline(always)]
+    fn incarnation(&self) -> u16 {
+        (self.route >> 16) as u16
+    }
 }
 
 #[derive(Clone, Copy, Default, bytemuck::Zeroable)]
@@ -145,8 +158,8 @@ impl Group {
 
     /// The lane that holds `k` (its tag `tag`), live.
     #[inline(always)]
-    fn find(&self, tag: u16, k: &WireKey, now: Tick) -> Option<usize> {
-        let mut m = self.tag_matches(tag);
+    fn find(&self, h: u64, k: &WireKey, now: Tick) -> Option<usize> {
+        let mut m = self.tag_matches(h);
         while m != 0 {
             let i = m.trailing_zeros() as usize & (WAYS - 1); // m < 1 << WAYS
             m &= m - 1;
@@ -161,8 +174,8 @@ impl Group {
 
     /// Lanes whose tag equals `tag`, as a bitmask (bit i = entry i).
     #[inline(always)]
-    fn tag_matches(&self, tag: u16) -> u32 {
-        crate::mem::match_u16x8(&self.tag, tag)
+    fn tag_matches(&self, h: u64) -> u32 {
+        crate::mem::match_top16x8(&self.tag, h)
     }
 }
 
@@ -182,7 +195,12 @@ impl Entry<'_> {
     #[inline(always)]
     pub fn route(&self) -> (u16, u16) {
         let kv = &self.grp.kv[self.i & (WAYS - 1)];
-        (kv.slot, kv.incarnation)
+        (kv.slot(), kv.incarnation())
+    }
+    /// The backend as one [`route_key`] word.
+    #[inline(always)]
+    pub fn route_key(&self) -> u32 {
+        self.grp.kv[self.i & (WAYS - 1)].route
     }
     /// Renews the expiry, the state unchanged (no count moves).
     #[inline(always)]
@@ -272,10 +290,17 @@ pub struct Hashed {
     // Group indexes below MAX_GROUPS (2^24): u32 keeps a burst's hints small.
     g1: u32,
     g2: u32,
-    tag: u16,
+    /// The hash: its top 16 bits are the tag (a lookup broadcasts them from here).
+    h: u64,
 }
 
 impl Hashed {
+    /// The key's tag: the top 16 bits of its hash.
+    #[inline(always)]
+    fn tag(&self) -> u16 {
+        (self.h >> 48) as u16
+    }
+
     #[inline(always)]
     fn groups(&self) -> (usize, usize) {
         (self.g1 as usize, self.g2 as usize)
@@ -372,7 +397,7 @@ impl FlowTable {
     fn uncount(&self, idx: usize) {
         let grp = self.group(idx / WAYS);
         let (i, kv) = (idx % WAYS, &grp.kv[idx % WAYS]);
-        self.conns.sub(kv.slot, kv.incarnation, TcpState::from_u8(grp.state[i]).is_active());
+        self.conns.sub(kv.slot(), kv.incarnation(), TcpState::from_u8(grp.state[i]).is_active());
     }
 
     pub fn capacity(&self) -> usize {
@@ -408,7 +433,7 @@ impl FlowTable {
     pub fn hashed(&self, h: u64) -> Hashed {
         let g1 = (h as usize) & self.group_mask;
         let g2 = (g1 ^ ((h >> 24) as usize | 1)) & self.group_mask;
-        Hashed { g1: g1 as u32, g2: g2 as u32, tag: (h >> 48) as u16 }
+        Hashed { g1: g1 as u32, g2: g2 as u32, h }
     }
 
     /// An index below `n`, uniform and fixed for the key (and the table's seed): the
@@ -459,7 +484,7 @@ impl FlowTable {
     pub fn prefetch_entries(&self, h: &Hashed) {
         let (g1, g2) = h.groups();
         let grp = self.group(g1);
-        let mut m = grp.tag_matches(h.tag);
+        let mut m = grp.tag_matches(h.h);
         if m == 0 {
             self.groups.prefetch(g2);
         }
@@ -472,8 +497,8 @@ impl FlowTable {
 
     /// The lane of group `g` that holds `k`, live.
     #[inline(always)]
-    fn scan(&self, g: usize, tag: u16, k: &WireKey, now: Tick) -> Option<usize> {
-        self.group(g).find(tag, k, now)
+    fn scan(&self, g: usize, h: u64, k: &WireKey, now: Tick) -> Option<usize> {
+        self.group(g).find(h, k, now)
     }
 
     /// Finds `k`, or the entry an insert of `k` would take: an empty or expired one in
@@ -513,7 +538,7 @@ impl FlowTable {
         // The entry holds the group's address as the scan computed it (`locate` then
         // `group_mut` computed it again from the index: five instructions a hit).
         let (g1, g2) = h.groups();
-        let (grp, i) = self.groups.first_mut(g1, g2, |grp| grp.find(h.tag, k, now))?;
+        let (grp, i) = self.groups.first_mut(g1, g2, |grp| grp.find(h.h, k, now))?;
         Some(Entry { grp, i })
     }
 
@@ -522,9 +547,9 @@ impl FlowTable {
     fn locate(&self, k: &WireKey, h: &Hashed, now: Tick) -> Option<(usize, usize)> {
         debug_assert_eq!(*h, self.hash_wire(k));
         let (g1, g2) = h.groups();
-        match self.scan(g1, h.tag, k, now) {
+        match self.scan(g1, h.h, k, now) {
             Some(i) => Some((g1, i)),
-            None => self.scan(g2, h.tag, k, now).map(|i| (g2, i)),
+            None => self.scan(g2, h.h, k, now).map(|i| (g2, i)),
         }
     }
 
@@ -578,7 +603,7 @@ impl FlowTable {
                         self.stats.expired += 1;
                         self.uncount(alt * WAYS + j);
                     }
-                    self.put(alt * WAYS + j, h.tag, &e);
+                    self.put(alt * WAYS + j, h.tag(), &e);
                     self.group_mut(g).proto[i] = 0;
                     self.stats.moved += 1;
                     return g * WAYS + i;
@@ -639,8 +664,8 @@ impl FlowTable {
         FlowEntry {
             key: (&WireKey { addrs: kv.addrs, ports: kv.ports, proto: grp.proto[i] }).into(),
             state: grp.state[i],
-            slot: kv.slot,
-            incarnation: kv.incarnation,
+            slot: kv.slot(),
+            incarnation: kv.incarnation(),
             expires: grp.expires[i],
         }
     }
@@ -654,7 +679,7 @@ impl FlowTable {
         grp.state[i] = e.state;
         grp.expires[i] = e.expires;
         let w = WireKey::from(&e.key);
-        grp.kv[i] = Kv { addrs: w.addrs, ports: w.ports, slot: e.slot, incarnation: e.incarnation };
+        grp.kv[i] = Kv { addrs: w.addrs, ports: w.ports, route: route_key(e.slot, e.incarnation) };
     }
 
     /// Updates the TCP state and expiry of the live entry at `idx`.
@@ -671,8 +696,8 @@ impl FlowTable {
             // Into or out of ESTABLISHED: IPVS moves the connection between its
             // server's active and inactive counts (`set_tcp_state`).
             let kv = grp.kv[i];
-            self.conns.sub(kv.slot, kv.incarnation, was);
-            self.conns.add(kv.slot, kv.incarnation, !was);
+            self.conns.sub(kv.slot(), kv.incarnation(), was);
+            self.conns.add(kv.slot(), kv.incarnation(), !was);
         }
     }
 
@@ -691,9 +716,7 @@ impl FlowTable {
         self.uncount(idx);
         let grp = self.group_mut(idx / WAYS);
         let active = TcpState::from_u8(grp.state[idx % WAYS]).is_active();
-        let kv = &mut grp.kv[idx % WAYS];
-        kv.slot = slot;
-        kv.incarnation = incarnation;
+        grp.kv[idx % WAYS].route = route_key(slot, incarnation);
         self.conns.add(slot, incarnation, active);
     }
 
@@ -746,7 +769,7 @@ impl FlowTable {
         self.conns.add(slot, incarnation, state.is_active());
         self.put(
             idx,
-            h.tag,
+            h.tag(),
             &FlowEntry { key: *k, state: state as u8, slot, incarnation, expires },
         );
         self.stats.inserts += 1;
@@ -903,7 +926,8 @@ mod tests {
                     *t = base.wrapping_add(i as u16 + 1);
                 }
                 g.tag[lane] = base;
-                let m = g.tag_matches(base);
+                // The tag in the hash's top 16 bits; the rest is ignored.
+                let m = g.tag_matches(u64::from(base) << 48 | 0x0000_a5a5_5a5a_ffff);
                 assert!(m & (1 << lane) != 0, "lane {lane} missed for tag {base:#x}");
                 let exact = (0..WAYS).filter(|&i| g.tag[i] == base).fold(0u32, |a, i| a | 1 << i);
                 assert_eq!(m & exact, exact);

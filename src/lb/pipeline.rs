@@ -126,7 +126,7 @@ pub fn process_hinted(
 ) -> Verdict {
     if let Some(p) = hint.as_ref().filter(|p| p.fast != Fast::Slow) {
         if p.fast.hit() {
-            if let Some(slot) = fast_hit(frame, snap, local, now, p, Renewal::at(snap, now)) {
+            if let Some(slot) = fast_hit(frame, snap, local, now, p, &Renewal::at(snap, now)) {
                 return Verdict::Forward { slot, new_flow: false };
             }
         }
@@ -237,10 +237,7 @@ pub type Hint = Option<Peeked>;
 pub fn fast_key(f: &[u8], snap: &Snapshot) -> Option<(WireKey, Fast)> {
     // Every frame on the wire is at least 60 bytes; shorter ones take the full path. The
     // first 54 bytes as an array: the reads below need no bounds checks.
-    let h: &[u8; 54] = f.get(..54)?.try_into().ok()?;
-    if f.len() - 14 > usize::from(snap.mtu) {
-        return None;
-    }
+    let h: &[u8; 54] = crate::mem::head_within(f, 14 + usize::from(snap.mtu))?;
     let be16 = |at: usize| u16::from_be_bytes([h[at], h[at + 1]]);
     // Destination MAC ours (not broadcast), IPv4 without a tag, version 4 and IHL 5 (one
     // masked compare), no MF flag and no offset (DF may be set).
@@ -257,7 +254,7 @@ pub fn fast_key(f: &[u8], snap: &Snapshot) -> Option<(WireKey, Fast)> {
         // Data offset between 5 words and the segment (so the datagram holds at least
         // 40 bytes); a segment with SYN, FIN or RST changes its flow's state (or makes
         // one).
-        protocol::TCP if h[46] >= 0x50 && 20 + 4 * usize::from(h[46] >> 4) <= total => {
+        protocol::TCP if TCP_MIN_TOTAL[usize::from(h[46])] <= total as u32 => {
             if h[47] & STATE_FLAGS == 0 {
                 Fast::Established
             } else {
@@ -270,6 +267,21 @@ pub fn fast_key(f: &[u8], snap: &Snapshot) -> Option<(WireKey, Fast)> {
     };
     Some((key_at(h), fast))
 }
+
+/// The least IPv4 total length a TCP segment needs, by its data-offset byte (byte 46 of
+/// the frame): 20 + 4 × the offset, or above any total (2^16) for an offset below 5
+/// words, which the full path drops (`l4_malformed`). One load where the two tests were
+/// eight instructions.
+static TCP_MIN_TOTAL: [u32; 256] = {
+    let mut t = [0u32; 256];
+    let mut b = 0;
+    while b < 256 {
+        let words = b as u32 >> 4;
+        t[b] = if words >= 5 { 20 + 4 * words } else { 1 << 16 };
+        b += 1;
+    }
+    t
+};
 
 /// The flow key at the fixed offsets where an untagged IPv4 frame without options holds
 /// it: protocol at byte 23, addresses 26..34, ports 34..38 (one function for
@@ -385,7 +397,7 @@ fn fast_hit(
     local: &mut LocalState,
     now: Tick,
     p: &Peeked,
-    renew: Renewal,
+    renew: &Renewal,
 ) -> Option<u16> {
     let macs: &mut [u8; 12] = frame.get_mut(..12)?.try_into().ok()?;
     let mut e = local.flows.hit_entry(&p.key, &p.hash, now)?;
@@ -393,29 +405,35 @@ fn fast_hit(
     if e.state() != p.fast as u8 {
         return None;
     }
-    let (slot, incarnation) = e.route();
-    let l2 = snap.serving_l2(slot, incarnation)?;
-    e.refresh(if p.fast == Fast::Udp { renew.udp } else { renew.established });
+    let route = e.route_key();
+    let l2 = snap.serving_l2_at(route)?;
+    e.refresh(renew.of(p.fast));
     *macs = *l2; // a fixed-size copy: no call (see ethernet::set_macs)
-    Some(slot)
+    Some(route as u16) // the slot half
 }
 
-/// The expiry a fast hit renews its entry to, for each state the fast path keeps: `now`
-/// plus the state's timeout, computed once a burst.
+/// The expiry a fast hit renews its entry to, by the state it keeps (the [`Fast`] value,
+/// which is the stored state's byte): `now` plus the ESTABLISHED or the UDP timeout,
+/// computed once a burst. An array indexed by the state, so a hit takes its renewal
+/// with one load and no select.
 #[derive(Clone, Copy)]
-struct Renewal {
-    established: Tick,
-    udp: Tick,
-}
+struct Renewal([Tick; 8]);
 
 impl Renewal {
     #[inline(always)]
     fn at(snap: &Snapshot, now: Tick) -> Renewal {
         let t = &snap.timeouts;
-        Renewal {
-            established: t.expires(TcpState::Established, now),
-            udp: t.expires(TcpState::Udp, now),
+        let mut r = [0; 8];
+        for s in [TcpState::Established, TcpState::Udp] {
+            r[s as usize] = t.expires(s, now);
         }
+        Renewal(r)
+    }
+
+    /// The renewed expiry for an entry the fast path found in state `fast`.
+    #[inline(always)]
+    fn of(&self, fast: Fast) -> Tick {
+        self.0[fast as usize & 7]
     }
 }
 
@@ -435,14 +453,34 @@ pub fn forward_hits<'a>(
     snap: &Snapshot,
     local: &mut LocalState,
     now: Tick,
+    on_hit: impl FnMut(u16, usize),
+) -> usize {
+    // One loop for each table size, so the loop tests nothing that cannot change in it
+    // (the test and the flag's register cost four instructions a hit).
+    if local.flows.deep_prefetch() {
+        hits_loop::<true>(frames, hashes, snap, local, now, on_hit)
+    } else {
+        hits_loop::<false>(frames, hashes, snap, local, now, on_hit)
+    }
+}
+
+/// [`forward_hits`]' loop, with stage 2 run ahead (`DEEP`) or not.
+#[inline(always)]
+fn hits_loop<'a, const DEEP: bool>(
+    frames: impl Iterator<Item = &'a mut [u8]>,
+    hashes: &[u64],
+    snap: &Snapshot,
+    local: &mut LocalState,
+    now: Tick,
     mut on_hit: impl FnMut(u16, usize),
 ) -> usize {
-    // Computed here, once: without the black box LLVM sinks the two saturating adds
-    // into the loop (four instructions a hit, callgrind) rather than keep the results.
-    let (mut n, renew) = (0, std::hint::black_box(Renewal::at(snap, now)));
-    let deep = local.flows.deep_prefetch();
+    // Computed here, once, and read through an opaque reference: without the black box
+    // LLVM sinks the two saturating adds into the loop (four instructions a hit,
+    // callgrind), and with the value itself black-boxed it copies it every iteration.
+    let renewal = Renewal::at(snap, now);
+    let (mut n, renew) = (0, std::hint::black_box(&renewal));
     for (f, &h) in frames.zip(hashes) {
-        if deep {
+        if DEEP {
             if let Some(&ahead) = hashes.get(n + AHEAD) {
                 local.flows.prefetch_entries(&local.flows.hashed(ahead));
             }

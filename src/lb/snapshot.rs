@@ -205,18 +205,33 @@ pub const L2_MASK: crate::mem::Bytes16 = crate::mem::Bytes16([
     0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0,
 ]);
 
-/// What the fast path needs of a slot: the MAC rewrite, and the incarnation the slot
-/// serves as with [`Route::LIVE`] set (0 when the slot is absent or not serving), so one
-/// compare tells a present, serving, same-incarnation backend.
-#[derive(Debug, Clone, Copy, Default)]
+/// What the fast path needs of a slot: the MAC rewrite, and the [`route_key`] of the
+/// slot and the incarnation it serves as ([`Route::NONE`] when the slot is absent or not
+/// serving), so one compare with a flow's route key tells a present, serving,
+/// same-incarnation backend.
+#[derive(Debug, Clone, Copy)]
 #[repr(C, align(16))]
 pub struct Route {
     l2: [u8; 12],
-    live: u32,
+    key: u32,
 }
 
 impl Route {
-    const LIVE: u32 = 1 << 16;
+    /// No flow's route key: its slot half (0xffff) is above every slot.
+    const NONE: u32 = u32::MAX;
+}
+
+impl Default for Route {
+    fn default() -> Route {
+        Route { l2: [0; 12], key: Route::NONE }
+    }
+}
+
+/// A backend slot and its incarnation as one word, as a flow entry holds them (slot in
+/// the low half): what [`Snapshot::serving_l2_at`] compares.
+#[inline(always)]
+pub fn route_key(slot: u16, incarnation: u16) -> u32 {
+    u32::from(slot) | u32::from(incarnation) << 16
 }
 
 #[derive(Debug)]
@@ -371,9 +386,9 @@ impl Snapshot {
         }
         let mut routes: Box<[Route; MAX_SLOTS]> =
             vec![Route::default(); MAX_SLOTS].into_boxed_slice().try_into().expect("MAX_SLOTS");
-        for (r, b) in routes.iter_mut().zip(&backends) {
+        for (slot, (r, b)) in routes.iter_mut().zip(&backends).enumerate() {
             if b.present && b.serving() {
-                *r = Route { l2: b.l2, live: u32::from(b.incarnation) | Route::LIVE };
+                *r = Route { l2: b.l2, key: route_key(slot as u16, b.incarnation) };
             }
         }
         let mut l2_want = crate::mem::Bytes16::default();
@@ -422,8 +437,16 @@ impl Snapshot {
     /// compare: the fast path's check).
     #[inline(always)]
     pub fn serving_l2(&self, slot: u16, incarnation: u16) -> Option<&[u8; 12]> {
-        let r = &self.routes[usize::from(slot) & (MAX_SLOTS - 1)]; // slots < MAX_SLOTS
-        (r.live == u32::from(incarnation) | Route::LIVE).then_some(&r.l2)
+        self.serving_l2_at(route_key(slot, incarnation))
+    }
+
+    /// [`serving_l2`](Self::serving_l2) of a [`route_key`].
+    #[inline(always)]
+    pub fn serving_l2_at(&self, key: u32) -> Option<&[u8; 12]> {
+        // The slot half indexes (slots < MAX_SLOTS; a key of another slot never equals
+        // the route's).
+        let r = &self.routes[key as usize & (MAX_SLOTS - 1)];
+        (r.key == key).then_some(&r.l2)
     }
 
     /// The backend in `slot` if it is present and still the same incarnation.
