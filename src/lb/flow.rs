@@ -156,7 +156,7 @@ impl Group {
         crate::mem::zero_u8x8(&self.proto) | crate::mem::le_u32x8(&self.expires, now)
     }
 
-    /// The lane that holds `k` (its tag `tag`), live.
+    /// The lane that holds `k` (whose hash `h` has its tag in the top 16 bits), live.
     #[inline(always)]
     fn find(&self, h: u64, k: &WireKey, now: Tick) -> Option<usize> {
         let mut m = self.tag_matches(h);
@@ -170,6 +170,35 @@ impl Group {
             }
         }
         None
+    }
+
+    /// The lane that holds `k` live in state `state` (a [`TcpState`] byte), for the
+    /// fast path; `None` also when the entry is in another state. The stored protocol
+    /// is not compared: the state implies it (UDP for [`TcpState::Udp`], TCP for every
+    /// other state a live entry has), and an empty lane's state is 0, which no caller
+    /// asks for. So a TCP and a UDP flow on the same addresses and ports whose tags
+    /// also match may be mistaken for each other here: the state then differs and the
+    /// caller takes the full path, which compares the protocol.
+    #[inline(always)]
+    fn find_in_state(&self, h: u64, k: &WireKey, now: Tick, state: u8) -> Option<usize> {
+        let mut m = self.tag_matches(h);
+        while m != 0 {
+            let i = m.trailing_zeros() as usize & (WAYS - 1); // m < 1 << WAYS
+            m &= m - 1;
+            let kv = &self.kv[i];
+            if kv.addrs == k.addrs && kv.ports == k.ports {
+                return (self.state[i] == state && self.expires[i] > now).then_some(i);
+            }
+        }
+        None
+    }
+
+    /// Marks lane `i` empty: protocol 0 (what lookups test) and state 0 (what
+    /// [`find_in_state`](Self::find_in_state) tests).
+    #[inline(always)]
+    fn empty(&mut self, i: usize) {
+        self.proto[i] = 0;
+        self.state[i] = TcpState::None as u8;
     }
 
     /// Lanes whose tag equals `tag`, as a bitmask (bit i = entry i).
@@ -530,15 +559,26 @@ impl FlowTable {
         self.locate(k, h, now).map(|(g, i)| g * WAYS + i)
     }
 
-    /// [`hit`](Self::hit) for the fast path: the entry itself, to read and renew in
-    /// place (no index to turn back into a group).
+    /// [`hit`](Self::hit) for the fast path, of an entry in state `state` (a
+    /// [`TcpState`] byte: the fast path forwards only in the state it expects): the
+    /// entry itself, to read and renew in place (no index to turn back into a group).
+    /// `None` when the key is not live or is in another state (or, in a rare tag
+    /// collision, when its other-protocol twin is found first: see
+    /// [`Group::find_in_state`]).
     #[inline(always)]
-    pub fn hit_entry(&mut self, k: &WireKey, h: &Hashed, now: Tick) -> Option<Entry<'_>> {
+    pub fn hit_entry(
+        &mut self,
+        k: &WireKey,
+        h: &Hashed,
+        now: Tick,
+        state: u8,
+    ) -> Option<Entry<'_>> {
         debug_assert_eq!(*h, self.hash_wire(k));
         // The entry holds the group's address as the scan computed it (`locate` then
         // `group_mut` computed it again from the index: five instructions a hit).
         let (g1, g2) = h.groups();
-        let (grp, i) = self.groups.first_mut(g1, g2, |grp| grp.find(h.h, k, now))?;
+        let (grp, i) =
+            self.groups.first_mut(g1, g2, |grp| grp.find_in_state(h.h, k, now, state))?;
         Some(Entry { grp, i })
     }
 
@@ -604,7 +644,7 @@ impl FlowTable {
                         self.uncount(alt * WAYS + j);
                     }
                     self.put(alt * WAYS + j, h.tag(), &e);
-                    self.group_mut(g).proto[i] = 0;
+                    self.group_mut(g).empty(i);
                     self.stats.moved += 1;
                     return g * WAYS + i;
                 }
@@ -707,7 +747,7 @@ impl FlowTable {
         if self.group(idx / WAYS).proto[idx % WAYS] != 0 {
             self.uncount(idx);
         }
-        self.group_mut(idx / WAYS).proto[idx % WAYS] = 0;
+        self.group_mut(idx / WAYS).empty(idx % WAYS);
     }
 
     /// Points the live entry at `idx` to another backend (a rescheduled flow).
@@ -817,7 +857,7 @@ impl FlowTable {
                 }
                 if grp.expires[i] <= now {
                     self.uncount(g * WAYS + i);
-                    self.group_mut(g).proto[i] = 0;
+                    self.group_mut(g).empty(i);
                     s.cleared += 1;
                 } else {
                     s.live += 1;
@@ -872,11 +912,38 @@ mod tests {
         t.insert_at(i, &k, 1, 1, TcpState::Established, 100, 0);
         assert_eq!(t.hit(&w, &t.hash_wire(&w), 1), Some(i));
         assert_eq!(t.get(i).key, k);
-        let mut e = t.hit_entry(&w, &t.hash_wire(&w), 1).expect("live");
+        let est = TcpState::Established as u8;
+        assert!(t.hit_entry(&w, &t.hash_wire(&w), 1, TcpState::Udp as u8).is_none());
+        let mut e = t.hit_entry(&w, &t.hash_wire(&w), 1, est).expect("live");
         assert_eq!((e.state(), e.route()), (TcpState::Established as u8, (1, 1)));
         e.refresh(200);
         assert_eq!(t.get(i).expires, 200);
         assert_eq!(t.hit(&w, &t.hash_wire(&w), 150), Some(i));
+    }
+
+    #[test]
+    fn the_fast_lookup_takes_the_state_for_the_protocol_and_skips_emptied_lanes() {
+        let (est, udp) = (TcpState::Established as u8, TcpState::Udp as u8);
+        let mut t = FlowTable::with_seed(64, [3, 5]);
+        let tcp = key(7);
+        let udp_twin = FlowKey { proto: 17, ..tcp }; // same addresses and ports
+        for (k, st) in [(tcp, TcpState::Established), (udp_twin, TcpState::Udp)] {
+            let Lookup::Vacant(i) = t.find(&k, 0) else { panic!() };
+            t.insert_at(i, &k, 1, 1, st, 100, 0);
+        }
+        let hit = |t: &mut FlowTable, k: &FlowKey, st: u8| {
+            let w = WireKey::from(k);
+            let h = t.hash_wire(&w);
+            t.hit_entry(&w, &h, 1, st).map(|e| e.route_key())
+        };
+        // Each key finds its own entry in its own state, and nothing in the other.
+        assert!(hit(&mut t, &tcp, est).is_some() && hit(&mut t, &udp_twin, udp).is_some());
+        assert!(hit(&mut t, &tcp, udp).is_none() && hit(&mut t, &udp_twin, est).is_none());
+        // A removed entry keeps its key and expiry but not its state: not found.
+        let Lookup::Hit(i) = t.find(&tcp, 1) else { panic!() };
+        t.remove(i);
+        assert!(hit(&mut t, &tcp, est).is_none());
+        assert!(hit(&mut t, &udp_twin, udp).is_some());
     }
 
     #[test]

@@ -400,11 +400,9 @@ fn fast_hit(
     renew: &Renewal,
 ) -> Option<u16> {
     let macs: &mut [u8; 12] = frame.get_mut(..12)?.try_into().ok()?;
-    let mut e = local.flows.hit_entry(&p.key, &p.hash, now)?;
-    // The state as stored, compared as a byte: ESTABLISHED for TCP, UDP for UDP.
-    if e.state() != p.fast as u8 {
-        return None;
-    }
+    // Live in the state the fast path keeps, compared as a byte: ESTABLISHED for TCP,
+    // UDP for UDP.
+    let mut e = local.flows.hit_entry(&p.key, &p.hash, now, p.fast as u8)?;
     let route = e.route_key();
     let l2 = snap.serving_l2_at(route)?;
     e.refresh(renew.of(p.fast));
