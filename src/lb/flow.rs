@@ -181,9 +181,26 @@ impl Group {
     /// caller takes the full path, which compares the protocol.
     #[inline(always)]
     fn find_in_state(&self, h: u64, k: &WireKey, now: Tick, state: u8) -> Option<usize> {
-        let mut m = self.tag_matches(h);
+        let m = self.tag_matches(h);
+        if m == 0 {
+            return None;
+        }
+        // The first tag match inline (a 16-bit tag rarely matches by chance); any other
+        // out of line.
+        let i = m.trailing_zeros() as usize & (WAYS - 1); // m < 1 << WAYS
+        let kv = &self.kv[i];
+        if kv.addrs == k.addrs && kv.ports == k.ports {
+            return (self.state[i] == state && self.expires[i] > now).then_some(i);
+        }
+        self.find_in_state_rest(m & (m - 1), k, now, state)
+    }
+
+    /// [`find_in_state`](Self::find_in_state) over the tag matches `m` after the first.
+    #[cold]
+    #[inline(never)]
+    fn find_in_state_rest(&self, mut m: u32, k: &WireKey, now: Tick, state: u8) -> Option<usize> {
         while m != 0 {
-            let i = m.trailing_zeros() as usize & (WAYS - 1); // m < 1 << WAYS
+            let i = m.trailing_zeros() as usize & (WAYS - 1);
             m &= m - 1;
             let kv = &self.kv[i];
             if kv.addrs == k.addrs && kv.ports == k.ports {
@@ -944,6 +961,29 @@ mod tests {
         t.remove(i);
         assert!(hit(&mut t, &tcp, est).is_none());
         assert!(hit(&mut t, &udp_twin, udp).is_some());
+    }
+
+    #[test]
+    fn the_fast_lookup_looks_past_a_tag_collision() {
+        let est = TcpState::Established as u8;
+        let k = WireKey::from(&key(1));
+        let other = WireKey::from(&key(2));
+        let tag = 0xbeefu16;
+        for (first, second) in [(2, 5), (0, 7), (6, 1)] {
+            let mut g = Group::default();
+            for (lane, w) in [(first, other), (second, k)] {
+                g.tag[lane] = tag;
+                g.kv[lane] = Kv { addrs: w.addrs, ports: w.ports, route: route_key(3, 1) };
+                (g.proto[lane], g.state[lane], g.expires[lane]) = (6, est, 100);
+            }
+            let h = u64::from(tag) << 48;
+            // The lower lane's key differs: the match comes from the out-of-line rest
+            // when it is the higher lane.
+            assert_eq!(g.find_in_state(h, &k, 1, est), Some(second), "lanes {first}, {second}");
+            assert_eq!(g.find_in_state(h, &other, 1, est), Some(first));
+            assert_eq!(g.find_in_state(h, &k, 1, TcpState::Udp as u8), None);
+            assert_eq!(g.find_in_state(h, &k, 100, est), None, "expired");
+        }
     }
 
     #[test]
