@@ -188,9 +188,8 @@ impl Group {
         // The first tag match inline (a 16-bit tag rarely matches by chance); any other
         // out of line.
         let i = m.trailing_zeros() as usize & (WAYS - 1); // m < 1 << WAYS
-        let kv = &self.kv[i];
-        if kv.addrs == k.addrs && kv.ports == k.ports {
-            return (self.state[i] == state && self.expires[i] > now).then_some(i);
+        if self.holds(i, k) {
+            return self.in_state(i, now, state);
         }
         self.find_in_state_rest(m & (m - 1), k, now, state)
     }
@@ -202,12 +201,25 @@ impl Group {
         while m != 0 {
             let i = m.trailing_zeros() as usize & (WAYS - 1);
             m &= m - 1;
-            let kv = &self.kv[i];
-            if kv.addrs == k.addrs && kv.ports == k.ports {
-                return (self.state[i] == state && self.expires[i] > now).then_some(i);
+            if self.holds(i, k) {
+                return self.in_state(i, now, state);
             }
         }
         None
+    }
+
+    /// Lane `i` holds `k`'s addresses and ports: it is `k`'s entry, or its twin of the
+    /// other protocol ([`find_in_state`](Self::find_in_state)).
+    #[inline(always)]
+    fn holds(&self, i: usize, k: &WireKey) -> bool {
+        let kv = &self.kv[i];
+        kv.addrs == k.addrs && kv.ports == k.ports
+    }
+
+    /// Lane `i`, the one that holds the key, if it is live in `state`.
+    #[inline(always)]
+    fn in_state(&self, i: usize, now: Tick, state: u8) -> Option<usize> {
+        (self.state[i] == state && self.expires[i] > now).then_some(i)
     }
 
     /// Marks lane `i` empty: protocol 0 (what lookups test) and state 0 (what
