@@ -163,8 +163,7 @@ impl Group {
         while m != 0 {
             let i = m.trailing_zeros() as usize & (WAYS - 1); // m < 1 << WAYS
             m &= m - 1;
-            let kv = &self.kv[i];
-            if kv.addrs == k.addrs && kv.ports == k.ports && self.proto[i] == k.proto {
+            if self.holds(i, k) && self.proto[i] == k.proto {
                 // A key is in at most one entry; an expired one counts as absent.
                 return (self.expires[i] > now).then_some(i);
             }
@@ -209,7 +208,8 @@ impl Group {
     }
 
     /// Lane `i` holds `k`'s addresses and ports: it is `k`'s entry, or its twin of the
-    /// other protocol ([`find_in_state`](Self::find_in_state)).
+    /// other protocol ([`find`](Self::find) then compares the protocol,
+    /// [`find_in_state`](Self::find_in_state) the state).
     #[inline(always)]
     fn holds(&self, i: usize, k: &WireKey) -> bool {
         let kv = &self.kv[i];
@@ -244,17 +244,6 @@ pub struct Entry<'a> {
 }
 
 impl Entry<'_> {
-    /// The TCP state as stored ([`TcpState`] as a byte).
-    #[inline(always)]
-    pub fn state(&self) -> u8 {
-        self.grp.state[self.i & (WAYS - 1)]
-    }
-    /// The backend: (slot, incarnation).
-    #[inline(always)]
-    pub fn route(&self) -> (u16, u16) {
-        let kv = &self.grp.kv[self.i & (WAYS - 1)];
-        (kv.slot(), kv.incarnation())
-    }
     /// The backend as one [`route_key`] word.
     #[inline(always)]
     pub fn route_key(&self) -> u32 {
@@ -943,8 +932,12 @@ mod tests {
         assert_eq!(t.get(i).key, k);
         let est = TcpState::Established as u8;
         assert!(t.hit_entry(&w, &t.hash_wire(&w), 1, TcpState::Udp as u8).is_none());
+        let stored = t.get(i);
         let mut e = t.hit_entry(&w, &t.hash_wire(&w), 1, est).expect("live");
-        assert_eq!((e.state(), e.route()), (TcpState::Established as u8, (1, 1)));
+        assert_eq!(
+            (stored.state, (stored.slot, stored.incarnation), e.route_key()),
+            (TcpState::Established as u8, (1, 1), route_key(1, 1))
+        );
         e.refresh(200);
         assert_eq!(t.get(i).expires, 200);
         assert_eq!(t.hit(&w, &t.hash_wire(&w), 150), Some(i));
