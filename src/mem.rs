@@ -202,6 +202,29 @@ pub fn eq_masked16(bytes: &[u8; 16], want: &Bytes16, mask: &Bytes16) -> bool {
     (0..16).all(|i| bytes[i] & mask.0[i] == want.0[i])
 }
 
+/// Whether `a` and `b` agree in their first 12 bytes (the last 4 not compared): one
+/// SSE2 compare of the two 16-byte values and a test of its byte mask, with neither
+/// value in a general register.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub fn eq_first12(a: &[u8; 16], b: &[u8; 16]) -> bool {
+    use std::arch::x86_64::*;
+    // SAFETY: SSE2 is x86_64 baseline; the unaligned loads read exactly `a`'s and `b`'s
+    // 16 bytes.
+    unsafe {
+        let x = _mm_loadu_si128(a.as_ptr() as *const __m128i);
+        let y = _mm_loadu_si128(b.as_ptr() as *const __m128i);
+        _mm_movemask_epi8(_mm_cmpeq_epi8(x, y)) & 0xfff == 0xfff
+    }
+}
+
+/// Whether `a` and `b` agree in their first 12 bytes (the last 4 not compared).
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+pub fn eq_first12(a: &[u8; 16], b: &[u8; 16]) -> bool {
+    a[..12] == b[..12]
+}
+
 /// The lanes of `lanes` equal to the top 16 bits of `h`, as a bitmask (bit i = lane i):
 /// one SSE2 compare of all eight (as `rte_hash` matches signatures). The value is
 /// broadcast from where it is in `h` (two shuffles; no shift and no register move).
@@ -278,6 +301,17 @@ pub fn le_u32x8(lanes: &[u32; 8], v: u32) -> u32 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn eq_first12_compares_the_first_twelve_bytes_only() {
+        let a: [u8; 16] = std::array::from_fn(|i| i as u8);
+        for i in 0..16 {
+            let mut b = a;
+            b[i] ^= 0x80;
+            assert_eq!(super::eq_first12(&a, &b), i >= 12, "byte {i}");
+        }
+        assert!(super::eq_first12(&a, &a));
+    }
+
     use super::*;
 
     #[test]

@@ -76,6 +76,27 @@ impl From<&FlowKey> for WireKey {
     }
 }
 
+/// A [`WireKey`]'s addresses and ports as 16 bytes of the frame, the way the fast
+/// path has them: bytes 26..42 of an untagged IPv4 frame without options, whose first
+/// 12 are the key (as [`WireKey::from_wire`] reads them) and whose last 4 (the TCP
+/// sequence number's, the UDP length and checksum) are never compared. The protocol is
+/// not in it: the fast lookup compares the stored state, which implies it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyBytes(pub [u8; 16]);
+
+impl KeyBytes {
+    /// The key of these bytes for protocol `proto`.
+    #[inline(always)]
+    pub fn wire(&self, proto: u8) -> WireKey {
+        let b = &self.0;
+        WireKey::from_wire(
+            b[..8].try_into().expect("8 bytes"),
+            b[8..12].try_into().expect("4 bytes"),
+            proto,
+        )
+    }
+}
+
 impl From<&WireKey> for FlowKey {
     #[inline(always)]
     fn from(w: &WireKey) -> FlowKey {
@@ -109,7 +130,7 @@ impl FlowEntry {
 
 /// Key (wire order, [`WireKey`]) and backend of one entry: 16 bytes, four to a cache
 /// line.
-#[derive(Clone, Copy, Default, bytemuck::Zeroable)]
+#[derive(Clone, Copy, Default, bytemuck::Zeroable, bytemuck::Pod)]
 #[repr(C)]
 struct Kv {
     addrs: u64,
@@ -179,7 +200,7 @@ impl Group {
     /// also match may be mistaken for each other here: the state then differs and the
     /// caller takes the full path, which compares the protocol.
     #[inline(always)]
-    fn find_in_state(&self, h: u64, k: &WireKey, now: Tick, state: u8) -> Option<usize> {
+    fn find_in_state(&self, h: u64, k: &KeyBytes, now: Tick, state: u8) -> Option<usize> {
         let m = self.tag_matches(h);
         if m == 0 {
             return None;
@@ -187,7 +208,7 @@ impl Group {
         // The first tag match inline (a 16-bit tag rarely matches by chance); any other
         // out of line.
         let i = m.trailing_zeros() as usize & (WAYS - 1); // m < 1 << WAYS
-        if self.holds(i, k) {
+        if self.holds_bytes(i, k) {
             return self.in_state(i, now, state);
         }
         self.find_in_state_rest(m & (m - 1), k, now, state)
@@ -196,11 +217,11 @@ impl Group {
     /// [`find_in_state`](Self::find_in_state) over the tag matches `m` after the first.
     #[cold]
     #[inline(never)]
-    fn find_in_state_rest(&self, mut m: u32, k: &WireKey, now: Tick, state: u8) -> Option<usize> {
+    fn find_in_state_rest(&self, mut m: u32, k: &KeyBytes, now: Tick, state: u8) -> Option<usize> {
         while m != 0 {
             let i = m.trailing_zeros() as usize & (WAYS - 1);
             m &= m - 1;
-            if self.holds(i, k) {
+            if self.holds_bytes(i, k) {
                 return self.in_state(i, now, state);
             }
         }
@@ -214,6 +235,14 @@ impl Group {
     fn holds(&self, i: usize, k: &WireKey) -> bool {
         let kv = &self.kv[i];
         kv.addrs == k.addrs && kv.ports == k.ports
+    }
+
+    /// [`holds`](Self::holds) for the key's bytes as the frame has them: one 16-byte
+    /// compare of the lane's key and route with them, the route's 4 bytes not compared
+    /// (the key stays in a vector register, none of the general ones the hit needs).
+    #[inline(always)]
+    fn holds_bytes(&self, i: usize, k: &KeyBytes) -> bool {
+        crate::mem::eq_first12(bytemuck::cast_ref(&self.kv[i]), &k.0)
     }
 
     /// Lane `i`, the one that holds the key, if it is live in `state`.
@@ -580,18 +609,18 @@ impl FlowTable {
     /// [`hit`](Self::hit) for the fast path, of an entry in state `state` (a
     /// [`TcpState`] byte: the fast path forwards only in the state it expects): the
     /// entry itself, to read and renew in place (no index to turn back into a group).
-    /// `None` when the key is not live or is in another state (or, in a rare tag
+    /// The key is its bytes as the frame has them, `h` its hash for the protocol the
+    /// state implies. `None` when the key is not live or is in another state (or, in a rare tag
     /// collision, when its other-protocol twin is found first: see
     /// [`Group::find_in_state`]).
     #[inline(always)]
     pub fn hit_entry(
         &mut self,
-        k: &WireKey,
+        k: &KeyBytes,
         h: &Hashed,
         now: Tick,
         state: u8,
     ) -> Option<Entry<'_>> {
-        debug_assert_eq!(*h, self.hash_wire(k));
         // The entry holds the group's address as the scan computed it (`locate` then
         // `group_mut` computed it again from the index: five instructions a hit).
         let (g1, g2) = h.groups();
@@ -905,6 +934,17 @@ impl FlowTable {
 mod tests {
     use super::*;
 
+    /// `w`'s addresses and ports as the frame has them (and 4 bytes after them that a
+    /// lookup must not compare).
+    fn key_bytes(w: &WireKey) -> KeyBytes {
+        let mut b = [0xa5; 16];
+        b[..8].copy_from_slice(&w.addrs.to_le_bytes());
+        b[8..12].copy_from_slice(&w.ports.to_le_bytes());
+        let k = KeyBytes(b);
+        assert_eq!(k.wire(w.proto), *w);
+        k
+    }
+
     fn key(i: u32) -> FlowKey {
         FlowKey {
             saddr: 0x0a00_0000 + i,
@@ -931,9 +971,9 @@ mod tests {
         assert_eq!(t.hit(&w, &t.hash_wire(&w), 1), Some(i));
         assert_eq!(t.get(i).key, k);
         let est = TcpState::Established as u8;
-        assert!(t.hit_entry(&w, &t.hash_wire(&w), 1, TcpState::Udp as u8).is_none());
+        assert!(t.hit_entry(&key_bytes(&w), &t.hash_wire(&w), 1, TcpState::Udp as u8).is_none());
         let stored = t.get(i);
-        let mut e = t.hit_entry(&w, &t.hash_wire(&w), 1, est).expect("live");
+        let mut e = t.hit_entry(&key_bytes(&w), &t.hash_wire(&w), 1, est).expect("live");
         assert_eq!(
             (stored.state, (stored.slot, stored.incarnation), e.route_key()),
             (TcpState::Established as u8, (1, 1), route_key(1, 1))
@@ -956,7 +996,7 @@ mod tests {
         let hit = |t: &mut FlowTable, k: &FlowKey, st: u8| {
             let w = WireKey::from(k);
             let h = t.hash_wire(&w);
-            t.hit_entry(&w, &h, 1, st).map(|e| e.route_key())
+            t.hit_entry(&key_bytes(&w), &h, 1, st).map(|e| e.route_key())
         };
         // Each key finds its own entry in its own state, and nothing in the other.
         assert!(hit(&mut t, &tcp, est).is_some() && hit(&mut t, &udp_twin, udp).is_some());
@@ -984,10 +1024,14 @@ mod tests {
             let h = u64::from(tag) << 48;
             // The lower lane's key differs: the match comes from the out-of-line rest
             // when it is the higher lane.
-            assert_eq!(g.find_in_state(h, &k, 1, est), Some(second), "lanes {first}, {second}");
-            assert_eq!(g.find_in_state(h, &other, 1, est), Some(first));
-            assert_eq!(g.find_in_state(h, &k, 1, TcpState::Udp as u8), None);
-            assert_eq!(g.find_in_state(h, &k, 100, est), None, "expired");
+            assert_eq!(
+                g.find_in_state(h, &key_bytes(&k), 1, est),
+                Some(second),
+                "lanes {first}, {second}"
+            );
+            assert_eq!(g.find_in_state(h, &key_bytes(&other), 1, est), Some(first));
+            assert_eq!(g.find_in_state(h, &key_bytes(&k), 1, TcpState::Udp as u8), None);
+            assert_eq!(g.find_in_state(h, &key_bytes(&k), 100, est), None, "expired");
         }
     }
 

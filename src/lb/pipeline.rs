@@ -9,7 +9,7 @@
 //! whole ARP or ICMP message for a reply). It never allocates and never panics: every
 //! length is validated by a `wire` view before it is used.
 use super::conns::ConnCounts;
-use super::flow::{FlowEntry, FlowKey, FlowTable, Hashed, Lookup, WireKey};
+use super::flow::{FlowEntry, FlowKey, FlowTable, Hashed, KeyBytes, Lookup, WireKey};
 use super::frag::{FragKey, Frags, NotHeld};
 use super::persist::{Created, PersistStats, Template, TemplateKey, Templates};
 use super::sched;
@@ -242,19 +242,22 @@ pub fn fast_key(f: &[u8], snap: &Snapshot) -> Option<(WireKey, Fast)> {
     // Destination MAC ours (not broadcast), IPv4 without a tag, version 4 and IHL 5 (one
     // masked compare), no MF flag and no offset (DF may be set).
     let first: &[u8; 16] = h[..16].try_into().expect("16 bytes");
-    if !crate::mem::eq_masked16(first, &snap.l2_want, &L2_MASK) || be16(20) & 0x3fff != 0 {
+    if !crate::mem::eq_masked16(first, &snap.l2_want, &L2_MASK) {
         return None;
     }
     let total = usize::from(be16(16));
     if 14 + total > f.len() {
         return None;
     }
-    let proto = h[23];
-    let fast = match proto {
+    // Bytes 20..24 as one word: the flags and fragment offset (no MF flag, no offset;
+    // DF may be set), the TTL (any) and the protocol, one mask and one compare each for
+    // TCP and UDP.
+    let frag_proto = u32::from_le_bytes(h[20..24].try_into().expect("4 bytes")) & 0xff00_ff3f;
+    let fast = match frag_proto {
         // Data offset between 5 words and the segment (so the datagram holds at least
         // 40 bytes); a segment with SYN, FIN or RST changes its flow's state (or makes
         // one).
-        protocol::TCP if TCP_MIN_TOTAL[usize::from(h[46])] <= total as u32 => {
+        FRAG_PROTO_TCP if TCP_MIN_TOTAL[usize::from(h[46])] <= total as u32 => {
             if h[47] & STATE_FLAGS == 0 {
                 Fast::Established
             } else {
@@ -262,11 +265,17 @@ pub fn fast_key(f: &[u8], snap: &Snapshot) -> Option<(WireKey, Fast)> {
             }
         }
         // Length field between 8 and the datagram.
-        protocol::UDP if be16(38) >= 8 && 20 + usize::from(be16(38)) <= total => Fast::Udp,
+        FRAG_PROTO_UDP if be16(38) >= 8 && 20 + usize::from(be16(38)) <= total => Fast::Udp,
         _ => return None,
     };
     Some((key_at(h), fast))
 }
+
+/// Bytes 20..24 of an unfragmented TCP or UDP packet's frame (no options, no tag), read
+/// as a little-endian word under the mask 0xff00_ff3f (the fragment offset and MF, the
+/// protocol).
+const FRAG_PROTO_TCP: u32 = (protocol::TCP as u32) << 24;
+const FRAG_PROTO_UDP: u32 = (protocol::UDP as u32) << 24;
 
 /// The least IPv4 total length a TCP segment needs, by its data-offset byte (byte 46 of
 /// the frame): 20 + 4 × the offset, or above any total (2^16) for an offset below 5
@@ -399,10 +408,16 @@ fn fast_hit(
     p: &Peeked,
     renew: &Renewal,
 ) -> Option<u16> {
-    let macs: &mut [u8; 12] = frame.get_mut(..12)?.try_into().ok()?;
+    // What [`fast_key`] passed: at least 54 bytes (one bounds check, for both uses).
+    let head: &mut [u8; 54] = frame.get_mut(..54)?.try_into().ok()?;
+    // The key as 16 bytes of the frame, compared in a vector register (`p.key` is the
+    // same key, in the general registers the hit needs for the rest).
+    let key = KeyBytes(head[26..42].try_into().expect("16 bytes"));
+    debug_assert_eq!(key.wire(p.key.proto), p.key);
     // Live in the state the fast path keeps, compared as a byte: ESTABLISHED for TCP,
     // UDP for UDP.
-    let mut e = local.flows.hit_entry(&p.key, &p.hash, now, p.fast as u8)?;
+    let mut e = local.flows.hit_entry(&key, &p.hash, now, p.fast as u8)?;
+    let macs: &mut [u8; 12] = (&mut head[..12]).try_into().expect("12 bytes");
     let route = e.route_key();
     let l2 = snap.serving_l2_at(route)?;
     e.refresh(renew.of(p.fast));
