@@ -16,8 +16,8 @@ use crate::dpdk::port::{RxQueue, TxQueue};
 use crate::lb::verdict::Neighbor;
 use crate::lb::DropReason;
 use crate::lb::{
-    forward_hits, hint, prefetch_burst, prefetch_rest, process_hinted, LocalState, Snapshot, Tick,
-    Verdict, TICKS_PER_SEC,
+    forward_hits, hint, prefetch_first, prefetch_rest, process_hinted, stage1, LocalState,
+    Snapshot, Tick, Verdict, TICKS_PER_SEC,
 };
 use crate::sync::{epoch, spsc};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -431,7 +431,10 @@ impl Worker {
             if !self.s.peers_in.is_empty() {
                 self.take_redirects(&mut tx, now);
             }
-            let n = burst.recv(&mut self.s.rx);
+            // Stage 1 of the flow-table prefetch (the key's hash, its tag line) as each
+            // frame's mbuf header is read: one pass over the burst.
+            let local = &self.local;
+            let n = burst.recv_each(&mut self.s.rx, |i, f| hashes[i] = stage1(f, local));
             if n == 0 {
                 c.idle_loops.add(1);
                 if !tx.buf.is_empty() && tsc.wrapping_sub(last_flush) > drain_tsc {
@@ -470,11 +473,10 @@ impl Worker {
             {
                 let snap = self.s.snap.load();
                 c.generation.set(snap.generation);
-                // The packet headers are loading since `recv`; now the flow-table state
-                // of the whole burst in flight at once (tag lines, then matching
-                // entries): a table bigger than the cache costs one miss per packet if
-                // they are taken one by one.
-                prefetch_burst(burst.whole_frames(), &self.local, &mut hashes);
+                // The flow-table state of the whole burst in flight at once (the tag
+                // lines since `recv_each`, then matching entries): a table bigger than
+                // the cache costs one miss per packet if they are taken one by one.
+                prefetch_first(&hashes[..n], &self.local);
                 // The burst's leading fast hits in one loop (a frame in more than one
                 // segment shows as empty, fails `fast_key` and stops the loop), then
                 // frame by frame, each with its hint.

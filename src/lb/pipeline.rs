@@ -316,14 +316,10 @@ fn key_at_fixed_offsets(f: &[u8]) -> Option<(WireKey, bool)> {
 }
 
 /// Prefetches a burst's flow-table state in two stages, so the misses of all its packets
-/// overlap: every packet's tag lines, then (in a table bigger than the L2 cache) every
-/// packet's tag-matching entries. Stage 1 hashes the key at fixed offsets
-/// ([`key_at_fixed_offsets`]) without looking at anything else: the checks come once,
-/// in [`forward_hits`] for the burst's leading hits and in [`hint`] for the rest, which
-/// take the hash from here. `hashes` (scratch, at least as long as `frames`; no
-/// allocation) receives each frame's [`FlowTable::hash_bits`] (0 for a frame too short
-/// to hold a key; a frame whose key is elsewhere, tagged or with options, is hashed
-/// again by [`hint`]: its prefetch here was of a line it does not use).
+/// overlap: every packet's tag lines ([`stage1`]), then (in a table bigger than the L2
+/// cache) every packet's tag-matching entries. `hashes` (scratch, at least as long as
+/// `frames`; no allocation) receives each frame's [`stage1`] hash. (The worker runs
+/// [`stage1`] as it receives the burst, then [`prefetch_first`].)
 #[inline]
 pub fn prefetch_burst<'a>(
     frames: impl Iterator<Item = &'a [u8]>,
@@ -332,19 +328,38 @@ pub fn prefetch_burst<'a>(
 ) {
     let mut n = 0;
     for (h, f) in hashes.iter_mut().zip(frames) {
-        *h = match key_at_fixed_offsets(f) {
-            Some((key, miss)) => {
-                let h = local.flows.hash_bits(&key);
-                local.flows.prefetch_groups(&local.flows.hashed(h), miss);
-                h
-            }
-            None => 0,
-        };
+        *h = stage1(f, local);
         n += 1;
     }
-    // Stage 2 for the first few; [`forward_hits`] runs it AHEAD frames ahead of itself
-    // for the others, and [`prefetch_rest`] for those it did not reach.
-    prefetch_entries(hashes, 0..n.min(AHEAD), local);
+    prefetch_first(&hashes[..n], local);
+}
+
+/// Stage 1 of [`prefetch_burst`] for one frame: hashes the key at fixed offsets
+/// ([`key_at_fixed_offsets`]) without looking at anything else, prefetches the tag line
+/// of its first group (and of its second for a SYN, FIN or RST, likely a miss), and
+/// returns the 64-bit hash ([`FlowTable::hash_bits`]; 0 for a frame too short to hold a
+/// key). The checks come once, in [`forward_hits`] for the burst's leading hits and in
+/// [`hint`] for the rest, which take the hash from here; a frame whose key is
+/// elsewhere, tagged or with options, is hashed again by [`hint`] (its prefetch here
+/// was of a line it does not use).
+#[inline(always)]
+pub fn stage1(f: &[u8], local: &LocalState) -> u64 {
+    match key_at_fixed_offsets(f) {
+        Some((key, miss)) => {
+            let h = local.flows.hash_bits(&key);
+            local.flows.prefetch_groups(&local.flows.hashed(h), miss);
+            h
+        }
+        None => 0,
+    }
+}
+
+/// After [`stage1`] for every frame of a burst (`hashes`): stage 2 for the first few;
+/// [`forward_hits`] runs it AHEAD frames ahead of itself for the others, and
+/// [`prefetch_rest`] for those it did not reach.
+#[inline]
+pub fn prefetch_first(hashes: &[u64], local: &LocalState) {
+    prefetch_entries(hashes, 0..hashes.len().min(AHEAD), local);
 }
 
 /// How far ahead of the frame it forwards [`forward_hits`] runs stage 2 in a table
