@@ -1026,20 +1026,23 @@ mod tests {
         let tag = 0xbeefu16;
         for (first, second) in [(2, 5), (0, 7), (6, 1)] {
             let mut g = Group::default();
+            // Each lane its own route (slot = lane), so a lane and a route from different
+            // lanes cannot pass for one another.
+            let route = |lane: usize| route_key(lane as u16, 1);
             for (lane, w) in [(first, other), (second, k)] {
                 g.tag[lane] = tag;
-                g.kv[lane] = Kv { addrs: w.addrs, ports: w.ports, route: route_key(3, 1) };
+                g.kv[lane] = Kv { addrs: w.addrs, ports: w.ports, route: route(lane) };
                 (g.proto[lane], g.state[lane], g.expires[lane]) = (6, est, 100);
             }
             let h = u64::from(tag) << 48;
             // The lower lane's key differs: the match comes from the out-of-line rest
             // when it is the higher lane.
             assert_eq!(
-                g.find_in_state(h, &key_bytes(&k), 1, est).map(|(i, _)| i),
-                Some(second),
+                g.find_in_state(h, &key_bytes(&k), 1, est),
+                Some((second, route(second))),
                 "lanes {first}, {second}"
             );
-            assert_eq!(g.find_in_state(h, &key_bytes(&other), 1, est).map(|(i, _)| i), Some(first));
+            assert_eq!(g.find_in_state(h, &key_bytes(&other), 1, est), Some((first, route(first))));
             assert_eq!(g.find_in_state(h, &key_bytes(&k), 1, TcpState::Udp as u8), None);
             assert_eq!(g.find_in_state(h, &key_bytes(&k), 100, est), None, "expired");
         }
