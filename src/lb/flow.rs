@@ -200,7 +200,7 @@ impl Group {
     /// also match may be mistaken for each other here: the state then differs and the
     /// caller takes the full path, which compares the protocol.
     #[inline(always)]
-    fn find_in_state(&self, h: u64, k: &KeyBytes, now: Tick, state: u8) -> Option<(usize, u32)> {
+    fn find_in_state(&self, h: u64, k: &KeyBytes, now: Tick, state: u8) -> Option<usize> {
         let m = self.tag_matches(h);
         if m == 0 {
             return None;
@@ -211,27 +211,21 @@ impl Group {
         if self.holds_bytes(i, k) {
             return self.in_state(i, now, state);
         }
-        // The rest's lane and route come back packed in one word, in a register (a
-        // pair came back through memory).
-        let packed = self.find_in_state_rest(m & (m - 1), k, now, state);
-        (packed != u64::MAX).then_some((packed as usize & (WAYS - 1), (packed >> 32) as u32))
+        self.find_in_state_rest(m & (m - 1), k, now, state)
     }
 
     /// [`find_in_state`](Self::find_in_state) over the tag matches `m` after the first.
     #[cold]
     #[inline(never)]
-    fn find_in_state_rest(&self, mut m: u32, k: &KeyBytes, now: Tick, state: u8) -> u64 {
+    fn find_in_state_rest(&self, mut m: u32, k: &KeyBytes, now: Tick, state: u8) -> Option<usize> {
         while m != 0 {
             let i = m.trailing_zeros() as usize & (WAYS - 1);
             m &= m - 1;
             if self.holds_bytes(i, k) {
-                return match self.in_state(i, now, state) {
-                    Some((i, route)) => i as u64 | u64::from(route) << 32,
-                    None => u64::MAX,
-                };
+                return self.in_state(i, now, state);
             }
         }
-        u64::MAX
+        None
     }
 
     /// Lane `i` holds `k`'s addresses and ports: it is `k`'s entry, or its twin of the
@@ -251,13 +245,10 @@ impl Group {
         crate::mem::eq_first12(bytemuck::cast_ref(&self.kv[i]), &k.0)
     }
 
-    /// Lane `i`, the one that holds the key, and its route word, if it is live in
-    /// `state`. The route is read here, on each path of the lookup, from the lane the
-    /// key compare read (after the paths join, the lane was masked and scaled again to
-    /// read it).
+    /// Lane `i`, the one that holds the key, if it is live in `state`.
     #[inline(always)]
-    fn in_state(&self, i: usize, now: Tick, state: u8) -> Option<(usize, u32)> {
-        (self.state[i] == state && self.expires[i] > now).then(|| (i, self.kv[i].route))
+    fn in_state(&self, i: usize, now: Tick, state: u8) -> Option<usize> {
+        (self.state[i] == state && self.expires[i] > now).then_some(i)
     }
 
     /// Marks lane `i` empty: protocol 0 (what lookups test) and state 0 (what
@@ -277,21 +268,20 @@ impl Group {
 
 /// A live entry found by [`FlowTable::hit_entry`]: what the fast path reads and renews.
 pub struct Entry<'a> {
-    /// The lane's [`route_key`] word, read with its key (the same line).
-    route: u32,
-    expires: &'a mut Tick,
+    grp: &'a mut Group,
+    i: usize,
 }
 
 impl Entry<'_> {
     /// The backend as one [`route_key`] word.
     #[inline(always)]
     pub fn route_key(&self) -> u32 {
-        self.route
+        self.grp.kv[self.i & (WAYS - 1)].route
     }
     /// Renews the expiry, the state unchanged (no count moves).
     #[inline(always)]
     pub fn refresh(&mut self, expires: Tick) {
-        *self.expires = expires;
+        self.grp.expires[self.i & (WAYS - 1)] = expires;
     }
 }
 
@@ -634,9 +624,9 @@ impl FlowTable {
         // The entry holds the group's address as the scan computed it (`locate` then
         // `group_mut` computed it again from the index: five instructions a hit).
         let (g1, g2) = h.groups();
-        let (grp, (i, route)) =
+        let (grp, i) =
             self.groups.first_mut(g1, g2, |grp| grp.find_in_state(h.h, k, now, state))?;
-        Some(Entry { route, expires: &mut grp.expires[i & (WAYS - 1)] })
+        Some(Entry { grp, i })
     }
 
     /// The group and lane of `k`'s live entry: its first group, else its second.
@@ -1026,12 +1016,9 @@ mod tests {
         let tag = 0xbeefu16;
         for (first, second) in [(2, 5), (0, 7), (6, 1)] {
             let mut g = Group::default();
-            // Each lane its own route (slot = lane), so a lane and a route from different
-            // lanes cannot pass for one another.
-            let route = |lane: usize| route_key(lane as u16, 1);
             for (lane, w) in [(first, other), (second, k)] {
                 g.tag[lane] = tag;
-                g.kv[lane] = Kv { addrs: w.addrs, ports: w.ports, route: route(lane) };
+                g.kv[lane] = Kv { addrs: w.addrs, ports: w.ports, route: route_key(3, 1) };
                 (g.proto[lane], g.state[lane], g.expires[lane]) = (6, est, 100);
             }
             let h = u64::from(tag) << 48;
@@ -1039,10 +1026,10 @@ mod tests {
             // when it is the higher lane.
             assert_eq!(
                 g.find_in_state(h, &key_bytes(&k), 1, est),
-                Some((second, route(second))),
+                Some(second),
                 "lanes {first}, {second}"
             );
-            assert_eq!(g.find_in_state(h, &key_bytes(&other), 1, est), Some((first, route(first))));
+            assert_eq!(g.find_in_state(h, &key_bytes(&other), 1, est), Some(first));
             assert_eq!(g.find_in_state(h, &key_bytes(&k), 1, TcpState::Udp as u8), None);
             assert_eq!(g.find_in_state(h, &key_bytes(&k), 100, est), None, "expired");
         }

@@ -513,23 +513,11 @@ fn hits_loop<'a, const DEEP: bool>(
                 local.flows.prefetch_entries(&local.flows.hashed(ahead));
             }
         }
-        let Some((key, fast)) = fast_key(f, snap) else { break };
+        let Some((key, fast)) = fast_key(f, snap).filter(|&(_, fast)| fast.hit()) else { break };
         debug_assert_eq!(h, local.flows.hash_bits(&key));
+        let p = Peeked { key, hash: local.flows.hashed(h), fast };
         let len = f.len();
-        // One hit for each state the fast path keeps, each with its state a constant
-        // (compared and indexed as an immediate: no register holds it).
-        let hit = match fast {
-            Fast::Established => {
-                let p = Peeked { key, hash: local.flows.hashed(h), fast: Fast::Established };
-                fast_hit(f, snap, local, now, &p, renew)
-            }
-            Fast::Udp => {
-                let p = Peeked { key, hash: local.flows.hashed(h), fast: Fast::Udp };
-                fast_hit(f, snap, local, now, &p, renew)
-            }
-            Fast::Clean | Fast::Slow => None,
-        };
-        let Some(slot) = hit else { break };
+        let Some(slot) = fast_hit(f, snap, local, now, &p, renew) else { break };
         on_hit(slot, len);
         n += 1;
     }
