@@ -610,8 +610,8 @@ impl FlowTable {
     /// [`TcpState`] byte: the fast path forwards only in the state it expects): the
     /// entry itself, to read and renew in place (no index to turn back into a group).
     /// The key is its bytes as the frame has them, `h` its hash for the protocol the
-    /// state implies. `None` when the key is not live or is in another state (or, in a rare tag
-    /// collision, when its other-protocol twin is found first: see
+    /// state implies. `None` when the key is not live or is in another state (or, in a
+    /// rare tag collision, when its other-protocol twin is found first: see
     /// [`Group::find_in_state`]).
     #[inline(always)]
     pub fn hit_entry(

@@ -240,7 +240,7 @@ pub fn fast_key(f: &[u8], snap: &Snapshot) -> Option<(WireKey, Fast)> {
     let h: &[u8; 54] = crate::mem::head_within(f, 14 + usize::from(snap.mtu))?;
     let be16 = |at: usize| u16::from_be_bytes([h[at], h[at + 1]]);
     // Destination MAC ours (not broadcast), IPv4 without a tag, version 4 and IHL 5 (one
-    // masked compare), no MF flag and no offset (DF may be set).
+    // masked compare).
     let first: &[u8; 16] = h[..16].try_into().expect("16 bytes");
     if !crate::mem::eq_masked16(first, &snap.l2_want, &L2_MASK) {
         return None;
