@@ -301,18 +301,18 @@ pub fn le_u32x8(lanes: &[u32; 8], v: u32) -> u32 {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn eq_first12_compares_the_first_twelve_bytes_only() {
         let a: [u8; 16] = std::array::from_fn(|i| i as u8);
         for i in 0..16 {
             let mut b = a;
             b[i] ^= 0x80;
-            assert_eq!(super::eq_first12(&a, &b), i >= 12, "byte {i}");
+            assert_eq!(eq_first12(&a, &b), i >= 12, "byte {i}");
         }
-        assert!(super::eq_first12(&a, &a));
+        assert!(eq_first12(&a, &a));
     }
-
-    use super::*;
 
     #[test]
     fn head_within_takes_both_bounds() {

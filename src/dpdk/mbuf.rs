@@ -58,9 +58,10 @@ pub struct RxBurst {
     /// Bit i: frame i was handed to a TX buffer (no longer ours).
     sent: u32,
     /// Each frame's first byte and length, read from its mbuf once by
-    /// [`recv`](RxBurst::recv) or [`recv_each`](RxBurst::recv_each); the length is 0 for a frame in more than one segment
-    /// and is set to 0 when the frame leaves the burst, so the iterators below show
-    /// both as empty without reading the mbuf or `sent` again.
+    /// [`recv`](RxBurst::recv) or [`recv_each`](RxBurst::recv_each); the length is 0 for
+    /// a frame in more than one segment and is set to 0 when the frame leaves the burst,
+    /// so the iterators below show both as empty without reading the mbuf or `sent`
+    /// again.
     data: [NonNull<u8>; BURST],
     lens: [u16; BURST],
 }
