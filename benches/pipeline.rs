@@ -124,7 +124,7 @@ fn run(p: &[Patch], flags: u8, snap: &Snapshot, local: &mut LocalState, total: u
             snap,
             local,
             1,
-            |_, _| {},
+            |_, _, _| {},
         );
         fwd += hits;
         prefetch_rest(&hashes, hits, local);

@@ -107,14 +107,72 @@ impl<T: bytemuck::Zeroable> Table<T> {
         &mut self,
         i: usize,
         j: usize,
-        mut f: impl FnMut(&T) -> Option<R>,
+        f: impl FnMut(&T) -> Option<R>,
     ) -> Option<(&mut T, R)> {
+        self.view().first_mut(i, j, f)
+    }
+
+    /// The table's address and index mask as values, for a loop that reads and writes
+    /// its elements but nothing else of the table: held in registers, they need not be
+    /// loaded again after each write to an element (which the compiler cannot always
+    /// tell apart from a write to the table itself).
+    #[inline(always)]
+    pub fn view(&mut self) -> View<'_, T> {
+        View { ptr: self.ptr, mask: self.len - 1, _table: std::marker::PhantomData }
+    }
+}
+
+/// A [`Table`] borrowed writably as its address and index mask ([`Table::view`]).
+pub struct View<'a, T> {
+    ptr: NonNull<T>,
+    /// len - 1 (len > 0).
+    mask: usize,
+    _table: std::marker::PhantomData<&'a mut T>,
+}
+
+impl<T> View<'_, T> {
+    /// The view again, for a shorter time (a call that takes it by value).
+    #[inline(always)]
+    pub fn reborrow(&mut self) -> View<'_, T> {
+        View { ptr: self.ptr, mask: self.mask, _table: std::marker::PhantomData }
+    }
+
+    /// The table's length - 1.
+    #[inline(always)]
+    pub fn mask(&self) -> usize {
+        self.mask
+    }
+
+    /// [`Table::prefetch`].
+    #[inline(always)]
+    pub fn prefetch(&self, i: usize) {
+        prefetch(self.ptr.as_ptr().wrapping_add(i) as *const u8);
+    }
+
+    /// [`Table::wrapped`].
+    #[inline(always)]
+    pub fn wrapped(&self, i: usize) -> &T {
+        // SAFETY: as in `Table::wrapped`: mask = len - 1 of a table of len > 0.
+        unsafe { &*self.ptr.as_ptr().add(i & self.mask) }
+    }
+}
+
+impl<'a, T> View<'a, T> {
+    /// [`Table::first_mut`], for as long as the view's borrow.
+    #[inline(always)]
+    pub fn first_mut<R>(
+        self,
+        i: usize,
+        j: usize,
+        mut f: impl FnMut(&T) -> Option<R>,
+    ) -> Option<(&'a mut T, R)> {
         let base = self.ptr.as_ptr();
         for k in [i, j] {
             // SAFETY: inside the table, as in `wrapped`.
-            let p = unsafe { base.add(k & (self.len - 1)) };
-            // SAFETY: &mut self is the only access; the shared reference `f` gets ends
-            // with the call, before the mutable one is made.
+            let p = unsafe { base.add(k & self.mask) };
+            // SAFETY: the view borrows the table writably, so it is the only access; the
+            // shared reference `f` gets ends with the call, before the mutable one is
+            // made.
             if let Some(r) = f(unsafe { &*p }) {
                 // SAFETY: as above: the only reference to the element from here on.
                 return Some((unsafe { &mut *p }, r));

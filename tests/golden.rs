@@ -731,13 +731,13 @@ fn golden_icmp_errors() {
     assert_eq!(process(&mut no_svc, &snap, &mut other, 31), Verdict::Drop(D::IcmpErrorNoFlow));
 }
 
-/// A random frame for the fast/full comparison: flows of the two services and of no
-/// service, every TCP flag mix, UDP, and each way a frame leaves the fast path (a tag,
-/// IP options, a fragment, ICMP, a short or inconsistent header, another MAC, broadcast,
-/// over the MTU). A bad IPv4 checksum only on a segment that changes its flow's state
+/// A random frame for the fast/full comparison, from one of `sports` client ports:
+/// flows of the two services and of no service, every TCP flag mix, UDP, and each way
+/// a frame leaves the fast path (a tag, IP options, a fragment, ICMP, a short or
+/// inconsistent header, another MAC, broadcast, over the MTU). A bad IPv4 checksum only on a segment that changes its flow's state
 /// (SYN, FIN, RST): on one that does not, it is the one documented difference, tested
 /// on its own below.
-fn random_frame(rng: &mut drlb::testing::Rng) -> Vec<u8> {
+fn random_frame(rng: &mut drlb::testing::Rng, sports: u64) -> Vec<u8> {
     let dport = [80, 80, 80, 53, 443][rng.below(5) as usize];
     let f = Flow {
         // Mostly the VIP; sometimes an address of no service, or the director's own.
@@ -746,7 +746,7 @@ fn random_frame(rng: &mut drlb::testing::Rng) -> Vec<u8> {
             2 => ip("192.168.1.121"),
             _ => ip("192.168.1.200"),
         },
-        ..flow(1000 + rng.below(12) as u16, dport)
+        ..flow(1000 + rng.below(sports) as u16, dport)
     };
     let tcp_flags =
         [SYN, ACK, ACK | PSH, FIN | ACK, RST, RST | ACK, SYN | ACK, 0][rng.below(8) as usize];
@@ -786,13 +786,32 @@ fn random_frame(rng: &mut drlb::testing::Rng) -> Vec<u8> {
     fr
 }
 
-/// The worker's path (prefetch hints, the burst's leading fast hits in one loop, then
-/// frame by frame with the fast path where the hints allow it) and `process` alone, on
-/// two equal states, make the same decision and the same bytes for every frame: a
-/// random mix (see [`random_frame`]) over time, with a server going down, removed and
-/// back, and a drain.
-#[test]
-fn the_fast_path_decides_as_the_full_path() {
+/// What one comparison of the worker's path with `process` saw.
+#[derive(Default)]
+struct Agreed {
+    frames: usize,
+    /// Forwards on an existing flow.
+    forwarded: usize,
+    /// Frames the burst's leading loop forwarded, and of those the SYNs routed by hash.
+    leading: usize,
+    leading_new: usize,
+    stateless: usize,
+    bad_checksum: usize,
+    to_kernel: usize,
+}
+
+/// The worker's path (prefetch hints, the burst's leading fast hits and flood SYNs in
+/// one loop, then frame by frame with the fast path where the hints allow it) and
+/// `process` alone, on two equal states, make the same decision and the same bytes for
+/// every frame: random bursts from `burst` over time, with a server going down, removed
+/// and back, a drain, the director's own traffic for the kernel, and a persistent
+/// service (whose SYNs are not routed by hash alone). Both tables hold `capacity`
+/// entries.
+fn fast_and_full_agree(
+    capacity: usize,
+    seed: u64,
+    mut burst: impl FnMut(&mut drlb::testing::Rng) -> Vec<Vec<u8>>,
+) -> Agreed {
     use drlb::lb::flow::FlowTable;
     use drlb::lb::{forward_hits, hint, prefetch_burst, process_hinted};
     let base = specs();
@@ -804,6 +823,7 @@ fn the_fast_path_decides_as_the_full_path() {
                 sp[0].backends.remove(1);
             }
             3 => sp[0].backends[0].weight = 0,
+            5 => sp[0].policy.persistence = 300,
             _ => {}
         }
         let mut snap =
@@ -814,18 +834,17 @@ fn the_fast_path_decides_as_the_full_path() {
         snap
     };
     let mut snap = variant(0);
-    let mut plain = LocalState::with_table(FlowTable::with_seed(4096, [7, 11]), 0);
-    let mut hinted = LocalState::with_table(FlowTable::with_seed(4096, [7, 11]), 0);
-    let mut rng = drlb::testing::Rng(0x5eed);
+    let mut plain = LocalState::with_table(FlowTable::with_seed(capacity, [7, 11]), 0);
+    let mut hinted = LocalState::with_table(FlowTable::with_seed(capacity, [7, 11]), 0);
+    let mut rng = drlb::testing::Rng(seed);
     let mut now = 10;
-    let (mut frames_seen, mut forwarded, mut leading) = (0, 0, 0);
-    let (mut bad_checksum, mut to_kernel) = (0, 0);
-    for round in 0..4000u64 {
+    let mut seen = Agreed::default();
+    for round in 0..4800u64 {
         if round % 400 == 0 {
             // Each variant twice, in turn (a random pick may leave one out).
-            snap = variant(round / 400 % 5);
+            snap = variant(round / 400 % 6);
         }
-        let burst: Vec<Vec<u8>> = (0..1 + rng.below(32)).map(|_| random_frame(&mut rng)).collect();
+        let burst = burst(&mut rng);
         let mut hashes = [0u64; 32];
         prefetch_burst(burst.iter().map(|f| f.as_slice()), &hinted, &mut hashes);
         let mut b = burst.clone();
@@ -837,27 +856,31 @@ fn the_fast_path_decides_as_the_full_path() {
             &snap,
             &mut hinted,
             now,
-            |slot, len| slots.push((slot, len)),
+            |slot, len, new_flow| slots.push((slot, len, new_flow)),
         );
         assert_eq!(slots.len(), hits, "one on_hit call per forwarded frame");
-        leading += hits;
+        seen.leading += hits;
+        seen.leading_new += slots.iter().filter(|s| s.2).count();
         for (i, f) in burst.iter().enumerate() {
             let mut a = f.clone();
             let va = process(&mut a, &snap, &mut plain, now);
             let vb = if i < hits {
                 assert_eq!(slots[i].1, f.len(), "the hit's length");
-                Verdict::Forward { slot: slots[i].0, new_flow: false }
+                Verdict::Forward { slot: slots[i].0, new_flow: slots[i].2 }
             } else {
                 let h = hint(&b[i], hashes[i], &snap, &hinted);
                 process_hinted(&mut b[i], &snap, &mut hinted, now, &h)
             };
             assert_eq!(va, vb, "round {round}: {f:02x?}");
             assert_eq!(a, b[i], "round {round}: the bytes");
-            frames_seen += 1;
-            forwarded += usize::from(matches!(va, Verdict::Forward { new_flow: false, .. }));
-            bad_checksum += usize::from(va == Verdict::Drop(D::Ipv4BadChecksum));
-            to_kernel += usize::from(matches!(va, Verdict::Kernel { .. }));
+            seen.frames += 1;
+            seen.forwarded += usize::from(matches!(va, Verdict::Forward { new_flow: false, .. }));
+            seen.bad_checksum += usize::from(va == Verdict::Drop(D::Ipv4BadChecksum));
+            seen.to_kernel += usize::from(matches!(va, Verdict::Kernel { .. }));
         }
+        // Both ways of forwarding count the same flood state.
+        assert_eq!(plain.flood.stateless_syns, hinted.flood.stateless_syns, "round {round}");
+        assert_eq!(plain.flood.until, hinted.flood.until, "round {round}");
         // Time passes: mostly a little, sometimes past the SYN and FIN timeouts.
         now += match rng.below(50) {
             0 => 700,
@@ -873,16 +896,65 @@ fn the_fast_path_decides_as_the_full_path() {
         v
     };
     assert_eq!(entries(&plain), entries(&hinted));
+    seen.stateless = plain.flood.stateless_syns as usize;
+    seen
+}
+
+/// A random burst of 1 to 32 frames of [`random_frame`] over `sports` client ports.
+fn random_burst(rng: &mut drlb::testing::Rng, sports: u64) -> Vec<Vec<u8>> {
+    (0..1 + rng.below(32)).map(|_| random_frame(rng, sports)).collect()
+}
+
+#[test]
+fn the_fast_path_decides_as_the_full_path() {
+    let seen = fast_and_full_agree(4096, 0x5eed, |rng| random_burst(rng, 12));
     assert!(
-        forwarded > frames_seen / 10,
-        "enough hits to mean something: {forwarded} of {frames_seen}"
+        seen.forwarded > seen.frames / 10,
+        "enough hits to mean something: {} of {}",
+        seen.forwarded,
+        seen.frames
     );
     // (The mix is mostly frames that take the full path, so few bursts start with hits.)
-    assert!(leading >= 100, "the leading-hits loop ran: {leading} of {frames_seen}");
+    assert!(seen.leading >= 100, "the leading-hits loop ran: {} of {}", seen.leading, seen.frames);
     assert!(
-        bad_checksum >= 100 && to_kernel >= 100,
-        "{bad_checksum} bad checksums, {to_kernel} to the kernel"
+        seen.bad_checksum >= 100 && seen.to_kernel >= 100,
+        "{} bad checksums, {} to the kernel",
+        seen.bad_checksum,
+        seen.to_kernel
     );
+}
+
+/// Under a SYN flood (`syn_flood = "stateless"`, the default): a 16-entry table, 600
+/// client ports, and bursts that are half new SYNs (a run of them, as a flood sends)
+/// and half the random mix. The SYNs that find their groups full are routed by hash,
+/// most of them inside the leading loop ([`drlb::lb::forward_hits`]), and every
+/// decision, byte and entry is the full path's.
+#[test]
+fn under_a_syn_flood_the_fast_path_decides_as_the_full_path() {
+    let seen = fast_and_full_agree(16, 0xf100d, |rng| {
+        let n = 1 + rng.below(32) as usize;
+        let syns = rng.below(n as u64 + 1) as usize;
+        let mut b: Vec<Vec<u8>> = (0..syns)
+            .map(|_| {
+                let f = flow(2000 + rng.below(600) as u16, 80);
+                let mut fr = frames::tcp(&f, SYN, 0, 60);
+                if rng.below(40) == 0 {
+                    fr[24] ^= 0x5a; // a bad IPv4 checksum: dropped, not routed
+                }
+                fr
+            })
+            .collect();
+        b.extend((syns..n).map(|_| random_frame(rng, 600)));
+        b
+    });
+    assert!(seen.stateless >= 5_000, "SYNs routed by hash: {}", seen.stateless);
+    assert!(
+        seen.leading_new >= seen.stateless / 4,
+        "in the leading loop: {} of {}",
+        seen.leading_new,
+        seen.stateless
+    );
+    assert!(seen.bad_checksum >= 100, "{} bad checksums", seen.bad_checksum);
 }
 
 /// The one difference, by design: a packet of an established flow is forwarded without

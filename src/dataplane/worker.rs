@@ -477,18 +477,26 @@ impl Worker {
                 // lines since `recv_each`, then matching entries): a table bigger than
                 // the cache costs one miss per packet if they are taken one by one.
                 prefetch_first(&hashes[..n], &self.local);
-                // The burst's leading fast hits in one loop (a frame in more than one
-                // segment shows as empty, fails `fast_key` and stops the loop), then
-                // frame by frame, each with its hint.
+                // The burst's leading fast hits (and SYNs routed by hash under a flood)
+                // in one loop (a frame in more than one segment shows as empty, fails
+                // `fast_key` and stops the loop), then frame by frame, each with its
+                // hint.
                 let slots = c.slots.slots();
+                let mut new_flows = 0;
                 let hits = forward_hits(
                     burst.whole_frames_mut(),
                     &hashes[..n],
                     snap,
                     &mut self.local,
                     now,
-                    |slot, len| slots.count(slot, len as u64, false),
+                    |slot, len, new| {
+                        slots.count(slot, len as u64, new);
+                        new_flows += u64::from(new);
+                    },
                 );
+                if new_flows > 0 {
+                    c.new_flows.add(new_flows);
+                }
                 if tx.buf.room() < hits {
                     tx.flush(&mut self.s.tx, &c);
                     last_flush = tsc;

@@ -264,6 +264,66 @@ impl Group {
     fn tag_matches(&self, h: u64) -> u32 {
         crate::mem::match_top16x8(&self.tag, h)
     }
+
+    /// Stage 2 for a key hashed to `h` whose first group this is: start loading the key
+    /// lines of the entries whose tag matches, or (`second`) the second group's tag line
+    /// when none does.
+    #[inline(always)]
+    fn prefetch_entries(&self, h: u64, second: impl FnOnce()) {
+        let mut m = self.tag_matches(h);
+        if m == 0 {
+            second();
+        }
+        while m != 0 {
+            let i = m.trailing_zeros() as usize & (WAYS - 1); // m < 1 << WAYS
+            m &= m - 1;
+            prefetch_line(&self.kv[i]);
+        }
+    }
+}
+
+/// The flow table as the fast path's loop uses it: the groups' address and mask as
+/// values (`mem::View`), so a hit's write to its entry does not make the next packet
+/// load them from the table again (12 instructions a hit where the compiler could not
+/// tell the writes apart, callgrind). Only hits and prefetches: the table's other
+/// fields (counters, the sweep) are not reachable through it.
+pub struct HitView<'a> {
+    groups: crate::mem::View<'a, Group>,
+}
+
+impl HitView<'_> {
+    /// [`FlowTable::hashed`].
+    #[inline(always)]
+    pub fn hashed(&self, h: u64) -> Hashed {
+        Hashed::of(h, self.groups.mask())
+    }
+
+    /// [`FlowTable::prefetch_entries`].
+    #[inline(always)]
+    pub fn prefetch_entries(&self, h: &Hashed) {
+        let (g1, g2) = h.groups();
+        self.groups.wrapped(g1).prefetch_entries(h.h, || self.groups.prefetch(g2));
+    }
+
+    /// The view again, for a shorter time (for [`hit_entry`](Self::hit_entry), which
+    /// takes it by value).
+    #[inline(always)]
+    pub fn reborrow(&mut self) -> HitView<'_> {
+        HitView { groups: self.groups.reborrow() }
+    }
+}
+
+impl<'a> HitView<'a> {
+    /// [`FlowTable::hit_entry`].
+    #[inline(always)]
+    pub fn hit_entry(self, k: &KeyBytes, h: &Hashed, now: Tick, state: u8) -> Option<Entry<'a>> {
+        // The entry holds the group's address as the scan computed it (`locate` then
+        // `group_mut` computed it again from the index: five instructions a hit).
+        let (g1, g2) = h.groups();
+        let (grp, i) =
+            self.groups.first_mut(g1, g2, |grp| grp.find_in_state(h.h, k, now, state))?;
+        Some(Entry { grp, i })
+    }
 }
 
 /// A live entry found by [`FlowTable::hit_entry`]: what the fast path reads and renews.
@@ -371,6 +431,15 @@ pub struct Hashed {
 }
 
 impl Hashed {
+    /// The groups and tag of a key whose 64-bit hash is `h`, in a table of `mask` + 1
+    /// groups.
+    #[inline(always)]
+    fn of(h: u64, mask: usize) -> Hashed {
+        let g1 = (h as usize) & mask;
+        let g2 = (g1 ^ ((h >> 24) as usize | 1)) & mask;
+        Hashed { g1: g1 as u32, g2: g2 as u32, h }
+    }
+
     /// The key's tag: the top 16 bits of its hash.
     #[inline(always)]
     fn tag(&self) -> u16 {
@@ -507,9 +576,7 @@ impl FlowTable {
     /// The groups and tag of a key whose [`hash_bits`](Self::hash_bits) are `h`.
     #[inline(always)]
     pub fn hashed(&self, h: u64) -> Hashed {
-        let g1 = (h as usize) & self.group_mask;
-        let g2 = (g1 ^ ((h >> 24) as usize | 1)) & self.group_mask;
-        Hashed { g1: g1 as u32, g2: g2 as u32, h }
+        Hashed::of(h, self.group_mask)
     }
 
     /// An index below `n`, uniform and fixed for the key (and the table's seed): the
@@ -559,16 +626,7 @@ impl FlowTable {
     #[inline(always)]
     pub fn prefetch_entries(&self, h: &Hashed) {
         let (g1, g2) = h.groups();
-        let grp = self.group(g1);
-        let mut m = grp.tag_matches(h.h);
-        if m == 0 {
-            self.groups.prefetch(g2);
-        }
-        while m != 0 {
-            let i = m.trailing_zeros() as usize & (WAYS - 1); // m < 1 << WAYS
-            m &= m - 1;
-            prefetch_line(&grp.kv[i]);
-        }
+        self.group(g1).prefetch_entries(h.h, || self.groups.prefetch(g2));
     }
 
     /// The lane of group `g` that holds `k`, live.
@@ -621,12 +679,13 @@ impl FlowTable {
         now: Tick,
         state: u8,
     ) -> Option<Entry<'_>> {
-        // The entry holds the group's address as the scan computed it (`locate` then
-        // `group_mut` computed it again from the index: five instructions a hit).
-        let (g1, g2) = h.groups();
-        let (grp, i) =
-            self.groups.first_mut(g1, g2, |grp| grp.find_in_state(h.h, k, now, state))?;
-        Some(Entry { grp, i })
+        self.hit_view().hit_entry(k, h, now, state)
+    }
+
+    /// The table for a loop of [`hit_entry`](Self::hit_entry) calls ([`HitView`]).
+    #[inline(always)]
+    pub fn hit_view(&mut self) -> HitView<'_> {
+        HitView { groups: self.groups.view() }
     }
 
     /// The group and lane of `k`'s live entry: its first group, else its second.

@@ -9,7 +9,7 @@
 //! whole ARP or ICMP message for a reply). It never allocates and never panics: every
 //! length is validated by a `wire` view before it is used.
 use super::conns::ConnCounts;
-use super::flow::{FlowEntry, FlowKey, FlowTable, Hashed, KeyBytes, Lookup, WireKey};
+use super::flow::{FlowEntry, FlowKey, FlowTable, Hashed, HitView, KeyBytes, Lookup, WireKey};
 use super::frag::{FragKey, Frags, NotHeld};
 use super::persist::{Created, PersistStats, Template, TemplateKey, Templates};
 use super::sched;
@@ -73,6 +73,14 @@ impl Flood {
     pub fn active(&self, now: Tick) -> bool {
         now < self.until
     }
+
+    /// A SYN forwarded without an entry (its groups were full): under pressure for one
+    /// SYN_RECV timeout from now.
+    #[inline(always)]
+    fn forwarded_stateless(&mut self, snap: &Snapshot, now: Tick) {
+        self.until = snap.timeouts.expires(TcpState::SynRecv, now);
+        self.stateless_syns += 1;
+    }
 }
 
 impl LocalState {
@@ -113,9 +121,9 @@ pub fn process(frame: &mut [u8], snap: &Snapshot, local: &mut LocalState, now: T
 
 /// [`process`], reusing the flow hash from [`prefetch_burst`] when its key is this
 /// frame's (checked; a stale or absent hint only costs a hash). Always inlined: the
-/// worker calls it for every frame after a burst's first non-hit (under a SYN flood,
-/// nearly all of them), and a call returning the `Verdict` through memory, with the
-/// big function's prologue and epilogue, cost ~10 % of the flood's rate.
+/// worker calls it for every frame after the point where a burst's leading loop
+/// ([`forward_hits`]) stopped, and a call returning the `Verdict` through memory, with
+/// the big function's prologue and epilogue, cost ~10 % of the flood's rate.
 #[inline(always)]
 pub fn process_hinted(
     frame: &mut [u8],
@@ -126,7 +134,8 @@ pub fn process_hinted(
 ) -> Verdict {
     if let Some(p) = hint.as_ref().filter(|p| p.fast != Fast::Slow) {
         if p.fast.hit() {
-            if let Some(slot) = fast_hit(frame, snap, local, now, p, &Renewal::at(snap, now)) {
+            let flows = local.flows.hit_view();
+            if let Some(slot) = fast_hit(frame, snap, flows, now, p, &Renewal::at(snap, now)) {
                 return Verdict::Forward { slot, new_flow: false };
             }
         }
@@ -418,7 +427,7 @@ pub fn hint(frame: &[u8], h: u64, snap: &Snapshot, local: &LocalState) -> Hint {
 fn fast_hit(
     frame: &mut [u8],
     snap: &Snapshot,
-    local: &mut LocalState,
+    flows: HitView,
     now: Tick,
     p: &Peeked,
     renew: &Renewal,
@@ -431,7 +440,7 @@ fn fast_hit(
     debug_assert_eq!(key.wire(p.key.proto), p.key);
     // Live in the state the fast path keeps, compared as a byte: ESTABLISHED for TCP,
     // UDP for UDP.
-    let mut e = local.flows.hit_entry(&key, &p.hash, now, p.fast as u8)?;
+    let mut e = flows.hit_entry(&key, &p.hash, now, p.fast as u8)?;
     let macs: &mut [u8; 12] = (&mut head[..12]).try_into().expect("12 bytes");
     let route = e.route_key();
     let l2 = snap.serving_l2_at(route)?;
@@ -466,13 +475,14 @@ impl Renewal {
 }
 
 /// The fast path over the start of a burst: frames (with their [`prefetch_burst`]
-/// hashes) that [`fast_key`] passes are forwarded by [`fast_hit`] in order until the
-/// first that cannot be; that one and the rest go to [`process_hinted`] with their
-/// [`hint`] (so no frame overtakes an earlier one of its flow, whose state it may have
-/// changed). The headers are checked here, once: no hint is written and read back for
-/// a frame this loop forwards. Returns how many were forwarded; each
-/// one is handed to `on_hit` with its backend slot and its length (a forward with
-/// `new_flow: false`, as `process` would say), for the caller's counters. One tight
+/// hashes) that [`fast_key`] passes are forwarded by [`fast_hit`] (and, under a SYN
+/// flood, by [`flood_syn`]) in order until the first that cannot be; that one and the
+/// rest go to [`process_hinted`] with their [`hint`] (so no frame overtakes an earlier
+/// one of its flow, whose state it may have changed). The headers are checked here,
+/// once: no hint is written and read back for a frame this loop forwards. Returns how
+/// many were forwarded; each one is handed to `on_hit` with its backend slot, its
+/// length and whether it is a new connection (`process`'s `Verdict::Forward`: `false`
+/// for a hit, `true` for a SYN routed by hash), for the caller's counters. One tight
 /// loop: the table, the snapshot and the clock stay in registers.
 #[inline]
 pub fn forward_hits<'a>(
@@ -481,47 +491,106 @@ pub fn forward_hits<'a>(
     snap: &Snapshot,
     local: &mut LocalState,
     now: Tick,
-    on_hit: impl FnMut(u16, usize),
+    on_hit: impl FnMut(u16, usize, bool),
 ) -> usize {
-    // One loop for each table size, so the loop tests nothing that cannot change in it
-    // (the test and the flag's register cost four instructions a hit).
-    if local.flows.deep_prefetch() {
-        hits_loop::<true>(frames, hashes, snap, local, now, on_hit)
-    } else {
-        hits_loop::<false>(frames, hashes, snap, local, now, on_hit)
+    // One loop for each table size and flood state, so the loop tests nothing that
+    // cannot change in it (the test and the flag's register cost four instructions a
+    // hit).
+    match (local.flows.deep_prefetch(), local.flood.active(now)) {
+        (true, false) => leading::<true, false>(frames, hashes, snap, local, now, on_hit),
+        (false, false) => leading::<false, false>(frames, hashes, snap, local, now, on_hit),
+        (true, true) => leading::<true, true>(frames, hashes, snap, local, now, on_hit),
+        (false, true) => leading::<false, true>(frames, hashes, snap, local, now, on_hit),
     }
 }
 
-/// [`forward_hits`]' loop, with stage 2 run ahead (`DEEP`) or not.
+/// [`forward_hits`]' loop, with stage 2 run ahead (`DEEP`) or not, and under a flood
+/// (`FLOOD`: [`Flood::active`] when the burst came) with [`flood_syn`] for the SYNs or
+/// not (then a SYN ends it, as every other frame the fast path does not forward).
 #[inline(always)]
-fn hits_loop<'a, const DEEP: bool>(
+fn leading<'a, const DEEP: bool, const FLOOD: bool>(
     frames: impl Iterator<Item = &'a mut [u8]>,
     hashes: &[u64],
     snap: &Snapshot,
     local: &mut LocalState,
     now: Tick,
-    mut on_hit: impl FnMut(u16, usize),
+    mut on_hit: impl FnMut(u16, usize, bool),
 ) -> usize {
     // Computed here, once, and read through an opaque reference: without the black box
     // LLVM sinks the two saturating adds into the loop (four instructions a hit,
     // callgrind), and with the value itself black-boxed it copies it every iteration.
     let renewal = Renewal::at(snap, now);
     let (mut n, renew) = (0, std::hint::black_box(&renewal));
+    let mut flows = local.flows.hit_view();
     for (f, &h) in frames.zip(hashes) {
         if DEEP {
             if let Some(&ahead) = hashes.get(n + AHEAD) {
-                local.flows.prefetch_entries(&local.flows.hashed(ahead));
+                flows.prefetch_entries(&flows.hashed(ahead));
             }
         }
-        let Some((key, fast)) = fast_key(f, snap).filter(|&(_, fast)| fast.hit()) else { break };
-        debug_assert_eq!(h, local.flows.hash_bits(&key));
-        let p = Peeked { key, hash: local.flows.hashed(h), fast };
+        let Some((key, fast)) = fast_key(f, snap) else { break };
+        let p = Peeked { key, hash: flows.hashed(h), fast };
         let len = f.len();
-        let Some(slot) = fast_hit(f, snap, local, now, &p, renew) else { break };
-        on_hit(slot, len);
+        if fast.hit() {
+            let Some(slot) = fast_hit(f, snap, flows.reborrow(), now, &p, renew) else { break };
+            on_hit(slot, len, false);
+        } else {
+            // A SYN, FIN or RST: only a SYN under a flood stays in this loop.
+            if !FLOOD {
+                break;
+            }
+            debug_assert_eq!(h, local.flows.hash_bits(&key));
+            let Some(slot) = flood_syn(f, snap, local, now, &p) else { break };
+            on_hit(slot, len, true);
+            flows = local.flows.hit_view();
+        }
         n += 1;
     }
     n
+}
+
+/// A SYN under a flood ([`Flood`]) whose groups are both full, in `syn_flood =
+/// "stateless"` and to a service routed by hash ([`Service::by_hash`]): forwarded by
+/// its hash without an entry, exactly as [`process`] would (its checks in [`clean`],
+/// the service and the lookup in [`segment`], the choice in [`new_flow`]), without
+/// the full path's calls and copies: under a flood nearly every frame is one of these.
+/// `None` for every other frame `fast_key` passed that is not a hit (a FIN or RST, a
+/// SYN with ACK, a bad checksum, the director's own address, no such service, an
+/// entry or a free one in its groups, ...): [`process_hinted`] takes it. Out of line,
+/// and only in the loop [`forward_hits`] runs under a flood: the registers the call
+/// needs saved cost the hits in that loop ~10 instructions each (callgrind).
+#[inline(never)]
+fn flood_syn(
+    frame: &mut [u8],
+    snap: &Snapshot,
+    local: &mut LocalState,
+    now: Tick,
+    p: &Peeked,
+) -> Option<u16> {
+    let head: &mut [u8; 54] = frame.get_mut(..54)?.try_into().ok()?;
+    let syn = head[47] & (flags::SYN | flags::ACK | flags::RST) == flags::SYN;
+    if !syn || snap.syn_flood != SynFlood::Stateless {
+        return None;
+    }
+    let ip: &[u8; 20] = head[14..34].try_into().expect("20 bytes");
+    if !checksum::verify20(ip) {
+        return None;
+    }
+    let key = FlowKey::from(&p.key);
+    if snap.for_kernel(key.daddr) {
+        return None;
+    }
+    let (_, svc) = snap.service(key.daddr, key.dport, protocol::TCP)?;
+    if !svc.by_hash || local.flows.lookup_hashed(&p.key, &p.hash, now) != Lookup::Full {
+        return None;
+    }
+    let seq = &svc.schedule;
+    let slot = *seq.get(local.flows.choose(&p.key, seq.len()))?;
+    let l2 = &snap.backends.get(usize::from(slot))?.l2;
+    local.flood.forwarded_stateless(snap, now);
+    let macs: &mut [u8; 12] = (&mut head[..12]).try_into().expect("12 bytes");
+    *macs = *l2;
+    Some(slot)
 }
 
 /// Sends a reply back where the frame came from: dst = old src, src = port MAC.
@@ -854,10 +923,7 @@ fn new_flow(
         let slot = choose(svc, snap, local, m.s, now).ok_or(D::NoBackend)?;
         match m.free {
             Some(idx) => store(local, idx, m, slot, snap, TcpState::SynRecv, syn_recv, now),
-            None => {
-                local.flood.until = syn_recv;
-                local.flood.stateless_syns += 1;
-            }
+            None => local.flood.forwarded_stateless(snap, now),
         }
         return Ok((slot, true));
     }
