@@ -558,7 +558,7 @@ fn leading<'a, const DEEP: bool, const FLOOD: bool>(
 /// SYN with ACK, a bad checksum, the director's own address, no such service, an
 /// entry or a free one in its groups, ...): [`process_hinted`] takes it. Out of line,
 /// and only in the loop [`forward_hits`] runs under a flood: the registers the call
-/// needs saved cost the hits in that loop ~10 instructions each (callgrind).
+/// needs saved cost the hits in that loop ~16 instructions each (callgrind).
 #[inline(never)]
 fn flood_syn(
     frame: &mut [u8],
