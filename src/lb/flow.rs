@@ -440,6 +440,17 @@ impl Hashed {
         Hashed { g1: g1 as u32, g2: g2 as u32, h }
     }
 
+    /// An index below `n`, uniform and fixed for the key (and the table's seed): the
+    /// backend of a flow routed without a table entry. The hash's top 32 bits by
+    /// multiply-shift (no division, no second hash: a flood's SYNs have this one from
+    /// the burst's stage 1). Those bits are the tag and the high hash bits, not the
+    /// group indexes (its low bits), so which keys find their groups full says nothing
+    /// about their backend.
+    #[inline(always)]
+    pub fn choose(&self, n: usize) -> usize {
+        (((self.h >> 32) * n as u64) >> 32) as usize
+    }
+
     /// The key's tag: the top 16 bits of its hash.
     #[inline(always)]
     fn tag(&self) -> u16 {
@@ -577,15 +588,6 @@ impl FlowTable {
     #[inline(always)]
     pub fn hashed(&self, h: u64) -> Hashed {
         Hashed::of(h, self.group_mask)
-    }
-
-    /// An index below `n`, uniform and fixed for the key (and the table's seed): the
-    /// backend of a flow routed without a table entry. A second hash of the key with the
-    /// seeds swapped, computed only on that path (multiply-shift, no division).
-    #[inline]
-    pub fn choose(&self, k: &WireKey, n: usize) -> usize {
-        let h = mix(k, [self.seed[1], self.seed[0]]);
-        (((h >> 32) * n as u64) >> 32) as usize
     }
 
     /// Whether a burst's stage 2 ([`prefetch_entries`](Self::prefetch_entries)) pays:
@@ -1241,8 +1243,8 @@ mod tests {
         // choose: fixed per key, below n, spread over n.
         let mut seen = [0u32; 3];
         for i in 0..3000 {
-            let c = t.choose(&(&key(i)).into(), 3);
-            assert_eq!(c, t.choose(&(&key(i)).into(), 3));
+            let c = t.hash(&key(i)).choose(3);
+            assert_eq!(c, t.hash(&key(i)).choose(3));
             seen[c] += 1;
         }
         assert!(seen.iter().all(|&n| (900..1100).contains(&n)), "{seen:?}");

@@ -55,7 +55,7 @@ pub struct LocalState {
 /// The worker is *under pressure* until `until`: each SYN that found both of its table
 /// groups full pushes `until` to one SYN_RECV timeout ahead (the time a handshake
 /// started then may take). Under pressure, every new TCP flow is routed by its hash
-/// ([`FlowTable::choose`] over the service's schedule) instead of the scheduler's cursor,
+/// ([`Hashed::choose`] over the service's schedule) instead of the scheduler's cursor,
 /// stored when there is a free entry and not stored when there is none; and a TCP
 /// segment without an entry (the ACK of such a handshake) is routed by the same hash
 /// instead of being dropped, and stored unless its candidates are all ESTABLISHED.
@@ -585,7 +585,7 @@ fn flood_syn(
         return None;
     }
     let seq = &svc.schedule;
-    let slot = *seq.get(local.flows.choose(&p.key, seq.len()))?;
+    let slot = *seq.get(p.hash.choose(seq.len()))?;
     let l2 = &snap.backends.get(usize::from(slot))?.l2;
     local.flood.forwarded_stateless(snap, now);
     let macs: &mut [u8; 12] = (&mut head[..12]).try_into().expect("12 bytes");
@@ -907,7 +907,7 @@ fn new_flow(
         if !(stateless && local.flood.active(now)) {
             return Err(D::TcpNoFlow);
         }
-        let slot = choose(svc, snap, local, m.s, now).ok_or(D::NoBackend)?;
+        let slot = choose(svc, snap, local, (&m.s.key, m.h), now).ok_or(D::NoBackend)?;
         local.flood.hashed_segments += 1;
         if m.s.tcp_flags & (flags::RST | flags::FIN) == 0 {
             match m.room_beside_established(local, now) {
@@ -920,7 +920,7 @@ fn new_flow(
         return Ok((slot, false));
     }
     if stateless && (m.free.is_none() || local.flood.active(now)) {
-        let slot = choose(svc, snap, local, m.s, now).ok_or(D::NoBackend)?;
+        let slot = choose(svc, snap, local, (&m.s.key, m.h), now).ok_or(D::NoBackend)?;
         match m.free {
             Some(idx) => store(local, idx, m, slot, snap, TcpState::SynRecv, syn_recv, now),
             None => local.flood.forwarded_stateless(snap, now),
@@ -1002,7 +1002,7 @@ fn maglev(svc: &Service, snap: &Snapshot, key: &FlowKey) -> Option<Option<u16>> 
 
 /// The backend of a flow routed by hash: for `mh`, its table's choice; else a position
 /// in the service's schedule chosen by a hash of the flow's key
-/// ([`FlowTable::choose`]), so each backend's share is its share of the schedule (its
+/// ([`Hashed::choose`]), so each backend's share is its share of the schedule (its
 /// weight for wrr) and every segment of the flow gets the same one while the schedule
 /// stands.
 #[inline(always)]
@@ -1010,10 +1010,9 @@ fn choose(
     svc: &Service,
     snap: &Snapshot,
     local: &LocalState,
-    s: &Segment,
+    (key, h): (&FlowKey, &Hashed),
     now: Tick,
 ) -> Option<u16> {
-    let (flows, key) = (&local.flows, &s.key);
     if !svc.by_hash {
         // A persistent client keeps its server; no template is written on this path
         // (a flood of spoofed sources must not fill the template table).
@@ -1025,7 +1024,7 @@ fn choose(
         }
     }
     let seq = &svc.schedule;
-    (!seq.is_empty()).then(|| seq[flows.choose(&s.wire, seq.len())])
+    (!seq.is_empty()).then(|| seq[h.choose(seq.len())])
 }
 
 /// The schedulers whose choice is a table lookup on the flow's own addresses, the same
