@@ -314,7 +314,13 @@ impl HitView<'_> {
 }
 
 impl<'a> HitView<'a> {
-    /// [`FlowTable::hit_entry`].
+    /// [`FlowTable::hit`] for the fast path, of an entry in state `state` (a
+    /// [`TcpState`] byte: the fast path forwards only in the state it expects): the
+    /// entry itself, to read and renew in place (no index to turn back into a group).
+    /// The key is its bytes as the frame has them, `h` its hash for the protocol the
+    /// state implies. `None` when the key is not live or is in another state (or, in a
+    /// rare tag collision, when its other-protocol twin is found first: see
+    /// [`Group::find_in_state`]).
     #[inline(always)]
     pub fn hit_entry(self, k: &KeyBytes, h: &Hashed, now: Tick, state: u8) -> Option<Entry<'a>> {
         // The entry holds the group's address as the scan computed it (`locate` then
@@ -326,7 +332,7 @@ impl<'a> HitView<'a> {
     }
 }
 
-/// A live entry found by [`FlowTable::hit_entry`]: what the fast path reads and renews.
+/// A live entry found by [`HitView::hit_entry`]: what the fast path reads and renews.
 pub struct Entry<'a> {
     grp: &'a mut Group,
     i: usize,
@@ -666,25 +672,7 @@ impl FlowTable {
         self.locate(k, h, now).map(|(g, i)| g * WAYS + i)
     }
 
-    /// [`hit`](Self::hit) for the fast path, of an entry in state `state` (a
-    /// [`TcpState`] byte: the fast path forwards only in the state it expects): the
-    /// entry itself, to read and renew in place (no index to turn back into a group).
-    /// The key is its bytes as the frame has them, `h` its hash for the protocol the
-    /// state implies. `None` when the key is not live or is in another state (or, in a
-    /// rare tag collision, when its other-protocol twin is found first: see
-    /// [`Group::find_in_state`]).
-    #[inline(always)]
-    pub fn hit_entry(
-        &mut self,
-        k: &KeyBytes,
-        h: &Hashed,
-        now: Tick,
-        state: u8,
-    ) -> Option<Entry<'_>> {
-        self.hit_view().hit_entry(k, h, now, state)
-    }
-
-    /// The table for a loop of [`hit_entry`](Self::hit_entry) calls ([`HitView`]).
+    /// The table for the fast path's lookups ([`HitView::hit_entry`]).
     #[inline(always)]
     pub fn hit_view(&mut self) -> HitView<'_> {
         HitView { groups: self.groups.view() }
@@ -1032,9 +1020,10 @@ mod tests {
         assert_eq!(t.hit(&w, &t.hash_wire(&w), 1), Some(i));
         assert_eq!(t.get(i).key, k);
         let est = TcpState::Established as u8;
-        assert!(t.hit_entry(&key_bytes(&w), &t.hash_wire(&w), 1, TcpState::Udp as u8).is_none());
+        let hw = t.hash_wire(&w);
+        assert!(t.hit_view().hit_entry(&key_bytes(&w), &hw, 1, TcpState::Udp as u8).is_none());
         let stored = t.get(i);
-        let mut e = t.hit_entry(&key_bytes(&w), &t.hash_wire(&w), 1, est).expect("live");
+        let mut e = t.hit_view().hit_entry(&key_bytes(&w), &hw, 1, est).expect("live");
         assert_eq!(
             (stored.state, (stored.slot, stored.incarnation), e.route_key()),
             (TcpState::Established as u8, (1, 1), route_key(1, 1))
@@ -1057,7 +1046,7 @@ mod tests {
         let hit = |t: &mut FlowTable, k: &FlowKey, st: u8| {
             let w = WireKey::from(k);
             let h = t.hash_wire(&w);
-            t.hit_entry(&key_bytes(&w), &h, 1, st).map(|e| e.route_key())
+            t.hit_view().hit_entry(&key_bytes(&w), &h, 1, st).map(|e| e.route_key())
         };
         // Each key finds its own entry in its own state, and nothing in the other.
         assert!(hit(&mut t, &tcp, est).is_some() && hit(&mut t, &udp_twin, udp).is_some());

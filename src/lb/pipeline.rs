@@ -550,13 +550,13 @@ fn leading<'a, const DEEP: bool, const FLOOD: bool>(
 }
 
 /// A SYN under a flood ([`Flood`]) whose groups are both full, in `syn_flood =
-/// "stateless"` and to a service routed by hash ([`Service::by_hash`]): forwarded by
-/// its hash without an entry, exactly as [`process`] would (its checks in [`clean`],
-/// the service and the lookup in [`segment`], the choice in [`new_flow`]), without
+/// "stateless"`: forwarded without an entry, exactly as [`process`] would (its checks
+/// in [`clean_key`], the service and the lookup as in [`segment`], the choice by
+/// [`choose`] as in [`new_flow`]), without
 /// the full path's calls and copies: under a flood nearly every frame is one of these.
 /// `None` for every other frame `fast_key` passed that is not a hit (a FIN or RST, a
 /// SYN with ACK, a bad checksum, the director's own address, no such service, an
-/// entry or a free one in its groups, ...): [`process_hinted`] takes it. Out of line,
+/// entry or a free one in its groups, no backend, ...): [`process_hinted`] takes it. Out of line,
 /// and only in the loop [`forward_hits`] runs under a flood: the registers the call
 /// needs saved cost the hits in that loop ~16 instructions each (callgrind).
 #[inline(never)]
@@ -568,24 +568,15 @@ fn flood_syn(
     p: &Peeked,
 ) -> Option<u16> {
     let head: &mut [u8; 54] = frame.get_mut(..54)?.try_into().ok()?;
-    let syn = head[47] & (flags::SYN | flags::ACK | flags::RST) == flags::SYN;
-    if !syn || snap.syn_flood != SynFlood::Stateless {
+    if !new_conn(head[47]) || snap.syn_flood != SynFlood::Stateless {
         return None;
     }
-    let ip: &[u8; 20] = head[14..34].try_into().expect("20 bytes");
-    if !checksum::verify20(ip) {
-        return None;
-    }
-    let key = FlowKey::from(&p.key);
-    if snap.for_kernel(key.daddr) {
-        return None;
-    }
+    let key = clean_key(head[14..34].try_into().expect("20 bytes"), snap, p).ok()?;
     let (_, svc) = snap.service(key.daddr, key.dport, protocol::TCP)?;
-    if !svc.by_hash || local.flows.lookup_hashed(&p.key, &p.hash, now) != Lookup::Full {
+    if local.flows.lookup_hashed(&p.key, &p.hash, now) != Lookup::Full {
         return None;
     }
-    let seq = &svc.schedule;
-    let slot = *seq.get(p.hash.choose(seq.len()))?;
+    let slot = choose(svc, snap, local, (&p.key, &p.hash), now)?;
     let l2 = &snap.backends.get(usize::from(slot))?.l2;
     local.flood.forwarded_stateless(snap, now);
     let macs: &mut [u8; 12] = (&mut head[..12]).try_into().expect("12 bytes");
@@ -727,16 +718,35 @@ fn clean(
     p: &Peeked,
 ) -> Option<Verdict> {
     let ip: &[u8; 20] = frame.get(14..34)?.try_into().ok()?;
-    if !checksum::verify20(ip) {
-        return Some(Verdict::Drop(D::Ipv4BadChecksum));
-    }
-    let key = FlowKey::from(&p.key);
-    if snap.for_kernel(key.daddr) {
-        return Some(Verdict::Kernel { learned: None });
-    }
+    let key = match clean_key(ip, snap, p) {
+        Ok(key) => key,
+        Err(v) => return Some(v),
+    };
     let tcp_flags = if key.proto == protocol::TCP { *frame.get(47)? } else { 0 };
     let s = Segment { key, wire: p.key, h: Some(p.hash), tcp_flags, frag: None };
     Some(segment(frame, &s, snap, local, now))
+}
+
+/// What is left of steps 1-4 for a frame [`fast_key`] passed, whose IPv4 header is `ip`:
+/// its header checksum (such a packet may create a flow) and the director's own
+/// address. The flow key, or the verdict for a frame that goes no further. One piece
+/// for [`clean`] and [`flood_syn`], so the two cannot come to check differently.
+#[inline(always)]
+fn clean_key(ip: &[u8; 20], snap: &Snapshot, p: &Peeked) -> Result<FlowKey, Verdict> {
+    if !checksum::verify20(ip) {
+        return Err(Verdict::Drop(D::Ipv4BadChecksum));
+    }
+    let key = FlowKey::from(&p.key);
+    if snap.for_kernel(key.daddr) {
+        return Err(Verdict::Kernel { learned: None });
+    }
+    Ok(key)
+}
+
+/// IPVS `is_new_conn`: a SYN without ACK (and, here, without RST), whatever else is set.
+#[inline(always)]
+fn new_conn(tcp_flags: u8) -> bool {
+    tcp_flags & (flags::SYN | flags::ACK | flags::RST) == flags::SYN
 }
 
 /// Steps 5-8 for a TCP or UDP packet that passed step 4. Always inlined: returned
@@ -758,8 +768,7 @@ fn segment(
     };
     // 6. Flow lookup, scheduling.
     let tcp = key.proto == protocol::TCP;
-    // IPVS `is_new_conn`: SYN without ACK (and we also exclude RST).
-    let new_syn = tcp && tcp_flags & (flags::SYN | flags::ACK | flags::RST) == flags::SYN;
+    let new_syn = tcp && new_conn(tcp_flags);
     let h = match s.h {
         Some(h) => h,
         None => local.flows.hash_wire(&s.wire),
@@ -907,7 +916,7 @@ fn new_flow(
         if !(stateless && local.flood.active(now)) {
             return Err(D::TcpNoFlow);
         }
-        let slot = choose(svc, snap, local, (&m.s.key, m.h), now).ok_or(D::NoBackend)?;
+        let slot = choose(svc, snap, local, (&m.s.wire, m.h), now).ok_or(D::NoBackend)?;
         local.flood.hashed_segments += 1;
         if m.s.tcp_flags & (flags::RST | flags::FIN) == 0 {
             match m.room_beside_established(local, now) {
@@ -920,7 +929,7 @@ fn new_flow(
         return Ok((slot, false));
     }
     if stateless && (m.free.is_none() || local.flood.active(now)) {
-        let slot = choose(svc, snap, local, (&m.s.key, m.h), now).ok_or(D::NoBackend)?;
+        let slot = choose(svc, snap, local, (&m.s.wire, m.h), now).ok_or(D::NoBackend)?;
         match m.free {
             Some(idx) => store(local, idx, m, slot, snap, TcpState::SynRecv, syn_recv, now),
             None => local.flood.forwarded_stateless(snap, now),
@@ -1010,21 +1019,37 @@ fn choose(
     svc: &Service,
     snap: &Snapshot,
     local: &LocalState,
-    (key, h): (&FlowKey, &Hashed),
+    (wire, h): (&WireKey, &Hashed),
     now: Tick,
 ) -> Option<u16> {
     if !svc.by_hash {
-        // A persistent client keeps its server; no template is written on this path
-        // (a flood of spoofed sources must not fill the template table).
-        if let Some(t) = template(svc, snap, local, key, now) {
-            return Some(t.slot);
-        }
-        if let Some(chosen) = by_table(svc, snap, key) {
+        if let Some(chosen) = by_client(svc, snap, local, wire, now) {
             return chosen;
         }
     }
     let seq = &svc.schedule;
     (!seq.is_empty()).then(|| seq[h.choose(seq.len())])
+}
+
+/// [`choose`] for a service not routed by hash alone: a persistent client's server (no
+/// template is written on this path: a flood of spoofed sources must not fill the
+/// template table), else the `mh` or `sh` table's choice; `None`: by hash after all.
+/// Out of line, from the key as the frame has it: inlined, with the key in host order,
+/// it kept that key alive in memory through every flood SYN's lookup (13 instructions
+/// a packet in [`flood_syn`], callgrind).
+#[inline(never)]
+fn by_client(
+    svc: &Service,
+    snap: &Snapshot,
+    local: &LocalState,
+    wire: &WireKey,
+    now: Tick,
+) -> Option<Option<u16>> {
+    let key = FlowKey::from(wire);
+    if let Some(t) = template(svc, snap, local, &key, now) {
+        return Some(Some(t.slot));
+    }
+    by_table(svc, snap, &key)
 }
 
 /// The schedulers whose choice is a table lookup on the flow's own addresses, the same
