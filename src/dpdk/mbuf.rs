@@ -59,9 +59,9 @@ pub struct RxBurst {
     sent: u32,
     /// Each frame's first byte and length, read from its mbuf once by
     /// [`recv`](RxBurst::recv) or [`recv_each`](RxBurst::recv_each); the length is 0 for
-    /// a frame in more than one segment and is set to 0 when the frame leaves the burst,
-    /// so the iterators below show both as empty without reading the mbuf or `sent`
-    /// again.
+    /// a frame in more than one segment, so the iterators below show it as empty without
+    /// reading the mbuf again. A frame that left the burst keeps its length here (no
+    /// store when it leaves): the iterators show it as empty by `sent`.
     data: [NonNull<u8>; BURST],
     lens: [u16; BURST],
 }
@@ -125,26 +125,33 @@ impl RxBurst {
 
     /// Every frame's bytes in burst order, one item per frame, read-only: a frame in
     /// more than one segment (or already sent) shows as empty, so nothing reads part of
-    /// a frame as if it were all of it.
+    /// a frame as if it were all of it, or a frame no longer ours.
     #[inline(always)]
     pub fn whole_frames(&self) -> impl Iterator<Item = &[u8]> + '_ {
-        let n = self.m.len;
-        // SAFETY: `recv`'s pointers and lengths of this burst's frames (a sent one's
-        // length is 0); shared slices tied to the borrow of `self`, so none is sent or
-        // freed while a slice lives.
-        self.data[..n]
-            .iter()
-            .zip(&self.lens[..n])
-            .map(|(&p, &len)| unsafe { std::slice::from_raw_parts(p.as_ptr(), usize::from(len)) })
+        let (n, sent) = (self.m.len, self.sent);
+        self.data[..n].iter().zip(&self.lens[..n]).enumerate().map(move |(i, (&p, &len))| {
+            let len = if sent & (1 << i) == 0 { usize::from(len) } else { 0 };
+            // SAFETY: `recv`'s pointers and lengths of this burst's frames, none of a
+            // sent one; shared slices tied to the borrow of `self`, so none is sent or
+            // freed while a slice lives.
+            unsafe { std::slice::from_raw_parts(p.as_ptr(), len) }
+        })
     }
 
-    /// [`whole_frames`](Self::whole_frames), writable.
+    /// [`whole_frames`](Self::whole_frames), writable. (The sent frames' lengths are
+    /// set to 0 first, once, so the items need no test of `sent`: the worker's hit loop
+    /// iterates these.)
     #[inline(always)]
     pub fn whole_frames_mut(&mut self) -> impl Iterator<Item = &mut [u8]> + '_ {
+        let mut sent = self.sent;
+        while sent != 0 {
+            self.lens[sent.trailing_zeros() as usize] = 0;
+            sent &= sent - 1;
+        }
         let n = self.m.len;
-        // SAFETY: as above; each item is a different frame's bytes, and the `&mut self`
-        // the iterator's lifetime comes from keeps every other access out while they
-        // live.
+        // SAFETY: as above (a sent frame's length is 0 now); each item is a different
+        // frame's bytes, and the `&mut self` the iterator's lifetime comes from keeps
+        // every other access out while they live.
         self.data[..n].iter().zip(&self.lens[..n]).map(|(&p, &len)| unsafe {
             std::slice::from_raw_parts_mut(p.as_ptr(), usize::from(len))
         })
@@ -170,7 +177,6 @@ impl RxBurst {
         tx.m.pkts[tx.m.len] = self.m.pkts[i];
         tx.m.len += 1;
         self.sent |= 1 << i;
-        self.lens[i] = 0;
     }
 
     /// Hands frames `0..k` to `tx` at once (the fast path's leading hits), which must
@@ -183,7 +189,6 @@ impl RxBurst {
         tx.m.pkts[at..at + k].copy_from_slice(&self.m.pkts[..k]); // panics without room
         tx.m.len += k;
         self.sent |= mask;
-        self.lens[..k].fill(0);
     }
 
     /// Takes frame `i` out of the burst as an owned mbuf (to hand to another thread).
@@ -191,7 +196,6 @@ impl RxBurst {
     pub fn take(&mut self, i: usize) -> Mbuf {
         assert!(i < self.m.len && self.sent & (1 << i) == 0, "frame {i} not in the burst");
         self.sent |= 1 << i;
-        self.lens[i] = 0;
         // SAFETY: received mbufs are non-null; this one leaves the burst here (marked
         // sent), so the Mbuf is its only owner.
         Mbuf { ptr: unsafe { NonNull::new_unchecked(self.m.pkts[i]) } }
@@ -203,9 +207,14 @@ impl RxBurst {
         if self.m.len == 0 {
             return;
         }
+        let mut left = !self.sent & (u32::MAX >> (32 - self.m.len));
+        self.m.len = 0;
+        self.sent = 0;
+        if left == 0 {
+            return; // all sent (under load, every frame forwarded): nothing to gather
+        }
         let mut keep = [std::ptr::null_mut(); BURST];
         let mut n = 0;
-        let mut left = !self.sent & (u32::MAX >> (32 - self.m.len));
         while left != 0 {
             keep[n] = self.m.pkts[left.trailing_zeros() as usize];
             n += 1;
@@ -213,8 +222,6 @@ impl RxBurst {
         }
         // SAFETY: mbufs of this burst that were not sent: still ours, used no more.
         unsafe { free_bulk(&mut keep[..n]) };
-        self.m.len = 0;
-        self.sent = 0;
     }
 }
 
