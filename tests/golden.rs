@@ -28,69 +28,64 @@ fn snapshot() -> Snapshot {
 }
 
 fn specs() -> Vec<ServiceSpec> {
+    let dns = |b: BackendSpec| BackendSpec { port: 53, ..b };
     vec![
-        ServiceSpec {
-            vip: ip("192.168.1.200"),
-            port: 80,
-            proto: Proto::Tcp,
-            policy: Policy {
-                on_removed: OnGone::Reschedule,
-                on_down: OnGone::Reschedule,
-                ..Policy::new(SchedKind::Rr)
-            },
-            sorry: None,
-            quorum: 1,
-            mh: None,
-            backends: vec![
+        service(
+            "192.168.1.200",
+            80,
+            Proto::Tcp,
+            SchedKind::Rr,
+            vec![
                 be(ip("192.168.1.118"), 0, 1, Some(MAC_A)),
                 be(ip("192.168.1.119"), 1, 1, Some(MAC_B)),
             ],
-        },
-        ServiceSpec {
-            vip: ip("192.168.1.200"),
-            port: 53,
-            proto: Proto::Udp,
-            policy: Policy {
-                on_removed: OnGone::Reschedule,
-                on_down: OnGone::Reschedule,
-                ..Policy::new(SchedKind::Wrr)
-            },
-            sorry: None,
-            quorum: 1,
-            mh: None,
-            backends: vec![BackendSpec { port: 53, ..be(ip("192.168.1.118"), 2, 1, Some(MAC_A)) }],
-        },
+        ),
+        service(
+            "192.168.1.200",
+            53,
+            Proto::Udp,
+            SchedKind::Wrr,
+            vec![dns(be(ip("192.168.1.118"), 2, 1, Some(MAC_A)))],
+        ),
         // DNS over TCP beside it: a TCP and a UDP flow on the same addresses and ports
         // share their groups and tag in the flow table (the protocol is not hashed).
-        ServiceSpec {
-            vip: ip("192.168.1.200"),
-            port: 53,
-            proto: Proto::Tcp,
-            policy: Policy {
-                on_removed: OnGone::Reschedule,
-                on_down: OnGone::Reschedule,
-                ..Policy::new(SchedKind::Rr)
-            },
-            sorry: None,
-            quorum: 1,
-            mh: None,
-            backends: vec![BackendSpec { port: 53, ..be(ip("192.168.1.119"), 4, 1, Some(MAC_B)) }],
-        },
-        ServiceSpec {
-            vip: ip("192.168.1.201"),
-            port: 80,
-            proto: Proto::Tcp,
-            policy: Policy {
-                on_removed: OnGone::Reschedule,
-                on_down: OnGone::Reschedule,
-                ..Policy::new(SchedKind::Wrr)
-            },
-            sorry: None,
-            quorum: 1,
-            mh: None,
-            backends: vec![be(ip("192.168.1.120"), 3, 1, None)],
-        },
+        service(
+            "192.168.1.200",
+            53,
+            Proto::Tcp,
+            SchedKind::Rr,
+            vec![dns(be(ip("192.168.1.119"), 4, 1, Some(MAC_B)))],
+        ),
+        service(
+            "192.168.1.201",
+            80,
+            Proto::Tcp,
+            SchedKind::Wrr,
+            vec![be(ip("192.168.1.120"), 3, 1, None)],
+        ),
     ]
+}
+
+/// A service of the golden snapshot: a removed or down backend's flows rescheduled.
+fn service(
+    vip: &str,
+    port: u16,
+    proto: Proto,
+    sched: SchedKind,
+    backends: Vec<BackendSpec>,
+) -> ServiceSpec {
+    ServiceSpec {
+        vip: ip(vip),
+        port,
+        proto,
+        policy: Policy {
+            on_removed: OnGone::Reschedule,
+            on_down: OnGone::Reschedule,
+            ..Policy::new(sched)
+        },
+        backends,
+        ..ServiceSpec::default()
+    }
 }
 
 fn flow(sport: u16, dport: u16) -> Flow {
