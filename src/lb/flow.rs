@@ -177,6 +177,16 @@ impl Group {
         crate::mem::zero_u8x8(&self.proto) | crate::mem::le_u32x8(&self.expires, now)
     }
 
+    /// The live entries and the expired ones (not empty), as bitmasks: the same two
+    /// compares as [`free_lanes`](Self::free_lanes), kept apart (for the sweep, which
+    /// counts the first and clears the second).
+    #[inline(always)]
+    fn live_and_expired(&self, now: Tick) -> (u32, u32) {
+        let (empty, old) =
+            (crate::mem::zero_u8x8(&self.proto), crate::mem::le_u32x8(&self.expires, now));
+        (!(empty | old) & 0xff, old & !empty)
+    }
+
     /// The lane that holds `k` (whose hash `h` has its tag in the top 16 bits), live.
     #[inline(always)]
     fn find(&self, h: u64, k: &WireKey, now: Tick) -> Option<usize> {
@@ -960,10 +970,7 @@ impl FlowTable {
             s.wrapped |= self.sweep_next == 0;
             // The group's live and expired entries as bitmasks (SSE2 compares: a branch
             // on each lane's protocol and expiry mispredicted about every other lane).
-            let grp = self.group(g);
-            let (empty, old) =
-                (crate::mem::zero_u8x8(&grp.proto), crate::mem::le_u32x8(&grp.expires, now));
-            let (mut live, mut expired) = (!(empty | old) & 0xff, old & !empty);
+            let (mut live, mut expired) = self.group(g).live_and_expired(now);
             s.live += live.count_ones() as usize;
             while VISIT && live != 0 {
                 let i = live.trailing_zeros() as usize;
