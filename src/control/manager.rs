@@ -458,9 +458,7 @@ impl Manager {
             })
             .collect();
         // Persistence templates, as ipvsadm lists them: state NONE, client port 0.
-        let clock = self.links.clock;
-        let tick = (clock.tsc_hz / u64::from(crate::lb::TICKS_PER_SEC)).max(1);
-        let now = (crate::dpdk::rdtsc().wrapping_sub(clock.start_tsc) / tick) as crate::lb::Tick;
+        let now = self.links.clock.now();
         for t in self.links.templates.iter_live(now) {
             total += 1;
             if rows.len() < admin::MAX_CONNS_LISTED {

@@ -276,8 +276,7 @@ pub fn spawn_workers(
     let (writer, readers) = epoch::domain(first, nq);
     let (ctrl_tx, ctrl_rx) = spsc::channel::<CtrlFrame>(256);
     let mut ctrl_rx = Some(ctrl_rx);
-    let clock =
-        crate::dataplane::worker::Clock { start_tsc: dpdk::rdtsc(), tsc_hz: dpdk::tsc_hz() };
+    let clock = crate::dataplane::worker::Clock::new(dpdk::rdtsc(), dpdk::tsc_hz());
     // Fault injection for the crash-hygiene test: DRLB_FAULT=worker_panic makes worker 0
     // panic once it has received a packet.
     let panic_after_rx = match std::env::var("DRLB_FAULT").as_deref() {
