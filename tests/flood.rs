@@ -33,9 +33,6 @@ fn snap_with(mode: SynFlood, weights: [u32; 4], policy: Policy) -> Snapshot {
         port: 80,
         proto: Proto::Tcp,
         policy: Policy { on_removed: OnGone::Reschedule, on_down: OnGone::Reschedule, ..policy },
-        sorry: None,
-        quorum: 1,
-        mh: None,
         backends: (0..4u16)
             .map(|slot| BackendSpec {
                 slot,
@@ -47,6 +44,7 @@ fn snap_with(mode: SynFlood, weights: [u32; 4], policy: Policy) -> Snapshot {
                 down: false,
             })
             .collect(),
+        ..ServiceSpec::default()
     }];
     let mut s = Snapshot::build(1, PORT, ip("192.168.1.121"), Timeouts::default(), &specs).unwrap();
     s.syn_flood = mode;

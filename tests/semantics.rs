@@ -32,9 +32,6 @@ fn snap_down(
         port: 80,
         proto: Proto::Tcp,
         policy: Policy { on_removed, on_down: on_removed, ..Policy::new(SchedKind::Wrr) },
-        sorry: None,
-        quorum: 1,
-        mh: None,
         backends: backends
             .iter()
             .map(|&(slot, inc, weight, mac)| BackendSpec {
@@ -47,6 +44,7 @@ fn snap_down(
                 down: down.contains(&slot),
             })
             .collect(),
+        ..ServiceSpec::default()
     }];
     Snapshot::build(gen, PORT, ip("192.168.1.121"), Timeouts::default(), &specs).unwrap()
 }
@@ -229,9 +227,6 @@ fn udp_flows_stick_for_the_udp_timeout() {
             on_down: OnGone::Reschedule,
             ..Policy::new(SchedKind::Rr)
         },
-        sorry: None,
-        quorum: 1,
-        mh: None,
         backends: (0..3)
             .map(|i| BackendSpec {
                 slot: i,
@@ -243,6 +238,7 @@ fn udp_flows_stick_for_the_udp_timeout() {
                 down: false,
             })
             .collect(),
+        ..ServiceSpec::default()
     }];
     let s = Snapshot::build(1, PORT, 0, Timeouts::default(), &specs).unwrap();
     let mut l = LocalState::new(4096, 0);
