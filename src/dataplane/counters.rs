@@ -77,8 +77,15 @@ impl Slots<'_> {
         s.pkts.store(s.pkts.load(Relaxed) + 1, Relaxed);
         s.bytes.store(s.bytes.load(Relaxed) + bytes, Relaxed);
         if new_flow {
-            s.conns.store(s.conns.load(Relaxed) + 1, Relaxed);
+            self.new_conn(slot);
         }
+    }
+
+    /// A new connection to the backend in `slot` (its packets counted elsewhere).
+    #[inline(always)]
+    pub fn new_conn(self, slot: u16) {
+        let s = &self.0[usize::from(slot) & (MAX_SLOTS - 1)];
+        s.conns.store(s.conns.load(Relaxed) + 1, Relaxed);
     }
 }
 
@@ -86,6 +93,43 @@ impl std::ops::Deref for SlotTable {
     type Target = [SlotCounters];
     fn deref(&self) -> &[SlotCounters] {
         &self.0[..]
+    }
+}
+
+/// A worker's own count of the packets and bytes it forwarded to each backend slot since
+/// it last published them ([`SlotDeltas::publish`], once a tick): one word a slot, the
+/// packets in the high 32 bits and the bytes in the low 32, so a forwarded packet is one
+/// add to one word (the shared counters' two loads and stores were ~5 % of the 1k-flow
+/// rate, paired runs with and without them). 32 bits hold a tick's bytes to one slot
+/// up to 40 GB/s (one core forwards a few) and its packets beyond any rate.
+pub struct SlotDeltas(Box<[u64; MAX_SLOTS]>);
+
+/// The packets half of a [`SlotDeltas`] word.
+const PKT_ONE: u64 = 1 << 32;
+
+impl Default for SlotDeltas {
+    fn default() -> Self {
+        SlotDeltas(vec![0; MAX_SLOTS].into_boxed_slice().try_into().expect("MAX_SLOTS"))
+    }
+}
+
+impl SlotDeltas {
+    /// One packet of `bytes` (below 2^32) to the backend in `slot`.
+    #[inline(always)]
+    pub fn count(&mut self, slot: u16, bytes: usize) {
+        self.0[usize::from(slot) & (MAX_SLOTS - 1)] += PKT_ONE | bytes as u64;
+    }
+
+    /// Adds what was counted since the last call to the shared counters, and starts
+    /// again from zero (a pass over the slots: ~4,000 words, once a tick).
+    pub fn publish(&mut self, to: &SlotTable) {
+        for (d, s) in self.0.iter_mut().zip(to.0.iter()) {
+            if *d != 0 {
+                s.pkts.store(s.pkts.load(Relaxed) + (*d >> 32), Relaxed);
+                s.bytes.store(s.bytes.load(Relaxed) + (*d & (PKT_ONE - 1)), Relaxed);
+                *d = 0;
+            }
+        }
     }
 }
 
@@ -414,6 +458,40 @@ impl Totals {
 mod tests {
     use super::*;
     use std::sync::Arc;
+
+    /// The deltas add up to what counting each packet in the shared table gives, reach
+    /// it only when published, and start again from zero.
+    #[test]
+    fn slot_deltas_publish_what_count_would() {
+        let (direct, shared) = (SlotTable::default(), SlotTable::default());
+        let mut d = SlotDeltas::default();
+        let packets = [(0u16, 60usize), (3, 1514), (0, 64), (4095, 9000), (3, 60), (0, 65535)];
+        for round in 0..3 {
+            for &(slot, len) in &packets {
+                direct.slots().count(slot, len as u64, false);
+                d.count(slot, len);
+            }
+            assert_eq!(shared[0].pkts.load(Relaxed), 3 * round, "nothing before a publish");
+            d.publish(&shared);
+            for slot in [0, 3, 4095, 7] {
+                let (a, b) = (&direct[slot], &shared[slot]);
+                assert_eq!(
+                    (a.pkts.load(Relaxed), a.bytes.load(Relaxed), b.conns.load(Relaxed)),
+                    (b.pkts.load(Relaxed), b.bytes.load(Relaxed), 0),
+                    "slot {slot}, round {round}"
+                );
+            }
+        }
+        assert_eq!((shared[0].pkts.load(Relaxed), shared[0].bytes.load(Relaxed)), (9, 3 * 65659));
+        // A tick's worth of bytes far beyond any one core's rate stays in its half.
+        d.count(1, (1 << 32) - 1);
+        d.count(1, 0);
+        d.publish(&shared);
+        assert_eq!(
+            (shared[1].pkts.load(Relaxed), shared[1].bytes.load(Relaxed)),
+            (2, (1 << 32) - 1)
+        );
+    }
 
     #[test]
     fn every_row_has_a_unique_name_metric_and_help() {

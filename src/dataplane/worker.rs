@@ -8,7 +8,7 @@
 //!
 //! No allocation, no lock, no atomic read-modify-write on this path, and no `unsafe`:
 //! the mbufs live in `dpdk::mbuf`'s burst and buffer types.
-use super::counters::WorkerCounters;
+use super::counters::{SlotDeltas, WorkerCounters};
 use super::{CtrlFrame, DumpEntry};
 use crate::dpdk::mbuf::{Mbuf, RxBurst, TxBuffer, BURST};
 use crate::dpdk::mempool::Mempool;
@@ -105,6 +105,8 @@ pub struct Worker {
     s: WorkerSetup,
     local: LocalState,
     bucket: TokenBucket,
+    /// The fast path's per-backend counts, added to the shared ones once a tick.
+    deltas: SlotDeltas,
 }
 
 /// What becomes of a frame after the pipeline's verdict.
@@ -192,7 +194,7 @@ impl Worker {
         local.peers = !s.peers_out.is_empty();
         local.frags = crate::lb::frag::Frags::for_mtu(s.mtu);
         let bucket = TokenBucket::new(s.kernel_rate, s.clock.tsc_hz, crate::dpdk::rdtsc());
-        Worker { s, local, bucket }
+        Worker { s, local, bucket, deltas: SlotDeltas::default() }
     }
 
     /// Sweeps `groups` flow-table groups, counting live flows of present backends into
@@ -271,6 +273,7 @@ impl Worker {
         if timed_out > 0 {
             self.s.counters.drops[DropReason::FragmentTimeout as usize].add(timed_out);
         }
+        self.deltas.publish(&self.s.counters.slots);
         self.publish(now, latency);
     }
 
@@ -508,7 +511,7 @@ impl Worker {
                 // in one loop (a frame in more than one segment shows as empty, fails
                 // `fast_key` and stops the loop), then frame by frame, each with its
                 // hint.
-                let slots = c.slots.slots();
+                let (slots, deltas) = (c.slots.slots(), &mut self.deltas);
                 let mut new_flows = 0;
                 let hits = forward_hits(
                     burst.whole_frames_mut(),
@@ -517,7 +520,10 @@ impl Worker {
                     &mut self.local,
                     now,
                     |slot, len, new| {
-                        slots.count(slot, len as u64, new);
+                        deltas.count(slot, len);
+                        if new {
+                            slots.new_conn(slot);
+                        }
                         new_flows += u64::from(new);
                     },
                 );
