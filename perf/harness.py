@@ -243,6 +243,8 @@ def paired_ab(a):
     --secs of them). Alternating cancels a shared VM's slow drifts; read the rounds'
     medians, not one pair. Nothing is written to results.json."""
     bins = a.ab.split(",")
+    if a.ab_traffic == "scaling":
+        return paired_scaling(a, bins)
     flows = int(a.e2e_flows.split(",")[0])
     _, cfg, eal, mbufs = e2e_case(flows, 60, a.ab_traffic, a.e2e_ppf)
     runs = {b: [] for b in bins}
@@ -287,21 +289,46 @@ def stage_e2e(a, res):
     write_csv("e2e", rows, ["flows", "size", "traffic", "drlb_mpps", "testpmd_mpps", "ratio"])
 
 
-def stage_scaling(a, res):
+def scaling_cases():
+    """The scaling stage's config, its (workers, EAL arguments) cases and the mbufs."""
     flows = 65536
     p0, p1 = pcap(flows, 60, "-q0"), pcap(flows, 60, "-q1")
     cfg = bench_config(os.path.join(OUT, "scaling.toml"), flows)
-    rows = []
-    for workers, lcores, vdev in [
+    cases = [
         (1, ["-l", "0-1"], f"--vdev=net_pcap0,rx_pcap={p0},infinite_rx=1"),
         # Two workers on the two CPUs; the (mostly sleeping) main lcore shares CPU 0.
         (2, ["--lcores", "0@0,1@0,2@1"],
          f"--vdev=net_pcap0,rx_pcap={p0},rx_pcap={p1},infinite_rx=1"),
-    ]:
+    ]
+    eal = lambda lcores, vdev: lcores + ["--no-pci", *mem_args(1536), "--file-prefix", f"hs{os.getpid()}", vdev]
+    return cfg, [(w, eal(l, v)) for w, l, v in cases], ["--mbufs", str(4 * flows + 32768)]
+
+
+def paired_scaling(a, bins):
+    """--ab OLD,NEW --ab-traffic scaling: the scaling stage's one- and two-worker cases for
+    each binary in turn, --runs rounds; each binary's two-worker / one-worker medians."""
+    cfg, cases, extra = scaling_cases()
+    runs = {(b, w): [] for b in bins for w, _ in cases}
+    for r in range(a.runs):
+        for b in bins:
+            for w, eal in cases:
+                pps, _, _ = run_drlb(eal, cfg, a.secs, a.warm, extra, drlb=b)
+                runs[(b, w)].append(mean(pps) / 1e6)
+                print(f"  round {r + 1}: {b} workers={w} {runs[(b, w)][-1]:.2f} Mpps", flush=True)
+    for b in bins:
+        m = [statistics.median(runs[(b, w)]) for w, _ in cases]
+        print(f"ab scaling: {b}: " + "; ".join(
+            f"{w} worker(s) " + " / ".join(f"{x:.2f}" for x in runs[(b, w)]) for w, _ in cases)
+              + f" Mpps; 2 vs 1 {m[1] / m[0]:.3f}")
+
+
+def stage_scaling(a, res):
+    cfg, cases, extra = scaling_cases()
+    rows = []
+    for workers, eal in cases:
         vals = []
         for _ in range(a.runs):
-            eal = lcores + ["--no-pci", *mem_args(1536), "--file-prefix", f"hs{os.getpid()}", vdev]
-            pps, c, _ = run_drlb(eal, cfg, a.secs, a.warm, ["--mbufs", str(4 * flows + 32768)])
+            pps, c, _ = run_drlb(eal, cfg, a.secs, a.warm, extra)
             vals.append(mean(pps) / 1e6)
         m = statistics.median(vals)
         rows.append({"workers": workers, "mpps": round(m, 3), "runs": [round(x, 3) for x in vals]})
@@ -826,8 +853,9 @@ def main():
                     help="soak packets/s; the generator sleeps between bursts so drlb's manager and "
                          "drlbadm get CPU time on a 2-CPU host (a spinning generator starves them)")
     ap.add_argument("--ab", metavar="OLD,NEW",
-                    help="paired A/B of two drlb binaries on one e2e case (see --ab-traffic); no stages run")
-    ap.add_argument("--ab-traffic", choices=["established", "syn+ack"], default="established")
+                    help="paired A/B of two drlb binaries on one e2e case, or on the scaling stage (see --ab-traffic); no stages run")
+    ap.add_argument("--ab-traffic", choices=["established", "syn+ack", "scaling"], default="established",
+                    help="the e2e case's traffic, or `scaling`: the scaling stage's two cases")
     a = ap.parse_args()
     if a.ab and (len(a.ab.split(",")) != 2 or not all(os.access(b, os.X_OK) for b in a.ab.split(","))):
         ap.error(f"--ab wants two executable drlb binaries, OLD,NEW; got {a.ab!r}")
