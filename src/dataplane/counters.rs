@@ -43,6 +43,15 @@ pub struct SlotCounters {
     pub bytes: AtomicU64,
 }
 
+impl SlotCounters {
+    /// `pkts` packets of `bytes` bytes in all (one writer: loads and stores).
+    #[inline(always)]
+    fn add(&self, pkts: u64, bytes: u64) {
+        self.pkts.store(self.pkts.load(Relaxed) + pkts, Relaxed);
+        self.bytes.store(self.bytes.load(Relaxed) + bytes, Relaxed);
+    }
+}
+
 /// One [`SlotCounters`] per backend slot: a fixed-size array, so that the hit loop's
 /// count indexes it without a bounds check (a slot is below [`MAX_SLOTS`] by the
 /// snapshot's construction). Reads as a slice.
@@ -73,9 +82,7 @@ impl Slots<'_> {
     /// `new_flow`).
     #[inline(always)]
     pub fn count(self, slot: u16, bytes: u64, new_flow: bool) {
-        let s = &self.0[usize::from(slot) & (MAX_SLOTS - 1)]; // slots < MAX_SLOTS
-        s.pkts.store(s.pkts.load(Relaxed) + 1, Relaxed);
-        s.bytes.store(s.bytes.load(Relaxed) + bytes, Relaxed);
+        self.0[usize::from(slot) & (MAX_SLOTS - 1)].add(1, bytes); // slots < MAX_SLOTS
         if new_flow {
             self.new_conn(slot);
         }
@@ -125,8 +132,7 @@ impl SlotDeltas {
     pub fn publish(&mut self, to: &SlotTable) {
         for (d, s) in self.0.iter_mut().zip(to.0.iter()) {
             if *d != 0 {
-                s.pkts.store(s.pkts.load(Relaxed) + (*d >> 32), Relaxed);
-                s.bytes.store(s.bytes.load(Relaxed) + (*d & (PKT_ONE - 1)), Relaxed);
+                s.add(*d >> 32, *d & (PKT_ONE - 1));
                 *d = 0;
             }
         }

@@ -618,8 +618,8 @@ impl Worker {
 mod tests {
     use super::*;
 
-    /// The multiply gives the division's tick, or the next one within a few cycles of a
-    /// boundary, never an earlier one, and never goes back.
+    /// The multiply gives the division's tick, or the next one within `Clock::tick`'s
+    /// stated bound before a boundary, never an earlier one, and never goes back.
     #[test]
     fn clock_tick_is_the_division() {
         for hz in [2_000_000_000u64, 2_899_999_999, 3_600_000_007, 10, 1] {

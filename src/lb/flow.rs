@@ -174,17 +174,24 @@ impl Group {
     /// compares (a lane-by-lane loop was ~45 instructions a group, half a miss's lookup).
     #[inline(always)]
     fn free_lanes(&self, now: Tick) -> u32 {
-        crate::mem::zero_u8x8(&self.proto) | crate::mem::le_u32x8(&self.expires, now)
+        let (empty, old) = self.empty_and_old(now);
+        empty | old
     }
 
-    /// The live entries and the expired ones (not empty), as bitmasks: the same two
-    /// compares as [`free_lanes`](Self::free_lanes), kept apart (for the sweep, which
-    /// counts the first and clears the second).
+    /// The live entries and the expired ones (not empty), as bitmasks: the masks of
+    /// [`free_lanes`](Self::free_lanes), kept apart (for the sweep, which counts the
+    /// first and clears the second).
     #[inline(always)]
     fn live_and_expired(&self, now: Tick) -> (u32, u32) {
-        let (empty, old) =
-            (crate::mem::zero_u8x8(&self.proto), crate::mem::le_u32x8(&self.expires, now));
+        let (empty, old) = self.empty_and_old(now);
         (!(empty | old) & 0xff, old & !empty)
+    }
+
+    /// The empty entries (protocol 0) and those whose expiry has passed (empty or not),
+    /// as bitmasks: one SSE2 compare each.
+    #[inline(always)]
+    fn empty_and_old(&self, now: Tick) -> (u32, u32) {
+        (crate::mem::zero_u8x8(&self.proto), crate::mem::le_u32x8(&self.expires, now))
     }
 
     /// The lane that holds `k` (whose hash `h` has its tag in the top 16 bits), live.
