@@ -794,6 +794,11 @@ fn random_frame(rng: &mut drlb::testing::Rng, sports: u64) -> Vec<u8> {
         12 => fr = frames::tcp(&f, tcp_flags, 1000 - 40 + rng.below(3) as usize, 60), // at the MTU
         13 => fr.extend_from_slice(&[0; 9]), // padding after the packet
         14 if dport != 53 && tcp_flags & (SYN | FIN | RST) != 0 => fr[24] ^= 0x5a,
+        // The total length at the frame's end (the padding counted in), or one past it.
+        15 => {
+            let total = (fr.len() - 14 + rng.below(2) as usize) as u16;
+            fr = fix_ip_csum(set(fr, 16, &total.to_be_bytes()));
+        }
         _ => {}
     }
     fr
@@ -1011,4 +1016,29 @@ fn the_fast_path_leaves_the_ip_checksum_to_the_server_and_a_miss_checks_it() {
         run(&bad(frames::tcp(&flow(3001, 80), FIN | ACK, 0, 60))),
         Verdict::Drop(D::Ipv4BadChecksum)
     );
+}
+
+/// At the largest MTU a snapshot can hold, a segment of the largest total length with a
+/// data offset below 5 words is dropped on an established flow as `process` drops it:
+/// the fast path's data-offset table says "never" with 2^16 - 1, which no total it lets
+/// through reaches. The same segment with a good offset is forwarded.
+#[test]
+fn the_largest_segment_with_a_short_data_offset_is_dropped_on_a_live_flow() {
+    use drlb::lb::{hint, prefetch_burst, process_hinted};
+    let mut snap = snapshot();
+    snap.mtu = u16::MAX;
+    let mut local = LocalState::new(1024, 0);
+    let mut run = |f: &[u8]| {
+        let mut hashes = [0u64; 1];
+        prefetch_burst(std::iter::once(f), &local, &mut hashes);
+        let mut b = f.to_vec();
+        let h = hint(&b, hashes[0], &snap, &local);
+        process_hinted(&mut b, &snap, &mut local, 10, &h)
+    };
+    let f = flow(3002, 80);
+    assert!(matches!(run(&frames::tcp(&f, SYN, 0, 60)), Verdict::Forward { new_flow: true, .. }));
+    let largest = frames::tcp(&f, ACK, usize::from(u16::MAX) - 40, 60);
+    assert_eq!(u16::from_be_bytes([largest[16], largest[17]]), u16::MAX);
+    assert_eq!(run(&set(largest.clone(), 46, &[0x40])), Verdict::Drop(D::L4Malformed));
+    assert!(matches!(run(&largest), Verdict::Forward { new_flow: false, .. }));
 }

@@ -246,7 +246,9 @@ pub type Hint = Option<Peeked>;
 pub fn fast_key(f: &[u8], snap: &Snapshot) -> Option<(WireKey, Fast)> {
     // Every frame on the wire is at least 60 bytes; shorter ones take the full path. The
     // first 54 bytes as an array: the reads below need no bounds checks.
-    let h: &[u8; 54] = crate::mem::head_within(f, 14 + usize::from(snap.mtu))?;
+    // The MTU capped below 2^16 - 1 (the config's is at most 9,600) keeps every total
+    // length below TCP_MIN_TOTAL's "never".
+    let h: &[u8; 54] = crate::mem::head_within(f, 14 + usize::from(snap.mtu.min(u16::MAX - 1)))?;
     let be16 = |at: usize| u16::from_be_bytes([h[at], h[at + 1]]);
     // Destination MAC ours (not broadcast), IPv4 without a tag, version 4 and IHL 5 (one
     // masked compare).
@@ -254,8 +256,10 @@ pub fn fast_key(f: &[u8], snap: &Snapshot) -> Option<(WireKey, Fast)> {
     if !crate::mem::eq_masked16(first, &snap.l2_want, &L2_MASK) {
         return None;
     }
-    let total = usize::from(be16(16));
-    if 14 + total > f.len() {
+    // Compared in 16 bits, so no instruction widens it: `f.len() - 14` is at most the
+    // capped MTU.
+    let total = be16(16);
+    if total > (f.len() - 14) as u16 {
         return None;
     }
     // Bytes 20..24 as one word: the flags and fragment offset (no MF flag, no offset;
@@ -266,7 +270,7 @@ pub fn fast_key(f: &[u8], snap: &Snapshot) -> Option<(WireKey, Fast)> {
         // Data offset between 5 words and the segment (so the datagram holds at least
         // 40 bytes); a segment with SYN, FIN or RST changes its flow's state (or makes
         // one).
-        FRAG_PROTO_TCP if TCP_MIN_TOTAL[usize::from(h[46])] <= total as u32 => {
+        FRAG_PROTO_TCP if TCP_MIN_TOTAL[usize::from(h[46])] <= total => {
             if h[47] & STATE_FLAGS == 0 {
                 Fast::Established
             } else {
@@ -274,7 +278,9 @@ pub fn fast_key(f: &[u8], snap: &Snapshot) -> Option<(WireKey, Fast)> {
             }
         }
         // Length field between 8 and the datagram.
-        FRAG_PROTO_UDP if be16(38) >= 8 && 20 + usize::from(be16(38)) <= total => Fast::Udp,
+        FRAG_PROTO_UDP if be16(38) >= 8 && 20 + u32::from(be16(38)) <= u32::from(total) => {
+            Fast::Udp
+        }
         _ => return None,
     };
     Some((key_at(h), fast))
@@ -287,15 +293,16 @@ const FRAG_PROTO_TCP: u32 = (protocol::TCP as u32) << 24;
 const FRAG_PROTO_UDP: u32 = (protocol::UDP as u32) << 24;
 
 /// The least IPv4 total length a TCP segment needs, by its data-offset byte (byte 46 of
-/// the frame): 20 + 4 × the offset, or above any total (2^16) for an offset below 5
-/// words, which the full path drops (`l4_malformed`). One load where the two tests were
-/// eight instructions.
-static TCP_MIN_TOTAL: [u32; 256] = {
-    let mut t = [0u32; 256];
+/// the frame): 20 + 4 × the offset, or 2^16 - 1 for an offset below 5 words, which the
+/// full path drops (`l4_malformed`): above any total [`fast_key`] lets through (it
+/// bounds the frame by an MTU below that). One load where the two tests were eight
+/// instructions.
+static TCP_MIN_TOTAL: [u16; 256] = {
+    let mut t = [0u16; 256];
     let mut b = 0;
     while b < 256 {
-        let words = b as u32 >> 4;
-        t[b] = if words >= 5 { 20 + 4 * words } else { 1 << 16 };
+        let words = b as u16 >> 4;
+        t[b] = if words >= 5 { 20 + 4 * words } else { u16::MAX };
         b += 1;
     }
     t
