@@ -979,18 +979,22 @@ fn under_a_syn_flood_the_fast_path_decides_as_the_full_path() {
 /// its IPv4 header checksum being summed (DR does not change the header; the real
 /// server's kernel checks it). A corrupt header cannot create a flow: a miss takes the
 /// full path, which verifies it.
+/// A frame alone through the worker's path at time 10: stage 1's hash, its hint (the
+/// fast path when the hint allows it), `process_hinted`.
+fn alone_through_the_hint(snap: &Snapshot, local: &mut LocalState, f: &[u8]) -> Verdict {
+    use drlb::lb::{hint, prefetch_burst, process_hinted};
+    let mut hashes = [0u64; 1];
+    prefetch_burst(std::iter::once(f), local, &mut hashes);
+    let mut b = f.to_vec();
+    let h = hint(&b, hashes[0], snap, local);
+    process_hinted(&mut b, snap, local, 10, &h)
+}
+
 #[test]
 fn the_fast_path_leaves_the_ip_checksum_to_the_server_and_a_miss_checks_it() {
-    use drlb::lb::{hint, prefetch_burst, process_hinted};
     let snap = snapshot();
     let mut local = LocalState::new(1024, 0);
-    let mut run = |f: &[u8]| {
-        let mut hashes = [0u64; 1];
-        prefetch_burst(std::iter::once(f), &local, &mut hashes);
-        let mut b = f.to_vec();
-        let h = hint(&b, hashes[0], &snap, &local);
-        process_hinted(&mut b, &snap, &mut local, 10, &h)
-    };
+    let mut run = |f: &[u8]| alone_through_the_hint(&snap, &mut local, f);
     let bad = |f: Vec<u8>| set(f, 24, &[0xbe, 0xef]);
     // A miss with a bad checksum: dropped, no flow.
     assert_eq!(
@@ -1024,17 +1028,10 @@ fn the_fast_path_leaves_the_ip_checksum_to_the_server_and_a_miss_checks_it() {
 /// through reaches. The same segment with a good offset is forwarded.
 #[test]
 fn the_largest_segment_with_a_short_data_offset_is_dropped_on_a_live_flow() {
-    use drlb::lb::{hint, prefetch_burst, process_hinted};
     let mut snap = snapshot();
     snap.mtu = u16::MAX;
     let mut local = LocalState::new(1024, 0);
-    let mut run = |f: &[u8]| {
-        let mut hashes = [0u64; 1];
-        prefetch_burst(std::iter::once(f), &local, &mut hashes);
-        let mut b = f.to_vec();
-        let h = hint(&b, hashes[0], &snap, &local);
-        process_hinted(&mut b, &snap, &mut local, 10, &h)
-    };
+    let mut run = |f: &[u8]| alone_through_the_hint(&snap, &mut local, f);
     let f = flow(3002, 80);
     assert!(matches!(run(&frames::tcp(&f, SYN, 0, 60)), Verdict::Forward { new_flow: true, .. }));
     let largest = frames::tcp(&f, ACK, usize::from(u16::MAX) - 40, 60);
