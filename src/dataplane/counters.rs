@@ -73,6 +73,13 @@ impl SlotTable {
     }
 }
 
+/// `slot`'s index in a per-slot array of [`MAX_SLOTS`]: the slot itself (a slot is below
+/// `MAX_SLOTS` by the snapshot's construction), masked so the index needs no bounds check.
+#[inline(always)]
+fn at(slot: u16) -> usize {
+    usize::from(slot) & (MAX_SLOTS - 1)
+}
+
 /// [`SlotTable`]'s array, borrowed.
 #[derive(Clone, Copy)]
 pub struct Slots<'a>(&'a [SlotCounters; MAX_SLOTS]);
@@ -82,7 +89,7 @@ impl Slots<'_> {
     /// `new_flow`).
     #[inline(always)]
     pub fn count(self, slot: u16, bytes: u64, new_flow: bool) {
-        self.0[usize::from(slot) & (MAX_SLOTS - 1)].add(1, bytes); // slots < MAX_SLOTS
+        self.0[at(slot)].add(1, bytes);
         if new_flow {
             self.new_conn(slot);
         }
@@ -91,7 +98,7 @@ impl Slots<'_> {
     /// A new connection to the backend in `slot` (its packets counted elsewhere).
     #[inline(always)]
     pub fn new_conn(self, slot: u16) {
-        let s = &self.0[usize::from(slot) & (MAX_SLOTS - 1)];
+        let s = &self.0[at(slot)];
         s.conns.store(s.conns.load(Relaxed) + 1, Relaxed);
     }
 }
@@ -127,7 +134,7 @@ impl SlotDeltas {
     /// One packet of `bytes` (below 2^32) to the backend in `slot`.
     #[inline(always)]
     pub fn count(&mut self, slot: u16, bytes: usize) {
-        self.0[usize::from(slot) & (MAX_SLOTS - 1)] += PKT_ONE | bytes as u64;
+        self.0[at(slot)] += PKT_ONE | bytes as u64;
     }
 
     /// Adds what was counted since the last call to the shared counters, and starts
