@@ -158,10 +158,11 @@ pub fn bring_up(plan: &Plan) -> Result<Dataplane, StartError> {
             workers: nq,
         });
     }
-    // Pool: every queue's descriptors, a burst in flight and the lcore caches, with room.
+    // Pool: every queue's descriptors, a burst and a TX buffer in flight and the lcore
+    // caches, with room.
     const CACHE: u32 = 256;
     let desc = u32::from(plan.args.descriptors);
-    let need = nq as u32 * (2 * desc + 2 * mbuf::BURST as u32 + CACHE) + 1024;
+    let need = nq as u32 * (2 * desc + (mbuf::BURST + mbuf::TX_BUFFER) as u32 + CACHE) + 1024;
     let mbufs = plan.args.mbufs.unwrap_or_else(|| need.max(8192).next_power_of_two() - 1);
     let mtu = plan.cfg.dataplane.mtu;
     if !info.mtu_range().contains(&mtu) {
