@@ -1,5 +1,6 @@
 //! The worker loop, shaped like DPDK's l3fwd:
-//! - burst of 64 (`mbuf::BURST`) into an array on the stack; `if nb_rx == 0` do idle work and go on;
+//! - burst of 64 (`mbuf::BURST`) into an array on the stack; `if nb_rx == 0` do idle work
+//!   and go on;
 //! - prefetch every packet's headers, then its flow-table tag lines, then matching entries;
 //! - one snapshot load per burst; a quiescent point once per loop iteration;
 //! - TX buffer flushed when it holds a burst or when ~100 µs have passed; a partial

@@ -10,7 +10,7 @@ use std::ptr::NonNull;
 
 /// Most frames a burst holds: twice l3fwd's MAX_PKT_BURST (32). The worker's work a
 /// burst (the clock, the control queues, the TX flush, the RX and TX calls' own
-/// set-up) is spread over twice the frames: drlb's own instructions 124.5 -> 122.0 a
+/// set-up) is spread over twice the frames: drlb's own instructions 124.5 -> 122.2 a
 /// packet and +1 % (1k flows) / +2.5 % (64k) Mpps, paired runs (perf/README.md). At
 /// most 64: one bit a frame in [`Sent`].
 pub const BURST: usize = 64;
