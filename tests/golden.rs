@@ -975,10 +975,6 @@ fn under_a_syn_flood_the_fast_path_decides_as_the_full_path() {
     assert!(seen.bad_checksum >= 100, "{} bad checksums", seen.bad_checksum);
 }
 
-/// The one difference, by design: a packet of an established flow is forwarded without
-/// its IPv4 header checksum being summed (DR does not change the header; the real
-/// server's kernel checks it). A corrupt header cannot create a flow: a miss takes the
-/// full path, which verifies it.
 /// A frame alone through the worker's path at time 10: stage 1's hash, its hint (the
 /// fast path when the hint allows it), `process_hinted`.
 fn alone_through_the_hint(snap: &Snapshot, local: &mut LocalState, f: &[u8]) -> Verdict {
@@ -990,6 +986,10 @@ fn alone_through_the_hint(snap: &Snapshot, local: &mut LocalState, f: &[u8]) -> 
     process_hinted(&mut b, snap, local, 10, &h)
 }
 
+/// The one difference, by design: a packet of an established flow is forwarded without
+/// its IPv4 header checksum being summed (DR does not change the header; the real
+/// server's kernel checks it). A corrupt header cannot create a flow: a miss takes the
+/// full path, which verifies it.
 #[test]
 fn the_fast_path_leaves_the_ip_checksum_to_the_server_and_a_miss_checks_it() {
     let snap = snapshot();

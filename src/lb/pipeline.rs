@@ -544,8 +544,9 @@ fn leading<'a, const DEEP: bool, const FLOOD: bool>(
         if fast.hit() {
             // One hit for each state the fast path keeps, the state a constant in each
             // (its compare and the renewal's index immediates, no register holding it
-            // through the hit). Tried twice before at one instruction less or more; in
-            // bursts of 64, 122.2 -> 119.4 a packet and +3 % at 64k flows (perf/README).
+            // through the hit). Tried three times before, at one instruction less or
+            // more; in bursts of 64, 122.2 -> 119.3 a packet and +3 % at 64k flows
+            // (perf/README).
             let hit = if fast == Fast::Established {
                 fast_hit(f, snap, flows.reborrow(), now, &p, Fast::Established, renew)
             } else {
