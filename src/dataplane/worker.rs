@@ -17,8 +17,8 @@ use crate::dpdk::port::{RxQueue, TxQueue};
 use crate::lb::verdict::Neighbor;
 use crate::lb::DropReason;
 use crate::lb::{
-    forward_hits, hint, prefetch_first, prefetch_rest, process_hinted, stage1, LocalState,
-    Snapshot, Tick, Verdict, TICKS_PER_SEC,
+    forward_hits, hint, prefetch_rest, process_hinted, stage1, LocalState, Snapshot, Tick, Verdict,
+    TICKS_PER_SEC,
 };
 use crate::sync::{epoch, spsc};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -505,9 +505,9 @@ impl Worker {
                 let snap = self.s.snap.load();
                 c.generation.set(snap.generation);
                 // The flow-table state of the whole burst in flight at once (the tag
-                // lines since `recv_each`, then matching entries): a table bigger than
-                // the cache costs one miss per packet if they are taken one by one.
-                prefetch_first(&hashes[..n], &self.local);
+                // lines since `recv_each`; in a table bigger than L2 the matching key
+                // lines, which `forward_hits` starts ahead of itself): a table bigger
+                // than the cache costs one miss per packet if they are taken one by one.
                 // The burst's leading fast hits (and SYNs routed by hash under a flood)
                 // in one loop (a frame in more than one segment shows as empty, fails
                 // `fast_key` and stops the loop), then frame by frame, each with its

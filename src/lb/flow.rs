@@ -291,18 +291,20 @@ impl Group {
     }
 
     /// Stage 2 for a key hashed to `h` whose first group this is: start loading the key
-    /// lines of the entries whose tag matches, or (`second`) the second group's tag line
-    /// when none does.
+    /// line of the first entry whose tag matches, or (`second`) the second group's tag
+    /// line when none does; the lane of that entry, or [`NO_LANE`]. (Two keys of a full
+    /// group share a 16-bit tag about once in 2,300 groups: the lookup then still finds
+    /// the second, from a line not prefetched.)
     #[inline(always)]
-    fn prefetch_entries(&self, h: u64, second: impl FnOnce()) {
-        let mut m = self.tag_matches(h);
+    fn prefetch_entries(&self, h: u64, second: impl FnOnce()) -> u8 {
+        let m = self.tag_matches(h);
         if m == 0 {
             second();
-        }
-        while m != 0 {
+            NO_LANE
+        } else {
             let i = m.trailing_zeros() as usize & (WAYS - 1); // m < 1 << WAYS
-            m &= m - 1;
             prefetch_line(&self.kv[i]);
+            i as u8
         }
     }
 }
@@ -323,11 +325,22 @@ impl HitView<'_> {
         Hashed::of(h, self.groups.mask())
     }
 
-    /// [`FlowTable::prefetch_entries`].
+    /// [`FlowTable::prefetch_entries`], returning the first group's lane whose key
+    /// line it started loading ([`NO_LANE`] when no tag there matched): the hint
+    /// [`hit_entry`](Self::hit_entry) takes.
     #[inline(always)]
-    pub fn prefetch_entries(&self, h: &Hashed) {
+    pub fn prefetch_entries(&self, h: &Hashed) -> u8 {
         let (g1, g2) = h.groups();
-        self.groups.wrapped(g1).prefetch_entries(h.h, || self.groups.prefetch(g2));
+        self.groups.wrapped(g1).prefetch_entries(h.h, || self.groups.prefetch(g2))
+    }
+
+    /// Stage 2 in the second group, for a key whose first group had no tag match
+    /// ([`prefetch_entries`](Self::prefetch_entries) returned [`NO_LANE`] and started
+    /// loading the second's tag line): start loading the key line of its first match.
+    #[inline(always)]
+    pub fn prefetch_second_entries(&self, h: &Hashed) {
+        let (_, g2) = h.groups();
+        self.groups.wrapped(g2).prefetch_entries(h.h, || {});
     }
 
     /// The view again, for a shorter time (for [`hit_entry`](Self::hit_entry), which
@@ -345,16 +358,37 @@ impl<'a> HitView<'a> {
     /// The key is its bytes as the frame has them, `h` its hash. `None` when the key is
     /// not live or is in another state (its other-protocol twin, in the same groups,
     /// is passed over: [`Group::find_in_state`]).
+    ///
+    /// `lane`: the first group's lane where stage 2 found the tag
+    /// ([`prefetch_entries`](Self::prefetch_entries)), tried before the tag scan (which
+    /// it spares the hit), or [`NO_LANE`]. A lane that does not hold the key in `state`
+    /// costs one compare, and the scan follows: the answer is the scan's either way.
     #[inline(always)]
-    pub fn hit_entry(self, k: &KeyBytes, h: &Hashed, now: Tick, state: u8) -> Option<Entry<'a>> {
+    pub fn hit_entry(
+        self,
+        k: &KeyBytes,
+        h: &Hashed,
+        now: Tick,
+        state: u8,
+        lane: u8,
+    ) -> Option<Entry<'a>> {
         // The entry holds the group's address as the scan computed it (`locate` then
         // `group_mut` computed it again from the index: five instructions a hit).
         let (g1, g2) = h.groups();
-        let (grp, i) =
-            self.groups.first_mut(g1, g2, |grp| grp.find_in_state(h.h, k, now, state))?;
+        let mut hint = usize::from(lane); // the first group's only
+        let (grp, i) = self.groups.first_mut(g1, g2, |grp| {
+            let l = std::mem::replace(&mut hint, WAYS);
+            if l < WAYS && grp.holds_in_state(l, k, state) {
+                return grp.unexpired(l, now); // the key is in no other lane
+            }
+            grp.find_in_state(h.h, k, now, state)
+        })?;
         Some(Entry { grp, i })
     }
 }
+
+/// No lane: [`HitView::prefetch_entries`] found no tag match in the first group.
+pub const NO_LANE: u8 = u8::MAX;
 
 /// A live entry found by [`HitView::hit_entry`]: what the fast path reads and renews.
 pub struct Entry<'a> {
@@ -554,6 +588,15 @@ impl FlowTable {
             stats: FlowStats::default(),
             conns: ConnRow::private(),
         }
+    }
+
+    /// The table with stage 2 run ahead ([`deep_prefetch`](Self::deep_prefetch)) or not,
+    /// whatever its size: for tests of the fast path's big-table loop on a small table,
+    /// whose keys fill both their groups.
+    #[doc(hidden)]
+    pub fn with_deep_prefetch(mut self, on: bool) -> Self {
+        self.deep_prefetch = on;
+        self
     }
 
     /// The table, keeping its connection counts in `row` (a worker's row of the counts
@@ -1050,9 +1093,12 @@ mod tests {
         assert_eq!(t.get(i).key, k);
         let est = TcpState::Established as u8;
         let hw = t.hash_wire(&w);
-        assert!(t.hit_view().hit_entry(&key_bytes(&w), &hw, 1, TcpState::Udp as u8).is_none());
+        assert!(t
+            .hit_view()
+            .hit_entry(&key_bytes(&w), &hw, 1, TcpState::Udp as u8, NO_LANE)
+            .is_none());
         let stored = t.get(i);
-        let mut e = t.hit_view().hit_entry(&key_bytes(&w), &hw, 1, est).expect("live");
+        let mut e = t.hit_view().hit_entry(&key_bytes(&w), &hw, 1, est, NO_LANE).expect("live");
         assert_eq!(
             (stored.state, (stored.slot, stored.incarnation), e.route_key()),
             (TcpState::Established as u8, (1, 1), route_key(1, 1))
@@ -1060,6 +1106,13 @@ mod tests {
         e.refresh(200);
         assert_eq!(t.get(i).expires, 200);
         assert_eq!(t.hit(&w, &t.hash_wire(&w), 150), Some(i));
+        // Stage 2's hint of the entry's own lane: live until its expiry, as unhinted.
+        let lane = (i % WAYS) as u8;
+        for now in [199, 200] {
+            let hinted = t.hit_view().hit_entry(&key_bytes(&w), &hw, now, est, lane).is_some();
+            let scanned = t.hit_view().hit_entry(&key_bytes(&w), &hw, now, est, NO_LANE).is_some();
+            assert_eq!((hinted, scanned), (now < 200, now < 200), "at {now}");
+        }
     }
 
     #[test]
@@ -1068,10 +1121,21 @@ mod tests {
         let mut t = FlowTable::with_seed(64, [3, 5]);
         let tcp = key(7);
         let udp_twin = FlowKey { proto: 17, ..tcp }; // same addresses and ports
+                                                     // Whatever lane stage 2 hints (none, the entry's, its twin's, an empty one's),
+                                                     // the same answer: a hint only says where to look first.
         let hit = |t: &mut FlowTable, k: &FlowKey, st: u8| {
             let w = WireKey::from(k);
             let h = t.hash_wire(&w);
-            t.hit_view().hit_entry(&key_bytes(&w), &h, 1, st).map(|e| e.route_key() as u16)
+            let found = |t: &mut FlowTable, lane: u8| {
+                t.hit_view()
+                    .hit_entry(&key_bytes(&w), &h, 1, st, lane)
+                    .map(|e| e.route_key() as u16)
+            };
+            let first = found(t, NO_LANE);
+            for lane in 0..WAYS as u8 {
+                assert_eq!(found(t, lane), first, "{k:?} in state {st}, lane {lane} hinted");
+            }
+            first
         };
         // The TCP flow alone: found in its state, not in UDP's.
         let Lookup::Vacant(i) = t.find(&tcp, 0) else { panic!() };
