@@ -541,8 +541,9 @@ fn leading<'a, const DEEP: bool, const FLOOD: bool>(
             // Halfway there, a frame with no tag match in its first group (~5 % at half
             // load; stage 2 started its second group's tag line) has the key line of its
             // match in the second started: else its hit waits for two lines in turn (at
-            // 64k flows, 9 % of the worker's samples sat on that wait).
-            if lanes[(n + AHEAD / 2) % AHEAD] == NO_LANE {
+            // 64k flows, 9 % of the worker's samples sat on that wait). Not under a
+            // flood, whose SYNs match no tag in either group.
+            if !FLOOD && lanes[(n + AHEAD / 2) % AHEAD] == NO_LANE {
                 if let Some(&half) = hashes.get(n + AHEAD / 2) {
                     flows.prefetch_second_entries(&flows.hashed(half));
                 }
