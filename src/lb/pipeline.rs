@@ -138,7 +138,7 @@ pub fn process_hinted(
         if p.fast.hit() {
             let flows = local.flows.hit_view();
             let renew = Renewal::at(snap, now);
-            if let Some(slot) = fast_hit(frame, snap, flows, now, p, p.fast, &renew) {
+            if let Some(slot) = fast_hit(frame, snap, flows, now, p, p.fast, &renew, NO_LANE) {
                 return Verdict::Forward { slot, new_flow: false };
             }
         }
@@ -197,15 +197,12 @@ pub fn peek_key(frame: &[u8]) -> Option<FlowKey> {
 }
 
 /// What [`hint`] learned about one packet, handed to [`process_hinted`]: its flow key
-/// and hash and which path it may take ([`fast_key`]); in [`forward_hits`]' loop over a
-/// big table, also the lane of its first group where stage 2 found its tag.
+/// and hash and which path it may take ([`fast_key`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Peeked {
     pub key: WireKey,
     pub hash: Hashed,
     pub fast: Fast,
-    /// The lane [`HitView::hit_entry`] tries first; [`NO_LANE`] for none.
-    pub lane: u8,
 }
 
 /// Which path a packet may take. The fast path ([`fast_hit`]) for one that would not
@@ -401,11 +398,11 @@ pub fn hint(frame: &[u8], h: u64, snap: &Snapshot, local: &LocalState) -> Hint {
     match fast_key(frame, snap) {
         Some((key, fast)) => {
             debug_assert_eq!(h, local.flows.hash_bits(&key));
-            Some(Peeked { key, hash: local.flows.hashed(h), fast, lane: NO_LANE })
+            Some(Peeked { key, hash: local.flows.hashed(h), fast })
         }
         None => peek_key(frame).map(|k| {
             let key = WireKey::from(&k);
-            Peeked { key, hash: local.flows.hash_wire(&key), fast: Fast::Slow, lane: NO_LANE }
+            Peeked { key, hash: local.flows.hash_wire(&key), fast: Fast::Slow }
         }),
     }
 }
@@ -421,6 +418,7 @@ pub fn hint(frame: &[u8], h: u64, snap: &Snapshot, local: &LocalState) -> Hint {
 /// with checksum offload do); a corrupt header cannot create a flow, because a miss
 /// goes through `process`, which verifies it. `None`: take the full path.
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn fast_hit(
     frame: &mut [u8],
     snap: &Snapshot,
@@ -429,6 +427,7 @@ fn fast_hit(
     p: &Peeked,
     state: Fast,
     renew: &Renewal,
+    lane: u8,
 ) -> Option<u16> {
     // What [`fast_key`] passed: at least 54 bytes (one bounds check, for both uses).
     let head: &mut [u8; 54] = frame.get_mut(..54)?.try_into().ok()?;
@@ -439,7 +438,7 @@ fn fast_hit(
     // Live in the state the fast path keeps (`state`, which is `p.fast`: the leading-hits
     // loop passes it as a constant), compared as a byte: ESTABLISHED for TCP, UDP for UDP.
     debug_assert_eq!(state, p.fast);
-    let mut e = flows.hit_entry(&key, &p.hash, now, state as u8, p.lane)?;
+    let mut e = flows.hit_entry(&key, &p.hash, now, state as u8, lane)?;
     let macs: &mut [u8; 12] = (&mut head[..12]).try_into().expect("12 bytes");
     let route = e.route_key();
     let l2 = snap.serving_l2_at(route)?;
@@ -550,7 +549,7 @@ fn leading<'a, const DEEP: bool, const FLOOD: bool>(
             }
         }
         let Some((key, fast)) = fast_key(f, snap) else { break };
-        let p = Peeked { key, hash: flows.hashed(h), fast, lane };
+        let p = Peeked { key, hash: flows.hashed(h), fast };
         let len = f.len();
         if fast.hit() {
             // One hit for each state the fast path keeps, the state a constant in each
@@ -559,9 +558,9 @@ fn leading<'a, const DEEP: bool, const FLOOD: bool>(
             // more; in bursts of 64, 122.2 -> 119.3 a packet and +3 % at 64k flows
             // (perf/README).
             let hit = if fast == Fast::Established {
-                fast_hit(f, snap, flows.reborrow(), now, &p, Fast::Established, renew)
+                fast_hit(f, snap, flows.reborrow(), now, &p, Fast::Established, renew, lane)
             } else {
-                fast_hit(f, snap, flows.reborrow(), now, &p, Fast::Udp, renew)
+                fast_hit(f, snap, flows.reborrow(), now, &p, Fast::Udp, renew, lane)
             };
             let Some(slot) = hit else { break };
             on_hit(slot, len, false);
