@@ -1121,8 +1121,9 @@ mod tests {
         let mut t = FlowTable::with_seed(64, [3, 5]);
         let tcp = key(7);
         let udp_twin = FlowKey { proto: 17, ..tcp }; // same addresses and ports
-                                                     // Whatever lane stage 2 hints (none, the entry's, its twin's, an empty one's),
-                                                     // the same answer: a hint only says where to look first.
+
+        // Whatever lane stage 2 hints (none, the entry's, its twin's, an empty one's),
+        // the same answer: a hint only says where to look first.
         let hit = |t: &mut FlowTable, k: &FlowKey, st: u8| {
             let w = WireKey::from(k);
             let h = t.hash_wire(&w);

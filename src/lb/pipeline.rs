@@ -416,7 +416,10 @@ pub fn hint(frame: &[u8], h: u64, snap: &Snapshot, local: &LocalState) -> Hint {
 /// service or summing the IPv4 header: DR never changes the IP header, so its checksum
 /// is the sender's business and the real server's kernel verifies it (as Katran and VPP
 /// with checksum offload do); a corrupt header cannot create a flow, because a miss
-/// goes through `process`, which verifies it. `None`: take the full path.
+/// goes through `process`, which verifies it. `None`: take the full path. `lane`: where
+/// stage 2 found the key's tag ([`HitView::hit_entry`]'s hint), or [`NO_LANE`]. (Eight
+/// arguments: `lane` in `Peeked` instead moved the 1k loop's registers, 2 instructions
+/// a packet more.)
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn fast_hit(
