@@ -279,7 +279,7 @@ pub fn spawn_workers(
     let mut ctrl_rx = Some(ctrl_rx);
     let clock = crate::dataplane::worker::Clock::new(dpdk::rdtsc(), dpdk::tsc_hz());
     // Fault injection for the crash-hygiene test: DRLB_FAULT=worker_panic makes worker 0
-    // panic once it has received a packet.
+    // panic at its first tick after it has received a packet.
     let panic_after_rx = match std::env::var("DRLB_FAULT").as_deref() {
         Ok("worker_panic") => 1,
         _ => u64::MAX,

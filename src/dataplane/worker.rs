@@ -3,6 +3,10 @@
 //!   and go on;
 //! - prefetch every packet's headers, then its flow-table tag lines, then matching entries;
 //! - one snapshot load per burst; a quiescent point once per loop iteration;
+//! - the burst forwarded out of the polling loop's line (`Worker::forward_burst`), so
+//!   the hit loop's registers are its own; the manager's and the kernel's queued frames
+//!   taken when idle and every eighth burst, the counters and the generation published
+//!   once a tick;
 //! - TX buffer flushed when it holds a burst or when ~100 µs have passed; a partial
 //!   `tx_burst` frees and counts the unsent tail;
 //! - dropped and consumed frames freed in bulk once per burst.
@@ -94,7 +98,8 @@ pub struct WorkerSetup {
     /// Those of the other workers, to look up here.
     pub peers_in: Vec<spsc::Consumer<Mbuf>>,
     pub clock: Clock,
-    /// Fault injection (tests): panic once `rx` reaches this (u64::MAX: never).
+    /// Fault injection (tests): panic at the first tick once `rx` reaches this (u64::MAX:
+    /// never).
     pub panic_after_rx: u64,
     /// What it does when its RX queue is empty.
     pub idle: super::idle::Idle,
@@ -156,6 +161,13 @@ struct Census {
 }
 
 /// The TX buffer with the latency sample riding on it.
+/// A received burst and its frames' stage-1 hashes, side by side: the forwarding loops
+/// address both from one register.
+struct Received {
+    burst: RxBurst,
+    hashes: [u64; BURST],
+}
+
 struct Tx {
     buf: TxBuffer,
     /// RX time (TSC) of a sampled burst whose frames are waiting in the buffer (0: none).
@@ -267,12 +279,18 @@ impl Worker {
         c.publish_latency(latency);
     }
 
-    /// Once a tick: drops the held fragments whose first fragment did not come in time
-    /// (counted), then publishes the counters.
+    /// Once a tick, busy or idle: drops the held fragments whose first fragment did not
+    /// come in time (counted), then publishes the counters and the snapshot generation
+    /// it forwards with.
     fn tick(&mut self, now: Tick, latency: &mut hdrhistogram::Histogram<u64>) {
+        let c = &self.s.counters;
+        if c.rx.get() >= self.s.panic_after_rx && self.s.index == 0 {
+            panic!("fault injection (DRLB_FAULT=worker_panic)");
+        }
+        c.generation.set(self.s.snap.load().generation);
         let timed_out = self.local.frags.expire(now);
         if timed_out > 0 {
-            self.s.counters.drops[DropReason::FragmentTimeout as usize].add(timed_out);
+            c.drops[DropReason::FragmentTimeout as usize].add(timed_out);
         }
         self.deltas.publish(&self.s.counters.slots);
         self.publish(now, latency);
@@ -305,25 +323,32 @@ impl Worker {
         }
     }
 
-    /// Moves frames the manager and the kernel queued (worker 0), and fragments released
-    /// from the hold area, into the TX buffer, while it has room.
-    fn take_ctrl(&mut self, tx: &mut Tx) {
-        let c = &self.s.counters;
-        if self.local.frags.has_ready() {
-            let pool = &self.s.pool;
-            self.local.frags.take_ready(|f| {
-                if tx.buf.is_full() {
-                    return false;
+    /// Moves the fragments released from the hold area into the TX buffer, while it has
+    /// room (every loop, so they follow the frame that released them).
+    fn take_released(&mut self, tx: &mut Tx) {
+        let (c, pool) = (&self.s.counters, &self.s.pool);
+        self.local.frags.take_ready(|f| {
+            if tx.buf.is_full() {
+                return false;
+            }
+            // A frame that finds no mbuf is dropped (rx_nombuf-like), not retried.
+            if let Some(m) = Mbuf::from_bytes(pool, f) {
+                if tx.buf.push(m).is_ok() {
+                    c.forwarded.add(1);
                 }
-                // A frame that finds no mbuf is dropped (rx_nombuf-like), not retried.
-                if let Some(m) = Mbuf::from_bytes(pool, f) {
-                    if tx.buf.push(m).is_ok() {
-                        c.forwarded.add(1);
-                    }
-                }
-                true
-            });
+            }
+            true
+        });
+    }
+
+    /// Moves frames the manager and the kernel queued (worker 0) into the TX buffer, and
+    /// looks up the ICMP errors the other workers handed over, while it has room: when
+    /// the RX queue is empty, and every [`BUSY_SWEEP_EVERY`] bursts under load.
+    fn take_queued(&mut self, tx: &mut Tx, now: Tick) {
+        if !self.s.peers_in.is_empty() {
+            self.take_redirects(tx, now);
         }
+        let c = &self.s.counters;
         if let Some(ctrl) = self.s.ctrl.as_mut() {
             while !tx.buf.is_full() {
                 let Some(f) = ctrl.pop() else { break };
@@ -429,13 +454,104 @@ fn to_kernel(
 }
 
 impl Worker {
-    /// Runs until the stop flag is set; returns 0.
+    /// Forwards a received burst of `n` frames (their stage-1 `hashes`): the leading
+    /// fast hits in one loop, the rest frame by frame; true if it flushed the TX buffer.
+    /// Out of line: the loops' registers are allocated apart from the polling loop's
+    /// state.
+    #[inline(never)]
+    fn forward_burst(
+        &mut self,
+        got: &mut Received,
+        n: usize,
+        tx: &mut Tx,
+        (now, tsc): (Tick, u64),
+    ) -> bool {
+        let c = &self.s.counters;
+        let (burst, hashes) = (&mut got.burst, &got.hashes);
+        let mut flushed = false;
+        let snap = self.s.snap.load();
+        // The flow-table state of the whole burst in flight at once (the tag lines since
+        // `recv_each`; in a table bigger than L2 the matching key lines, which
+        // `forward_hits` starts ahead of itself): a table bigger than the cache costs one
+        // miss per packet if they are taken one by one. The burst's leading fast hits
+        // (and SYNs routed by hash under a flood) in one loop (a frame in more than one
+        // segment shows as empty, fails `fast_key` and stops the loop), then frame by
+        // frame, each with its hint.
+        let (slots, deltas) = (c.slots.slots(), &mut self.deltas);
+        let mut new_flows = 0;
+        let hits = forward_hits(
+            burst.whole_frames_mut(),
+            &hashes[..n],
+            snap,
+            &mut self.local,
+            now,
+            |slot, len, new| {
+                deltas.count(slot, len);
+                if new {
+                    slots.new_conn(slot);
+                }
+                new_flows += u64::from(new);
+            },
+        );
+        if new_flows > 0 {
+            c.new_flows.add(new_flows);
+        }
+        if tx.buf.room() < hits {
+            tx.flush(&mut self.s.tx, c);
+            flushed = true;
+        }
+        burst.send_leading(hits, &mut tx.buf);
+        if hits < n {
+            prefetch_rest(&hashes[..n], hits, &self.local);
+        }
+        let mut forwarded = hits as u64;
+        for (i, &h) in (hits..n).zip(&hashes[hits..n]) {
+            let (data, whole) = burst.frame_mut(i);
+            let len = data.len() as u64;
+            // A frame in more than one mbuf is longer than the mbufs, which hold a whole
+            // frame of the MTU (only net_pcap chains them).
+            let v = if whole {
+                let hint = hint(data, h, snap, &self.local);
+                process_hinted(data, snap, &mut self.local, now, &hint)
+            } else {
+                Verdict::Drop(crate::lb::DropReason::Oversize)
+            };
+            match account(c, &mut self.s.learned, v, len, &mut forwarded) {
+                Then::Transmit => {
+                    if tx.buf.is_full() {
+                        tx.flush(&mut self.s.tx, c);
+                        flushed = true;
+                    }
+                    burst.send(i, &mut tx.buf);
+                }
+                Then::Free => {}
+                Then::Kernel => {
+                    to_kernel(c, self.s.to_kernel.as_mut(), &mut self.bucket, (burst, i), tsc)
+                }
+                Then::Redirect => {
+                    let (frame, _) = burst.frame_mut(i);
+                    for p in self.s.peers_out.iter_mut() {
+                        let sent = Mbuf::from_bytes(&self.s.pool, frame)
+                            .is_some_and(|m| p.push(m).is_ok());
+                        if !sent {
+                            c.icmp_redirect_lost.add(1); // queue or pool full
+                        }
+                    }
+                }
+            }
+        }
+        c.forwarded.add(forwarded);
+        flushed
+    }
+
+    /// Runs until the stop flag is set; returns 0. (Out of line, so that it keeps its
+    /// name in a profile: `perf/callgrind_worker.py` counts the worker's functions.)
+    #[inline(never)]
     pub fn run(mut self) -> i32 {
         let c = self.s.counters.clone();
         let clock = self.s.clock;
         let drain_tsc = (clock.tsc_hz / 10_000).max(1); // ~100 µs, as l3fwd's BURST_TX_DRAIN_US
-        let mut burst = RxBurst::default();
-        let mut hashes = [0u64; BURST];
+        let mut got = Received { burst: RxBurst::default(), hashes: [0; BURST] };
         let mut dump = (0usize, 0u64);
         let mut census = Census { live: 0 };
         // The latency histogram is allocated once here; recording never allocates.
@@ -458,16 +574,17 @@ impl Worker {
                 busy_since = 0;
             }
             let now = clock.tick(tsc);
-            self.take_ctrl(&mut tx);
-            if !self.s.peers_in.is_empty() {
-                self.take_redirects(&mut tx, now);
+            if self.local.frags.has_ready() {
+                self.take_released(&mut tx);
             }
             // Stage 1 of the flow-table prefetch (the key's hash, its tag line) as each
             // frame's mbuf header is read: one pass over the burst.
             let local = &self.local;
-            let n = burst.recv_each(&mut self.s.rx, |i, f| hashes[i] = stage1(f, local));
+            let hashes = &mut got.hashes;
+            let n = got.burst.recv_each(&mut self.s.rx, |i, f| hashes[i] = stage1(f, local));
             if n == 0 {
                 c.idle_loops.add(1);
+                self.take_queued(&mut tx, now);
                 if !tx.buf.is_empty() && tsc.wrapping_sub(last_flush) > drain_tsc {
                     tx.flush(&mut self.s.tx, &c);
                     last_flush = tsc;
@@ -498,98 +615,22 @@ impl Worker {
             } else {
                 0
             };
-            if c.rx.get() >= self.s.panic_after_rx && self.s.index == 0 {
-                panic!("fault injection (DRLB_FAULT=worker_panic)");
-            }
-            {
-                let snap = self.s.snap.load();
-                c.generation.set(snap.generation);
-                // The flow-table state of the whole burst in flight at once (the tag
-                // lines since `recv_each`; in a table bigger than L2 the matching key
-                // lines, which `forward_hits` starts ahead of itself): a table bigger
-                // than the cache costs one miss per packet if they are taken one by one.
-                // The burst's leading fast hits (and SYNs routed by hash under a flood)
-                // in one loop (a frame in more than one segment shows as empty, fails
-                // `fast_key` and stops the loop), then frame by frame, each with its
-                // hint.
-                let (slots, deltas) = (c.slots.slots(), &mut self.deltas);
-                let mut new_flows = 0;
-                let hits = forward_hits(
-                    burst.whole_frames_mut(),
-                    &hashes[..n],
-                    snap,
-                    &mut self.local,
-                    now,
-                    |slot, len, new| {
-                        deltas.count(slot, len);
-                        if new {
-                            slots.new_conn(slot);
-                        }
-                        new_flows += u64::from(new);
-                    },
-                );
-                if new_flows > 0 {
-                    c.new_flows.add(new_flows);
-                }
-                if tx.buf.room() < hits {
-                    tx.flush(&mut self.s.tx, &c);
-                    last_flush = tsc;
-                }
-                burst.send_leading(hits, &mut tx.buf);
-                if hits < n {
-                    prefetch_rest(&hashes[..n], hits, &self.local);
-                }
-                let mut forwarded = hits as u64;
-                for (i, &h) in hashes.iter().enumerate().take(n).skip(hits) {
-                    let (data, whole) = burst.frame_mut(i);
-                    let len = data.len() as u64;
-                    // A frame in more than one mbuf is longer than the mbufs, which hold
-                    // a whole frame of the MTU (only net_pcap chains them).
-                    let v = if whole {
-                        let hint = hint(data, h, snap, &self.local);
-                        process_hinted(data, snap, &mut self.local, now, &hint)
-                    } else {
-                        Verdict::Drop(crate::lb::DropReason::Oversize)
-                    };
-                    match account(&c, &mut self.s.learned, v, len, &mut forwarded) {
-                        Then::Transmit => {
-                            if tx.buf.is_full() {
-                                tx.flush(&mut self.s.tx, &c);
-                                last_flush = tsc;
-                            }
-                            burst.send(i, &mut tx.buf);
-                        }
-                        Then::Free => {}
-                        Then::Kernel => to_kernel(
-                            &c,
-                            self.s.to_kernel.as_mut(),
-                            &mut self.bucket,
-                            (&mut burst, i),
-                            tsc,
-                        ),
-                        Then::Redirect => {
-                            let (frame, _) = burst.frame_mut(i);
-                            for p in self.s.peers_out.iter_mut() {
-                                let sent = Mbuf::from_bytes(&self.s.pool, frame)
-                                    .is_some_and(|m| p.push(m).is_ok());
-                                if !sent {
-                                    c.icmp_redirect_lost.add(1); // queue or pool full
-                                }
-                            }
-                        }
-                    }
-                }
-                c.forwarded.add(forwarded);
+            if self.forward_burst(&mut got, n, &mut tx, (now, tsc)) {
+                last_flush = tsc;
             }
             if sample != 0 && !tx.buf.is_empty() {
                 tx.sample = sample;
             }
-            burst.free_rest();
+            got.burst.free_rest();
             // Keep expiry and the census moving under full load too (a group a burst on
             // average, eight every eighth burst: the call's own ~75 instructions were
-            // most of a one-group sweep), and the table's counters current (once a tick).
+            // most of a one-group sweep), the queued frames going out (every eighth
+            // burst too: ~10 µs at full rate, where looking at three queues every
+            // burst cost 0.2 instructions a packet), and the table's counters current
+            // (once a tick).
             if busy & (BUSY_SWEEP_EVERY - 1) == 0 {
                 self.sweep(now, BUSY_SWEEP_EVERY as usize, &mut census, &mut dump);
+                self.take_queued(&mut tx, now);
             }
             if now != last_stats_tick {
                 last_stats_tick = now;
