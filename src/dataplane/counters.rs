@@ -303,7 +303,7 @@ worker_counters! {
     syn_flood_active: Gauge, "drlb_syn_flood_active", show::TELEMETRY, "";
     /// Live flow-table entries per worker (as of the last full sweep)
     flows: Gauge, "drlb_flow_entries", show::TELEMETRY, "";
-    /// Generation of the snapshot the worker forwards with
+    /// Generation of the snapshot the worker forwards with (as of its last tick)
     generation: Gauge, "drlb_worker_generation", show::TELEMETRY, "";
     /// Longest worker loop iteration that received a burst, in ns, set when the worker stops (a stall there holds every frame in the RX ring); the summary shows the longest of all workers
     longest_loop_ns: Gauge, "drlb_longest_loop_ns", show::SUMMARY, "";
