@@ -160,7 +160,6 @@ struct Census {
     live: u64,
 }
 
-/// The TX buffer with the latency sample riding on it.
 /// A received burst and its frames' stage-1 hashes, side by side: the forwarding loops
 /// address both from one register.
 struct Received {
@@ -168,6 +167,7 @@ struct Received {
     hashes: [u64; BURST],
 }
 
+/// The TX buffer with the latency sample riding on it.
 struct Tx {
     buf: TxBuffer,
     /// RX time (TSC) of a sampled burst whose frames are waiting in the buffer (0: none).
@@ -292,7 +292,7 @@ impl Worker {
         if timed_out > 0 {
             c.drops[DropReason::FragmentTimeout as usize].add(timed_out);
         }
-        self.deltas.publish(&self.s.counters.slots);
+        self.deltas.publish(&c.slots);
         self.publish(now, latency);
     }
 
