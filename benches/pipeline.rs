@@ -17,7 +17,7 @@
 //! memory at 1M flows (`# rss_*` lines).
 use drlb::lb::snapshot::{BackendSpec, Policy, ServiceSpec};
 use drlb::lb::{
-    forward_hits, hint, prefetch_burst, prefetch_rest, process_hinted, LocalState, OnGone, Proto,
+    forward_hits, hint, prefetch_burst, process_hinted, Cursor, LocalState, OnGone, Proto,
     SchedKind, Snapshot, SynFlood, Timeouts, Verdict,
 };
 use drlb::testing::pcap::{self, FlowsSpec};
@@ -117,19 +117,22 @@ fn run(p: &[Patch], flags: u8, snap: &Snapshot, local: &mut LocalState, total: u
             f[24..36].copy_from_slice(patch);
         }
         prefetch_burst(ring.iter().map(|f| std::hint::black_box(f.as_slice())), local, &mut hashes);
-        // The worker's order: the leading fast hits in one loop, then frame by frame.
-        let hits = forward_hits(
-            ring.iter_mut().map(|f| std::hint::black_box(f.as_mut_slice())),
-            &hashes,
-            snap,
-            local,
-            1,
-            |_, _, _| {},
-        );
-        fwd += hits;
-        prefetch_rest(&hashes, hits, local);
-        for (f, &h) in ring.iter_mut().zip(hashes.iter()).skip(hits) {
-            let f = std::hint::black_box(f.as_mut_slice());
+        // The worker's order: runs of fast hits in one loop, each frame a run stops at
+        // by the full path.
+        let mut cur = Cursor::default();
+        loop {
+            fwd += forward_hits(
+                ring.iter_mut().map(|f| std::hint::black_box(f.as_mut_slice())),
+                &hashes,
+                &mut cur,
+                snap,
+                local,
+                1,
+                |_, _, _| {},
+            );
+            let Some(&h) = hashes.get(cur.at) else { break };
+            let f = std::hint::black_box(ring[cur.at].as_mut_slice());
+            cur.skip();
             let hint = hint(f, h, snap, local);
             if let Verdict::Forward { .. } = process_hinted(f, snap, local, 1, &hint) {
                 fwd += 1;

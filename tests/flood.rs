@@ -376,7 +376,7 @@ fn flood_through_binary(mode: &str) -> std::collections::HashMap<String, u64> {
     assert_eq!(c["tx"], n);
     assert_eq!(c["mbufs_in_use"], 0);
     // Every SYN is a new connection, whichever loop of the worker forwarded it (under a
-    // flood most go by hash inside the leading loop, `lb::forward_hits`).
+    // flood most go by hash inside the fast path's runs, `lb::forward_hits`).
     assert_eq!(c["new_flows"], 256 + 10 * u64::from(CAP) + 50, "{c:?}");
     let out = pcap::read(&outp).unwrap();
     assert_eq!(out.len() as u64, n);

@@ -127,6 +127,59 @@ fn forwards_thousands_of_flows_and_accounts_for_every_frame() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
+/// Each flow's SYN, handshake ACK and data one after another (not interleaved), and
+/// every 13th frame one for no service, dropped: each burst mixes frames the fast path
+/// forwards with frames it stops at (a SYN and the ACK that completes a handshake change
+/// their flow's state; the dropped one is nobody's flow), so the worker's runs of fast
+/// hits resume after each. Every frame comes out, in the order it came in (none
+/// overtaken by a later one nor overtaking an earlier one), each flow to one server.
+#[test]
+fn bursts_that_mix_handshakes_data_and_drops_come_out_whole_and_in_order() {
+    let (dir, prefix) = scratch("pcapmix");
+    let flows = pcap::flows(&flows_spec(500, 8));
+    let mut input = Vec::new();
+    let mut forwarded = Vec::new();
+    for (i, f) in flows.into_iter().enumerate() {
+        if i % 13 == 12 {
+            let sport = 1000 + i as u16;
+            let to_81 = Flow {
+                dst_mac: PORT,
+                src_mac: CLIENT,
+                saddr: 0x0c00_0001,
+                daddr: VIP,
+                sport,
+                dport: 81,
+            };
+            input.push(frames::tcp(&to_81, drlb::wire::tcp::flags::ACK, 10, 60));
+        }
+        forwarded.push(f.clone());
+        input.push(f);
+    }
+    let njunk = (input.len() - forwarded.len()) as u64;
+    let inp = dir.join("in.pcap");
+    let outp = dir.join("out.pcap");
+    pcap::write(&inp, &input).unwrap();
+    let cfg = write(&dir, "c.toml", &web("flow_capacity = 65536\ngarp_repeat = 0"));
+    let mut d = spawn(&eal_args(&prefix, &pcap_rx_tx(&inp, &outp)), &app(&cfg, &[]));
+    let n = input.len() as u64;
+    d.wait_rx(n, Duration::from_secs(60));
+    let (code, c, log) = d.stop();
+    assert_eq!(code, 0, "exit code on SIGTERM\n{log}");
+    assert_eq!(accounted(&c), n, "{c:?}");
+    assert_eq!(c["forwarded"], forwarded.len() as u64, "{c:?}");
+    assert_eq!(c["new_flows"], 500, "{c:?}");
+    assert_eq!(c["drop_no_service"], njunk, "{c:?}");
+    assert_eq!(c["mbufs_in_use"], 0, "no mbuf leaked");
+    let out: Vec<Vec<u8>> =
+        pcap::read(&outp).unwrap().into_iter().filter(|f| !is_garp(f)).collect();
+    assert_eq!(out.len(), forwarded.len());
+    for (k, (o, i)) in out.iter().zip(&forwarded).enumerate() {
+        assert_eq!(o[12..], i[12..], "frame {k} out of order");
+    }
+    check_forwarded(&forwarded, &out, &[], PORT, |_| vec![A, B]);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 /// Two workers (`--lcores 0@0,1@0,2@1`: two worker lcores on this 2-CPU machine), each
 /// with its own RX and TX queue (net_pcap: one rx_pcap and one tx_pcap per queue): every
 /// frame of each queue comes out of the same worker's TX queue, checked; the counters

@@ -13,7 +13,7 @@
 //!
 //! No allocation, no lock, no atomic read-modify-write on this path, and no `unsafe`:
 //! the mbufs live in `dpdk::mbuf`'s burst and buffer types.
-use super::counters::{SlotDeltas, WorkerCounters};
+use super::counters::{SlotDeltas, Slots, WorkerCounters};
 use super::{CtrlFrame, DumpEntry};
 use crate::dpdk::mbuf::{Mbuf, RxBurst, TxBuffer, BURST};
 use crate::dpdk::mempool::Mempool;
@@ -21,7 +21,7 @@ use crate::dpdk::port::{RxQueue, TxQueue};
 use crate::lb::verdict::Neighbor;
 use crate::lb::DropReason;
 use crate::lb::{
-    forward_hits, hint, prefetch_rest, process_hinted, stage1, LocalState, Snapshot, Tick, Verdict,
+    forward_hits, hint, process_hinted, stage1, Cursor, LocalState, Snapshot, Tick, Verdict,
     TICKS_PER_SEC,
 };
 use crate::sync::{epoch, spsc};
@@ -370,21 +370,18 @@ impl Worker {
     }
 }
 
-/// Counts a verdict, queues a learned neighbour for the manager, and says what becomes
-/// of the frame. Forwarded frames are counted in `forwarded`, which the caller adds to
-/// the shared counter once a burst (the common verdict: one shared update per burst,
-/// not per packet).
+/// Counts a verdict of the full path, queues a learned neighbour for the manager, and
+/// says what becomes of the frame. (The fast path's hits are counted once a run.)
 #[inline(always)]
 fn account(
     c: &WorkerCounters,
     learned_q: &mut spsc::Producer<Neighbor>,
     v: Verdict,
     len: u64,
-    forwarded: &mut u64,
 ) -> Then {
     let learned = match v {
         Verdict::Forward { slot, new_flow } => {
-            *forwarded += 1;
+            c.forwarded.add(1);
             if new_flow {
                 c.new_flows.add(1);
             }
@@ -453,11 +450,30 @@ fn to_kernel(
     }
 }
 
+/// [`forward_hits`]' `on_hit` in the worker: a hit's packet and bytes to its backend's
+/// slot (the worker's own deltas, published once a tick), a SYN routed by hash also as
+/// its backend's new connection and in `new_flows`.
+#[inline(always)]
+fn count_hit<'a>(
+    deltas: &'a mut SlotDeltas,
+    slots: Slots<'a>,
+    new_flows: &'a mut u64,
+) -> impl FnMut(u16, usize, bool) + 'a {
+    move |slot, len, new| {
+        deltas.count(slot, len);
+        if new {
+            slots.new_conn(slot);
+        }
+        *new_flows += u64::from(new);
+    }
+}
+
 impl Worker {
-    /// Forwards the `n` frames of `got` (with their stage-1 hashes): the leading fast
-    /// hits in one loop, the rest frame by frame; true if it flushed the TX buffer. Out
-    /// of line: the loops' registers are allocated apart from the polling loop's state
-    /// (1.9 instructions a packet fewer, `perf/README.md`).
+    /// Forwards the `n` frames of `got` (with their stage-1 hashes): runs of fast hits in
+    /// one loop ([`forward_hits`]), and each frame a run stops at by the full path, after
+    /// which the next run starts ([`Worker::forward_rest`]); true if it flushed the TX
+    /// buffer. Out of line: the loops' registers are allocated apart from the polling
+    /// loop's state (1.9 instructions a packet fewer, `perf/README.md`).
     #[inline(never)]
     fn forward_burst(
         &mut self,
@@ -467,31 +483,26 @@ impl Worker {
         (now, tsc): (Tick, u64),
     ) -> bool {
         let c = &self.s.counters;
-        let (burst, hashes) = (&mut got.burst, &got.hashes);
+        let (burst, hashes) = (&mut got.burst, &got.hashes[..n]);
         let mut flushed = false;
         let snap = self.s.snap.load();
         // The flow-table state of the whole burst in flight at once (the tag lines since
         // `recv_each`; in a table bigger than L2 the matching key lines, which
         // `forward_hits` starts ahead of itself): a table bigger than the cache costs one
-        // miss per packet if they are taken one by one. The burst's leading fast hits
-        // (and SYNs routed by hash under a flood) in one loop (a frame in more than one
-        // segment shows as empty, fails `fast_key` and stops the loop), then frame by
-        // frame, each with its hint.
-        let (slots, deltas) = (c.slots.slots(), &mut self.deltas);
-        let mut new_flows = 0;
+        // miss per packet if they are taken one by one. The burst's first run of fast
+        // hits (and SYNs routed by hash under a flood) in one loop (a frame in more than
+        // one segment shows as empty, fails `fast_key` and stops a run); the rest, if it
+        // stopped, in `forward_rest`, apart: its loop carries the runs' state, which
+        // took registers from this run's hits (2-4 instructions a hit, callgrind).
+        let (mut new_flows, mut cur) = (0, Cursor::default());
         let hits = forward_hits(
             burst.whole_frames_mut(),
-            &hashes[..n],
+            hashes,
+            &mut cur,
             snap,
             &mut self.local,
             now,
-            |slot, len, new| {
-                deltas.count(slot, len);
-                if new {
-                    slots.new_conn(slot);
-                }
-                new_flows += u64::from(new);
-            },
+            count_hit(&mut self.deltas, c.slots.slots(), &mut new_flows),
         );
         if new_flows > 0 {
             c.new_flows.add(new_flows);
@@ -500,12 +511,35 @@ impl Worker {
             tx.flush(&mut self.s.tx, c);
             flushed = true;
         }
-        burst.send_leading(hits, &mut tx.buf);
+        burst.send_run(0, hits, &mut tx.buf);
+        c.forwarded.add(hits as u64);
         if hits < n {
-            prefetch_rest(&hashes[..n], hits, &self.local);
+            flushed |= self.forward_rest(got, n, cur, tx, (now, tsc));
         }
-        let mut forwarded = hits as u64;
-        for (i, &h) in (hits..n).zip(&hashes[hits..n]) {
+        flushed
+    }
+
+    /// The rest of [`Worker::forward_burst`]'s burst from the frame its first run of fast
+    /// hits stopped at (`cur.at`): that frame by the full path with its hint, then the
+    /// next run of fast hits from the frame after it, and so on, in the burst's order;
+    /// true if it flushed the TX buffer.
+    #[inline(never)]
+    fn forward_rest(
+        &mut self,
+        got: &mut Received,
+        n: usize,
+        mut cur: Cursor,
+        tx: &mut Tx,
+        (now, tsc): (Tick, u64),
+    ) -> bool {
+        let c = &self.s.counters;
+        let (burst, hashes) = (&mut got.burst, &got.hashes[..n]);
+        let mut flushed = false;
+        let snap = self.s.snap.load();
+        let mut new_flows = 0;
+        while let Some(&h) = hashes.get(cur.at) {
+            let i = cur.at;
+            cur.skip();
             let (data, whole) = burst.frame_mut(i);
             let len = data.len() as u64;
             // A frame in more than one mbuf is longer than the mbufs, which hold a whole
@@ -516,7 +550,7 @@ impl Worker {
             } else {
                 Verdict::Drop(crate::lb::DropReason::Oversize)
             };
-            match account(c, &mut self.s.learned, v, len, &mut forwarded) {
+            match account(c, &mut self.s.learned, v, len) {
                 Then::Transmit => {
                     if tx.buf.is_full() {
                         tx.flush(&mut self.s.tx, c);
@@ -539,8 +573,25 @@ impl Worker {
                     }
                 }
             }
+            let hits = forward_hits(
+                burst.whole_frames_mut(),
+                hashes,
+                &mut cur,
+                snap,
+                &mut self.local,
+                now,
+                count_hit(&mut self.deltas, c.slots.slots(), &mut new_flows),
+            );
+            if tx.buf.room() < hits {
+                tx.flush(&mut self.s.tx, c);
+                flushed = true;
+            }
+            burst.send_run(cur.at - hits, hits, &mut tx.buf);
+            c.forwarded.add(hits as u64);
         }
-        c.forwarded.add(forwarded);
+        if new_flows > 0 {
+            c.new_flows.add(new_flows);
+        }
         flushed
     }
 

@@ -193,15 +193,17 @@ impl RxBurst {
         self.sent |= 1 << i;
     }
 
-    /// Hands frames `0..k` to `tx` at once (the fast path's leading hits), which must
-    /// have room for them ([`TxBuffer::room`]). Panics if one of them was sent.
+    /// Hands frames `from..from + k` to `tx` at once (a run of the fast path's hits),
+    /// which must have room for them ([`TxBuffer::room`]). Panics if one of them was
+    /// sent or is not in the burst.
     #[inline(always)]
-    pub fn send_leading(&mut self, k: usize, tx: &mut TxBuffer) {
-        assert!(k <= self.m.len, "frames 0..{k} not in the burst");
-        let mask = first(k);
-        assert!(self.sent & mask == 0, "frames 0..{k} not all in the burst");
+    pub fn send_run(&mut self, from: usize, k: usize, tx: &mut TxBuffer) {
+        let end = from + k;
+        assert!(end <= self.m.len, "frames {from}..{end} not in the burst");
+        let mask = first(end) ^ first(from);
+        assert!(self.sent & mask == 0, "frames {from}..{end} not all in the burst");
         let at = tx.m.len;
-        tx.m.pkts[at..at + k].copy_from_slice(&self.m.pkts[..k]); // panics without room
+        tx.m.pkts[at..at + k].copy_from_slice(&self.m.pkts[from..end]); // panics without room
         tx.m.len += k;
         self.sent |= mask;
     }

@@ -23,8 +23,8 @@ pub mod tcp_state;
 pub mod verdict;
 
 pub use pipeline::{
-    forward_hits, hint, peek_key, prefetch_burst, prefetch_rest, process, process_hinted, stage1,
-    Hint, LocalState,
+    forward_hits, hint, peek_key, prefetch_burst, process, process_hinted, stage1, Cursor, Hint,
+    LocalState,
 };
 pub use snapshot::Snapshot;
 pub use verdict::{DropReason, Verdict};

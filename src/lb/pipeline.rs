@@ -123,9 +123,9 @@ pub fn process(frame: &mut [u8], snap: &Snapshot, local: &mut LocalState, now: T
 
 /// [`process`], reusing the flow hash from [`prefetch_burst`] when its key is this
 /// frame's (checked; a stale or absent hint only costs a hash). Always inlined: the
-/// worker calls it for every frame after the point where a burst's leading loop
-/// ([`forward_hits`]) stopped, and a call returning the `Verdict` through memory, with
-/// the big function's prologue and epilogue, cost ~10 % of the flood's rate.
+/// worker calls it for every frame where a run of the fast path ([`forward_hits`])
+/// stopped, and a call returning the `Verdict` through memory, with the big function's
+/// prologue and epilogue, cost ~10 % of the flood's rate.
 #[inline(always)]
 pub fn process_hinted(
     frame: &mut [u8],
@@ -247,11 +247,24 @@ pub type Hint = Option<Peeked>;
 /// header checksum (see [`fast_hit`]).
 #[inline(always)]
 pub fn fast_key(f: &[u8], snap: &Snapshot) -> Option<(WireKey, Fast)> {
+    fast_key_within(f, snap, frame_max(snap))
+}
+
+/// The longest frame [`fast_key`] passes: the MTU's, the MTU capped below 2^16 - 1 (the
+/// config's is at most 9,600), which keeps every total length below TCP_MIN_TOTAL's
+/// "never".
+#[inline(always)]
+fn frame_max(snap: &Snapshot) -> usize {
+    14 + usize::from(snap.mtu.min(u16::MAX - 1))
+}
+
+/// [`fast_key`] with [`frame_max`] computed once by the caller (the hit loop: inside it,
+/// LLVM reloaded and capped the MTU on every hit in one of two loops it inlined).
+#[inline(always)]
+fn fast_key_within(f: &[u8], snap: &Snapshot, max: usize) -> Option<(WireKey, Fast)> {
     // Every frame on the wire is at least 60 bytes; shorter ones take the full path. The
     // first 54 bytes as an array: the reads below need no bounds checks.
-    // The MTU capped below 2^16 - 1 (the config's is at most 9,600) keeps every total
-    // length below TCP_MIN_TOTAL's "never".
-    let h: &[u8; 54] = crate::mem::head_within(f, 14 + usize::from(snap.mtu.min(u16::MAX - 1)))?;
+    let h: &[u8; 54] = crate::mem::head_within(f, max)?;
     let be16 = |at: usize| u16::from_be_bytes([h[at], h[at + 1]]);
     // Destination MAC ours (not broadcast), IPv4 without a tag, version 4 and IHL 5 (one
     // masked compare).
@@ -338,8 +351,7 @@ fn key_at_fixed_offsets(f: &[u8]) -> Option<(WireKey, bool)> {
 /// load at once. `hashes` (scratch, at least as long as `frames`; no allocation)
 /// receives each frame's hash. Stage 2 (in a table bigger than the L2 cache, each
 /// packet's tag-matching key line) runs in [`forward_hits`], AHEAD frames ahead of the
-/// frame it forwards, and in [`prefetch_rest`] for the frames it did not reach. (The
-/// worker runs [`stage1`] as it receives the burst.)
+/// frame it forwards. (The worker runs [`stage1`] as it receives the burst.)
 #[inline]
 pub fn prefetch_burst<'a>(
     frames: impl Iterator<Item = &'a [u8]>,
@@ -355,8 +367,8 @@ pub fn prefetch_burst<'a>(
 /// ([`key_at_fixed_offsets`]) without looking at anything else, prefetches the tag line
 /// of its first group (and of its second for a SYN, FIN or RST, likely a miss), and
 /// returns the 64-bit hash ([`FlowTable::hash_bits`]; 0 for a frame too short to hold a
-/// key). The checks come once, in [`forward_hits`] for the burst's leading hits and in
-/// [`hint`] for the rest, which take the hash from here; a frame whose key is
+/// key). The checks come once, in [`forward_hits`] for the hits and in [`hint`] for
+/// the frames it stops at, which take the hash from here; a frame whose key is
 /// elsewhere, tagged or with options, is hashed again by [`hint`] (its prefetch here
 /// was of a line it does not use).
 #[inline(always)]
@@ -378,18 +390,6 @@ pub fn stage1(f: &[u8], local: &LocalState) -> u64 {
 /// AMD EPYC host the harness runs on now, 16 forwards 11 % more than 8 at 64k flows
 /// (paired, every round), where on the Intel host before it 8 was best (16: −2 %).
 const AHEAD: usize = 16;
-
-/// Stage 2 ([`FlowTable::prefetch_entries`]) for the frames after `hits` (what
-/// [`forward_hits`] forwarded) that it did not run it for, in a table bigger than the
-/// L2 cache only: call before the frame-by-frame loop over the rest of the burst.
-#[inline]
-pub fn prefetch_rest(hashes: &[u64], hits: usize, local: &LocalState) {
-    if local.flows.deep_prefetch() {
-        for &h in hashes.get(hits + AHEAD..).unwrap_or_default() {
-            local.flows.prefetch_entries(&local.flows.hashed(h));
-        }
-    }
-}
 
 /// The hint of a frame for [`process_hinted`]: its key, hash (from [`prefetch_burst`]'s
 /// `h` when [`fast_key`] passes, so the key is at the offsets stage 1 hashed) and which
@@ -477,20 +477,54 @@ impl Renewal {
     }
 }
 
-/// The fast path over the start of a burst: frames (with their [`prefetch_burst`]
-/// hashes) that [`fast_key`] passes are forwarded by [`fast_hit`] (and, under a SYN
-/// flood, by [`flood_syn`]) in order until the first that cannot be; that one and the
-/// rest go to [`process_hinted`] with their [`hint`] (so no frame overtakes an earlier
-/// one of its flow, whose state it may have changed). The headers are checked here,
-/// once: no hint is written and read back for a frame this loop forwards. Returns how
-/// many were forwarded; each one is handed to `on_hit` with its backend slot, its
-/// length and whether it is a new connection (`process`'s `Verdict::Forward`: `false`
-/// for a hit, `true` for a SYN routed by hash), for the caller's counters. One tight
-/// loop: the table, the snapshot and the clock stay in registers.
-#[inline]
+/// Where a burst stands between [`forward_hits`]' runs: the next frame to forward
+/// (`at`), and in a table bigger than L2 stage 2's ring, the lane of the first group's
+/// tag match (or [`NO_LANE`]) for frames `at .. at + AHEAD`, frame i's at i % AHEAD. One
+/// a burst, from `Cursor::default()`: a run that resumes after the frame the full path
+/// took finds the lanes the run before it found (stage 2 is not run twice for a frame;
+/// a lane the full path's frame made stale is only a hint, [`HitView::hit_entry`]).
+#[derive(Clone, Copy)]
+pub struct Cursor {
+    /// The burst's next frame: the one after the last run's hits, until the caller has
+    /// taken it by the full path ([`Cursor::skip`]).
+    pub at: usize,
+    lanes: [u8; AHEAD],
+}
+
+impl Default for Cursor {
+    fn default() -> Self {
+        Cursor { at: 0, lanes: [NO_LANE; AHEAD] }
+    }
+}
+
+impl Cursor {
+    /// Frame `at` went by the full path: the next run starts after it.
+    #[inline(always)]
+    pub fn skip(&mut self) {
+        self.at += 1;
+    }
+}
+
+/// The fast path over a burst from frame `cur.at`: frames (with their [`prefetch_burst`]
+/// hashes, `hashes` being the whole burst's) that [`fast_key`] passes are forwarded by
+/// [`fast_hit`] (and, under a SYN flood, by [`flood_syn`]) in order until the first that
+/// cannot be, where the run stops; the caller takes that one by [`process_hinted`] with
+/// its [`hint`], [`Cursor::skip`]s it and runs this again on the frames after it. So
+/// frames are decided in order (none overtakes an earlier one of its flow, whose state
+/// it may have changed) and one frame the fast path cannot forward (a SYN, a FIN) costs
+/// the frames after it nothing. The headers are checked here, once: no hint is written
+/// and read back for a frame this loop forwards. `frames` and `hashes` are the whole
+/// burst's (the frames before `cur.at` are passed over). Returns how many were
+/// forwarded, from `cur.at` on (`cur.at` moves past them); each one is handed to
+/// `on_hit` with its backend slot, its length and whether it is a new connection
+/// (`process`'s `Verdict::Forward`: `false` for a hit, `true` for a SYN routed by hash),
+/// for the caller's counters. One tight loop: the table, the snapshot and the clock stay
+/// in registers.
+#[inline(always)]
 pub fn forward_hits<'a>(
     frames: impl Iterator<Item = &'a mut [u8]>,
     hashes: &[u64],
+    cur: &mut Cursor,
     snap: &Snapshot,
     local: &mut LocalState,
     now: Tick,
@@ -499,21 +533,24 @@ pub fn forward_hits<'a>(
     // One loop for each table size and flood state, so the loop tests nothing that
     // cannot change in it (the test and the flag's register cost four instructions a
     // hit).
-    match (local.flows.deep_prefetch(), local.flood.active(now)) {
-        (true, false) => leading::<true, false>(frames, hashes, snap, local, now, on_hit),
-        (false, false) => leading::<false, false>(frames, hashes, snap, local, now, on_hit),
-        (true, true) => leading::<true, true>(frames, hashes, snap, local, now, on_hit),
-        (false, true) => leading::<false, true>(frames, hashes, snap, local, now, on_hit),
-    }
+    let hits = match (local.flows.deep_prefetch(), local.flood.active(now)) {
+        (true, false) => leading::<true, false>(frames, hashes, cur, snap, local, now, on_hit),
+        (false, false) => leading::<false, false>(frames, hashes, cur, snap, local, now, on_hit),
+        (true, true) => leading::<true, true>(frames, hashes, cur, snap, local, now, on_hit),
+        (false, true) => leading::<false, true>(frames, hashes, cur, snap, local, now, on_hit),
+    };
+    cur.at += hits;
+    hits
 }
 
 /// [`forward_hits`]' loop, with stage 2 run ahead (`DEEP`) or not, and under a flood
-/// (`FLOOD`: [`Flood::active`] when the burst came) with [`flood_syn`] for the SYNs or
+/// (`FLOOD`: [`Flood::active`] when the run started) with [`flood_syn`] for the SYNs or
 /// not (then a SYN ends it, as every other frame the fast path does not forward).
 #[inline(always)]
 fn leading<'a, const DEEP: bool, const FLOOD: bool>(
     frames: impl Iterator<Item = &'a mut [u8]>,
     hashes: &[u64],
+    cur: &mut Cursor,
     snap: &Snapshot,
     local: &mut LocalState,
     now: Tick,
@@ -522,24 +559,30 @@ fn leading<'a, const DEEP: bool, const FLOOD: bool>(
     // Computed here, once, and read through an opaque reference: without the black box
     // LLVM sinks the two saturating adds into the loop (four instructions a hit,
     // callgrind), and with the value itself black-boxed it copies it every iteration.
-    let renewal = Renewal::at(snap, now);
-    let (mut n, renew) = (0, std::hint::black_box(&renewal));
+    let (renewal, max) = (Renewal::at(snap, now), frame_max(snap));
+    let (from, renew) = (cur.at, std::hint::black_box(&renewal));
     let mut flows = local.flows.hit_view();
-    // In a table bigger than L2, stage 2 AHEAD frames ahead: the lane of the first
-    // group's tag match (or NO_LANE) for frames n .. n + AHEAD, frame i's at i % AHEAD,
-    // which the hit tries before its own tag scan.
-    let mut lanes = [NO_LANE; AHEAD];
-    if DEEP {
+    // In a table bigger than L2, stage 2 AHEAD frames ahead (`cur`'s ring), which the hit
+    // tries before its own tag scan; the burst's first run starts it. `n` counts this
+    // run's frames: frame `from + n`'s lane is at `(from + n) % AHEAD`.
+    let lanes = &mut cur.lanes;
+    if DEEP && from == 0 {
         for (l, &h) in lanes.iter_mut().zip(hashes) {
             *l = flows.prefetch_entries(&flows.hashed(h));
         }
     }
-    for (f, &h) in frames.zip(hashes) {
+    // The burst's frames and hashes from `from` on, at one index off one base (the
+    // frames' pointers and lengths sit beside the hashes in the worker's `Received`).
+    let (mut n, mut run) = (0, frames.zip(hashes));
+    if from > 0 {
+        run.nth(from - 1); // (a `skip` tested its count on every hit)
+    }
+    for (f, &h) in run {
         let mut lane = NO_LANE;
         if DEEP {
-            let at = &mut lanes[n % AHEAD];
+            let at = &mut lanes[(from + n) % AHEAD];
             lane = *at;
-            if let Some(&ahead) = hashes.get(n + AHEAD) {
+            if let Some(&ahead) = hashes.get(from + n + AHEAD) {
                 *at = flows.prefetch_entries(&flows.hashed(ahead));
             }
             // Halfway there, a frame with no tag match in its first group (~5 % at half
@@ -547,13 +590,13 @@ fn leading<'a, const DEEP: bool, const FLOOD: bool>(
             // match in the second started: else its hit waits for two lines in turn (at
             // 64k flows, 9 % of the worker's samples sat on that wait). Not under a
             // flood, whose SYNs match no tag in either group.
-            if !FLOOD && lanes[(n + AHEAD / 2) % AHEAD] == NO_LANE {
-                if let Some(&half) = hashes.get(n + AHEAD / 2) {
+            if !FLOOD && lanes[(from + n + AHEAD / 2) % AHEAD] == NO_LANE {
+                if let Some(&half) = hashes.get(from + n + AHEAD / 2) {
                     flows.prefetch_second_entries(&flows.hashed(half));
                 }
             }
         }
-        let Some((key, fast)) = fast_key(f, snap) else { break };
+        let Some((key, fast)) = fast_key_within(f, snap, max) else { break };
         let p = Peeked { key, hash: flows.hashed(h), fast };
         let len = f.len();
         if fast.hit() {
