@@ -134,14 +134,16 @@ scheduler = "wrr"
     return path
 
 
-def pcap(flows, size, tag="", ppf=2, ack_only=False):
+def pcap(flows, size, tag="", ppf=2, ack_only=False, interleave=True):
     """A SYN and then ppf - 1 ACKs per flow, interleaved (replayed forever: the SYN hits
     the flow's entry again, so 2 means every packet changes the flow's TCP state and
     takes the full path; with more, the ACKs of an established flow take the fast path).
-    With ack_only, ppf ACKs per flow and no SYN."""
+    With ack_only, ppf ACKs per flow and no SYN; without interleave, each flow's packets
+    one after another."""
     p = os.path.join(OUT, f"flows-{flows}-{size}{tag}" + (f"-ppf{ppf}" if ppf != 2 else "") + ".pcap")
     if not os.path.exists(p):
-        subprocess.run([f"{B}/drlb-gen", "--flows", str(flows), "--packets-per-flow", str(ppf), "--interleave",
+        subprocess.run([f"{B}/drlb-gen", "--flows", str(flows), "--packets-per-flow", str(ppf),
+                        *(["--interleave"] if interleave else []),
                         "--size", str(size), "--out", p] + (["--ack-only"] if ack_only else []),
                        check=True, capture_output=True)
     return p
@@ -216,16 +218,28 @@ def mean(xs):
     return sum(xs) / len(xs) if xs else float("nan")
 
 
-# The e2e plot's short names for the two kinds of traffic.
-E2E_LABEL = {"syn+ack": "syn", "established": "est"}
+# The e2e plot's short names for the kinds of traffic.
+E2E_LABEL = {"syn+ack": "syn", "established": "est", "mixed": "mix"}
+
+# Packets per flow of the `mixed` e2e traffic, and the most flows it runs with (its
+# pcap is held in mbufs: 64k flows of 16 would not fit the harness's hugepages).
+MIXED_PPF = 16
+MIXED_MAX_FLOWS = 4096
 
 
 def e2e_case(flows, size, traffic, ppf):
     """One e2e case: (packets per flow, drlb config, EAL args (a function: the memory
     mode is chosen at each start), mbufs). `syn+ack` replays a SYN and
-    ppf - 1 ACKs per flow; `established` ACKs only, for a mid_flow = "schedule" service."""
-    if traffic == "syn+ack":
-        p = pcap(flows, size, ppf=ppf)
+    ppf - 1 ACKs per flow, the flows interleaved (each burst all SYNs or all ACKs);
+    `mixed` a SYN and 15 ACKs per flow, one flow after another (each 64-frame burst
+    holds four flows' SYN and handshake ACK among their data, as a director's traffic
+    mixes them); `established` ACKs only, for a mid_flow = "schedule" service."""
+    if traffic in ("syn+ack", "mixed"):
+        if traffic == "mixed":
+            ppf = MIXED_PPF
+            p = pcap(flows, size, tag="-mixed", ppf=ppf, interleave=False)
+        else:
+            p = pcap(flows, size, ppf=ppf)
         cfg = bench_config(os.path.join(OUT, "e2e.toml"), flows)
     else:
         ppf = 1
@@ -260,16 +274,18 @@ def paired_ab(a):
 
 def stage_e2e(a, res):
     """drlb vs testpmd macswap on the same net_pcap port, same run, counting frames sent
-    (TX), for two kinds of traffic: `syn+ack` (a SYN and then packets_per_flow - 1 ACKs
-    per flow, replayed forever: the SYN resets the flow's TCP state each pass) and
+    (TX), for three kinds of traffic: `syn+ack` (a SYN and then packets_per_flow - 1 ACKs
+    per flow, replayed forever: the SYN resets the flow's TCP state each pass),
     `established` (ACK segments only, for a service with mid_flow = "schedule": the first
-    pass takes the flows up, every later one is established traffic)."""
+    pass takes the flows up, every later one is established traffic) and, up to
+    MIXED_MAX_FLOWS flows, `mixed` (each flow's SYN and 15 ACKs in a row, so every burst
+    mixes frames that change a flow's state with its data)."""
     rows = []
     flows_list = [1024] if a.quick else [int(x) for x in a.e2e_flows.split(",")]
     sizes = [60] if a.quick else [int(x) for x in a.e2e_sizes.split(",")]
     for flows in flows_list:
         for size in sizes:
-            for traffic in ("syn+ack", "established"):
+            for traffic in ("syn+ack", "established", "mixed")[:3 if flows <= MIXED_MAX_FLOWS else 2]:
                 ppf, cfg, eal, mbufs = e2e_case(flows, size, traffic, a.e2e_ppf)
                 d, t = [], []
                 for r in range(a.runs):
@@ -854,7 +870,7 @@ def main():
                          "drlbadm get CPU time on a 2-CPU host (a spinning generator starves them)")
     ap.add_argument("--ab", metavar="OLD,NEW",
                     help="paired A/B of two drlb binaries on one e2e case, or on the scaling stage (see --ab-traffic); no stages run")
-    ap.add_argument("--ab-traffic", choices=["established", "syn+ack", "scaling"], default="established",
+    ap.add_argument("--ab-traffic", choices=["established", "syn+ack", "mixed", "scaling"], default="established",
                     help="the e2e case's traffic, or `scaling`: the scaling stage's two cases")
     a = ap.parse_args()
     if a.ab and (len(a.ab.split(",")) != 2 or not all(os.access(b, os.X_OK) for b in a.ab.split(","))):
