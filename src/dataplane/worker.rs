@@ -522,7 +522,9 @@ impl Worker {
     /// The rest of [`Worker::forward_burst`]'s burst from the frame its first run of fast
     /// hits stopped at (`cur.at`): that frame by the full path with its hint, then the
     /// next run of fast hits from the frame after it, and so on, in the burst's order;
-    /// true if it flushed the TX buffer.
+    /// true if it flushed the TX buffer. (A run, its flush and its send are written out
+    /// here as in `forward_burst`, each function with its own inlined copy of the loop:
+    /// the copy there is the one the all-hits burst runs, with no run state around it.)
     #[inline(never)]
     fn forward_rest(
         &mut self,
