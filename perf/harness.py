@@ -260,6 +260,9 @@ def paired_ab(a):
     if a.ab_traffic == "scaling":
         return paired_scaling(a, bins)
     flows = int(a.e2e_flows.split(",")[0])
+    if a.ab_traffic == "mixed" and flows > MIXED_MAX_FLOWS:
+        sys.exit(f"--ab-traffic mixed runs with at most {MIXED_MAX_FLOWS} flows (its pcap is held in "
+                 f"mbufs); got --e2e-flows {flows}")
     _, cfg, eal, mbufs = e2e_case(flows, 60, a.ab_traffic, a.e2e_ppf)
     runs = {b: [] for b in bins}
     for r in range(a.runs):
@@ -285,7 +288,7 @@ def stage_e2e(a, res):
     sizes = [60] if a.quick else [int(x) for x in a.e2e_sizes.split(",")]
     for flows in flows_list:
         for size in sizes:
-            for traffic in ("syn+ack", "established", "mixed")[:3 if flows <= MIXED_MAX_FLOWS else 2]:
+            for traffic in ["syn+ack", "established"] + (["mixed"] if flows <= MIXED_MAX_FLOWS else []):
                 ppf, cfg, eal, mbufs = e2e_case(flows, size, traffic, a.e2e_ppf)
                 d, t = [], []
                 for r in range(a.runs):
