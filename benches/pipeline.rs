@@ -14,7 +14,8 @@
 //! same with `syn_flood = "evict"`: every SYN past the fill evicts); and the fill curve
 //! (evict mode): new flows into an empty 1M-entry table in steps of 10 % of its
 //! capacity up to 150 % (ns/packet and evictions per step), with the process's resident
-//! memory at 1M flows (`# rss_*` lines).
+//! memory at 1M flows (`# rss_*` lines); and this host's memory under a table as large
+//! as the 1M case's (`# dram_*` lines, [`host_memory`]).
 use drlb::lb::snapshot::{BackendSpec, Policy, ServiceSpec};
 use drlb::lb::{
     forward_hits, hint, prefetch_burst, process_hinted, Cursor, LocalState, OnGone, Proto,
@@ -191,6 +192,57 @@ fn main() {
     let ns = run(&p, SYN, &evict, &mut local, if quick { 1 << 20 } else { 4 << 20 });
     println!("miss_evict,1048576,65536,{ns:.1},{:.1}", 1e3 / ns);
     fill(&evict, if quick { 65_536 } else { 1 << 20 });
+    host_memory(2 * 1_048_576 * drlb::lb::flow::ENTRY_BYTES);
+}
+
+/// What this host's memory gives a table of `bytes` (the 1M case's: past the last-level
+/// cache), in the flow table's own kind of memory (`mem::Table`: transparent huge
+/// pages): the latency of a dependent load (a chase through every line in random order)
+/// and the time a random line takes when a burst's 32 are prefetched together and then
+/// read (as much overlap as a burst allows). A hit in such a table reads two dependent
+/// lines, the tag line and then the key line: these two numbers are its floor.
+fn host_memory(bytes: usize) {
+    let lines = bytes / 64;
+    let mut t: drlb::mem::Table<[u64; 8]> = drlb::mem::Table::zeroed(lines);
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rnd = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    // Each line holds the next line's index of a random tour through all of them.
+    let mut order: Vec<usize> = (0..lines).collect();
+    for i in (1..lines).rev() {
+        order.swap(i, (rnd() % (i as u64 + 1)) as usize);
+    }
+    for (i, &l) in order.iter().enumerate() {
+        t[l][0] = order[(i + 1) % lines] as u64;
+    }
+    let chase = 1 << 22;
+    let start = Instant::now();
+    let mut at = 0usize;
+    for _ in 0..chase {
+        at = t[at][0] as usize;
+    }
+    let dependent = start.elapsed().as_nanos() as f64 / chase as f64;
+    std::hint::black_box(at);
+    let picks: Vec<usize> = (0..1 << 22).map(|_| (rnd() % lines as u64) as usize).collect();
+    let start = Instant::now();
+    let mut sum = 0u64;
+    for burst in picks.chunks_exact(BURST) {
+        for &l in burst {
+            t.prefetch(l);
+        }
+        for &l in burst {
+            sum = sum.wrapping_add(t[l][1]);
+        }
+    }
+    let line = start.elapsed().as_nanos() as f64 / picks.len() as f64;
+    std::hint::black_box(sum);
+    println!("# dram_probe_bytes {bytes}");
+    println!("# dram_dependent_load_ns {dependent:.1}");
+    println!("# dram_line_in_bursts_of_32_ns {line:.1}");
 }
 
 fn rss_bytes() -> u64 {
