@@ -13,7 +13,8 @@ machine facts, DPDK version, git revision and parameters; perf/out/*.svg are the
              (rx_pcap=FLOWS.pcap,infinite_rx=1; TX counts and drops), 1 forwarding lcore,
              1 / 1k / 64k flows x 60 / 512 / 1514-byte frames; median of RUNS runs.
   scaling    drlb with 2 workers vs 1 (an --lcores map that puts the main lcore on worker
-             1's core; net_pcap with two RX queues), 64k flows.
+             1's core; net_pcap with two RX queues), 64k flows; testpmd macswap with 2
+             forwarding lcores vs 1 on the same vdevs and lcores beside it (the ceiling).
   micro      cargo bench --bench pipeline: ns/packet hit (1k/64k/1M flows), miss, the
              table fill curve and resident memory; callgrind instructions/packet.
   latency    drlb-pktgen (paced UDP over net_memif) at its max rate, then 10/50/90 % of
@@ -186,12 +187,12 @@ def run_drlb(eal, cfg, secs, warm, extra=(), during=None, netns=None, metric="rx
     return pps[warm:warm + secs] if not during else pps, counters, err
 
 
-def run_testpmd(eal, secs, warm, mbufs, metric="Rx-pps"):
+def run_testpmd(eal, secs, warm, mbufs, metric="Rx-pps", app=()):
     """testpmd macswap until it has printed `secs` rate periods after its warm-up ones
     (its first two periods, and anything before its first rate line: with --in-memory
-    -m 1536 it takes seconds to start)."""
+    -m 1536 it takes seconds to start); `app`: more testpmd arguments."""
     cmd = ["dpdk-testpmd"] + eal + ["--", "--forward-mode=macswap", "--port-topology=loop",
-                                    f"--total-num-mbufs={mbufs}", "--stats-period", "1"]
+                                    f"--total-num-mbufs={mbufs}", "--stats-period", "1", *app]
     outpath = os.path.join(OUT, "testpmd.out")
     outf = open(outpath, "w+")
     p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=outf, stderr=subprocess.STDOUT, text=True)
@@ -320,18 +321,24 @@ def scaling_cases():
          f"--vdev=net_pcap0,rx_pcap={p0},rx_pcap={p1},infinite_rx=1"),
     ]
     eal = lambda lcores, vdev: lcores + ["--no-pci", *mem_args(1536), "--file-prefix", f"hs{os.getpid()}", vdev]
-    return cfg, [(w, eal(l, v)) for w, l, v in cases], ["--mbufs", str(4 * flows + 32768)]
+    return cfg, [(w, eal(l, v)) for w, l, v in cases], 4 * flows + 32768
+
+
+def testpmd_cores(workers):
+    """testpmd's arguments for `workers` forwarding lcores, one RX/TX queue pair each
+    (the scaling stage's ceiling: the same vdevs and lcores, macswap)."""
+    return [f"--nb-cores={workers}", f"--rxq={workers}", f"--txq={workers}"]
 
 
 def paired_scaling(a, bins):
     """--ab OLD,NEW --ab-traffic scaling: the scaling stage's one- and two-worker cases for
     each binary in turn, --runs rounds; each binary's two-worker / one-worker medians."""
-    cfg, cases, extra = scaling_cases()
+    cfg, cases, mbufs = scaling_cases()
     runs = {(b, w): [] for b in bins for w, _ in cases}
     for r in range(a.runs):
         for b in bins:
             for w, eal in cases:
-                pps, _, _ = run_drlb(eal, cfg, a.secs, a.warm, extra, drlb=b)
+                pps, _, _ = run_drlb(eal, cfg, a.secs, a.warm, ["--mbufs", str(mbufs)], drlb=b)
                 runs[(b, w)].append(mean(pps) / 1e6)
                 print(f"  round {r + 1}: {b} workers={w} {runs[(b, w)][-1]:.2f} Mpps", flush=True)
     for b in bins:
@@ -342,19 +349,25 @@ def paired_scaling(a, bins):
 
 
 def stage_scaling(a, res):
-    cfg, cases, extra = scaling_cases()
+    """drlb with 2 workers vs 1, and testpmd macswap with 2 forwarding lcores vs 1 on the
+    same vdevs and CPUs, each run in turn: testpmd's ratio is what the machine gives two
+    cores (the two vCPUs also carry the main lcore, the manager and the harness)."""
+    cfg, cases, mbufs = scaling_cases()
     rows = []
     for workers, eal in cases:
-        vals = []
+        vals, tvals = [], []
         for _ in range(a.runs):
-            pps, c, _ = run_drlb(eal, cfg, a.secs, a.warm, extra)
+            pps, c, _ = run_drlb(eal, cfg, a.secs, a.warm, ["--mbufs", str(mbufs)])
             vals.append(mean(pps) / 1e6)
-        m = statistics.median(vals)
-        rows.append({"workers": workers, "mpps": round(m, 3), "runs": [round(x, 3) for x in vals]})
-        print(f"  scaling workers={workers}: {m:.2f} Mpps")
-    rows[1]["ratio_vs_1"] = round(rows[1]["mpps"] / rows[0]["mpps"], 3) if rows[0]["mpps"] else None
+            tvals.append(mean(run_testpmd(eal, a.secs, a.warm, mbufs, app=testpmd_cores(workers))) / 1e6)
+        m, tm = statistics.median(vals), statistics.median(tvals)
+        rows.append({"workers": workers, "mpps": round(m, 3), "runs": [round(x, 3) for x in vals],
+                     "testpmd_mpps": round(tm, 3), "testpmd_runs": [round(x, 3) for x in tvals]})
+        print(f"  scaling workers={workers}: {m:.2f} Mpps (testpmd {tm:.2f})")
+    ratio = lambda k: round(rows[1][k] / rows[0][k], 3) if rows[0][k] else None
+    rows[1]["ratio_vs_1"], rows[1]["testpmd_ratio_vs_1"] = ratio("mpps"), ratio("testpmd_mpps")
     res["scaling"] = rows
-    write_csv("scaling", rows, ["workers", "mpps", "ratio_vs_1"])
+    write_csv("scaling", rows, ["workers", "mpps", "ratio_vs_1", "testpmd_mpps", "testpmd_ratio_vs_1"])
 
 
 def stage_micro(a, res):
@@ -851,7 +864,8 @@ def plots(res):
                  [(r["case"].split("_")[1], [r["ns_per_packet"]]) for r in fill], ["ns/packet"], "ns")
     if "scaling" in res:
         svg_bars(os.path.join(OUT, "scaling.svg"), "workers: 1 vs 2 (64k flows)",
-                 [(f"{r['workers']} worker(s)", [r["mpps"]]) for r in res["scaling"]], ["drlb"], "Mpps")
+                 [(f"{r['workers']} worker(s)", [r["mpps"], r["testpmd_mpps"]]) for r in res["scaling"]],
+                 ["drlb", "testpmd"], "Mpps")
 
 
 def main():
