@@ -16,7 +16,9 @@ machine facts, DPDK version, git revision and parameters; perf/out/*.svg are the
              1's core; net_pcap with two RX queues), 64k flows; testpmd macswap with 2
              forwarding lcores vs 1 on the same vdevs and lcores beside it (the ceiling).
   micro      cargo bench --bench pipeline: ns/packet hit (1k/64k/1M flows), miss, the
-             table fill curve and resident memory; callgrind instructions/packet.
+             table fill curve and resident memory, the host's memory under the 1M case's
+             table (dram_*: a dependent load, a line in bursts of 32); callgrind
+             instructions/packet.
   latency    drlb-pktgen (paced UDP over net_memif) at its max rate, then 10/50/90 % of
              it: drlb's sampled RX-to-TX time (p50/p90/p99/p99.9/max) and the loss.
   reload     100 backend changes a second for SECS while forwarding at full rate: Mpps
