@@ -576,7 +576,7 @@ impl Worker {
                 }
             }
             let hits = forward_hits(
-                burst.whole_frames_mut(),
+                burst.whole_frames_mut_again(),
                 hashes,
                 &mut cur,
                 snap,
