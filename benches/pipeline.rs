@@ -205,17 +205,11 @@ fn main() {
 fn host_memory(bytes: usize) {
     let lines = bytes / 64;
     let mut t: drlb::mem::Table<[u64; 8]> = drlb::mem::Table::zeroed(lines);
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let mut rnd = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let mut rng = drlb::testing::Rng(0x9e37_79b9_7f4a_7c15);
     // Each line holds the next line's index of a random tour through all of them.
     let mut order: Vec<usize> = (0..lines).collect();
     for i in (1..lines).rev() {
-        order.swap(i, (rnd() % (i as u64 + 1)) as usize);
+        order.swap(i, rng.below(i as u64 + 1) as usize);
     }
     for (i, &l) in order.iter().enumerate() {
         t[l][0] = order[(i + 1) % lines] as u64;
@@ -228,7 +222,7 @@ fn host_memory(bytes: usize) {
     }
     let dependent = start.elapsed().as_nanos() as f64 / chase as f64;
     std::hint::black_box(at);
-    let picks: Vec<usize> = (0..1 << 22).map(|_| (rnd() % lines as u64) as usize).collect();
+    let picks: Vec<usize> = (0..1 << 22).map(|_| rng.below(lines as u64) as usize).collect();
     let start = Instant::now();
     let mut sum = 0u64;
     for burst in picks.chunks_exact(BURST) {
