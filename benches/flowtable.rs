@@ -55,9 +55,6 @@ fn ours(n: u32, lookups: &[u32]) -> f64 {
         for (k, h) in chunk.iter().zip(hs.iter_mut()) {
             *h = t.prefetch(&drlb::lb::flow::WireKey::from(k), false);
         }
-        for h in &hs[..chunk.len()] {
-            t.prefetch_entries(h);
-        }
         for (k, h) in chunk.iter().zip(hs.iter()) {
             if let Lookup::Hit(idx) = t.find_hashed(std::hint::black_box(k), h, 1) {
                 hits += u64::from(t.get(idx).slot);

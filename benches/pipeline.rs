@@ -199,9 +199,9 @@ fn main() {
 /// cache), in the flow table's own kind of memory (`mem::Table`: transparent huge
 /// pages): the latency of a dependent load (a chase through every line in random order)
 /// and the time a random line takes when a burst's 32 are prefetched together and then
-/// read (as much overlap as a burst allows). A hit in such a table reads two lines of
-/// it, the tag line and then the key line it names: these are what the hit waits on,
-/// printed beside it so that a run says how fast the host's memory was.
+/// read (as much overlap as a burst allows). A hit in such a table reads one line of it
+/// (two in turn for a key in its second group): this is what the hit waits on, printed
+/// beside it so that a run says how fast the host's memory was.
 fn host_memory(bytes: usize) {
     let lines = bytes / 64;
     let mut t: drlb::mem::Table<[u64; 8]> = drlb::mem::Table::zeroed(lines);

@@ -4,7 +4,8 @@
 //!   transparent huge pages (a random-access table of tens of MiB otherwise costs a TLB
 //!   miss per lookup);
 //! - [`prefetch`]: a cache-line prefetch hint;
-//! - [`match_u16x8`]: one SIMD compare of eight 16-bit lanes (flow-table tags).
+//! - [`match_key4`]: one SIMD compare of a flow key with a flow-table group's four entries;
+//! - [`eq_masked16`]: one SIMD compare of a frame's first 16 bytes under a mask.
 //!
 //! With `dpdk/` and `sync/`, the only modules allowed `unsafe`.
 #![allow(unsafe_code)]
@@ -260,101 +261,52 @@ pub fn eq_masked16(bytes: &[u8; 16], want: &Bytes16, mask: &Bytes16) -> bool {
     (0..16).all(|i| bytes[i] & mask.0[i] == want.0[i])
 }
 
-/// Whether `a` and `b` agree in their first 12 bytes (the last 4 not compared): one
-/// SSE2 compare of the two 16-byte values and a test of its byte mask, with neither
-/// value in a general register.
+/// Which of four 16-byte records (`recs`, 64 bytes) begin with the 8 bytes of `v` (a
+/// little-endian u64), as a mask with bit 4i set for record i (and no other bits).
+#[inline(always)]
+pub fn match_first8x4(recs: &[u32; 16], v: u64) -> u32 {
+    let w = [v as u32, 0, (v >> 32) as u32, 0];
+    match_key4(recs, bytemuck::cast_ref(&w))
+}
+
+/// [`match_first8x4`] of the 8 bytes made of `key`'s bytes 0..4 and 8..12 (a frame's
+/// source address and ports, its bytes 26..42 holding the source and destination
+/// address, the ports and 4 bytes more): one load and one shuffle make them, two
+/// shuffles gather the records' first 8 bytes, two SSE2 compares test them, one pack
+/// and one movemask make the mask. (Lane-by-lane compares were ~20 instructions, a
+/// sixth of a flow-table hit.)
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-pub fn eq_first12(a: &[u8; 16], b: &[u8; 16]) -> bool {
+pub fn match_key4(recs: &[u32; 16], key: &[u8; 16]) -> u32 {
     use std::arch::x86_64::*;
-    // SAFETY: SSE2 is x86_64 baseline; the unaligned loads read exactly `a`'s and `b`'s
-    // 16 bytes.
+    // SAFETY: SSE2 is x86_64 baseline; the loads read exactly the 64 bytes of `recs`
+    // and the 16 of `key` (unaligned loads).
     unsafe {
-        let x = _mm_loadu_si128(a.as_ptr() as *const __m128i);
-        let y = _mm_loadu_si128(b.as_ptr() as *const __m128i);
-        _mm_movemask_epi8(_mm_cmpeq_epi8(x, y)) & 0xfff == 0xfff
+        let p = recs.as_ptr() as *const f32;
+        let (a, b) = (_mm_loadu_ps(p), _mm_loadu_ps(p.add(4)));
+        let (c, d) = (_mm_loadu_ps(p.add(8)), _mm_loadu_ps(p.add(12)));
+        // Words 0-1 of a, then of b; of c, then of d.
+        let ab = _mm_castps_si128(_mm_shuffle_ps::<0x44>(a, b));
+        let cd = _mm_castps_si128(_mm_shuffle_ps::<0x44>(c, d));
+        // The key's words 0 and 2, twice.
+        let want = _mm_shuffle_epi32::<0x88>(_mm_loadu_si128(key.as_ptr() as *const __m128i));
+        let eq = _mm_packs_epi32(_mm_cmpeq_epi32(ab, want), _mm_cmpeq_epi32(cd, want));
+        // Two mask bits per 16-bit word, two words per record: record i's 4 bits at 4i.
+        let m = _mm_movemask_epi8(eq) as u32;
+        m & (m >> 2) & 0x1111
     }
 }
 
-/// Whether `a` and `b` agree in their first 12 bytes (the last 4 not compared).
+/// [`match_key4`] without SIMD.
 #[cfg(not(target_arch = "x86_64"))]
 #[inline(always)]
-pub fn eq_first12(a: &[u8; 16], b: &[u8; 16]) -> bool {
-    a[..12] == b[..12]
-}
-
-/// The lanes of `lanes` equal to the top 16 bits of `h`, as a bitmask (bit i = lane i):
-/// one SSE2 compare of all eight (as `rte_hash` matches signatures). The value is
-/// broadcast from where it is in `h` (two shuffles; no shift and no register move).
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-pub fn match_top16x8(lanes: &[u16; 8], h: u64) -> u32 {
-    use std::arch::x86_64::*;
-    // SAFETY: SSE2 is part of the x86_64 baseline; the load reads exactly the 16 bytes
-    // of `lanes` (unaligned load, no alignment requirement).
-    unsafe {
-        // h's word 3 into words 0-3, then the low 8 bytes into the high 8.
-        let v = _mm_shuffle_epi32::<0x44>(_mm_shufflelo_epi16::<0xff>(_mm_cvtsi64_si128(h as i64)));
-        let x = _mm_loadu_si128(lanes.as_ptr() as *const __m128i);
-        let eq = _mm_cmpeq_epi16(x, v);
-        // 16-bit lanes (0 or -1) to bytes, one bit per lane (the mask says the result
-        // is below 256, so a lane index from it needs no masking).
-        (_mm_movemask_epi8(_mm_packs_epi16(eq, eq)) as u32) & 0xff
-    }
-}
-
-/// The lanes of `lanes` equal to the top 16 bits of `h`, as a bitmask (bit i = lane i).
-#[cfg(not(target_arch = "x86_64"))]
-#[inline(always)]
-pub fn match_top16x8(lanes: &[u16; 8], h: u64) -> u32 {
-    let v = (h >> 48) as u16;
-    lanes.iter().enumerate().fold(0, |m, (i, &l)| m | (u32::from(l == v) << i))
-}
-
-/// The lanes of `lanes` that are zero, as a bitmask (bit i = lane i): one SSE2 compare.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-pub fn zero_u8x8(lanes: &[u8; 8]) -> u32 {
-    use std::arch::x86_64::*;
-    // SAFETY: SSE2 is x86_64 baseline; the load reads exactly the 8 bytes of `lanes`.
-    unsafe {
-        let x = _mm_loadl_epi64(lanes.as_ptr() as *const __m128i);
-        (_mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_setzero_si128())) as u32) & 0xff
-    }
-}
-
-/// The lanes of `lanes` that are zero, as a bitmask (bit i = lane i).
-#[cfg(not(target_arch = "x86_64"))]
-#[inline(always)]
-pub fn zero_u8x8(lanes: &[u8; 8]) -> u32 {
-    lanes.iter().enumerate().fold(0, |m, (i, &l)| m | (u32::from(l == 0) << i))
-}
-
-/// The lanes of `lanes` at most `v` (unsigned), as a bitmask (bit i = lane i): two SSE2
-/// compares of four lanes (signed, on values biased by 2^31, which orders them as
-/// unsigned), packed to one bit per lane.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-pub fn le_u32x8(lanes: &[u32; 8], v: u32) -> u32 {
-    use std::arch::x86_64::*;
-    // SAFETY: SSE2 is x86_64 baseline; the two loads read exactly the 32 bytes of
-    // `lanes` (unaligned loads).
-    unsafe {
-        let bias = _mm_set1_epi32(i32::MIN);
-        let n = _mm_xor_si128(_mm_set1_epi32(v as i32), bias);
-        let p = lanes.as_ptr() as *const __m128i;
-        let gt_lo = _mm_cmpgt_epi32(_mm_xor_si128(_mm_loadu_si128(p), bias), n);
-        let gt_hi = _mm_cmpgt_epi32(_mm_xor_si128(_mm_loadu_si128(p.add(1)), bias), n);
-        let gt = _mm_packs_epi16(_mm_packs_epi32(gt_lo, gt_hi), _mm_setzero_si128());
-        !(_mm_movemask_epi8(gt) as u32) & 0xff
-    }
-}
-
-/// The lanes of `lanes` at most `v`, as a bitmask (bit i = lane i).
-#[cfg(not(target_arch = "x86_64"))]
-#[inline(always)]
-pub fn le_u32x8(lanes: &[u32; 8], v: u32) -> u32 {
-    lanes.iter().enumerate().fold(0, |m, (i, &l)| m | (u32::from(l <= v) << i))
+pub fn match_key4(recs: &[u32; 16], key: &[u8; 16]) -> u32 {
+    let word = |i: usize| u32::from_le_bytes(key[4 * i..4 * i + 4].try_into().expect("4"));
+    let v = u64::from(word(0)) | u64::from(word(2)) << 32;
+    (0..4).fold(0, |m, i| {
+        let r = u64::from(recs[4 * i]) | u64::from(recs[4 * i + 1]) << 32;
+        m | u32::from(r == v) << (4 * i)
+    })
 }
 
 #[cfg(test)]
@@ -362,14 +314,36 @@ mod tests {
     use super::*;
 
     #[test]
-    fn eq_first12_compares_the_first_twelve_bytes_only() {
-        let a: [u8; 16] = std::array::from_fn(|i| i as u8);
-        for i in 0..16 {
-            let mut b = a;
-            b[i] ^= 0x80;
-            assert_eq!(eq_first12(&a, &b), i >= 12, "byte {i}");
+    fn match_key4_takes_the_keys_words_0_and_2() {
+        let recs: [u32; 16] = std::array::from_fn(|i| 0x0101_0101 * i as u32 + 7);
+        for i in 0..4 {
+            let mut key = [0xa5u8; 16];
+            key[..4].copy_from_slice(&recs[4 * i].to_le_bytes());
+            key[8..12].copy_from_slice(&recs[4 * i + 1].to_le_bytes());
+            assert_eq!(match_key4(&recs, &key), 1 << (4 * i), "record {i}");
+            key[9] ^= 1;
+            assert_eq!(match_key4(&recs, &key), 0);
         }
-        assert!(eq_first12(&a, &a));
+    }
+
+    #[test]
+    fn match_first8x4_finds_each_record_by_its_first_eight_bytes_only() {
+        let mut recs = [0u32; 16];
+        for (i, w) in recs.iter_mut().enumerate() {
+            *w = 0x0101_0101 * i as u32;
+        }
+        let first8 = |i: usize| u64::from(recs[4 * i]) | u64::from(recs[4 * i + 1]) << 32;
+        for i in 0..4 {
+            assert_eq!(match_first8x4(&recs, first8(i)), 1 << (4 * i), "record {i}");
+            // Half of the eight bytes is not a match; the last eight never count.
+            assert_eq!(match_first8x4(&recs, first8(i) ^ 1), 0);
+            assert_eq!(match_first8x4(&recs, first8(i) ^ 1 << 63), 0);
+            let last8 = u64::from(recs[4 * i + 2]) | u64::from(recs[4 * i + 3]) << 32;
+            assert_eq!(match_first8x4(&recs, last8), 0);
+        }
+        let mut same = recs;
+        same[8..10].copy_from_slice(&recs[0..2]);
+        assert_eq!(match_first8x4(&same, first8(0)), 1 | 1 << 8);
     }
 
     #[test]
@@ -397,48 +371,6 @@ mod tests {
             }));
             let scalar = bytes.iter().zip(&mask.0).zip(&want.0).all(|((b, m), w)| b & m == *w);
             assert_eq!(eq_masked16(&bytes, &want, &mask), scalar, "{bytes:02x?} {want:?} {mask:?}");
-        }
-    }
-
-    #[test]
-    fn zero_and_le_lanes_match_the_scalar_answer() {
-        let mut rng = crate::testing::Rng(0x51);
-        let edges = [0u32, 1, 0x7fff_ffff, 0x8000_0000, 0x8000_0001, u32::MAX - 1, u32::MAX];
-        for _ in 0..20_000 {
-            let pick = |r: &mut crate::testing::Rng| {
-                if r.below(2) == 0 {
-                    edges[r.below(edges.len() as u64) as usize]
-                } else {
-                    r.next_u64() as u32
-                }
-            };
-            let lanes: [u32; 8] = std::array::from_fn(|_| pick(&mut rng));
-            let v = if rng.below(4) == 0 { lanes[rng.below(8) as usize] } else { pick(&mut rng) };
-            let want = lanes.iter().enumerate().fold(0, |m, (i, &l)| m | (u32::from(l <= v) << i));
-            assert_eq!(le_u32x8(&lanes, v), want, "{lanes:x?} <= {v:x}");
-            let bytes: [u8; 8] =
-                std::array::from_fn(|_| if rng.below(3) == 0 { 0 } else { rng.next_u64() as u8 });
-            let want = bytes.iter().enumerate().fold(0, |m, (i, &l)| m | (u32::from(l == 0) << i));
-            assert_eq!(zero_u8x8(&bytes), want, "{bytes:x?}");
-        }
-    }
-
-    #[test]
-    fn match_finds_every_equal_lane() {
-        for base in [0u16, 1, 0x7fff, 0x8000, 0xffff, 0x1234] {
-            for lane in 0..8 {
-                let mut l = [0u16; 8];
-                for (i, t) in l.iter_mut().enumerate() {
-                    *t = base.wrapping_add(i as u16 + 1);
-                }
-                l[lane] = base;
-                let exact = (0..8).filter(|&i| l[i] == base).fold(0u32, |a, i| a | 1 << i);
-                assert_eq!(
-                    match_top16x8(&l, u64::from(base) << 48 | 0xffff_0000_1234),
-                    exact,
-                    "tag {base:#x} lane {lane}"
-                );
-            }
         }
     }
 

@@ -1,7 +1,7 @@
 //! The worker loop, shaped like DPDK's l3fwd:
 //! - burst of 64 (`mbuf::BURST`) into an array on the stack; `if nb_rx == 0` do idle work
 //!   and go on;
-//! - prefetch every packet's headers, then its flow-table tag lines, then matching entries;
+//! - prefetch every packet's headers, then its flow-table group line;
 //! - one snapshot load per burst; a quiescent point once per loop iteration;
 //! - the burst forwarded out of the polling loop's line (`Worker::forward_burst`), so
 //!   the hit loop's registers are its own; the manager's and the kernel's queued frames
@@ -486,10 +486,9 @@ impl Worker {
         let (burst, hashes) = (&mut got.burst, &got.hashes[..n]);
         let mut flushed = false;
         let snap = self.s.snap.load();
-        // The flow-table state of the whole burst in flight at once (the tag lines since
-        // `recv_each`; in a table bigger than L2 the matching key lines, which
-        // `forward_hits` starts ahead of itself): a table bigger than the cache costs one
-        // miss per packet if they are taken one by one. The burst's first run of fast
+        // The flow-table state of the whole burst in flight at once (each frame's first
+        // group line since `recv_each`): a table bigger than the cache costs one miss per
+        // packet if they are taken one by one. The burst's first run of fast
         // hits (and SYNs routed by hash under a flood) in one loop (a frame in more than
         // one segment shows as empty, fails `fast_key` and stops a run); the rest, if it
         // stopped, in `forward_rest`, apart: its loop carries the runs' state, which
@@ -630,7 +629,7 @@ impl Worker {
             if self.local.frags.has_ready() {
                 self.take_released(&mut tx);
             }
-            // Stage 1 of the flow-table prefetch (the key's hash, its tag line) as each
+            // Stage 1 of the flow-table prefetch (the key's hash, its group line) as each
             // frame's mbuf header is read: one pass over the burst.
             let local = &self.local;
             let hashes = &mut got.hashes;

@@ -9,9 +9,7 @@
 //! whole ARP or ICMP message for a reply). It never allocates and never panics: every
 //! length is validated by a `wire` view before it is used.
 use super::conns::ConnCounts;
-use super::flow::{
-    FlowEntry, FlowKey, FlowTable, Hashed, HitView, KeyBytes, Lookup, WireKey, NO_LANE,
-};
+use super::flow::{FlowEntry, FlowKey, FlowTable, Hashed, HitView, KeyBytes, Lookup, WireKey};
 use super::frag::{FragKey, Frags, NotHeld};
 use super::persist::{Created, PersistStats, Template, TemplateKey, Templates};
 use super::sched;
@@ -138,7 +136,7 @@ pub fn process_hinted(
         if p.fast.hit() {
             let flows = local.flows.hit_view();
             let renew = Renewal::at(snap, now);
-            if let Some(slot) = fast_hit(frame, snap, flows, now, p, p.fast, &renew, NO_LANE) {
+            if let Some(slot) = fast_hit(frame, snap, flows, now, p, p.fast, &renew) {
                 return Verdict::Forward { slot, new_flow: false };
             }
         }
@@ -347,11 +345,10 @@ fn key_at_fixed_offsets(f: &[u8]) -> Option<(WireKey, bool)> {
     Some((key_at(h), h[47] & STATE_FLAGS != 0))
 }
 
-/// Stage 1 ([`stage1`]) for every frame of a burst, so the tag lines of all its packets
-/// load at once. `hashes` (scratch, at least as long as `frames`; no allocation)
-/// receives each frame's hash. Stage 2 (in a table bigger than the L2 cache, each
-/// packet's tag-matching key line) runs in [`forward_hits`], AHEAD frames ahead of the
-/// frame it forwards. (The worker runs [`stage1`] as it receives the burst.)
+/// Stage 1 ([`stage1`]) for every frame of a burst, so the group lines of all its
+/// packets load at once. `hashes` (scratch, at least as long as `frames`; no
+/// allocation) receives each frame's hash. (The worker runs [`stage1`] as it receives
+/// the burst.)
 #[inline]
 pub fn prefetch_burst<'a>(
     frames: impl Iterator<Item = &'a [u8]>,
@@ -364,7 +361,7 @@ pub fn prefetch_burst<'a>(
 }
 
 /// Stage 1 of [`prefetch_burst`] for one frame: hashes the key at fixed offsets
-/// ([`key_at_fixed_offsets`]) without looking at anything else, prefetches the tag line
+/// ([`key_at_fixed_offsets`]) without looking at anything else, prefetches the line
 /// of its first group (and of its second for a SYN, FIN or RST, likely a miss), and
 /// returns the 64-bit hash ([`FlowTable::hash_bits`]; 0 for a frame too short to hold a
 /// key). The checks come once, in [`forward_hits`] for the hits and in [`hint`] for
@@ -382,14 +379,6 @@ pub fn stage1(f: &[u8], local: &LocalState) -> u64 {
         None => 0,
     }
 }
-
-/// How far ahead of the frame it forwards [`forward_hits`] runs stage 2 in a table
-/// bigger than the L2 cache: the entry lines of frame i + AHEAD start loading while frame
-/// i is forwarded. (Stage 2 right after stage 1 waits for the tag lines stage 1 just
-/// asked for, from DRAM, with nothing else to do.) The distance is the memory's: on the
-/// AMD EPYC host the harness runs on now, 16 forwards 11 % more than 8 at 64k flows
-/// (paired, every round), where on the Intel host before it 8 was best (16: −2 %).
-const AHEAD: usize = 16;
 
 /// The hint of a frame for [`process_hinted`]: its key, hash (from [`prefetch_burst`]'s
 /// `h` when [`fast_key`] passes, so the key is at the offsets stage 1 hashed) and which
@@ -412,18 +401,15 @@ pub fn hint(frame: &[u8], h: u64, snap: &Snapshot, local: &LocalState) -> Hint {
 /// The fast path: a packet [`fast_key`] passed, on a live flow whose server serves and
 /// whose TCP state this packet does not change (ESTABLISHED, no SYN, FIN or RST; or
 /// UDP). The flow is found first (as IPVS's `ip_vs_in` looks up the connection before
-/// the service): its server's slot being present stands for its service and server
-/// both being configured. The entry's expiry is renewed and the MACs rewritten, exactly
-/// what [`process`] does for such a packet, without re-reading the headers, finding the
-/// service or summing the IPv4 header: DR never changes the IP header, so its checksum
-/// is the sender's business and the real server's kernel verifies it (as Katran and VPP
-/// with checksum offload do); a corrupt header cannot create a flow, because a miss
-/// goes through `process`, which verifies it. `None`: take the full path. `lane`: where
-/// stage 2 found the key's tag ([`HitView::hit_entry`]'s hint), or [`NO_LANE`]. (Eight
-/// arguments: `lane` in `Peeked` instead moved the 1k loop's registers, 2 instructions
-/// a packet more.)
+/// the service): its server's slot being present, and the frame's destination being
+/// that slot's service's VIP, stand for its service and server both being configured.
+/// The entry's expiry is renewed and the MACs rewritten, exactly what [`process`] does
+/// for such a packet, without re-reading the headers, finding the service or summing
+/// the IPv4 header: DR never changes the IP header, so its checksum is the sender's
+/// business and the real server's kernel verifies it (as Katran and VPP with checksum
+/// offload do); a corrupt header cannot create a flow, because a miss goes through
+/// `process`, which verifies it. `None`: take the full path.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 fn fast_hit(
     frame: &mut [u8],
     snap: &Snapshot,
@@ -432,7 +418,6 @@ fn fast_hit(
     p: &Peeked,
     state: Fast,
     renew: &Renewal,
-    lane: u8,
 ) -> Option<u16> {
     // What [`fast_key`] passed: at least 54 bytes (one bounds check, for both uses).
     let head: &mut [u8; 54] = frame.get_mut(..54)?.try_into().ok()?;
@@ -441,13 +426,14 @@ fn fast_hit(
     let key = KeyBytes(head[26..42].try_into().expect("16 bytes"));
     debug_assert_eq!(key.wire(p.key.proto), p.key);
     // Live in the state the fast path keeps (`state`, which is `p.fast`: the leading-hits
-    // loop passes it as a constant), compared as a byte: ESTABLISHED for TCP, UDP for UDP.
+    // loop passes it as a constant): ESTABLISHED for TCP, UDP for UDP; compared with the
+    // slot's route in one word ([`Entry::route_key`](super::flow::Entry::route_key)).
     debug_assert_eq!(state, p.fast);
-    let mut e = flows.hit_entry(&key, &p.hash, now, state as u8, lane)?;
-    let macs: &mut [u8; 12] = (&mut head[..12]).try_into().expect("12 bytes");
+    let mut e = flows.hit_entry(&key, &p.hash, now, state as u8)?;
     let route = e.route_key();
-    let l2 = snap.serving_l2_at(route)?;
+    let l2 = snap.serving_l2_to(route, p.key.daddr_wire())?;
     e.refresh(renew.of(state));
+    let macs: &mut [u8; 12] = (&mut head[..12]).try_into().expect("12 bytes");
     *macs = *l2; // a fixed-size copy: no call (see ethernet::set_macs)
     Some(route as u16) // the slot half
 }
@@ -477,24 +463,13 @@ impl Renewal {
     }
 }
 
-/// Where a burst stands between [`forward_hits`]' runs: the next frame to forward
-/// (`at`), and in a table bigger than L2 stage 2's ring, the lane of the first group's
-/// tag match (or [`NO_LANE`]) for frames `at .. at + AHEAD`, frame i's at i % AHEAD. One
-/// a burst, from `Cursor::default()`: a run that resumes after the frame the full path
-/// took finds the lanes the run before it found (stage 2 is not run twice for a frame;
-/// a lane the full path's frame made stale is only a hint, [`HitView::hit_entry`]).
-#[derive(Clone, Copy)]
+/// Where a burst stands between [`forward_hits`]' runs: the next frame to forward. One
+/// a burst, from `Cursor::default()`.
+#[derive(Clone, Copy, Default)]
 pub struct Cursor {
     /// The burst's next frame: the one after the last run's hits, until the caller has
     /// taken it by the full path ([`Cursor::skip`]).
     pub at: usize,
-    lanes: [u8; AHEAD],
-}
-
-impl Default for Cursor {
-    fn default() -> Self {
-        Cursor { at: 0, lanes: [NO_LANE; AHEAD] }
-    }
 }
 
 impl Cursor {
@@ -530,24 +505,21 @@ pub fn forward_hits<'a>(
     now: Tick,
     on_hit: impl FnMut(u16, usize, bool),
 ) -> usize {
-    // One loop for each table size and flood state, so the loop tests nothing that
-    // cannot change in it (the test and the flag's register cost four instructions a
-    // hit).
-    let hits = match (local.flows.deep_prefetch(), local.flood.active(now)) {
-        (true, false) => leading::<true, false>(frames, hashes, cur, snap, local, now, on_hit),
-        (false, false) => leading::<false, false>(frames, hashes, cur, snap, local, now, on_hit),
-        (true, true) => leading::<true, true>(frames, hashes, cur, snap, local, now, on_hit),
-        (false, true) => leading::<false, true>(frames, hashes, cur, snap, local, now, on_hit),
+    // One loop for each flood state, so the loop tests nothing that cannot change in
+    // it (the test and the flag's register cost four instructions a hit).
+    let hits = if local.flood.active(now) {
+        leading::<true>(frames, hashes, cur, snap, local, now, on_hit)
+    } else {
+        leading::<false>(frames, hashes, cur, snap, local, now, on_hit)
     };
     cur.at += hits;
     hits
 }
 
-/// [`forward_hits`]' loop, with stage 2 run ahead (`DEEP`) or not, and under a flood
-/// (`FLOOD`: [`Flood::active`] when the run started) with [`flood_syn`] for the SYNs or
+/// [`forward_hits`]' loop, under a flood (`FLOOD`: [`Flood::active`] when the run started) with [`flood_syn`] for the SYNs or
 /// not (then a SYN ends it, as every other frame the fast path does not forward).
 #[inline(always)]
-fn leading<'a, const DEEP: bool, const FLOOD: bool>(
+fn leading<'a, const FLOOD: bool>(
     frames: impl Iterator<Item = &'a mut [u8]>,
     hashes: &[u64],
     cur: &mut Cursor,
@@ -562,17 +534,6 @@ fn leading<'a, const DEEP: bool, const FLOOD: bool>(
     let (renewal, max) = (Renewal::at(snap, now), frame_max(snap));
     let (from, renew) = (cur.at, std::hint::black_box(&renewal));
     let mut flows = local.flows.hit_view();
-    // In a table bigger than L2, stage 2 AHEAD frames ahead (`cur`'s ring), which the hit
-    // tries before its own tag scan; the burst's first run starts it. `n` counts this
-    // run's frames: frame `from + n`'s lane is at `(ring + n) % AHEAD`. (The ring's
-    // offset as its own value, not `from + n`: with that, the 1k loop, which has no
-    // ring, kept one pointer fewer in a register, 2 instructions a hit, callgrind.)
-    let (lanes, ring) = (&mut cur.lanes, from % AHEAD);
-    if DEEP && from == 0 {
-        for (l, &h) in lanes.iter_mut().zip(hashes) {
-            *l = flows.prefetch_entries(&flows.hashed(h));
-        }
-    }
     // The burst's frames and hashes from `from` on, at one index off one base (the
     // frames' pointers and lengths sit beside the hashes in the worker's `Received`).
     let (mut n, mut run) = (0, frames.zip(hashes));
@@ -580,24 +541,6 @@ fn leading<'a, const DEEP: bool, const FLOOD: bool>(
         run.nth(from - 1); // (a `skip` tested its count on every hit)
     }
     for (f, &h) in run {
-        let mut lane = NO_LANE;
-        if DEEP {
-            let at = &mut lanes[(ring + n) % AHEAD];
-            lane = *at;
-            if let Some(&ahead) = hashes.get(from + n + AHEAD) {
-                *at = flows.prefetch_entries(&flows.hashed(ahead));
-            }
-            // Halfway there, a frame with no tag match in its first group (~5 % at half
-            // load; stage 2 started its second group's tag line) has the key line of its
-            // match in the second started: else its hit waits for two lines in turn (at
-            // 64k flows, 9 % of the worker's samples sat on that wait). Not under a
-            // flood, whose SYNs match no tag in either group.
-            if !FLOOD && lanes[(ring + n + AHEAD / 2) % AHEAD] == NO_LANE {
-                if let Some(&half) = hashes.get(from + n + AHEAD / 2) {
-                    flows.prefetch_second_entries(&flows.hashed(half));
-                }
-            }
-        }
         let Some((key, fast)) = fast_key_within(f, snap, max) else { break };
         let p = Peeked { key, hash: flows.hashed(h), fast };
         let len = f.len();
@@ -608,9 +551,9 @@ fn leading<'a, const DEEP: bool, const FLOOD: bool>(
             // more; in bursts of 64, 122.2 -> 119.3 a packet and +3 % at 64k flows
             // (perf/README).
             let hit = if fast == Fast::Established {
-                fast_hit(f, snap, flows.reborrow(), now, &p, Fast::Established, renew, lane)
+                fast_hit(f, snap, flows.reborrow(), now, &p, Fast::Established, renew)
             } else {
-                fast_hit(f, snap, flows.reborrow(), now, &p, Fast::Udp, renew, lane)
+                fast_hit(f, snap, flows.reborrow(), now, &p, Fast::Udp, renew)
             };
             let Some(slot) = hit else { break };
             on_hit(slot, len, false);

@@ -214,6 +214,10 @@ pub const L2_MASK: crate::mem::Bytes16 = crate::mem::Bytes16([
 pub struct Route {
     l2: [u8; 12],
     key: u32,
+    /// The slot's service's VIP as the frame has it (a little-endian load of bytes
+    /// 30..34, `WireKey::daddr_wire`): a flow entry keeps no destination address, its
+    /// slot stands for it.
+    vip: u32,
 }
 
 impl Route {
@@ -223,7 +227,7 @@ impl Route {
 
 impl Default for Route {
     fn default() -> Route {
-        Route { l2: [0; 12], key: Route::NONE }
+        Route { l2: [0; 12], key: Route::NONE, vip: 0 }
     }
 }
 
@@ -292,6 +296,7 @@ impl Snapshot {
         let all = || specs.iter().flat_map(|s| s.backends.iter().chain(&s.sorry));
         let max_slot = all().map(|b| usize::from(b.slot)).max();
         let mut backends = vec![Backend::absent(); max_slot.map_or(0, |m| m + 1)];
+        let mut slot_vip = vec![0u32; backends.len()];
         let mut services = Vec::with_capacity(specs.len());
         let mut neighbors = Vec::new();
         let mut vips = Vec::new();
@@ -320,6 +325,7 @@ impl Snapshot {
                     eligible.push((b.slot, b.weight));
                 }
                 backends[usize::from(b.slot)] = be;
+                slot_vip[usize::from(b.slot)] = s.vip;
                 neighbors.push(b.ip);
             }
             let up = eligible.iter().filter(|e| e.1 > 0).count();
@@ -388,7 +394,8 @@ impl Snapshot {
             vec![Route::default(); MAX_SLOTS].into_boxed_slice().try_into().expect("MAX_SLOTS");
         for (slot, (r, b)) in routes.iter_mut().zip(&backends).enumerate() {
             if b.present && b.serving() {
-                *r = Route { l2: b.l2, key: route_key(slot as u16, b.incarnation) };
+                let (key, vip) = (route_key(slot as u16, b.incarnation), slot_vip[slot]);
+                *r = Route { l2: b.l2, key, vip: u32::from_le_bytes(vip.to_be_bytes()) };
             }
         }
         let mut l2_want = crate::mem::Bytes16::default();
@@ -447,6 +454,16 @@ impl Snapshot {
         // the route's).
         let r = &self.routes[key as usize & (MAX_SLOTS - 1)];
         (r.key == key).then_some(&r.l2)
+    }
+
+    /// [`serving_l2_at`](Self::serving_l2_at) for a frame whose destination address
+    /// (as the frame has it, a little-endian load) is `daddr_wire`: also `None` when that
+    /// is not the slot's service's VIP (the fast path's check of a flow entry, which
+    /// keeps the slot for its destination).
+    #[inline(always)]
+    pub fn serving_l2_to(&self, key: u32, daddr_wire: u32) -> Option<&[u8; 12]> {
+        let r = &self.routes[key as usize & (MAX_SLOTS - 1)];
+        (r.key == key && r.vip == daddr_wire).then_some(&r.l2)
     }
 
     /// The backend in `slot` if it is present and still the same incarnation.
