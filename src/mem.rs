@@ -4,7 +4,7 @@
 //!   transparent huge pages (a random-access table of tens of MiB otherwise costs a TLB
 //!   miss per lookup);
 //! - [`prefetch`]: a cache-line prefetch hint;
-//! - [`match_key4`]: one SIMD compare of a flow key with a flow-table group's four entries;
+//! - [`match_key4`]: one SIMD compare of a flow key with a flow-table group's four keys;
 //! - [`eq_masked16`]: one SIMD compare of a frame's first 16 bytes under a mask.
 //!
 //! With `dpdk/` and `sync/`, the only modules allowed `unsafe`.
@@ -261,38 +261,34 @@ pub fn eq_masked16(bytes: &[u8; 16], want: &Bytes16, mask: &Bytes16) -> bool {
     (0..16).all(|i| bytes[i] & mask.0[i] == want.0[i])
 }
 
-/// Which of four 16-byte records (`recs`, 64 bytes) begin with the 8 bytes of `v` (a
-/// little-endian u64), as a mask with bit 4i set for record i (and no other bits).
+/// Which of the four words of `words` equal `v`, as a mask with bit 4i set for word i
+/// (and no other bits).
 #[inline(always)]
-pub fn match_first8x4(recs: &[u32; 16], v: u64) -> u32 {
+pub fn match_u64x4(words: &[u64; 4], v: u64) -> u32 {
     let w = [v as u32, 0, (v >> 32) as u32, 0];
-    match_key4(recs, bytemuck::cast_ref(&w))
+    match_key4(words, bytemuck::cast_ref(&w))
 }
 
-/// [`match_first8x4`] of the 8 bytes made of `key`'s bytes 0..4 and 8..12 (a frame's
-/// source address and ports, its bytes 26..42 holding the source and destination
-/// address, the ports and 4 bytes more): one load and one shuffle make them, two
-/// shuffles gather the records' first 8 bytes, two SSE2 compares test them, one pack
-/// and one movemask make the mask. (Lane-by-lane compares were ~20 instructions, a
-/// sixth of a flow-table hit.)
+/// [`match_u64x4`] of the word made of `key`'s bytes 0..4 and 8..12 (a frame's source
+/// address and ports, its bytes 26..42 holding the source and destination address, the
+/// ports and 4 bytes more): one load and one shuffle make it, two 16-byte loads and two
+/// SSE2 compares test the four words, one pack and one movemask make the mask.
+/// (Lane-by-lane compares were ~20 instructions, a sixth of a flow-table hit.)
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-pub fn match_key4(recs: &[u32; 16], key: &[u8; 16]) -> u32 {
+pub fn match_key4(words: &[u64; 4], key: &[u8; 16]) -> u32 {
     use std::arch::x86_64::*;
-    // SAFETY: SSE2 is x86_64 baseline; the loads read exactly the 64 bytes of `recs`
+    // SAFETY: SSE2 is x86_64 baseline; the loads read exactly the 32 bytes of `words`
     // and the 16 of `key` (unaligned loads).
     unsafe {
-        let p = recs.as_ptr() as *const f32;
-        let (a, b) = (_mm_loadu_ps(p), _mm_loadu_ps(p.add(4)));
-        let (c, d) = (_mm_loadu_ps(p.add(8)), _mm_loadu_ps(p.add(12)));
-        // Words 0-1 of a, then of b; of c, then of d.
-        let ab = _mm_castps_si128(_mm_shuffle_ps::<0x44>(a, b));
-        let cd = _mm_castps_si128(_mm_shuffle_ps::<0x44>(c, d));
-        // The key's words 0 and 2, twice.
+        let p = words.as_ptr() as *const __m128i;
+        // The key's 32-bit words 0 and 2, twice.
         let want = _mm_shuffle_epi32::<0x88>(_mm_loadu_si128(key.as_ptr() as *const __m128i));
-        let eq = _mm_packs_epi32(_mm_cmpeq_epi32(ab, want), _mm_cmpeq_epi32(cd, want));
-        // Two mask bits per 16-bit word, two words per record: record i's 4 bits at 4i.
-        let m = _mm_movemask_epi8(eq) as u32;
+        let lo = _mm_cmpeq_epi32(_mm_loadu_si128(p), want);
+        let hi = _mm_cmpeq_epi32(_mm_loadu_si128(p.add(1)), want);
+        // Two mask bits per 16-bit half of a 32-bit word, four per word's half: word
+        // i's 8 bytes are mask bits 4i..4i+4 after the pack.
+        let m = _mm_movemask_epi8(_mm_packs_epi32(lo, hi)) as u32;
         m & (m >> 2) & 0x1111
     }
 }
@@ -300,13 +296,10 @@ pub fn match_key4(recs: &[u32; 16], key: &[u8; 16]) -> u32 {
 /// [`match_key4`] without SIMD.
 #[cfg(not(target_arch = "x86_64"))]
 #[inline(always)]
-pub fn match_key4(recs: &[u32; 16], key: &[u8; 16]) -> u32 {
+pub fn match_key4(words: &[u64; 4], key: &[u8; 16]) -> u32 {
     let word = |i: usize| u32::from_le_bytes(key[4 * i..4 * i + 4].try_into().expect("4"));
     let v = u64::from(word(0)) | u64::from(word(2)) << 32;
-    (0..4).fold(0, |m, i| {
-        let r = u64::from(recs[4 * i]) | u64::from(recs[4 * i + 1]) << 32;
-        m | u32::from(r == v) << (4 * i)
-    })
+    (0..4).fold(0, |m, i| m | u32::from(words[i] == v) << (4 * i))
 }
 
 #[cfg(test)]
@@ -315,35 +308,21 @@ mod tests {
 
     #[test]
     fn match_key4_takes_the_keys_words_0_and_2() {
-        let recs: [u32; 16] = std::array::from_fn(|i| 0x0101_0101 * i as u32 + 7);
-        for i in 0..4 {
+        let words: [u64; 4] = std::array::from_fn(|i| 0x0101_0101_0101_0101 * i as u64 + 7);
+        for (i, &w) in words.iter().enumerate() {
             let mut key = [0xa5u8; 16];
-            key[..4].copy_from_slice(&recs[4 * i].to_le_bytes());
-            key[8..12].copy_from_slice(&recs[4 * i + 1].to_le_bytes());
-            assert_eq!(match_key4(&recs, &key), 1 << (4 * i), "record {i}");
+            key[..4].copy_from_slice(&(w as u32).to_le_bytes());
+            key[8..12].copy_from_slice(&((w >> 32) as u32).to_le_bytes());
+            assert_eq!(match_key4(&words, &key), 1 << (4 * i), "word {i}");
+            assert_eq!(match_u64x4(&words, w), 1 << (4 * i));
+            // Either half alone is not a match.
+            assert_eq!(match_u64x4(&words, w ^ 1), 0);
+            assert_eq!(match_u64x4(&words, w ^ 1 << 63), 0);
             key[9] ^= 1;
-            assert_eq!(match_key4(&recs, &key), 0);
+            assert_eq!(match_key4(&words, &key), 0);
         }
-    }
-
-    #[test]
-    fn match_first8x4_finds_each_record_by_its_first_eight_bytes_only() {
-        let mut recs = [0u32; 16];
-        for (i, w) in recs.iter_mut().enumerate() {
-            *w = 0x0101_0101 * i as u32;
-        }
-        let first8 = |i: usize| u64::from(recs[4 * i]) | u64::from(recs[4 * i + 1]) << 32;
-        for i in 0..4 {
-            assert_eq!(match_first8x4(&recs, first8(i)), 1 << (4 * i), "record {i}");
-            // Half of the eight bytes is not a match; the last eight never count.
-            assert_eq!(match_first8x4(&recs, first8(i) ^ 1), 0);
-            assert_eq!(match_first8x4(&recs, first8(i) ^ 1 << 63), 0);
-            let last8 = u64::from(recs[4 * i + 2]) | u64::from(recs[4 * i + 3]) << 32;
-            assert_eq!(match_first8x4(&recs, last8), 0);
-        }
-        let mut same = recs;
-        same[8..10].copy_from_slice(&recs[0..2]);
-        assert_eq!(match_first8x4(&same, first8(0)), 1 | 1 << 8);
+        let same = [words[0], words[1], words[0], words[3]];
+        assert_eq!(match_u64x4(&same, words[0]), 1 | 1 << 8);
     }
 
     #[test]

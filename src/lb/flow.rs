@@ -161,11 +161,10 @@ const SLOT_BITS: u32 = 0xfff;
 const STATE_SHIFT: u32 = 12;
 const STATE_BITS: u32 = 0xf << STATE_SHIFT;
 
-/// One flow: 16 bytes, four to a cache line. The key without its destination address
-/// (which the slot's owner holds: every backend slot belongs to one service, so one
-/// VIP), the backend, the state and the expiry.
-#[derive(Clone, Copy, Default, bytemuck::Zeroable, bytemuck::Pod)]
-#[repr(C)]
+/// One flow as a group holds it in its lane: 16 bytes. The key without its destination
+/// address (which the slot's owner holds: every backend slot belongs to one service, so
+/// one VIP), the backend, the state and the expiry.
+#[derive(Clone, Copy, Default)]
 struct Lane {
     /// [`WireKey::sp`].
     sp: u64,
@@ -212,19 +211,42 @@ fn lane_word(slot: u16, incarnation: u16, state: u8) -> u32 {
     route_key(slot, incarnation) | (u32::from(state) & 0xf) << STATE_SHIFT
 }
 
-/// Four lanes: one cache line, 64-byte aligned. A lookup reads one line per group.
+/// Four lanes: one cache line, 64-byte aligned, each field of the four side by side (a
+/// lookup compares the four keys with two 16-byte loads that no hit ever writes into;
+/// with each lane's 16 bytes together, the load over a lane whose expiry the hit before
+/// had just renewed, as a flow's next packet finds it, waited for that store to retire:
+/// a flow's SYN and 15 ACKs in a row ran 14-23 % slower). A lookup reads one line per
+/// group.
 #[derive(Clone, Copy, Default, bytemuck::Zeroable)]
 #[repr(C, align(64))]
 struct Group {
-    lane: [Lane; WAYS],
+    /// [`Lane::sp`] of each lane.
+    sp: [u64; WAYS],
+    word: [u32; WAYS],
+    expires: [Tick; WAYS],
 }
 
 impl Group {
+    #[inline(always)]
+    fn lane(&self, i: usize) -> Lane {
+        let i = i & (WAYS - 1);
+        Lane { sp: self.sp[i], word: self.word[i], expires: self.expires[i] }
+    }
+
+    #[inline(always)]
+    fn set(&mut self, i: usize, l: Lane) {
+        let i = i & (WAYS - 1);
+        (self.sp[i], self.word[i], self.expires[i]) = (l.sp, l.word, l.expires);
+    }
+
+    fn lanes(&self) -> impl Iterator<Item = Lane> + '_ {
+        (0..WAYS).map(|i| self.lane(i))
+    }
     /// Entries that are empty or expired, as a bitmask (bit i = entry i).
     #[inline(always)]
     fn free_lanes(&self, now: Tick) -> u32 {
         let mut m = 0;
-        for (i, l) in self.lane.iter().enumerate() {
+        for (i, l) in self.lanes().enumerate() {
             m |= u32::from(!l.live(now)) << i;
         }
         m
@@ -236,7 +258,7 @@ impl Group {
     #[inline(always)]
     fn live_and_expired(&self, now: Tick) -> (u32, u32) {
         let (mut live, mut old) = (0, 0);
-        for (i, l) in self.lane.iter().enumerate() {
+        for (i, l) in self.lanes().enumerate() {
             live |= u32::from(l.live(now)) << i;
             old |= u32::from(l.occupied() && l.expires <= now) << i;
         }
@@ -244,23 +266,23 @@ impl Group {
     }
 
     /// The lanes whose `sp` is `sp`, as a mask with bit 4i for lane i (one SIMD
-    /// compare of the four, [`crate::mem::match_first8x4`]): the key's entry, or its
+    /// compare of the four, [`crate::mem::match_u64x4`]): the key's entry, or its
     /// twin of the other protocol or to another VIP (the caller tells them apart).
     #[inline(always)]
     fn sp_matches(&self, sp: u64) -> u32 {
-        crate::mem::match_first8x4(bytemuck::cast_ref(&self.lane), sp)
+        crate::mem::match_u64x4(&self.sp, sp)
     }
 
     /// [`sp_matches`](Self::sp_matches) of a key as the frame has it.
     #[inline(always)]
     fn key_matches(&self, k: &KeyBytes) -> u32 {
-        crate::mem::match_key4(bytemuck::cast_ref(&self.lane), &k.0)
+        crate::mem::match_key4(&self.sp, &k.0)
     }
 
     /// Marks lane `i` empty: state 0, and a key no frame of the fast path's has.
     #[inline(always)]
     fn empty(&mut self, i: usize) {
-        self.lane[i & (WAYS - 1)] = Lane::default();
+        self.set(i, Lane::default());
     }
 }
 
@@ -308,7 +330,7 @@ impl<'a> HitView<'a> {
                 return None;
             }
             let i = (m.trailing_zeros() / 4) as usize & (WAYS - 1);
-            Some((grp.lane[i].expires > now).then_some(i))
+            Some((grp.expires[i] > now).then_some(i))
         })?;
         Some(Entry { grp, i: i?, state })
     }
@@ -326,12 +348,12 @@ impl Entry<'_> {
     /// asked for; else a word no route has (its state bits are not 0).
     #[inline(always)]
     pub fn route_key(&self) -> u32 {
-        self.grp.lane[self.i & (WAYS - 1)].word ^ (u32::from(self.state) << STATE_SHIFT)
+        self.grp.word[self.i & (WAYS - 1)] ^ (u32::from(self.state) << STATE_SHIFT)
     }
     /// Renews the expiry, the state unchanged (no count moves).
     #[inline(always)]
     pub fn refresh(&mut self, expires: Tick) {
-        self.grp.lane[self.i & (WAYS - 1)].expires = expires;
+        self.grp.expires[self.i & (WAYS - 1)] = expires;
     }
 }
 
@@ -410,7 +432,7 @@ pub struct FlowTable {
 /// most hits read one line.
 const FIRST_FIT_MIN: u32 = 1;
 /// Make-room calls that evict directly after [`CUCKOO_FAILS`] failed cuckoo searches.
-const CUCKOO_BACKOFF: u32 = 256;
+const CUCKOO_BACKOFF: u32 = 1024;
 /// Failed cuckoo searches in a row that start a backoff: a table filling past 85 %
 /// fails a good share of them (after 4 in a row, `drop` mode refused SYNs while the
 /// test filled 7/8 of a table with established flows), a full one every time.
@@ -542,8 +564,8 @@ impl FlowTable {
     }
 
     #[inline(always)]
-    fn lane(&self, idx: usize) -> &Lane {
-        &self.group(idx / WAYS).lane[idx % WAYS]
+    fn lane(&self, idx: usize) -> Lane {
+        self.group(idx / WAYS).lane(idx % WAYS)
     }
 
     /// The lane's flow belongs to its slot's owner (its incarnation is the one whose
@@ -629,8 +651,8 @@ impl FlowTable {
         while m != 0 {
             let i = (m.trailing_zeros() / 4) as usize & (WAYS - 1);
             m &= m - 1;
-            let l = &grp.lane[i];
-            if l.occupied() && l.proto() == k.proto && self.owned_by(l, k.daddr_wire()) {
+            let l = grp.lane(i);
+            if l.occupied() && l.proto() == k.proto && self.owned_by(&l, k.daddr_wire()) {
                 // A key is in at most one entry; an expired one counts as absent.
                 return (l.expires > now).then_some(i);
             }
@@ -713,35 +735,58 @@ impl FlowTable {
         self.make_room(g1, g2, now)
     }
 
-    /// Both groups are full of live entries: first try one cuckoo move (an entry whose
-    /// other group has room moves there, freeing its place); only then evict. An
-    /// orphan (whose key the table no longer knows) is the victim at once.
+    /// Room for a key whose groups are both full ([`lookup_hashed`] said `Full`) without
+    /// evicting anything: an orphan's place, else the entry a cuckoo search freed by
+    /// moving others to their other groups; `None` when there is none (or the search
+    /// is backing off, [`CUCKOO_FAILS`]). For `syn_flood = "stateless"`, which stores a
+    /// SYN only where nothing is evicted: four lanes a group leave ~2 % of keys with
+    /// both groups full at half load, which moves almost always fix (without them a
+    /// table at half load forwarded SYNs statelessly and put the worker under
+    /// pressure; 1k flows each with its SYN and 15 ACKs ran 17 % slower).
+    #[cold]
+    #[inline(never)]
+    pub fn room_by_moves(&mut self, h: &Hashed, now: Tick) -> Option<usize> {
+        let (g1, g2) = h.groups();
+        self.orphan(g1, g2).or_else(|| self.search(g1, g2, now))
+    }
+
+    /// Both groups are full of live entries: an orphan's place, else room made by
+    /// cuckoo moves, else the victim.
     #[cold]
     #[inline(never)]
     fn make_room(&mut self, g1: usize, g2: usize, now: Tick) -> usize {
-        for g in [g1, g2] {
-            for i in 0..WAYS {
-                if !self.owned(self.lane(g * WAYS + i)) {
-                    return g * WAYS + i;
-                }
-            }
+        match self.orphan(g1, g2).or_else(|| self.search(g1, g2, now)) {
+            Some(free) => free,
+            None => self.victim(g1, g2, now),
         }
+    }
+
+    /// An entry of g1 or g2 that is an orphan (whose key the table no longer knows).
+    fn orphan(&self, g1: usize, g2: usize) -> Option<usize> {
+        let all = [g1, g2].into_iter().flat_map(|g| (0..WAYS).map(move |i| g * WAYS + i));
+        all.into_iter().find(|&idx| !self.owned(&self.lane(idx)))
+    }
+
+    /// A cuckoo search ([`cuckoo`](Self::cuckoo)) unless backing off: three levels after
+    /// a search that found a move, two after one that did not (a flood's full table
+    /// fails every search: the third level is 128 more hashes), none for
+    /// [`CUCKOO_BACKOFF`] calls after [`CUCKOO_FAILS`] failures in a row.
+    fn search(&mut self, g1: usize, g2: usize, now: Tick) -> Option<usize> {
         if self.cuckoo_backoff > 0 {
             self.cuckoo_backoff -= 1;
-            return self.victim(g1, g2, now);
+            return None;
         }
-        // Three levels after a search that found a move, two after one that did not (a
-        // flood's full table fails every search: the third level is 128 more hashes).
         let levels = if self.cuckoo_fails == 0 { 3 } else { 2 };
-        if let Some(free) = self.cuckoo(g1, g2, now, levels) {
+        let found = self.cuckoo(g1, g2, now, levels);
+        if found.is_some() {
             self.cuckoo_fails = 0;
-            return free;
+        } else {
+            self.cuckoo_fails += 1;
+            if self.cuckoo_fails >= CUCKOO_FAILS {
+                (self.cuckoo_backoff, self.cuckoo_fails) = (CUCKOO_BACKOFF, 0);
+            }
         }
-        self.cuckoo_fails += 1;
-        if self.cuckoo_fails >= CUCKOO_FAILS {
-            (self.cuckoo_backoff, self.cuckoo_fails) = (CUCKOO_BACKOFF, 0);
-        }
-        self.victim(g1, g2, now)
+        found
     }
 
     /// The entry to evict ([`evict_victim`](Self::evict_victim)); when that is an
@@ -761,7 +806,7 @@ impl FlowTable {
                 let spare = (0..WAYS).find(|&j| !self.is_established(alt * WAYS + j, now));
                 if let Some(j) = spare {
                     let to = alt * WAYS + j;
-                    if self.lane(to).live(now) && self.owned(self.lane(to)) {
+                    if self.lane(to).live(now) && self.owned(&self.lane(to)) {
                         self.stats.evictions += 1;
                     }
                     self.remove(to);
@@ -858,8 +903,8 @@ impl FlowTable {
             self.stats.expired += 1;
             self.uncount(to);
         }
-        let l = *self.lane(from);
-        self.group_mut(to / WAYS).lane[to % WAYS] = l;
+        let l = self.lane(from);
+        self.group_mut(to / WAYS).set(to % WAYS, l);
         self.group_mut(from / WAYS).empty(from % WAYS);
         self.stats.moved += 1;
     }
@@ -877,7 +922,7 @@ impl FlowTable {
         for (half, g) in [g1, g2].into_iter().enumerate() {
             let grp = self.group(g);
             for i in 0..WAYS {
-                let l = &grp.lane[i];
+                let l = grp.lane(i);
                 let est = u32::from(l.state() == TcpState::Established as u8);
                 keys[half * WAYS + i] = (est << 31) | l.expires.min(0x7fff_ffff);
             }
@@ -933,22 +978,25 @@ impl FlowTable {
         );
         self.owners[usize::from(e.slot) % super::snapshot::MAX_SLOTS] =
             owner_word(w.daddr_wire(), e.incarnation);
-        *self.group_mut(idx / WAYS).lane.get_mut(idx % WAYS).expect("lane") = Lane {
+        let l = Lane {
             sp: w.sp(),
             word: lane_word(e.slot, e.incarnation, e.state),
             expires: e.expires,
         };
+        self.group_mut(idx / WAYS).set(idx % WAYS, l);
     }
 
     /// Updates the TCP state and expiry of the live entry at `idx`.
     #[inline(always)]
     pub fn touch(&mut self, idx: usize, state: TcpState, expires: Tick) {
-        let l = &mut self.group_mut(idx / WAYS).lane[idx % WAYS];
+        let mut l = self.lane(idx);
         // Active = ESTABLISHED (TcpState::is_active), compared as bytes: this is the hit.
         const EST: u8 = TcpState::Established as u8;
         let was = l.state() == EST;
         l.word = (l.word & !STATE_BITS) | (state as u32) << STATE_SHIFT;
         l.expires = expires;
+        let grp = self.group_mut(idx / WAYS);
+        (grp.word[idx % WAYS], grp.expires[idx % WAYS]) = (l.word, l.expires);
         if was != (state as u8 == EST) {
             // Into or out of ESTABLISHED: IPVS moves the connection between its
             // server's active and inactive counts (`set_tcp_state`).
@@ -1010,7 +1058,7 @@ impl FlowTable {
         now: Tick,
     ) {
         debug_assert_eq!(*h, self.hash(k));
-        let l = *self.lane(idx);
+        let l = self.lane(idx);
         let (live, established, occupied) =
             (l.live(now), l.state() == TcpState::Established as u8, l.occupied());
         if live && self.owned(&l) {
@@ -1069,7 +1117,7 @@ impl FlowTable {
             while m != 0 {
                 let i = m.trailing_zeros() as usize & (WAYS - 1);
                 m &= m - 1;
-                if !self.owned(&self.group(g).lane[i]) {
+                if !self.owned(&self.group(g).lane(i)) {
                     live &= !(1 << i);
                     expired |= 1 << i;
                 }
@@ -1099,7 +1147,7 @@ impl FlowTable {
 
     pub fn iter_live(&self, now: Tick) -> impl Iterator<Item = FlowEntry> + '_ {
         (0..self.capacity())
-            .filter(move |&i| self.lane(i).live(now) && self.owned(self.lane(i)))
+            .filter(move |&i| self.lane(i).live(now) && self.owned(&self.lane(i)))
             .map(move |i| self.get(i))
     }
 }
@@ -1486,7 +1534,7 @@ mod tests {
                 let mut want = [(0u64, 0u64); 5];
                 for g in 0..t.groups.len() {
                     for i in 0..WAYS {
-                        if t.groups[g].lane[i].occupied() {
+                        if t.groups[g].lane(i).occupied() {
                             let e = t.get(g * WAYS + i);
                             let w = &mut want[usize::from(e.slot)];
                             if e.state().is_active() {

@@ -601,6 +601,11 @@ fn flood_syn(
     }
     let slot = choose(svc, snap, local, (&p.key, &p.hash), now)?;
     let l2 = &snap.backends.get(usize::from(slot))?.l2;
+    // Last, so that the full path never runs the search (which keeps a backoff) again
+    // for this frame: room made by moves, and the full path stores the SYN there.
+    if local.flows.room_by_moves(&p.hash, now).is_some() {
+        return None;
+    }
     local.flood.forwarded_stateless(snap, now);
     let macs: &mut [u8; 12] = (&mut head[..12]).try_into().expect("12 bytes");
     *macs = *l2;
@@ -841,6 +846,11 @@ fn segment(
         miss => {
             let free = match miss {
                 Lookup::Vacant(idx) => Some(idx),
+                // A SYN that `stateless` would store nowhere: room made by moves first
+                // (`evict` and `drop` make theirs in `new_flow`).
+                _ if new_syn && snap.syn_flood == SynFlood::Stateless => {
+                    local.flows.room_by_moves(&h, now)
+                }
                 _ => None,
             };
             let m = Miss { s, h: &h, new_syn, free, si, svc };
