@@ -22,7 +22,7 @@
 //!   per call so occupancy figures stay true without a pause.
 //! - Full groups: [`FlowTable::lookup_hashed`] says `Full` and the caller decides (the
 //!   pipeline's `syn_flood` mode may store nothing); [`FlowTable::make_room_hashed`] and
-//!   [`FlowTable::find`] search two levels of cuckoo moves, else pick the entry
+//!   [`FlowTable::find`] search up to three levels of cuckoo moves, else pick the entry
 //!   expiring soonest, preferring entries that are not ESTABLISHED (half-open SYN_RECV
 //!   floods go first, from the two groups' other groups too), and the insert counts the
 //!   eviction.
@@ -242,6 +242,7 @@ impl Group {
     fn lanes(&self) -> impl Iterator<Item = Lane> + '_ {
         (0..WAYS).map(|i| self.lane(i))
     }
+
     /// Entries that are empty or expired, as a bitmask (bit i = entry i).
     #[inline(always)]
     fn free_lanes(&self, now: Tick) -> u32 {
@@ -578,8 +579,8 @@ impl FlowTable {
     /// The lane's flow is not an orphan (its slot's owner is its incarnation).
     #[inline(always)]
     fn owned(&self, l: &Lane) -> bool {
-        (self.owners[usize::from(l.slot())] >> 32) as u32
-            == (OWNED >> 32) as u32 | u32::from(l.incarnation())
+        // The owner word without its address half.
+        self.owners[usize::from(l.slot())] >> 32 == owner_word(0, l.incarnation()) >> 32
     }
 
     /// Stops counting the entry at `idx` (being cleared, overwritten or rebound). Its
@@ -766,8 +767,8 @@ impl FlowTable {
 
     /// An entry of g1 or g2 that is an orphan (whose key the table no longer knows).
     fn orphan(&self, g1: usize, g2: usize) -> Option<usize> {
-        let all = [g1, g2].into_iter().flat_map(|g| (0..WAYS).map(move |i| g * WAYS + i));
-        all.into_iter().find(|&idx| !self.owned(&self.lane(idx)))
+        let mut all = [g1, g2].into_iter().flat_map(|g| (0..WAYS).map(move |i| g * WAYS + i));
+        all.find(|&idx| !self.owned(&self.lane(idx)))
     }
 
     /// A cuckoo search ([`cuckoo`](Self::cuckoo)) unless backing off: three levels after

@@ -232,7 +232,7 @@ impl Default for Route {
 }
 
 /// A backend slot and its incarnation as one word, as a flow entry holds them (slot in
-/// the low half): what [`Snapshot::serving_l2_at`] compares.
+/// the low half): what [`Snapshot::serving_l2_to`] compares.
 #[inline(always)]
 pub fn route_key(slot: u16, incarnation: u16) -> u32 {
     u32::from(slot) | u32::from(incarnation) << 16
@@ -253,7 +253,7 @@ pub struct Snapshot {
     svc_mask: usize,
     pub backends: Vec<Backend>,
     /// Per slot (all [`MAX_SLOTS`], so a slot indexes it without a bounds check): the
-    /// serving backends' rewrites, for [`Snapshot::serving_l2`].
+    /// serving backends' rewrites, for [`Snapshot::serving_l2_to`].
     routes: Box<[Route; MAX_SLOTS]>,
     /// Sorted, unique backend IPs: ARP from these is learned.
     neighbors: Vec<u32>,
@@ -439,29 +439,16 @@ impl Snapshot {
         }
     }
 
-    /// The MAC rewrite of the backend in `slot` if it is present, still the same
-    /// incarnation and serving (`backend(slot, incarnation)` and `serving()`, in one
-    /// compare: the fast path's check).
-    #[inline(always)]
-    pub fn serving_l2(&self, slot: u16, incarnation: u16) -> Option<&[u8; 12]> {
-        self.serving_l2_at(route_key(slot, incarnation))
-    }
-
-    /// [`serving_l2`](Self::serving_l2) of a [`route_key`].
-    #[inline(always)]
-    pub fn serving_l2_at(&self, key: u32) -> Option<&[u8; 12]> {
-        // The slot half indexes (slots < MAX_SLOTS; a key of another slot never equals
-        // the route's).
-        let r = &self.routes[key as usize & (MAX_SLOTS - 1)];
-        (r.key == key).then_some(&r.l2)
-    }
-
-    /// [`serving_l2_at`](Self::serving_l2_at) for a frame whose destination address
-    /// (as the frame has it, a little-endian load) is `daddr_wire`: also `None` when that
-    /// is not the slot's service's VIP (the fast path's check of a flow entry, which
-    /// keeps the slot for its destination).
+    /// The MAC rewrite of the backend whose [`route_key`] is `key`, if it is present,
+    /// still the same incarnation and serving (`backend(slot, incarnation)` and
+    /// `serving()`, in one compare), for a frame whose destination address (as the frame
+    /// has it, a little-endian load) is `daddr_wire`: `None` also when that is not the
+    /// slot's service's VIP. The fast path's check of a flow entry, which keeps the slot
+    /// for its destination.
     #[inline(always)]
     pub fn serving_l2_to(&self, key: u32, daddr_wire: u32) -> Option<&[u8; 12]> {
+        // The slot half indexes (slots < MAX_SLOTS; a key of another slot never equals
+        // the route's).
         let r = &self.routes[key as usize & (MAX_SLOTS - 1)];
         (r.key == key && r.vip == daddr_wire).then_some(&r.l2)
     }
@@ -528,14 +515,19 @@ mod tests {
         };
         let port = Mac([2, 0, 0, 0, 0, 1]);
         let s = Snapshot::build(1, port, 0, Timeouts::default(), &[spec]).unwrap();
+        // The VIP as a frame's bytes 30..34 load it (little-endian).
+        let vip = u32::from_le_bytes(0xc0a8_01c8u32.to_be_bytes());
+        let serving_l2 = |slot, inc| s.serving_l2_to(route_key(slot, inc), vip);
         for slot in 0..MAX_SLOTS as u16 {
             for inc in 0..4 {
                 let want = s.backend(slot, inc).filter(|b| b.serving()).map(|b| &b.l2);
-                assert_eq!(s.serving_l2(slot, inc), want, "slot {slot} incarnation {inc}");
+                assert_eq!(serving_l2(slot, inc), want, "slot {slot} incarnation {inc}");
+                // To another destination: never (the slot stands for its VIP).
+                assert_eq!(s.serving_l2_to(route_key(slot, inc), vip ^ 1), None);
             }
         }
-        let l2 = s.serving_l2(0, 3).expect("serving");
+        let l2 = serving_l2(0, 3).expect("serving");
         assert_eq!((&l2[..6], &l2[6..]), (&mac.0[..], &port.0[..]));
-        assert!(s.serving_l2(7, 2).is_some() && s.serving_l2(7, 1).is_none());
+        assert!(serving_l2(7, 2).is_some() && serving_l2(7, 1).is_none());
     }
 }
