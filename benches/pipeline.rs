@@ -19,7 +19,7 @@
 use drlb::lb::snapshot::{BackendSpec, Policy, ServiceSpec};
 use drlb::lb::{
     forward_hits, hint, prefetch_burst, process_hinted, Cursor, LocalState, OnGone, Proto,
-    SchedKind, Snapshot, SynFlood, Timeouts, Verdict,
+    SchedKind, Snapshot, SynFlood, Timeouts, Verdict, AHEAD,
 };
 use drlb::testing::pcap::{self, FlowsSpec};
 use drlb::wire::tcp::flags::{ACK, PSH, SYN};
@@ -107,7 +107,9 @@ fn run(p: &[Patch], flags: u8, snap: &Snapshot, local: &mut LocalState, total: u
     let mut ring: Vec<Frame> = (0..BURST).map(|_| template(flags)).collect();
     let mut fwd = 0usize;
     let mut next = 0usize;
-    let mut hashes = [0u64; BURST];
+    // The burst's hashes, then AHEAD more for `forward_hits`' prefetch ahead (as the
+    // worker's `Received` has them).
+    let mut hashes = [0u64; BURST + AHEAD];
     let start = Instant::now();
     for _ in 0..total / BURST {
         // "RX": the NIC writes each frame's headers.
@@ -131,7 +133,7 @@ fn run(p: &[Patch], flags: u8, snap: &Snapshot, local: &mut LocalState, total: u
                 1,
                 |_, _, _| {},
             );
-            let Some(&h) = hashes.get(cur.at) else { break };
+            let Some(&h) = hashes[..BURST].get(cur.at) else { break };
             let f = std::hint::black_box(ring[cur.at].as_mut_slice());
             cur.skip();
             let hint = hint(f, h, snap, local);

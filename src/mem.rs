@@ -80,6 +80,13 @@ impl<T: bytemuck::Zeroable> Table<T> {
         prefetch(self.ptr.as_ptr().wrapping_add(i) as *const u8);
     }
 
+    /// [`prefetch`](Self::prefetch) of the element `off` bytes into the table (`off` an
+    /// element's index times its size: see [`View::prefetch_scaled`]).
+    #[inline(always)]
+    pub fn prefetch_byte(&self, off: usize) {
+        prefetch((self.ptr.as_ptr() as *const u8).wrapping_add(off));
+    }
+
     /// Element `i & mask` where `mask` = len - 1: for a table whose length is a power of
     /// two, an index wrapped into it. No bounds check (an AND instead of a compare and a
     /// branch on a hash table's hot path), and no index can reach outside the table
@@ -119,7 +126,26 @@ impl<T: bytemuck::Zeroable> Table<T> {
     /// tell apart from a write to the table itself).
     #[inline(always)]
     pub fn view(&mut self) -> View<'_, T> {
-        View { ptr: self.ptr, mask: self.len - 1, _table: std::marker::PhantomData }
+        View {
+            ptr: self.ptr,
+            mask: self.len - 1,
+            scaled_mask: scaled_mask::<T>(self.len - 1),
+            _table: std::marker::PhantomData,
+        }
+    }
+}
+
+/// `mask` times the size of `T` when that is a power of two (then its low bits are zero
+/// and `x & scaled_mask` is the offset of element `(x / size) & mask`), else 0 (every
+/// scaled access is element 0: in bounds, and caught by the debug assertion).
+#[inline(always)]
+fn scaled_mask<T>(mask: usize) -> usize {
+    let size = std::mem::size_of::<T>();
+    debug_assert!(size.is_power_of_two(), "scaled access to elements of {size} bytes");
+    if size.is_power_of_two() {
+        mask * size
+    } else {
+        0
     }
 }
 
@@ -128,6 +154,8 @@ pub struct View<'a, T> {
     ptr: NonNull<T>,
     /// len - 1 (len > 0).
     mask: usize,
+    /// mask × the element's size ([`scaled_mask`]).
+    scaled_mask: usize,
     _table: std::marker::PhantomData<&'a mut T>,
 }
 
@@ -135,7 +163,12 @@ impl<T> View<'_, T> {
     /// The view again, for a shorter time (a call that takes it by value).
     #[inline(always)]
     pub fn reborrow(&mut self) -> View<'_, T> {
-        View { ptr: self.ptr, mask: self.mask, _table: std::marker::PhantomData }
+        View {
+            ptr: self.ptr,
+            mask: self.mask,
+            scaled_mask: self.scaled_mask,
+            _table: std::marker::PhantomData,
+        }
     }
 
     /// The table's length - 1.
@@ -148,6 +181,15 @@ impl<T> View<'_, T> {
     #[inline(always)]
     pub fn prefetch(&self, i: usize) {
         prefetch(self.ptr.as_ptr().wrapping_add(i) as *const u8);
+    }
+
+    /// Starts loading element `(x / size) & mask` (`size` that of an element, a power of
+    /// two): for an `x` whose bits above the element's size are its index (a hash laid
+    /// out so), one AND finds the element's offset, where an index takes an AND and a
+    /// shift.
+    #[inline(always)]
+    pub fn prefetch_scaled(&self, x: usize) {
+        prefetch((self.ptr.as_ptr() as *const u8).wrapping_add(x & self.scaled_mask));
     }
 
     /// [`Table::wrapped`].
@@ -165,15 +207,38 @@ impl<'a, T> View<'a, T> {
         self,
         i: usize,
         j: usize,
-        mut f: impl FnMut(&T) -> Option<R>,
+        f: impl FnMut(&T) -> Option<R>,
     ) -> Option<(&'a mut T, R)> {
         let base = self.ptr.as_ptr();
-        for k in [i, j] {
-            // SAFETY: inside the table, as in `wrapped`.
-            let p = unsafe { base.add(k & self.mask) };
-            // SAFETY: the view borrows the table writably, so it is the only access; the
-            // shared reference `f` gets ends with the call, before the mutable one is
-            // made.
+        // SAFETY: inside the table, as in `wrapped`.
+        let at = |k: usize| unsafe { base.add(k & self.mask) };
+        Self::first_of([at(i), at(j)], f)
+    }
+
+    /// [`first_mut`](Self::first_mut) of elements `(x / size) & mask` and `(y / size) &
+    /// mask` (as in [`prefetch_scaled`](Self::prefetch_scaled)).
+    #[inline(always)]
+    pub fn first_mut_scaled<R>(
+        self,
+        x: usize,
+        y: usize,
+        f: impl FnMut(&T) -> Option<R>,
+    ) -> Option<(&'a mut T, R)> {
+        let base = self.ptr.as_ptr() as *mut u8;
+        // SAFETY: k & scaled_mask is at most (len - 1) × size and a multiple of the size
+        // (a power of two: `scaled_mask`; else 0), so an element's offset inside the
+        // table, aligned as the table's start is.
+        let at = |k: usize| unsafe { base.add(k & self.scaled_mask) as *mut T };
+        Self::first_of([at(x), at(y)], f)
+    }
+
+    /// The first of two elements of the view's table for which `f` gives a value.
+    #[inline(always)]
+    fn first_of<R>(ps: [*mut T; 2], mut f: impl FnMut(&T) -> Option<R>) -> Option<(&'a mut T, R)> {
+        for p in ps {
+            // SAFETY: `ps` are elements of the table the view borrows writably, so this
+            // is the only access; the shared reference `f` gets ends with the call,
+            // before the mutable one is made.
             if let Some(r) = f(unsafe { &*p }) {
                 // SAFETY: as above: the only reference to the element from here on.
                 return Some((unsafe { &mut *p }, r));

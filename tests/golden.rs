@@ -833,7 +833,7 @@ fn fast_and_full_agree(
     mut burst: impl FnMut(&mut drlb::testing::Rng) -> Vec<Vec<u8>>,
 ) -> Agreed {
     use drlb::lb::flow::FlowTable;
-    use drlb::lb::{forward_hits, hint, prefetch_burst, process_hinted, Cursor};
+    use drlb::lb::{forward_hits, hint, prefetch_burst, process_hinted, Cursor, AHEAD};
     let base = specs();
     let variant = |k: u64| {
         let mut sp = base.clone();
@@ -865,7 +865,7 @@ fn fast_and_full_agree(
             snap = variant(round / 400 % 6);
         }
         let burst = burst(&mut rng);
-        let mut hashes = [0u64; 32];
+        let mut hashes = [0u64; 32 + AHEAD];
         prefetch_burst(burst.iter().map(|f| f.as_slice()), &hinted, &mut hashes);
         let mut b = burst.clone();
         let n = burst.len();
@@ -877,7 +877,7 @@ fn fast_and_full_agree(
             let mut slots = Vec::new();
             let hits = forward_hits(
                 b.iter_mut().map(|f| f.as_mut_slice()),
-                &hashes[..n],
+                &hashes[..n + AHEAD],
                 &mut cur,
                 &snap,
                 &mut hinted,

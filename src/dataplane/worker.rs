@@ -21,7 +21,7 @@ use crate::dpdk::port::{RxQueue, TxQueue};
 use crate::lb::verdict::Neighbor;
 use crate::lb::DropReason;
 use crate::lb::{
-    forward_hits, hint, process_hinted, stage1, Cursor, LocalState, Snapshot, Tick, Verdict,
+    forward_hits, hint, process_hinted, stage1, Cursor, LocalState, Snapshot, Tick, Verdict, AHEAD,
     TICKS_PER_SEC,
 };
 use crate::sync::{epoch, spsc};
@@ -161,10 +161,11 @@ struct Census {
 }
 
 /// A received burst and its frames' stage-1 hashes, side by side: the forwarding loops
-/// address both from one register.
+/// address both from one register. The hashes past the burst's (stale or zero) are
+/// `forward_hits`' padding: it prefetches the group of the hash AHEAD places on.
 struct Received {
     burst: RxBurst,
-    hashes: [u64; BURST],
+    hashes: [u64; BURST + AHEAD],
 }
 
 /// The TX buffer with the latency sample riding on it.
@@ -483,7 +484,8 @@ impl Worker {
         (now, tsc): (Tick, u64),
     ) -> bool {
         let c = &self.s.counters;
-        let (burst, hashes) = (&mut got.burst, &got.hashes[..n]);
+        // The hashes, then AHEAD more that `forward_hits` prefetches ahead of its frames.
+        let (burst, hashes) = (&mut got.burst, &got.hashes[..n + AHEAD]);
         let mut flushed = false;
         let snap = self.s.snap.load();
         // The flow-table state of the whole burst in flight at once (each frame's first
@@ -534,7 +536,8 @@ impl Worker {
         (now, tsc): (Tick, u64),
     ) -> bool {
         let c = &self.s.counters;
-        let (burst, hashes) = (&mut got.burst, &got.hashes[..n]);
+        let (burst, padded) = (&mut got.burst, &got.hashes[..n + AHEAD]);
+        let hashes = &padded[..n];
         let mut flushed = false;
         let snap = self.s.snap.load();
         let mut new_flows = 0;
@@ -576,7 +579,7 @@ impl Worker {
             }
             let hits = forward_hits(
                 burst.whole_frames_mut_again(),
-                hashes,
+                padded,
                 &mut cur,
                 snap,
                 &mut self.local,
@@ -603,7 +606,7 @@ impl Worker {
         let c = self.s.counters.clone();
         let clock = self.s.clock;
         let drain_tsc = (clock.tsc_hz / 10_000).max(1); // ~100 µs, as l3fwd's BURST_TX_DRAIN_US
-        let mut got = Received { burst: RxBurst::default(), hashes: [0; BURST] };
+        let mut got = Received { burst: RxBurst::default(), hashes: [0; BURST + AHEAD] };
         let mut dump = (0usize, 0u64);
         let mut census = Census { live: 0 };
         // The latency histogram is allocated once here; recording never allocates.

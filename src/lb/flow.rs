@@ -303,6 +303,12 @@ impl HitView<'_> {
         Hashed::of(h, self.groups.mask())
     }
 
+    /// Starts loading the first group line of the key hashed to `h`.
+    #[inline(always)]
+    pub fn prefetch(&self, h: u64) {
+        self.groups.prefetch_scaled(h as usize);
+    }
+
     /// The view again, for a shorter time (for [`hit_entry`](Self::hit_entry), which
     /// takes it by value).
     #[inline(always)]
@@ -324,8 +330,8 @@ impl<'a> HitView<'a> {
     /// group; rare) sends the frame to the full path, whose lookup tells them apart.
     #[inline(always)]
     pub fn hit_entry(self, k: &KeyBytes, h: &Hashed, now: Tick, state: u8) -> Option<Entry<'a>> {
-        let (g1, g2) = h.groups();
-        let (grp, i) = self.groups.first_mut(g1, g2, |grp| {
+        let (g1, g2) = h.scaled();
+        let (grp, i) = self.groups.first_mut_scaled(g1, g2, |grp| {
             let m = grp.key_matches(k);
             if m == 0 {
                 return None;
@@ -412,6 +418,8 @@ fn owner_word(daddr_wire: u32, incarnation: u16) -> u64 {
 pub struct FlowTable {
     groups: crate::mem::Table<Group>,
     group_mask: usize,
+    /// `group_mask` << GROUP_SHIFT: a hash ANDed with it is its first group's offset.
+    group_bytes: usize,
     seed: [u64; 2],
     sweep_next: usize,
     /// Make-room calls left that skip the cuckoo search: set after [`CUCKOO_FAILS`]
@@ -439,8 +447,15 @@ const CUCKOO_BACKOFF: u32 = 1024;
 /// test filled 7/8 of a table with established flows), a full one every time.
 const CUCKOO_FAILS: u32 = 16;
 
-/// Most groups a table may have: the hash's bits are split as g1 = bits 0..25,
-/// g2 = g1 XOR bits 25..50.
+/// A group's size is 1 << GROUP_SHIFT bytes, and a hash's bits from GROUP_SHIFT up are
+/// its first group's index: the hash ANDed with the table's mask scaled by the group's
+/// size is that group's offset in the table (one AND: `View::prefetch_scaled`), where
+/// an index needs an AND and a shift (three times a hit, with the prefetches).
+const GROUP_SHIFT: u32 = 6;
+const _: () = assert!(std::mem::size_of::<Group>() == 1 << GROUP_SHIFT);
+
+/// Most groups a table may have: the hash's bits are split as g1 = bits 6..31,
+/// g2 = g1 XOR bits 31..56 ([`GROUP_SHIFT`]).
 pub const MAX_GROUPS: usize = 1 << 25;
 /// Largest capacity (flows per worker).
 pub const MAX_CAPACITY: usize = MAX_GROUPS * WAYS;
@@ -459,8 +474,8 @@ impl Hashed {
     /// The groups of a key whose 64-bit hash is `h`, in a table of `mask` + 1 groups.
     #[inline(always)]
     fn of(h: u64, mask: usize) -> Hashed {
-        let g1 = (h as usize) & mask;
-        let g2 = (g1 ^ ((h >> 25) as usize | 1)) & mask;
+        let g1 = (h >> GROUP_SHIFT) as usize & mask;
+        let g2 = (g1 ^ ((h >> (GROUP_SHIFT + 25)) as usize | 1)) & mask;
         Hashed { g1: g1 as u32, g2: g2 as u32, h }
     }
 
@@ -477,6 +492,13 @@ impl Hashed {
     #[inline(always)]
     fn groups(&self) -> (usize, usize) {
         (self.g1 as usize, self.g2 as usize)
+    }
+
+    /// The groups as `View::first_mut_scaled` takes them: the first is the hash itself
+    /// ([`GROUP_SHIFT`]).
+    #[inline(always)]
+    fn scaled(&self) -> (usize, usize) {
+        (self.h as usize, (self.g2 as usize) << GROUP_SHIFT)
     }
 }
 
@@ -527,6 +549,7 @@ impl FlowTable {
         let groups = crate::mem::Table::<Group>::zeroed(entries / WAYS);
         FlowTable {
             group_mask: groups.len() - 1,
+            group_bytes: (groups.len() - 1) << GROUP_SHIFT,
             seed,
             sweep_next: 0,
             cuckoo_backoff: 0,
@@ -637,9 +660,9 @@ impl FlowTable {
     /// [`prefetch`](Self::prefetch) of a key already hashed.
     #[inline(always)]
     pub fn prefetch_groups(&self, h: &Hashed, miss: bool) {
-        let (g1, g2) = h.groups();
-        self.groups.prefetch(g1);
+        self.groups.prefetch_byte(h.h as usize & self.group_bytes);
         if miss {
+            let g2 = h.groups().1;
             self.groups.prefetch(g2);
         }
     }

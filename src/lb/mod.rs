@@ -24,7 +24,7 @@ pub mod verdict;
 
 pub use pipeline::{
     forward_hits, hint, peek_key, prefetch_burst, process, process_hinted, stage1, Cursor, Hint,
-    LocalState,
+    LocalState, AHEAD,
 };
 pub use snapshot::Snapshot;
 pub use verdict::{DropReason, Verdict};
