@@ -106,20 +106,6 @@ impl<T: bytemuck::Zeroable> Table<T> {
 }
 
 impl<T: bytemuck::Zeroable> Table<T> {
-    /// Element `i`, else element `j` (both wrapped as in [`wrapped`](Self::wrapped)),
-    /// the first for which `f` gives a value: that element, writable, and the value.
-    /// The element is the one `f` read, at the address computed for it (taking it again
-    /// by index afterwards costs the address computation twice on a hot path).
-    #[inline(always)]
-    pub fn first_mut<R>(
-        &mut self,
-        i: usize,
-        j: usize,
-        f: impl FnMut(&T) -> Option<R>,
-    ) -> Option<(&mut T, R)> {
-        self.view().first_mut(i, j, f)
-    }
-
     /// The table's address and index mask as values, for a loop that reads and writes
     /// its elements but nothing else of the table: held in registers, they need not be
     /// loaded again after each write to an element (which the compiler cannot always
@@ -201,44 +187,27 @@ impl<T> View<'_, T> {
 }
 
 impl<'a, T> View<'a, T> {
-    /// [`Table::first_mut`], for as long as the view's borrow.
-    #[inline(always)]
-    pub fn first_mut<R>(
-        self,
-        i: usize,
-        j: usize,
-        f: impl FnMut(&T) -> Option<R>,
-    ) -> Option<(&'a mut T, R)> {
-        let base = self.ptr.as_ptr();
-        // SAFETY: inside the table, as in `wrapped`.
-        let at = |k: usize| unsafe { base.add(k & self.mask) };
-        Self::first_of([at(i), at(j)], f)
-    }
-
-    /// [`first_mut`](Self::first_mut) of elements `(x / size) & mask` and `(y / size) &
-    /// mask` (as in [`prefetch_scaled`](Self::prefetch_scaled)).
+    /// Element `(x / size) & mask`, else element `(y / size) & mask` (as in
+    /// [`prefetch_scaled`](Self::prefetch_scaled)), the first for which `f` gives a
+    /// value: that element, writable for as long as the view's borrow, and the value.
+    /// The element is the one `f` read, at the address computed for it (taking it again
+    /// by index afterwards costs the address computation twice on a hot path).
     #[inline(always)]
     pub fn first_mut_scaled<R>(
         self,
         x: usize,
         y: usize,
-        f: impl FnMut(&T) -> Option<R>,
+        mut f: impl FnMut(&T) -> Option<R>,
     ) -> Option<(&'a mut T, R)> {
         let base = self.ptr.as_ptr() as *mut u8;
-        // SAFETY: k & scaled_mask is at most (len - 1) × size and a multiple of the size
-        // (a power of two: `scaled_mask`; else 0), so an element's offset inside the
-        // table, aligned as the table's start is.
-        let at = |k: usize| unsafe { base.add(k & self.scaled_mask) as *mut T };
-        Self::first_of([at(x), at(y)], f)
-    }
-
-    /// The first of two elements of the view's table for which `f` gives a value.
-    #[inline(always)]
-    fn first_of<R>(ps: [*mut T; 2], mut f: impl FnMut(&T) -> Option<R>) -> Option<(&'a mut T, R)> {
-        for p in ps {
-            // SAFETY: `ps` are elements of the table the view borrows writably, so this
-            // is the only access; the shared reference `f` gets ends with the call,
-            // before the mutable one is made.
+        for k in [x, y] {
+            // SAFETY: k & scaled_mask is at most (len - 1) × size and a multiple of the
+            // size (a power of two: `scaled_mask`; else 0), so an element's offset inside
+            // the table, aligned as the table's start is.
+            let p = unsafe { base.add(k & self.scaled_mask) as *mut T };
+            // SAFETY: the view borrows the table writably, so it is the only access; the
+            // shared reference `f` gets ends with the call, before the mutable one is
+            // made.
             if let Some(r) = f(unsafe { &*p }) {
                 // SAFETY: as above: the only reference to the element from here on.
                 return Some((unsafe { &mut *p }, r));
