@@ -123,11 +123,11 @@ impl<T: bytemuck::Zeroable> Table<T> {
 
 /// `mask` times the size of `T` when that is a power of two (then its low bits are zero
 /// and `x & scaled_mask` is the offset of element `(x / size) & mask`), else 0 (every
-/// scaled access is element 0: in bounds, and caught by the debug assertion).
+/// scaled access is element 0: in bounds, and caught by the scaled accessors' debug
+/// assertion; a table of such elements is still indexed as any other).
 #[inline(always)]
 fn scaled_mask<T>(mask: usize) -> usize {
     let size = std::mem::size_of::<T>();
-    debug_assert!(size.is_power_of_two(), "scaled access to elements of {size} bytes");
     if size.is_power_of_two() {
         mask * size
     } else {
@@ -175,6 +175,7 @@ impl<T> View<'_, T> {
     /// shift.
     #[inline(always)]
     pub fn prefetch_scaled(&self, x: usize) {
+        debug_assert!(std::mem::size_of::<T>().is_power_of_two());
         prefetch((self.ptr.as_ptr() as *const u8).wrapping_add(x & self.scaled_mask));
     }
 
@@ -199,6 +200,7 @@ impl<'a, T> View<'a, T> {
         y: usize,
         mut f: impl FnMut(&T) -> Option<R>,
     ) -> Option<(&'a mut T, R)> {
+        debug_assert!(std::mem::size_of::<T>().is_power_of_two());
         let base = self.ptr.as_ptr() as *mut u8;
         for k in [x, y] {
             // SAFETY: k & scaled_mask is at most (len - 1) × size and a multiple of the

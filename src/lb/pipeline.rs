@@ -522,9 +522,10 @@ pub fn forward_hits<'a>(
 /// How many frames ahead [`forward_hits`] prefetches a frame's group line, again: stage 1
 /// did for the whole burst as it was received, but in a table far bigger than the cache
 /// (1M flows, 32 MiB) the frames late in a burst still waited on their lines; with a
-/// second prefetch 16 frames ahead the bench's 1M hit went from 26-39 to 21-24 ns (8
-/// and 4 did less; stage 1 prefetching only the first 16 frames, 25 ns), four
-/// instructions a packet (perf/README.md).
+/// second prefetch 16 frames ahead the bench's 1M hit went from 34-42 to 24-26 ns
+/// alternating with the build before (8 ahead did as well, 4 less; stage 1 prefetching
+/// only the first 16 frames, 25 ns), three instructions a packet with the scaled group
+/// offsets (perf/README.md's step table).
 pub const AHEAD: usize = 16;
 
 /// [`forward_hits`]' loop, under a flood (`FLOOD`: [`Flood::active`] when the run started) with [`flood_syn`] for the SYNs or
