@@ -1022,8 +1022,7 @@ impl FlowTable {
         let was = l.state() == EST;
         l.word = (l.word & !STATE_BITS) | (state as u32) << STATE_SHIFT;
         l.expires = expires;
-        let grp = self.group_mut(idx / WAYS);
-        (grp.word[idx % WAYS], grp.expires[idx % WAYS]) = (l.word, l.expires);
+        self.group_mut(idx / WAYS).set(idx % WAYS, l);
         if was != (state as u8 == EST) {
             // Into or out of ESTABLISHED: IPVS moves the connection between its
             // server's active and inactive counts (`set_tcp_state`).
