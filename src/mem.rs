@@ -19,6 +19,8 @@ const HUGE: usize = 2 << 20;
 pub struct Table<T: bytemuck::Zeroable> {
     ptr: NonNull<T>,
     len: usize,
+    /// (len - 1) × the element's size ([`scaled_mask`]).
+    scaled_mask: usize,
     map: *mut libc::c_void,
     map_len: usize,
 }
@@ -66,6 +68,7 @@ impl<T: bytemuck::Zeroable> Table<T> {
         Table {
             ptr: NonNull::new(start as *mut T).expect("mmap never returns 0"),
             len,
+            scaled_mask: scaled_mask::<T>(len - 1),
             map,
             map_len,
         }
@@ -80,11 +83,14 @@ impl<T: bytemuck::Zeroable> Table<T> {
         prefetch(self.ptr.as_ptr().wrapping_add(i) as *const u8);
     }
 
-    /// [`prefetch`](Self::prefetch) of the element `off` bytes into the table (`off` an
-    /// element's index times its size: see [`View::prefetch_scaled`]).
+    /// Starts loading element `(x / size) & (len - 1)` (`size` that of an element, a
+    /// power of two): for an `x` whose bits above the element's size are its index (a
+    /// hash laid out so), one AND finds the element's offset, where an index takes an
+    /// AND and a shift.
     #[inline(always)]
-    pub fn prefetch_byte(&self, off: usize) {
-        prefetch((self.ptr.as_ptr() as *const u8).wrapping_add(off));
+    pub fn prefetch_scaled(&self, x: usize) {
+        debug_assert!(std::mem::size_of::<T>().is_power_of_two());
+        prefetch((self.ptr.as_ptr() as *const u8).wrapping_add(x & self.scaled_mask));
     }
 
     /// Element `i & mask` where `mask` = len - 1: for a table whose length is a power of
@@ -115,7 +121,7 @@ impl<T: bytemuck::Zeroable> Table<T> {
         View {
             ptr: self.ptr,
             mask: self.len - 1,
-            scaled_mask: scaled_mask::<T>(self.len - 1),
+            scaled_mask: self.scaled_mask,
             _table: std::marker::PhantomData,
         }
     }
@@ -140,7 +146,7 @@ pub struct View<'a, T> {
     ptr: NonNull<T>,
     /// len - 1 (len > 0).
     mask: usize,
-    /// mask × the element's size ([`scaled_mask`]).
+    /// The table's `scaled_mask`.
     scaled_mask: usize,
     _table: std::marker::PhantomData<&'a mut T>,
 }
@@ -169,10 +175,7 @@ impl<T> View<'_, T> {
         prefetch(self.ptr.as_ptr().wrapping_add(i) as *const u8);
     }
 
-    /// Starts loading element `(x / size) & mask` (`size` that of an element, a power of
-    /// two): for an `x` whose bits above the element's size are its index (a hash laid
-    /// out so), one AND finds the element's offset, where an index takes an AND and a
-    /// shift.
+    /// [`Table::prefetch_scaled`].
     #[inline(always)]
     pub fn prefetch_scaled(&self, x: usize) {
         debug_assert!(std::mem::size_of::<T>().is_power_of_two());

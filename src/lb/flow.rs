@@ -418,8 +418,6 @@ fn owner_word(daddr_wire: u32, incarnation: u16) -> u64 {
 pub struct FlowTable {
     groups: crate::mem::Table<Group>,
     group_mask: usize,
-    /// `group_mask` << GROUP_SHIFT: a hash ANDed with it is its first group's offset.
-    group_bytes: usize,
     seed: [u64; 2],
     sweep_next: usize,
     /// Make-room calls left that skip the cuckoo search: set after [`CUCKOO_FAILS`]
@@ -449,7 +447,7 @@ const CUCKOO_FAILS: u32 = 16;
 
 /// A group's size is 1 << GROUP_SHIFT bytes, and a hash's bits from GROUP_SHIFT up are
 /// its first group's index: the hash ANDed with the table's mask scaled by the group's
-/// size is that group's offset in the table (one AND: `View::prefetch_scaled`), where
+/// size is that group's offset in the table (one AND: `Table::prefetch_scaled`), where
 /// an index needs an AND and a shift (three times a hit, with the prefetches).
 const GROUP_SHIFT: u32 = 6;
 const _: () = assert!(std::mem::size_of::<Group>() == 1 << GROUP_SHIFT);
@@ -549,7 +547,6 @@ impl FlowTable {
         let groups = crate::mem::Table::<Group>::zeroed(entries / WAYS);
         FlowTable {
             group_mask: groups.len() - 1,
-            group_bytes: (groups.len() - 1) << GROUP_SHIFT,
             seed,
             sweep_next: 0,
             cuckoo_backoff: 0,
@@ -660,7 +657,7 @@ impl FlowTable {
     /// [`prefetch`](Self::prefetch) of a key already hashed.
     #[inline(always)]
     pub fn prefetch_groups(&self, h: &Hashed, miss: bool) {
-        self.groups.prefetch_byte(h.h as usize & self.group_bytes);
+        self.groups.prefetch_scaled(h.h as usize);
         if miss {
             let g2 = h.groups().1;
             self.groups.prefetch(g2);
