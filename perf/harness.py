@@ -5,13 +5,16 @@
     python3 perf/harness.py --quick         # seconds per stage: checks the harness itself
     python3 perf/harness.py --only e2e,latency
     python3 perf/harness.py --ab OLD/drlb,NEW/drlb --e2e-flows 1024   # paired A/B
+    python3 perf/harness.py --report perf/results/results.json        # the figures the targets read
 
 Stages (each writes perf/out/<stage>.csv; all go into perf/out/results.json with the
 machine facts, DPDK version, git revision and parameters; perf/out/*.svg are the plots):
 
   e2e        drlb vs dpdk-testpmd --forward-mode=macswap on the same net_pcap vdev
              (rx_pcap=FLOWS.pcap,infinite_rx=1; TX counts and drops), 1 forwarding lcore,
-             1 / 1k / 64k flows x 60 / 512 / 1514-byte frames; median of RUNS runs.
+             1 / 1k / 64k flows x 60 / 512 / 1514-byte frames; median of RUNS runs, and
+             the ratio both as the ratio of the medians and as the median of the runs'
+             own drlb/testpmd ratios (each drlb run is paired with the testpmd run after it).
   scaling    drlb with 2 workers vs 1 (an --lcores map that puts the main lcore on worker
              1's core; net_pcap with two RX queues), 64k flows; testpmd macswap with 2
              forwarding lcores vs 1 on the same vdevs and lcores beside it (the ceiling).
@@ -221,6 +224,16 @@ def mean(xs):
     return sum(xs) / len(xs) if xs else float("nan")
 
 
+def same_run_ratio(d, t):
+    """The median of the runs' own ratios (each drlb run to the testpmd run right after
+    it, on the same vdev): a drift of the host between runs moves both halves of a pair,
+    so this reads the code more steadily than the ratio of the two medians, which pairs
+    a fast hour's testpmd with a slow hour's drlb when the hour changes mid-stage. The
+    targets are read by it; both are recorded."""
+    rs = [x / y for x, y in zip(d, t) if y]
+    return round(statistics.median(rs), 3) if rs else None
+
+
 # The e2e plot's short names for the kinds of traffic.
 E2E_LABEL = {"syn+ack": "syn", "established": "est", "mixed": "mix"}
 
@@ -302,13 +315,13 @@ def stage_e2e(a, res):
                 dm, tm = statistics.median(d), statistics.median(t)
                 row = {"flows": flows, "size": size, "traffic": traffic, "packets_per_flow": ppf,
                        "drlb_mpps": round(dm, 3), "testpmd_mpps": round(tm, 3),
-                       "ratio": round(dm / tm, 3) if tm else None, "drlb_runs": [round(x, 3) for x in d],
-                       "testpmd_runs": [round(x, 3) for x in t]}
+                       "ratio": round(dm / tm, 3) if tm else None, "same_run_ratio": same_run_ratio(d, t),
+                       "drlb_runs": [round(x, 3) for x in d], "testpmd_runs": [round(x, 3) for x in t]}
                 print(f"  e2e flows={flows} size={size} {traffic} packets/flow={ppf}: drlb {dm:.2f} Mpps, "
-                      f"testpmd {tm:.2f} Mpps (TX), ratio {row['ratio']}")
+                      f"testpmd {tm:.2f} Mpps (TX), ratio {row['ratio']}, same-run {row['same_run_ratio']}")
                 rows.append(row)
     res["e2e"] = rows
-    write_csv("e2e", rows, ["flows", "size", "traffic", "drlb_mpps", "testpmd_mpps", "ratio"])
+    write_csv("e2e", rows, ["flows", "size", "traffic", "drlb_mpps", "testpmd_mpps", "ratio", "same_run_ratio"])
 
 
 def scaling_cases():
@@ -870,6 +883,32 @@ def plots(res):
                  ["drlb", "testpmd"], "Mpps")
 
 
+def report(path):
+    """--report PATH: a results.json's throughput figures as the targets read them, from
+    its per-run values (so a publication made before `same_run_ratio` was recorded
+    reads the same way): each e2e case's ratio of medians, the median of its same-run
+    ratios and every run's ratio; the scaling stage's two-worker / one-worker medians,
+    drlb's and testpmd's."""
+    try:
+        res = json.load(open(path))
+    except (OSError, ValueError) as e:
+        sys.exit(f"harness: cannot read {path}: {e}")
+    for name, run in sorted(res.get("runs", {}).items()):
+        f = run.get("facts", {})
+        print(f"{name}: git {f.get('git')}{' (dirty)' if f.get('git_dirty') else ''}, {f.get('date')}, "
+              f"runs {run.get('params', {}).get('runs')}, memory {','.join(run.get('memory', []))}")
+    for r in res.get("e2e", []):
+        d, t = r["drlb_runs"], r["testpmd_runs"]
+        runs = " / ".join(f"{x / y:.3f}" for x, y in zip(d, t) if y)
+        print(f"e2e flows={r['flows']} size={r['size']} {r['traffic']}: drlb {r['drlb_mpps']:.2f} Mpps, "
+              f"testpmd {r['testpmd_mpps']:.2f}: ratio of medians {r['ratio']}, "
+              f"median of same-run ratios {same_run_ratio(d, t)} (runs {runs})")
+    sc = res.get("scaling", [])
+    if len(sc) == 2:
+        print(f"scaling 2 workers vs 1: drlb {sc[1]['mpps']:.2f} / {sc[0]['mpps']:.2f} = {sc[1]['ratio_vs_1']}; "
+              f"testpmd {sc[1]['testpmd_mpps']:.2f} / {sc[0]['testpmd_mpps']:.2f} = {sc[1]['testpmd_ratio_vs_1']}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="seconds per stage; checks the harness, not speed")
@@ -891,7 +930,11 @@ def main():
                     help="paired A/B of two drlb binaries on one e2e case, or on the scaling stage (see --ab-traffic); no stages run")
     ap.add_argument("--ab-traffic", choices=["established", "syn+ack", "mixed", "scaling"], default="established",
                     help="the e2e case's traffic, or `scaling`: the scaling stage's two cases")
+    ap.add_argument("--report", metavar="RESULTS_JSON",
+                    help="print a results.json's throughput figures as the targets read them; no stages run")
     a = ap.parse_args()
+    if a.report:
+        return report(a.report)
     if a.ab and (len(a.ab.split(",")) != 2 or not all(os.access(b, os.X_OK) for b in a.ab.split(","))):
         ap.error(f"--ab wants two executable drlb binaries, OLD,NEW; got {a.ab!r}")
     global ALLOW_NO_HUGE
