@@ -164,6 +164,19 @@ impl ControlServer {
         let _ = stream.write_all(&Self::line(r));
     }
 
+    /// Waits at most `timeout` for a connection or a client's next bytes (poll(2) on the
+    /// listener and the clients with a request under way; a signal ends it early): the
+    /// manager sleeps between its rounds and still answers a request as it arrives.
+    pub fn wait(&self, timeout: Duration) {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::AsFd;
+        let mut fds: Vec<PollFd> = std::iter::once(self.listener.as_fd())
+            .chain(self.clients.iter().map(|c| c.stream.as_fd()))
+            .map(|fd| PollFd::new(fd, PollFlags::POLLIN))
+            .collect();
+        let _ = poll(&mut fds, PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX));
+    }
+
     /// Accepts, reads and answers what is ready now; `handle` runs each complete request.
     pub fn poll(&mut self, mut handle: impl FnMut(Request) -> Response) {
         loop {

@@ -38,6 +38,13 @@ pub const SWAP_WAIT: Duration = Duration::from_millis(50);
 /// How often the announcement is offered to the control server (it sends it on when it
 /// changed, or its heartbeat is due).
 const ANNOUNCE_EVERY: Duration = Duration::from_millis(100);
+/// The longest the manager sleeps between two rounds of its loop when no control client
+/// wakes it (a request is answered as it arrives): what the workers learned, the health
+/// checks' results, ARP and the stats wait at most this long. The main lcore shares a
+/// CPU with a worker when every CPU has one (the scaling stage's two workers on two
+/// CPUs): a round every millisecond preempted that worker ~1,000 times a second
+/// (`perf/README.md` §2).
+const IDLE_WAIT: Duration = Duration::from_millis(10);
 
 /// The manager's ends of the channels to the workers (one entry per worker).
 pub struct Links {
@@ -742,7 +749,10 @@ impl Manager {
                     last_stats = now;
                 }
             }
-            std::thread::sleep(Duration::from_millis(1));
+            match &self.server {
+                Some(srv) => srv.wait(IDLE_WAIT),
+                None => std::thread::sleep(IDLE_WAIT),
+            }
         }
     }
 }
