@@ -280,3 +280,41 @@ impl Drop for ControlServer {
         let _ = std::fs::remove_file(&self.path);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `wait` sleeps its timeout when nothing comes, and returns as soon as a client
+    /// connects or sends its request's bytes (the manager's prompt answer).
+    #[test]
+    fn wait_returns_on_a_connection_and_on_bytes() {
+        let dir = std::env::temp_dir().join(format!("drlb-wait-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.sock");
+        let mut srv = ControlServer::bind(&path, None).unwrap();
+        let t = Instant::now();
+        srv.wait(Duration::from_millis(50));
+        assert!(t.elapsed() >= Duration::from_millis(45), "returned early with nothing to read");
+
+        let p = path.clone();
+        let client = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            let mut s = UnixStream::connect(&p).unwrap();
+            std::thread::sleep(Duration::from_millis(100));
+            s.write_all(b"{\"Li").unwrap(); // part of a request, no newline yet
+            std::thread::sleep(Duration::from_millis(500));
+        });
+        let t = Instant::now();
+        srv.wait(Duration::from_secs(10));
+        assert!(t.elapsed() < Duration::from_secs(5), "a connection did not end the wait");
+        srv.poll(|_| Response::ok(None)); // accepts it: a client with a request under way
+        assert_eq!(srv.clients.len(), 1);
+        let t = Instant::now();
+        srv.wait(Duration::from_secs(10));
+        assert!(t.elapsed() < Duration::from_secs(5), "a client's bytes did not end the wait");
+        client.join().unwrap();
+        drop(srv);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
