@@ -657,10 +657,10 @@ impl FlowTable {
     /// [`prefetch`](Self::prefetch) of a key already hashed.
     #[inline(always)]
     pub fn prefetch_groups(&self, h: &Hashed, miss: bool) {
-        self.groups.prefetch_scaled(h.h as usize);
+        let (first, second) = h.scaled();
+        self.groups.prefetch_scaled(first);
         if miss {
-            let g2 = h.groups().1;
-            self.groups.prefetch(g2);
+            self.groups.prefetch_scaled(second);
         }
     }
 
