@@ -224,13 +224,18 @@ def mean(xs):
     return sum(xs) / len(xs) if xs else float("nan")
 
 
+def run_ratios(d, t):
+    """Each drlb run's rate over the testpmd run's right after it (a zero testpmd run left out)."""
+    return [x / y for x, y in zip(d, t) if y]
+
+
 def same_run_ratio(d, t):
     """The median of the runs' own ratios (each drlb run to the testpmd run right after
     it, on the same vdev): a drift of the host between runs moves both halves of a pair,
     so this reads the code more steadily than the ratio of the two medians, which pairs
     a fast hour's testpmd with a slow hour's drlb when the hour changes mid-stage. The
     targets are read by it; both are recorded."""
-    rs = [x / y for x, y in zip(d, t) if y]
+    rs = run_ratios(d, t)
     return round(statistics.median(rs), 3) if rs else None
 
 
@@ -899,7 +904,7 @@ def report(path):
               f"runs {run.get('params', {}).get('runs')}, memory {','.join(run.get('memory', []))}")
     for r in res.get("e2e", []):
         d, t = r["drlb_runs"], r["testpmd_runs"]
-        runs = " / ".join(f"{x / y:.3f}" for x, y in zip(d, t) if y)
+        runs = " / ".join(f"{x:.3f}" for x in run_ratios(d, t))
         print(f"e2e flows={r['flows']} size={r['size']} {r['traffic']}: drlb {r['drlb_mpps']:.2f} Mpps, "
               f"testpmd {r['testpmd_mpps']:.2f}: ratio of medians {r['ratio']}, "
               f"median of same-run ratios {same_run_ratio(d, t)} (runs {runs})")
