@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""An anchor for the e2e ratios: DPDK's own exact-match forwarder, `l3fwd --lookup=em`
+(one `rte_hash` lookup of the 5-tuple a packet, bulk lookups of 8 with prefetches, the
+MACs rewritten), and drlb (this tree's release build, the e2e stage's config), each
+against `dpdk-testpmd --forward-mode=macswap` right after it, on the same net_pcap vdev
+and the same pcap as the e2e stage's established case, its flows all in l3fwd's table.
+What one stateful lookup a packet costs on this vdev when DPDK's own code does it, at 1k
+and 64k flows, beside drlb's (perf/README.md, "An anchor: DPDK's l3fwd in exact-match
+mode").
+
+    python3 perf/l3fwd_em.py [--flows 1024,65536] [--rounds 3] [--secs 5]
+
+Needs the e2e stage's pcaps (`python3 perf/harness.py --only e2e ...` writes them to
+perf/out) and l3fwd's source, which Debian ships in `dpdk-doc`
+(/usr/share/dpdk/examples/l3fwd): this installs that package if it is missing, builds
+l3fwd with its Makefile (pkg-config libdpdk) under /tmp, and writes the rule file of
+each pcap's flows. Rates are the ports' TX packets over `--secs` seconds, read from each
+process's telemetry socket after a 4-second warm-up; each round runs drlb, l3fwd and
+testpmd, and a round's ratios are its rates over its testpmd's.
+"""
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import harness  # noqa: E402  (the e2e stage's config, so drlb runs as it does there)
+
+OUT = harness.OUT
+SRC = "/usr/share/dpdk/examples/l3fwd"
+BUILD = "/tmp/drlb-l3fwd"
+
+
+def l3fwd():
+    """The l3fwd binary, built from Debian's example source (installed if missing)."""
+    if not os.path.isdir(SRC):
+        subprocess.run(["apt-get", "install", "-y", "-q", "dpdk-doc"], check=True,
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    binary = os.path.join(BUILD, "l3fwd", "build", "l3fwd")
+    if not os.path.exists(binary):
+        # The example and the examples' common headers, which its Makefile finds at ../common.
+        shutil.rmtree(BUILD, ignore_errors=True)
+        for d in ("l3fwd", "common"):
+            shutil.copytree(os.path.join(os.path.dirname(SRC), d), os.path.join(BUILD, d))
+        # One change: l3fwd asks for RX checksum offloads, which net_pcap has not (it
+        # refuses to start); without them it checks nothing more or less on this path.
+        main_c = os.path.join(BUILD, "l3fwd", "main.c")
+        src = open(main_c).read()
+        want = ".offloads = RTE_ETH_RX_OFFLOAD_CHECKSUM,"
+        if want not in src:
+            sys.exit(f"{main_c}: no '{want}' to take out (another DPDK release?)")
+        open(main_c, "w").write(src.replace(want, ".offloads = 0,"))
+        subprocess.run(["make", "-C", os.path.join(BUILD, "l3fwd"), "-j2"], check=True, capture_output=True)
+    return binary
+
+
+def flows_of(pcap):
+    """The distinct (src, dst, sport, dport, proto) of an Ethernet/IPv4 pcap's frames."""
+    data = open(pcap, "rb").read()
+    off, seen = 24, {}
+    while off + 16 <= len(data):
+        incl = struct.unpack_from("<I", data, off + 8)[0]
+        f = data[off + 16:off + 16 + incl]
+        off += 16 + incl
+        if len(f) >= 38 and f[12:14] == b"\x08\x00":
+            ihl = (f[14] & 0xf) * 4
+            src, dst = f[26:30], f[30:34]
+            sport, dport = struct.unpack_from("!HH", f, 14 + ihl)
+            seen[(src, dst, sport, dport, f[23])] = None
+    return list(seen)
+
+
+def rules(pcap, flows):
+    """An l3fwd EM rule file with each of the pcap's flows, out on port 0."""
+    path = os.path.join(OUT, f"l3fwd-em-{flows}.rules")
+    ip = lambda b: ".".join(str(x) for x in b)
+    with open(path, "w") as f:
+        for src, dst, sport, dport, proto in flows_of(pcap):
+            f.write(f"R{ip(dst)} {ip(src)} {dport} {sport} {proto:#x} 0\n")
+    return path
+
+
+def tx_packets(prefix):
+    """Port 0's TX packets from a DPDK process's telemetry socket (None if not up)."""
+    path = f"/var/run/dpdk/{prefix}/dpdk_telemetry.v2"
+    try:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        s.connect(path)
+        json.loads(s.recv(1 << 16))
+        s.send(b"/ethdev/stats,0")
+        r = json.loads(s.recv(1 << 16))
+        s.close()
+        return r["/ethdev/stats"]["opackets"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def rate(cmd, prefix, secs, stdin=None):
+    """TX packets a second of the DPDK process `cmd` over `secs` after a warm-up."""
+    p = subprocess.Popen(cmd, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 60
+        while tx_packets(prefix) is None:
+            if p.poll() is not None or time.time() > deadline:
+                raise SystemExit(f"{cmd[0]} did not come up ({p.poll()}): {' '.join(cmd)}")
+            time.sleep(0.5)
+        time.sleep(4)
+        a, t0 = tx_packets(prefix), time.time()
+        time.sleep(secs)
+        b, t1 = tx_packets(prefix), time.time()
+        return (b - a) / (t1 - t0)
+    finally:
+        p.terminate()
+        p.wait(timeout=60)
+        shutil.rmtree(f"/var/run/dpdk/{prefix}", ignore_errors=True)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--flows", default="1024,65536")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--secs", type=int, default=5)
+    a = ap.parse_args()
+    binary = l3fwd()
+    for flows in (int(x) for x in a.flows.split(",")):
+        pcap = os.path.join(OUT, f"flows-{flows}-60-ack-ppf1.pcap")
+        if not os.path.exists(pcap):
+            sys.exit(f"{pcap}: not found (run `python3 perf/harness.py --only e2e --e2e-flows {flows} "
+                     f"--e2e-sizes 60 --runs 1` first)")
+        r4 = rules(pcap, flows)
+        mbufs = str(flows + 16384)
+        vdev = f"--vdev=net_pcap0,rx_pcap={pcap},infinite_rx=1"
+        cfg = harness.bench_config(os.path.join(OUT, "l3fwd-em-drlb.toml"), flows,
+                                   service_extra='mid_flow = "schedule"')
+        got = []
+        for _ in range(a.rounds):
+            pre = f"l3dr{os.getpid()}"
+            eal = ["-l", "0-1", "--no-pci", "--in-memory", "-m", "1536", "--file-prefix", pre, vdev]
+            dr = rate([os.path.join(harness.B, "drlb"), *eal, "--", "--config", cfg, "--mbufs", mbufs],
+                      pre, a.secs)
+            # One lcore, the one forwarding: l3fwd opens a TX queue on each of its lcores,
+            # and the vdev has one (drlb's and testpmd's other lcore does not forward).
+            pre = f"l3em{os.getpid()}"
+            eal = ["-l", "1", "--no-pci", "--in-memory", "-m", "1536", "--file-prefix", pre, vdev]
+            em = rate([binary, *eal, "--", "-p", "0x1", "--lookup=em", "--config", "(0,0,1)",
+                       "--rx-queue-size", str(min(flows + 8192, 65535)), "--parse-ptype",
+                       f"--rule_ipv4={r4}", f"--rule_ipv6={SRC}/em_default_v6.cfg"], pre, a.secs)
+            pre = f"l3tp{os.getpid()}"
+            eal = ["-l", "0-1", "--no-pci", "--in-memory", "-m", "1536", "--file-prefix", pre, vdev]
+            tp = rate(["dpdk-testpmd", *eal, "--", "--forward-mode=macswap", "--port-topology=loop",
+                       f"--total-num-mbufs={mbufs}", "--auto-start"], pre, a.secs, stdin=True)
+            got.append((dr, em, tp))
+            print(f"  {flows} flows: drlb {dr / 1e6:.2f} Mpps, l3fwd-em {em / 1e6:.2f} Mpps, testpmd macswap "
+                  f"{tp / 1e6:.2f} Mpps: ratios {dr / tp:.3f}, {em / tp:.3f}", flush=True)
+        for name, i in (("drlb", 0), ("l3fwd-em", 1)):
+            med = statistics.median(r[i] / r[2] for r in got)
+            print(f"{flows} flows: {name} / testpmd macswap, median of {a.rounds} rounds: {med:.3f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
