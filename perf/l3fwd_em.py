@@ -140,22 +140,23 @@ def main():
         vdev = f"--vdev=net_pcap0,rx_pcap={pcap},infinite_rx=1"
         cfg = harness.bench_config(os.path.join(OUT, "l3fwd-em-drlb.toml"), flows,
                                    service_extra='mid_flow = "schedule"')
+        # The harness's memory policy: hugepages, or a clear stop.
+        eal = lambda pre, lcores: ["-l", lcores, "--no-pci", *harness.mem_args(1536), "--file-prefix", pre, vdev]
         got = []
         for _ in range(a.rounds):
             pre = f"l3dr{os.getpid()}"
-            eal = ["-l", "0-1", "--no-pci", "--in-memory", "-m", "1536", "--file-prefix", pre, vdev]
-            dr = rate([os.path.join(harness.B, "drlb"), *eal, "--", "--config", cfg, "--mbufs", mbufs],
-                      pre, a.secs)
+            dr = rate([os.path.join(harness.B, "drlb"), *eal(pre, "0-1"), "--", "--config", cfg,
+                       "--mbufs", mbufs], pre, a.secs)
             # One lcore, the one forwarding: l3fwd opens a TX queue on each of its lcores,
-            # and the vdev has one (drlb's and testpmd's other lcore does not forward).
+            # and the vdev has one (drlb's and testpmd's other lcore does not forward). Its
+            # mbuf pool follows the RX ring's size, and net_pcap holds the whole pcap in
+            # mbufs: the ring as big as the pcap (at most 65535, so up to ~64k flows).
             pre = f"l3em{os.getpid()}"
-            eal = ["-l", "1", "--no-pci", "--in-memory", "-m", "1536", "--file-prefix", pre, vdev]
-            em = rate([binary, *eal, "--", "-p", "0x1", "--lookup=em", "--config", "(0,0,1)",
+            em = rate([binary, *eal(pre, "1"), "--", "-p", "0x1", "--lookup=em", "--config", "(0,0,1)",
                        "--rx-queue-size", str(min(flows + 8192, 65535)), "--parse-ptype",
                        f"--rule_ipv4={r4}", f"--rule_ipv6={SRC}/em_default_v6.cfg"], pre, a.secs)
             pre = f"l3tp{os.getpid()}"
-            eal = ["-l", "0-1", "--no-pci", "--in-memory", "-m", "1536", "--file-prefix", pre, vdev]
-            tp = rate(["dpdk-testpmd", *eal, "--", "--forward-mode=macswap", "--port-topology=loop",
+            tp = rate(["dpdk-testpmd", *eal(pre, "0-1"), "--", "--forward-mode=macswap", "--port-topology=loop",
                        f"--total-num-mbufs={mbufs}", "--auto-start"], pre, a.secs, stdin=True)
             got.append((dr, em, tp))
             print(f"  {flows} flows: drlb {dr / 1e6:.2f} Mpps, l3fwd-em {em / 1e6:.2f} Mpps, testpmd macswap "
