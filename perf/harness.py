@@ -248,6 +248,11 @@ MIXED_PPF = 16
 MIXED_MAX_FLOWS = 4096
 
 
+def established_pcap(flows, size):
+    """The e2e stage's `established` traffic: one ACK per flow, no SYN."""
+    return pcap(flows, size, tag="-ack", ppf=1, ack_only=True)
+
+
 def e2e_case(flows, size, traffic, ppf):
     """One e2e case: (packets per flow, drlb config, EAL args (a function: the memory
     mode is chosen at each start), mbufs). `syn+ack` replays a SYN and
@@ -264,10 +269,11 @@ def e2e_case(flows, size, traffic, ppf):
         cfg = bench_config(os.path.join(OUT, "e2e.toml"), flows)
     else:
         ppf = 1
-        p = pcap(flows, size, tag="-ack", ppf=1, ack_only=True)
+        p = established_pcap(flows, size)
         cfg = bench_config(os.path.join(OUT, "e2e.toml"), flows, service_extra='mid_flow = "schedule"')
     vdev = f"--vdev=net_pcap0,rx_pcap={p},infinite_rx=1"
-    eal = lambda: ["-l", "0-1", "--no-pci", *mem_args(1536), "--file-prefix", f"hx{os.getpid()}", vdev]
+    eal = lambda lcores="0-1", prefix=f"hx{os.getpid()}": [
+        "-l", lcores, "--no-pci", *mem_args(1536), "--file-prefix", prefix, vdev]
     return ppf, cfg, eal, flows * ppf + 16384
 
 

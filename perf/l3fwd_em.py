@@ -10,8 +10,9 @@ mode").
 
     python3 perf/l3fwd_em.py [--flows 1024,65536] [--rounds 3] [--secs 5]
 
-Needs the e2e stage's pcaps (`python3 perf/harness.py --only e2e ...` writes them to
-perf/out) and l3fwd's source, which Debian ships in `dpdk-doc`
+Runs on the e2e stage's cases (`harness.e2e_case`: its pcaps, written to perf/out if
+missing, its drlb config and mbufs, its EAL arguments) and needs l3fwd's source, which
+Debian ships in `dpdk-doc`
 (/usr/share/dpdk/examples/l3fwd): this installs that package if it is missing, builds
 l3fwd with its Makefile (pkg-config libdpdk) under /tmp, and writes the rule file of
 each pcap's flows. Rates are the ports' TX packets over `--secs` seconds, read from each
@@ -131,32 +132,25 @@ def main():
     a = ap.parse_args()
     binary = l3fwd()
     for flows in (int(x) for x in a.flows.split(",")):
-        pcap = os.path.join(OUT, f"flows-{flows}-60-ack-ppf1.pcap")
-        if not os.path.exists(pcap):
-            sys.exit(f"{pcap}: not found (run `python3 perf/harness.py --only e2e --e2e-flows {flows} "
-                     f"--e2e-sizes 60 --runs 1` first)")
-        r4 = rules(pcap, flows)
-        mbufs = str(flows + 16384)
-        vdev = f"--vdev=net_pcap0,rx_pcap={pcap},infinite_rx=1"
-        cfg = harness.bench_config(os.path.join(OUT, "l3fwd-em-drlb.toml"), flows,
-                                   service_extra='mid_flow = "schedule"')
-        # The harness's memory policy: hugepages, or a clear stop.
-        eal = lambda pre, lcores: ["-l", lcores, "--no-pci", *harness.mem_args(1536), "--file-prefix", pre, vdev]
+        # The e2e stage's established case (its EAL arguments on the harness's memory
+        # policy: hugepages, or a clear stop).
+        _, cfg, eal, mbufs = harness.e2e_case(flows, 60, "established", 1)
+        r4 = rules(harness.established_pcap(flows, 60), flows)
         got = []
         for _ in range(a.rounds):
             pre = f"l3dr{os.getpid()}"
-            dr = rate([os.path.join(harness.B, "drlb"), *eal(pre, "0-1"), "--", "--config", cfg,
-                       "--mbufs", mbufs], pre, a.secs)
+            dr = rate([os.path.join(harness.B, "drlb"), *eal("0-1", pre), "--", "--config", cfg,
+                       "--mbufs", str(mbufs)], pre, a.secs)
             # One lcore, the one forwarding: l3fwd opens a TX queue on each of its lcores,
             # and the vdev has one (drlb's and testpmd's other lcore does not forward). Its
             # mbuf pool follows the RX ring's size, and net_pcap holds the whole pcap in
             # mbufs: the ring as big as the pcap (at most 65535, so up to ~64k flows).
             pre = f"l3em{os.getpid()}"
-            em = rate([binary, *eal(pre, "1"), "--", "-p", "0x1", "--lookup=em", "--config", "(0,0,1)",
+            em = rate([binary, *eal("1", pre), "--", "-p", "0x1", "--lookup=em", "--config", "(0,0,1)",
                        "--rx-queue-size", str(min(flows + 8192, 65535)), "--parse-ptype",
                        f"--rule_ipv4={r4}", f"--rule_ipv6={SRC}/em_default_v6.cfg"], pre, a.secs)
             pre = f"l3tp{os.getpid()}"
-            tp = rate(["dpdk-testpmd", *eal(pre, "0-1"), "--", "--forward-mode=macswap", "--port-topology=loop",
+            tp = rate(["dpdk-testpmd", *eal("0-1", pre), "--", "--forward-mode=macswap", "--port-topology=loop",
                        f"--total-num-mbufs={mbufs}", "--auto-start"], pre, a.secs, stdin=True)
             got.append((dr, em, tp))
             print(f"  {flows} flows: drlb {dr / 1e6:.2f} Mpps, l3fwd-em {em / 1e6:.2f} Mpps, testpmd macswap "
