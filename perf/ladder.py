@@ -17,6 +17,8 @@ to testpmd's own work:
                (no key, expiry, route or VIP compare)
   none         no table: no prefetch, no line; the backend from the frame's port bits
                (stage 1 still hashes, `fast_key` still checks every frame)
+  no-hash      none, and stage 1 does not hash (it stores the frame's length): what is
+               left is `fast_key`'s checks and the hit loop
   swap         no drlb: the worker's loop (RX, TX buffer, counters) with the burst's
                MACs swapped as testpmd's macswap does; no hash, no checks
 
@@ -48,6 +50,7 @@ RUNGS = [
     ("first-group", "ladder-first-group.diff"),
     ("line", "ladder-line.diff"),
     ("none", "ladder-none.diff"),
+    ("no-hash", "ladder-no-hash.diff"),
     ("swap", "ladder-swap.diff"),
 ]
 
