@@ -124,6 +124,20 @@ def rate(cmd, prefix, secs, stdin=None):
         shutil.rmtree(f"/var/run/dpdk/{prefix}", ignore_errors=True)
 
 
+def drlb_rate(binary, eal, cfg, mbufs, secs):
+    """The TX rate of drlb `binary` on an e2e case (`harness.e2e_case`'s EAL arguments,
+    config and mbufs)."""
+    pre = f"l3dr{os.getpid()}"
+    return rate([binary, *eal("0-1", pre), "--", "--config", cfg, "--mbufs", str(mbufs)], pre, secs)
+
+
+def testpmd_rate(eal, mbufs, secs):
+    """The TX rate of testpmd macswap on an e2e case, as `drlb_rate`."""
+    pre = f"l3tp{os.getpid()}"
+    return rate(["dpdk-testpmd", *eal("0-1", pre), "--", "--forward-mode=macswap", "--port-topology=loop",
+                 f"--total-num-mbufs={mbufs}", "--auto-start"], pre, secs, stdin=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--flows", default="1024,65536")
@@ -138,9 +152,7 @@ def main():
         r4 = rules(harness.established_pcap(flows, 60), flows)
         got = []
         for _ in range(a.rounds):
-            pre = f"l3dr{os.getpid()}"
-            dr = rate([os.path.join(harness.B, "drlb"), *eal("0-1", pre), "--", "--config", cfg,
-                       "--mbufs", str(mbufs)], pre, a.secs)
+            dr = drlb_rate(os.path.join(harness.B, "drlb"), eal, cfg, mbufs, a.secs)
             # One lcore, the one forwarding: l3fwd opens a TX queue on each of its lcores,
             # and the vdev has one (drlb's and testpmd's other lcore does not forward). Its
             # mbuf pool follows the RX ring's size, and net_pcap holds the whole pcap in
@@ -149,9 +161,7 @@ def main():
             em = rate([binary, *eal("1", pre), "--", "-p", "0x1", "--lookup=em", "--config", "(0,0,1)",
                        "--rx-queue-size", str(min(flows + 8192, 65535)), "--parse-ptype",
                        f"--rule_ipv4={r4}", f"--rule_ipv6={SRC}/em_default_v6.cfg"], pre, a.secs)
-            pre = f"l3tp{os.getpid()}"
-            tp = rate(["dpdk-testpmd", *eal("0-1", pre), "--", "--forward-mode=macswap", "--port-topology=loop",
-                       f"--total-num-mbufs={mbufs}", "--auto-start"], pre, a.secs, stdin=True)
+            tp = testpmd_rate(eal, mbufs, a.secs)
             got.append((dr, em, tp))
             print(f"  {flows} flows: drlb {dr / 1e6:.2f} Mpps, l3fwd-em {em / 1e6:.2f} Mpps, testpmd macswap "
                   f"{tp / 1e6:.2f} Mpps: ratios {dr / tp:.3f}, {em / tp:.3f}", flush=True)

@@ -24,7 +24,7 @@ to testpmd's own work:
 
 Each round runs every rung and then testpmd (each rate the port's TX packets over --secs
 seconds from the process's telemetry socket, after a 4-second warm-up:
-`l3fwd_em.rate`); the report gives each rung's median ns a packet, its median ratio to
+`l3fwd_em.drlb_rate`, `l3fwd_em.testpmd_rate`); the report gives each rung's median ns a packet, its median ratio to
 the same round's testpmd, and the median of the same-round differences between
 neighbouring rungs: what each layer costs. Nothing is written to results.json; the
 output is the record (perf/results/ladder.txt).
@@ -101,13 +101,8 @@ def main():
         for r in range(a.rounds):
             row = {}
             for name, _ in RUNGS:
-                pre = f"ld{os.getpid()}"
-                row[name] = l3fwd_em.rate([bins[name], *eal("0-1", pre), "--", "--config", cfg,
-                                           "--mbufs", str(mbufs)], pre, a.secs)
-            pre = f"lt{os.getpid()}"
-            row["testpmd"] = l3fwd_em.rate(["dpdk-testpmd", *eal("0-1", pre), "--", "--forward-mode=macswap",
-                                            "--port-topology=loop", f"--total-num-mbufs={mbufs}",
-                                            "--auto-start"], pre, a.secs, stdin=True)
+                row[name] = l3fwd_em.drlb_rate(bins[name], eal, cfg, mbufs, a.secs)
+            row["testpmd"] = l3fwd_em.testpmd_rate(eal, mbufs, a.secs)
             got.append(row)
             print(f"  {flows} flows, round {r + 1}: " + ", ".join(f"{n} {row[n] / 1e6:.2f}" for n in names)
                   + " Mpps", flush=True)
