@@ -109,7 +109,7 @@ fn free_hugepages() -> Option<u64> {
 pub fn bring_up(plan: &Plan) -> Result<Dataplane, StartError> {
     let eal_args = &plan.eal_args;
     let no_huge = eal_args.iter().any(|a| a == "--no-huge");
-    let eal = eal::init(eal_args).map_err(|err| {
+    let mut eal = eal::init(eal_args).map_err(|err| {
         // EAL sets EACCES when it finds no usable hugetlbfs ("Cannot get hugepage
         // information") and ENOMEM when the reservation is too small.
         let free = free_hugepages();
@@ -193,6 +193,9 @@ pub fn bring_up(plan: &Plan) -> Result<Dataplane, StartError> {
         Some(iface) => Some(kernel::create(iface, mac, d.ip, d.prefix, mtu, &pool)?),
         None => None,
     };
+    if info.driver == "net_memif" {
+        eal.keep_mapped_at_exit(); // its listener's interrupt handle (`Eal::keep_mapped_at_exit`)
+    }
     Ok(Dataplane { port, tap, pool, queues, info, mac, lcores, eal })
 }
 

@@ -8,7 +8,8 @@ static INITIALISED: AtomicBool = AtomicBool::new(false);
 /// Proof that EAL is up; dropping it tears EAL down (after everything made with it:
 /// drop ports and pools first) and removes its runtime directory and hugepage files.
 pub struct Eal {
-    _private: (),
+    /// No `rte_eal_cleanup` at drop ([`Eal::keep_mapped_at_exit`]).
+    keep_mapped: bool,
 }
 
 /// Whether EAL is up in this process (between a successful [`init`] and the drop of
@@ -63,10 +64,24 @@ pub fn init(args: &[String]) -> Result<Eal, DpdkError> {
         RuntimeFiles(ours).remove();
         return Err(e);
     }
-    Ok(Eal { _private: () })
+    Ok(Eal { keep_mapped: false })
 }
 
 impl Eal {
+    /// Leaves EAL's memory mapped when this value is dropped: no `rte_eal_cleanup`, the
+    /// runtime directory and hugepage files still removed, the memory released by the
+    /// process's exit. For a port whose driver leaves EAL's interrupt thread a dangling
+    /// handle: DPDK 22.11's memif PMD frees its listening socket's interrupt handle on
+    /// close without unregistering the socket's callback (`memif_socket_remove_device`),
+    /// and the interrupt thread, woken by the cleanup's own unregistrations (the alarm's),
+    /// reads that handle when it rebuilds its epoll set; when that happens after the
+    /// cleanup has unmapped DPDK's memory, the process dies of a segfault at exit (seen
+    /// once in CI: `dpdk_dumpcap_captures_rx_and_tx_while_forwarding`, exit by signal
+    /// after its counters, `rte_intr_fd_get` in `eal-intr-thread`).
+    pub fn keep_mapped_at_exit(&mut self) {
+        self.keep_mapped = true;
+    }
+
     pub fn main_lcore(&self) -> u32 {
         // SAFETY: valid after EAL init.
         unsafe { dpdk_sys::rte_get_main_lcore() }
@@ -141,7 +156,8 @@ impl Eal {
 }
 
 impl Drop for Eal {
-    /// Releases EAL resources and removes this process's runtime directory
+    /// Releases EAL resources (`rte_eal_cleanup`, unless [`Eal::keep_mapped_at_exit`])
+    /// and removes this process's runtime directory
     /// (`/var/run/dpdk/PREFIX`: its config, memseg maps and sockets), which EAL leaves
     /// behind, and its hugepage files: a stopped drlb leaves no files. Only the primary
     /// does this; a secondary's directory is the primary's.
@@ -149,8 +165,10 @@ impl Drop for Eal {
         let files = self.runtime_files();
         // SAFETY: harmless if pdump was never initialised (it only unregisters).
         unsafe { dpdk_sys::rte_pdump_uninit() };
-        // SAFETY: EAL is up (this value exists); ports and pools were dropped first.
-        unsafe { dpdk_sys::rte_eal_cleanup() };
+        if !self.keep_mapped {
+            // SAFETY: EAL is up (this value exists); ports and pools were dropped first.
+            unsafe { dpdk_sys::rte_eal_cleanup() };
+        }
         INITIALISED.store(false, Ordering::SeqCst);
         files.remove();
     }
