@@ -21,6 +21,9 @@ to testpmd's own work:
                left is `fast_key`'s checks and the hit loop
   swap         no drlb: the worker's loop (RX, TX buffer, counters) with the burst's
                MACs swapped as testpmd's macswap does; no hash, no checks
+  bare         swap without the loop's bookkeeping a burst (the busy and RX counters,
+               the latency sample, the sweep and the queued frames every eighth burst,
+               the stats tick, the RCU quiescent state): RX, swap, TX
 
 Each round runs every rung and then testpmd (each rate the port's TX packets over --secs
 seconds from the process's telemetry socket, after a 4-second warm-up:
@@ -52,6 +55,7 @@ RUNGS = [
     ("none", "ladder-none.diff"),
     ("no-hash", "ladder-no-hash.diff"),
     ("swap", "ladder-swap.diff"),
+    ("bare", "ladder-bare.diff"),
 ]
 
 
