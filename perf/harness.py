@@ -39,7 +39,7 @@ machine facts, DPDK version, git revision and parameters; perf/out/*.svg are the
 
 No stage asserts a time; --quick checks that every stage ran and parsed its numbers.
 """
-import argparse, json, os, platform, re, shutil, signal, statistics, subprocess, sys, tempfile, threading, time
+import argparse, json, os, platform, re, shutil, signal, socket, statistics, subprocess, sys, tempfile, threading, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 B = os.path.join(ROOT, "target", "release")
@@ -275,6 +275,59 @@ def e2e_case(flows, size, traffic, ppf):
     eal = lambda lcores="0-1", prefix=f"hx{os.getpid()}": [
         "-l", lcores, "--no-pci", *mem_args(1536), "--file-prefix", prefix, vdev]
     return ppf, cfg, eal, flows * ppf + 16384
+
+
+# Rates from a DPDK process's telemetry socket: the same reading for any DPDK application
+# (drlb, testpmd, l3fwd), for the scripts beside this one (perf/l3fwd_em.py, perf/ladder.py).
+
+def tx_packets(prefix):
+    """Port 0's TX packets from a DPDK process's telemetry socket (None if not up)."""
+    path = f"/var/run/dpdk/{prefix}/dpdk_telemetry.v2"
+    try:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        s.connect(path)
+        json.loads(s.recv(1 << 16))
+        s.send(b"/ethdev/stats,0")
+        r = json.loads(s.recv(1 << 16))
+        s.close()
+        return r["/ethdev/stats"]["opackets"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def telemetry_tx_rate(cmd, prefix, secs, stdin=None):
+    """TX packets a second of the DPDK process `cmd` over `secs` after a warm-up."""
+    p = subprocess.Popen(cmd, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 60
+        while tx_packets(prefix) is None:
+            if p.poll() is not None or time.time() > deadline:
+                raise SystemExit(f"{cmd[0]} did not come up ({p.poll()}): {' '.join(cmd)}")
+            time.sleep(0.5)
+        time.sleep(4)
+        a, t0 = tx_packets(prefix), time.time()
+        time.sleep(secs)
+        b, t1 = tx_packets(prefix), time.time()
+        return (b - a) / (t1 - t0)
+    finally:
+        p.terminate()
+        p.wait(timeout=60)
+        shutil.rmtree(f"/var/run/dpdk/{prefix}", ignore_errors=True)
+
+
+def drlb_tx_rate(binary, eal, cfg, mbufs, secs):
+    """The TX rate of drlb `binary` on an e2e case (`harness.e2e_case`'s EAL arguments,
+    config and mbufs)."""
+    pre = f"txdr{os.getpid()}"
+    return telemetry_tx_rate([binary, *eal("0-1", pre), "--", "--config", cfg, "--mbufs", str(mbufs)], pre, secs)
+
+
+def testpmd_tx_rate(eal, mbufs, secs):
+    """The TX rate of testpmd macswap on an e2e case, as `drlb_tx_rate`."""
+    pre = f"txtp{os.getpid()}"
+    return telemetry_tx_rate(["dpdk-testpmd", *eal("0-1", pre), "--", "--forward-mode=macswap", "--port-topology=loop",
+                 f"--total-num-mbufs={mbufs}", "--auto-start"], pre, secs, stdin=True)
 
 
 def paired_ab(a):

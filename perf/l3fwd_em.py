@@ -20,15 +20,12 @@ process's telemetry socket after a 4-second warm-up; each round runs drlb, l3fwd
 testpmd, and a round's ratios are its rates over its testpmd's.
 """
 import argparse
-import json
 import os
 import shutil
-import socket
 import statistics
 import struct
 import subprocess
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
@@ -88,56 +85,6 @@ def rules(pcap, flows):
     return path
 
 
-def tx_packets(prefix):
-    """Port 0's TX packets from a DPDK process's telemetry socket (None if not up)."""
-    path = f"/var/run/dpdk/{prefix}/dpdk_telemetry.v2"
-    try:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        s.connect(path)
-        json.loads(s.recv(1 << 16))
-        s.send(b"/ethdev/stats,0")
-        r = json.loads(s.recv(1 << 16))
-        s.close()
-        return r["/ethdev/stats"]["opackets"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def rate(cmd, prefix, secs, stdin=None):
-    """TX packets a second of the DPDK process `cmd` over `secs` after a warm-up."""
-    p = subprocess.Popen(cmd, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 60
-        while tx_packets(prefix) is None:
-            if p.poll() is not None or time.time() > deadline:
-                raise SystemExit(f"{cmd[0]} did not come up ({p.poll()}): {' '.join(cmd)}")
-            time.sleep(0.5)
-        time.sleep(4)
-        a, t0 = tx_packets(prefix), time.time()
-        time.sleep(secs)
-        b, t1 = tx_packets(prefix), time.time()
-        return (b - a) / (t1 - t0)
-    finally:
-        p.terminate()
-        p.wait(timeout=60)
-        shutil.rmtree(f"/var/run/dpdk/{prefix}", ignore_errors=True)
-
-
-def drlb_rate(binary, eal, cfg, mbufs, secs):
-    """The TX rate of drlb `binary` on an e2e case (`harness.e2e_case`'s EAL arguments,
-    config and mbufs)."""
-    pre = f"l3dr{os.getpid()}"
-    return rate([binary, *eal("0-1", pre), "--", "--config", cfg, "--mbufs", str(mbufs)], pre, secs)
-
-
-def testpmd_rate(eal, mbufs, secs):
-    """The TX rate of testpmd macswap on an e2e case, as `drlb_rate`."""
-    pre = f"l3tp{os.getpid()}"
-    return rate(["dpdk-testpmd", *eal("0-1", pre), "--", "--forward-mode=macswap", "--port-topology=loop",
-                 f"--total-num-mbufs={mbufs}", "--auto-start"], pre, secs, stdin=True)
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--flows", default="1024,65536")
@@ -152,16 +99,16 @@ def main():
         r4 = rules(harness.established_pcap(flows, 60), flows)
         got = []
         for _ in range(a.rounds):
-            dr = drlb_rate(os.path.join(harness.B, "drlb"), eal, cfg, mbufs, a.secs)
+            dr = harness.drlb_tx_rate(os.path.join(harness.B, "drlb"), eal, cfg, mbufs, a.secs)
             # One lcore, the one forwarding: l3fwd opens a TX queue on each of its lcores,
             # and the vdev has one (drlb's and testpmd's other lcore does not forward). Its
             # mbuf pool follows the RX ring's size, and net_pcap holds the whole pcap in
             # mbufs: the ring as big as the pcap (at most 65535, so up to ~64k flows).
             pre = f"l3em{os.getpid()}"
-            em = rate([binary, *eal("1", pre), "--", "-p", "0x1", "--lookup=em", "--config", "(0,0,1)",
+            em = harness.telemetry_tx_rate([binary, *eal("1", pre), "--", "-p", "0x1", "--lookup=em", "--config", "(0,0,1)",
                        "--rx-queue-size", str(min(flows + 8192, 65535)), "--parse-ptype",
                        f"--rule_ipv4={r4}", f"--rule_ipv6={SRC}/em_default_v6.cfg"], pre, a.secs)
-            tp = testpmd_rate(eal, mbufs, a.secs)
+            tp = harness.testpmd_tx_rate(eal, mbufs, a.secs)
             got.append((dr, em, tp))
             print(f"  {flows} flows: drlb {dr / 1e6:.2f} Mpps, l3fwd-em {em / 1e6:.2f} Mpps, testpmd macswap "
                   f"{tp / 1e6:.2f} Mpps: ratios {dr / tp:.3f}, {em / tp:.3f}", flush=True)

@@ -27,7 +27,7 @@ to testpmd's own work:
 
 Each round runs every rung and then testpmd (each rate the port's TX packets over --secs
 seconds from the process's telemetry socket, after a 4-second warm-up:
-`l3fwd_em.drlb_rate`, `l3fwd_em.testpmd_rate`); the report gives each rung's median ns a packet, its median ratio to
+`harness.drlb_tx_rate`, `harness.testpmd_tx_rate`); the report gives each rung's median ns a packet, its median ratio to
 the same round's testpmd, and the median of the same-round differences between
 neighbouring rungs: what each layer costs. Nothing is written to results.json; the
 output is the record (perf/results/ladder.txt).
@@ -38,12 +38,10 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-import l3fwd_em  # noqa: E402
 
 ROOT = harness.ROOT
 WORK = "/tmp/drlb-ladder"
@@ -60,7 +58,8 @@ RUNGS = [
 
 
 def run(cmd, **kw):
-    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    """`harness.sh`, stopping the script when the command fails."""
+    r = harness.sh(cmd, **kw)
     if r.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed ({r.returncode}):\n{r.stdout}{r.stderr}")
     return r.stdout
@@ -105,8 +104,8 @@ def main():
         for r in range(a.rounds):
             row = {}
             for name, _ in RUNGS:
-                row[name] = l3fwd_em.drlb_rate(bins[name], eal, cfg, mbufs, a.secs)
-            row["testpmd"] = l3fwd_em.testpmd_rate(eal, mbufs, a.secs)
+                row[name] = harness.drlb_tx_rate(bins[name], eal, cfg, mbufs, a.secs)
+            row["testpmd"] = harness.testpmd_tx_rate(eal, mbufs, a.secs)
             got.append(row)
             print(f"  {flows} flows, round {r + 1}: " + ", ".join(f"{n} {row[n] / 1e6:.2f}" for n in names)
                   + " Mpps", flush=True)
