@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 static INITIALISED: AtomicBool = AtomicBool::new(false);
 
 /// Proof that EAL is up; dropping it tears EAL down (after everything made with it:
-/// drop ports and pools first) and removes its runtime directory and hugepage files.
+/// drop ports and pools first; `rte_eal_cleanup` unless [`Eal::keep_mapped_at_exit`])
+/// and removes its runtime directory and hugepage files.
 pub struct Eal {
     /// No `rte_eal_cleanup` at drop ([`Eal::keep_mapped_at_exit`]).
     keep_mapped: bool,
