@@ -42,7 +42,7 @@ RUSTFLAGS="--cfg drlb_loom" CARGO_TARGET_DIR=target/loom LOOM_MAX_PREEMPTIONS=3 
   cargo test --release --quiet --lib loom_model
 phase "perf/pktgen scripts (syntax only: they drive Pktgen on real NICs)"
 luac5.3 -p perf/pktgen/*.lua
-python3 -m py_compile perf/pktgen/percentiles.py perf/harness.py perf/callgrind_worker.py perf/l3fwd_em.py perf/ladder.py fuzz/seed.py
+python3 -m py_compile perf/pktgen/percentiles.py perf/harness.py perf/callgrind_worker.py perf/l3fwd_em.py perf/ladder.py perf/fill_stall.py fuzz/seed.py
 target/release/drlb --check perf/pktgen/drlb-bench.toml
 phase "perf harness, quick mode (checks the harness runs and parses; no timing asserted)"
 OUT=target/perf-quick python3 perf/harness.py --quick --only e2e,scaling,micro,latency,reload,soak,flood,kernel,idle

@@ -49,6 +49,12 @@ pub enum StartError {
     Snapshot(String),
     #[error("cannot launch worker on lcore {lcore}: {err}")]
     Launch { lcore: u32, err: DpdkError },
+    #[error(
+        "cannot hold worker {worker}'s flow table ({mib} MiB for dataplane.flow_capacity = \
+         {capacity}) in memory: {err}. Lower dataplane.flow_capacity (16 bytes a flow, \
+         rounded up to a power of two) or free memory."
+    )]
+    FlowTable { worker: usize, mib: usize, capacity: usize, err: std::io::Error },
     #[error("{0}")]
     Telemetry(String),
     #[error("cannot start the metrics thread: {0}")]

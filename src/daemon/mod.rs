@@ -100,6 +100,11 @@ pub struct Dataplane {
     pub eal: eal::Eal,
 }
 
+/// The worker lcores (lcore, node) on another NUMA node than the port's, `port`.
+fn remote_lcores(port: u32, lcores: &[(u32, u32)]) -> Vec<(u32, u32)> {
+    lcores.iter().copied().filter(|&(_, node)| node != port).collect()
+}
+
 fn free_hugepages() -> Option<u64> {
     let m = std::fs::read_to_string("/proc/meminfo").ok()?;
     m.lines().find(|l| l.starts_with("HugePages_Free:"))?.split_whitespace().nth(1)?.parse().ok()
@@ -175,11 +180,24 @@ pub fn bring_up(plan: &Plan) -> Result<Dataplane, StartError> {
         });
     }
     let room = crate::dpdk::mempool::data_room(mtu);
-    let pool =
-        Arc::new(
-            Mempool::new("drlb_pool", mbufs, CACHE, 0, room)
-                .map_err(|err| StartError::Mempool { err, mbufs, room, no_huge })?,
+    // The mbufs on the port's node (the device writes them), any node for a vdev.
+    const SOCKET_ID_ANY: i32 = -1;
+    let socket = info.socket.map_or(SOCKET_ID_ANY, |s| s as i32);
+    let pool = Arc::new(
+        Mempool::new("drlb_pool", mbufs, CACHE, socket, room)
+            .map_err(|err| StartError::Mempool { err, mbufs, room, no_huge })?,
+    );
+    // A vdev has no node; a device on one wants its workers there.
+    let nodes: Vec<(u32, u32)> = lcores.iter().map(|&l| (l, eal.lcore_socket(l))).collect();
+    for (lcore, node) in info.socket.map(|p| remote_lcores(p, &nodes)).unwrap_or_default() {
+        let port_node = info.socket.unwrap_or_default();
+        log::warn!(
+            "worker lcore {lcore} is on NUMA node {node}, port {pid} ({}) on node \
+             {port_node}: every packet crosses between the nodes; give drlb worker lcores \
+             on node {port_node} (-l)",
+            info.name
         );
+    }
     let desc = plan.args.descriptors;
     let port = port::Port::configure(&info, nq as u16, &pool, desc, desc, mtu)
         .map_err(port_err(Some(&info.name)))?;
@@ -318,6 +336,7 @@ pub fn spawn_workers(
         (Vec::new(), spsc::channel(kernel::QUEUE));
     let mut from_kernel_rx = has_kernel.then_some(from_kernel_rx);
     let queues = std::mem::take(&mut dp.queues);
+    let mut built = Vec::with_capacity(nq);
     for (index, (((rx, tx), snap), &lcore)) in
         queues.into_iter().zip(readers).zip(&dp.lcores).enumerate()
     {
@@ -356,6 +375,20 @@ pub fn spawn_workers(
             idle: plan.cfg.dataplane.idle,
             mtu: plan.cfg.dataplane.mtu,
         });
+        built.push((index, lcore, w));
+    }
+    // Every worker's flow table resident, on its worker's node, before any worker starts:
+    // no insert stalls on a page fault, and a table that does not fit fails here.
+    for (worker, lcore, w) in &mut built {
+        let node = Some(dp.eal.lcore_socket(*lcore));
+        w.populate_flows(node).map_err(|err| StartError::FlowTable {
+            worker: *worker,
+            mib: w.flow_bytes() >> 20,
+            capacity: flow_capacity,
+            err,
+        })?;
+    }
+    for (index, lcore, w) in built {
         let guard = StopOnExit { stop: plan.signals.stop.clone(), worker: index, lcore };
         dp.eal
             .launch(lcore, move || {
@@ -430,7 +463,7 @@ pub fn run(eal_args: Vec<String>, args: cli::Args) -> Result<Summary, StartError
     let mut state = ControlState::new(plan.cfg.clone());
     let (workers, links) = spawn_workers(&plan, &mut dp, &mut state)?;
     log::info!(
-        "port {} {} ({}) mac {}, {} worker(s) on lcores {:?} ({}), {} flows/worker ({} bytes each), {}",
+        "port {} {} ({}) mac {}, {} worker(s) on lcores {:?} ({}), {} flows/worker ({} bytes each, {} KiB resident a worker), {}",
         dp.port.id(),
         dp.info.name,
         dp.info.driver,
@@ -440,8 +473,20 @@ pub fn run(eal_args: Vec<String>, args: cli::Args) -> Result<Summary, StartError
         dp.port.rss(),
         flow_capacity.next_power_of_two(),
         crate::lb::flow::ENTRY_BYTES,
+        (flow_capacity.next_power_of_two() * crate::lb::flow::ENTRY_BYTES) >> 10,
         dpdk::version()
     );
+    if let Ok(text) = std::fs::read_to_string(crate::mem::THP_ENABLED) {
+        if crate::mem::thp_mode(&text) == Some("never") {
+            log::warn!(
+                "transparent huge pages are off ({}: never): the flow tables are in 4 KiB \
+                 pages, and lookups in a table larger than the TLB reaches wait on page \
+                 walks; `echo madvise > {}` (drlb advises huge pages for its tables only)",
+                crate::mem::THP_ENABLED,
+                crate::mem::THP_ENABLED
+            );
+        }
+    }
     // The listing the metrics thread and the telemetry commands read, refreshed by the
     // manager every metrics::REFRESH.
     let shared =
@@ -516,4 +561,17 @@ pub fn shutdown(dp: Dataplane, workers: Workers, mgr: &Manager) -> Summary {
     drop(pool);
     drop(eal);
     summary
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remote_lcores_are_those_off_the_ports_node() {
+        let lcores = [(1, 0), (2, 1), (3, 1)];
+        assert_eq!(remote_lcores(0, &lcores), vec![(2, 1), (3, 1)]);
+        assert_eq!(remote_lcores(1, &lcores), vec![(1, 0)]);
+        assert!(remote_lcores(1, &lcores[1..]).is_empty());
+    }
 }

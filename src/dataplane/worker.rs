@@ -211,6 +211,17 @@ impl Worker {
         Worker { s, local, bucket, deltas: SlotDeltas::default() }
     }
 
+    /// Makes the worker's flow table resident on NUMA node `node` before it forwards
+    /// ([`FlowTable::populate`](crate::lb::flow::FlowTable::populate)).
+    pub fn populate_flows(&mut self, node: Option<u32>) -> std::io::Result<()> {
+        self.local.flows.populate(node)
+    }
+
+    /// The worker's flow table's size in bytes.
+    pub fn flow_bytes(&self) -> usize {
+        self.local.flows.bytes()
+    }
+
     /// Sweeps `groups` flow-table groups, counting live flows of present backends into
     /// `census`; at each wrap the census is published to the slot counters and reset.
     /// While a connection dump is in progress (`dump.0` groups left, for request id

@@ -108,6 +108,12 @@ impl Eal {
         unsafe { dpdk_sys::rte_lcore_to_cpu_id(lcore as c_int) }
     }
 
+    /// The NUMA node (DPDK's socket) of `lcore`'s CPU.
+    pub fn lcore_socket(&self, lcore: u32) -> u32 {
+        // SAFETY: valid after EAL init for any lcore id.
+        unsafe { dpdk_sys::rte_lcore_to_socket_id(lcore) }
+    }
+
     /// Runs `f` on `lcore`. A panic in `f` is caught there and reported by `wait` as -1.
     pub fn launch<F: FnOnce() -> i32 + Send + 'static>(
         &self,

@@ -26,6 +26,8 @@ pub struct PortInfo {
     pub min_mtu: u16,
     pub max_mtu: u16,
     pub max_rx_pktlen: u32,
+    /// The NUMA node the device is attached to; `None` where it does not say (a vdev).
+    pub socket: Option<u32>,
 }
 
 impl PortInfo {
@@ -82,6 +84,9 @@ pub fn info(id: u16) -> Result<PortInfo, DpdkError> {
         min_mtu: di.min_mtu,
         max_mtu: di.max_mtu,
         max_rx_pktlen: di.max_rx_pktlen,
+        // SAFETY: a valid port id (its info was just read); -1 (SOCKET_ID_ANY) means
+        // the device has no node.
+        socket: u32::try_from(unsafe { dpdk_sys::rte_eth_dev_socket_id(id) }).ok(),
     })
 }
 
@@ -416,6 +421,7 @@ mod tests {
             min_mtu: 68,
             max_mtu: 1500,
             max_rx_pktlen: 1518,
+            socket: None,
         }
     }
 

@@ -541,9 +541,9 @@ impl FlowTable {
 
     pub fn with_seed(capacity: usize, seed: [u64; 2]) -> Self {
         let entries = capacity.clamp(2 * WAYS, MAX_CAPACITY).next_power_of_two();
-        // An anonymous mapping of untouched zero pages (mem::Table): resident memory
-        // grows with use, not with capacity, and the pages may be huge (TLB misses
-        // dominate random lookups in a big table otherwise).
+        // An anonymous mapping of untouched zero pages (mem::Table), whose pages may be
+        // huge (TLB misses dominate random lookups in a big table otherwise): resident
+        // as it is used, or all at once by `populate` (drlb's workers).
         let groups = crate::mem::Table::<Group>::zeroed(entries / WAYS);
         FlowTable {
             group_mask: groups.len() - 1,
@@ -617,7 +617,14 @@ impl FlowTable {
 
     /// Bytes the table occupies (its whole allocation).
     pub fn bytes(&self) -> usize {
-        std::mem::size_of_val(&*self.groups)
+        self.groups.bytes()
+    }
+
+    /// Makes the whole table resident now, preferably on NUMA node `node`
+    /// ([`crate::mem::Table::populate`]): the worker's table, before it forwards, so
+    /// that no insert stalls on a page fault.
+    pub fn populate(&mut self, node: Option<u32>) -> std::io::Result<()> {
+        self.groups.populate(node)
     }
 
     #[inline(always)]
