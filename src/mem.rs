@@ -32,13 +32,20 @@ unsafe impl<T: bytemuck::Zeroable + Sync> Sync for Table<T> {}
 
 impl<T: bytemuck::Zeroable> Table<T> {
     /// `len` zeroed values. Panics if the mapping fails (out of address space), like an
-    /// allocation failure would.
+    /// allocation failure would; [`try_zeroed`](Self::try_zeroed) returns the error.
     pub fn zeroed(len: usize) -> Self {
+        Self::try_zeroed(len).unwrap_or_else(|e| panic!("cannot map a table of {len}: {e}"))
+    }
+
+    /// `len` zeroed values, or the error of the mapping (the address space or, with
+    /// `vm.overcommit_memory = 2`, the commit limit cannot hold it).
+    pub fn try_zeroed(len: usize) -> std::io::Result<Self> {
         assert!(len > 0, "an empty table");
-        let bytes = std::mem::size_of::<T>().checked_mul(len).expect("table size overflows");
+        let too_big = || std::io::Error::from(std::io::ErrorKind::OutOfMemory);
+        let bytes = std::mem::size_of::<T>().checked_mul(len).ok_or_else(too_big)?;
         assert!(std::mem::align_of::<T>() <= HUGE);
         // Over-map by 2 MiB so the table can start on a huge-page boundary.
-        let map_len = bytes + HUGE;
+        let map_len = bytes.checked_add(HUGE).ok_or_else(too_big)?;
         // SAFETY: a fresh private anonymous mapping; no existing memory is affected.
         let map = unsafe {
             libc::mmap(
@@ -50,11 +57,9 @@ impl<T: bytemuck::Zeroable> Table<T> {
                 0,
             )
         };
-        assert!(
-            map != libc::MAP_FAILED,
-            "cannot map {map_len} bytes for a table: {}",
-            std::io::Error::last_os_error()
-        );
+        if map == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
         let start = (map as usize + HUGE - 1) & !(HUGE - 1);
         // SAFETY: [start, start + bytes) is inside the mapping; MADV_HUGEPAGE is advice
         // about how to back it and changes no contents.
@@ -65,13 +70,13 @@ impl<T: bytemuck::Zeroable> Table<T> {
                 libc::MADV_HUGEPAGE,
             )
         };
-        Table {
+        Ok(Table {
             ptr: NonNull::new(start as *mut T).expect("mmap never returns 0"),
             len,
             scaled_mask: scaled_mask::<T>(len - 1),
             map,
             map_len,
-        }
+        })
     }
 }
 
@@ -485,6 +490,13 @@ mod tests {
         t.touch_pages();
         assert_eq!(resident_pages(&t), t.bytes() / 4096);
         assert!(t.iter().all(|g| g.iter().all(|&b| b == 0)));
+    }
+
+    #[test]
+    fn a_table_the_address_space_cannot_hold_is_an_error() {
+        assert!(Table::<[u8; 64]>::try_zeroed(1 << 52).is_err(), "2^58 bytes");
+        assert!(Table::<[u8; 64]>::try_zeroed(usize::MAX / 32).is_err(), "overflows");
+        assert_eq!(Table::<u64>::try_zeroed(8).unwrap().len(), 8);
     }
 
     #[test]

@@ -258,3 +258,58 @@ fn the_flow_table_is_resident_before_the_first_packet() {
     assert_eq!(c["rx"], 0, "no packet arrived");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_flow_table_that_cannot_be_mapped_names_flow_capacity() {
+    // drlb's address space capped 1 GiB above what it holds with a small table: EAL
+    // starts, and the largest table (2 GiB a worker) cannot be mapped. Before, a panic.
+    let (dir, prefix) = scratch("nomap");
+    let small = write(&dir, "small.toml", CFG);
+    let big =
+        write(&dir, "big.toml", &CFG.replace("flow_capacity = 1024", "flow_capacity = 134217728"));
+    let eal = eal_args(&prefix, "net_null0");
+    let app = |cfg: &std::path::Path| vec!["--config".to_string(), cfg.display().to_string()];
+    let mut d = spawn(&eal, &app(&small));
+    d.wait_for("start", std::time::Duration::from_secs(30), |l| l.contains("worker(s) on lcores"));
+    let status = std::fs::read_to_string(format!("/proc/{}/status", d.child.id())).unwrap();
+    let vm_kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmSize:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    let (code, _, log) = d.stop();
+    assert_eq!(code, 0, "{log}");
+    let limit = (vm_kb + (1 << 20)) * 1024;
+    let mut cmd = std::process::Command::new(DRLB);
+    cmd.args(&eal)
+        .arg("--")
+        .args(app(&big))
+        .args(["--control", dir.join("s.sock").to_str().unwrap()]);
+    // SAFETY: setrlimit is async-signal-safe; the child only sets its own limit.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(move || {
+            let r = libc::rlimit { rlim_cur: limit, rlim_max: limit };
+            if libc::setrlimit(libc::RLIMIT_AS, &r) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "exit code, stderr:\n{err}");
+    let line = err.lines().find(|l| l.starts_with("drlb: error:")).expect("an error line");
+    assert!(
+        line.contains(
+            "cannot hold worker 0's flow table (2048 MiB for dataplane.flow_capacity = 134217728)"
+        ) && line.contains("Lower dataplane.flow_capacity"),
+        "{line}"
+    );
+    assert!(
+        !std::path::Path::new("/var/run/dpdk").join(&prefix).exists(),
+        "runtime directory left"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -337,6 +337,13 @@ pub fn spawn_workers(
     let mut from_kernel_rx = has_kernel.then_some(from_kernel_rx);
     let queues = std::mem::take(&mut dp.queues);
     let mut built = Vec::with_capacity(nq);
+    // A worker's flow table that cannot be mapped or made resident.
+    let table_err = |worker, err| StartError::FlowTable {
+        worker,
+        mib: (flow_capacity.next_power_of_two() * crate::lb::flow::ENTRY_BYTES) >> 20,
+        capacity: flow_capacity,
+        err,
+    };
     for (index, (((rx, tx), snap), &lcore)) in
         queues.into_iter().zip(readers).zip(&dp.lcores).enumerate()
     {
@@ -374,19 +381,15 @@ pub fn spawn_workers(
             panic_after_rx,
             idle: plan.cfg.dataplane.idle,
             mtu: plan.cfg.dataplane.mtu,
-        });
+        })
+        .map_err(|err| table_err(index, err))?;
         built.push((index, lcore, w));
     }
     // Every worker's flow table resident, on its worker's node, before any worker starts:
     // no insert stalls on a page fault, and a table that does not fit fails here.
     for (worker, lcore, w) in &mut built {
         let node = Some(dp.eal.lcore_socket(*lcore));
-        w.populate_flows(node).map_err(|err| StartError::FlowTable {
-            worker: *worker,
-            mib: w.flow_bytes() >> 20,
-            capacity: flow_capacity,
-            err,
-        })?;
+        w.populate_flows(node).map_err(|err| table_err(*worker, err))?;
     }
     for (index, lcore, w) in built {
         let guard = StopOnExit { stop: plan.signals.stop.clone(), worker: index, lcore };

@@ -202,24 +202,21 @@ impl Tx {
 }
 
 impl Worker {
-    pub fn new(s: WorkerSetup) -> Worker {
-        let flows = crate::lb::flow::FlowTable::new(s.flow_capacity).with_conns(s.conns.clone());
+    /// The worker of `s`, or the error of its flow table's mapping.
+    pub fn new(s: WorkerSetup) -> std::io::Result<Worker> {
+        let flows =
+            crate::lb::flow::FlowTable::try_new(s.flow_capacity)?.with_conns(s.conns.clone());
         let mut local = LocalState::sharing(flows, s.index, s.templates.clone());
         local.peers = !s.peers_out.is_empty();
         local.frags = crate::lb::frag::Frags::for_mtu(s.mtu);
         let bucket = TokenBucket::new(s.kernel_rate, s.clock.tsc_hz, crate::dpdk::rdtsc());
-        Worker { s, local, bucket, deltas: SlotDeltas::default() }
+        Ok(Worker { s, local, bucket, deltas: SlotDeltas::default() })
     }
 
     /// Makes the worker's flow table resident on NUMA node `node` before it forwards
     /// ([`FlowTable::populate`](crate::lb::flow::FlowTable::populate)).
     pub fn populate_flows(&mut self, node: Option<u32>) -> std::io::Result<()> {
         self.local.flows.populate(node)
-    }
-
-    /// The worker's flow table's size in bytes.
-    pub fn flow_bytes(&self) -> usize {
-        self.local.flows.bytes()
     }
 
     /// Sweeps `groups` flow-table groups, counting live flows of present backends into

@@ -520,32 +520,46 @@ fn mix(k: &WireKey, seed: [u64; 2]) -> u64 {
     )
 }
 
+/// Hash seeds from the OS's entropy (the clock where it has none): s0 odd; s1 odd with
+/// its top bit set, so the ports word (40 bits) XOR s1 is never 0, which would make the
+/// product 0 for every address.
+fn random_seed() -> [u64; 2] {
+    let mut seed = [0u8; 16];
+    // getrandom only fails if the OS has no entropy source; fall back to the clock.
+    if getrandom::getrandom(&mut seed).is_err() {
+        let t =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        seed[..16].copy_from_slice(&t.as_nanos().to_le_bytes());
+    }
+    let s0 = u64::from_le_bytes(seed[..8].try_into().unwrap()) | 1;
+    let s1 = u64::from_le_bytes(seed[8..].try_into().unwrap()) | 1 | (1 << 63);
+    [s0, s1]
+}
+
 impl FlowTable {
     /// A table for at least `capacity` flows (rounded up to a power of two, min 8, max
     /// [`MAX_CAPACITY`]), with random hash seeds.
     pub fn new(capacity: usize) -> Self {
-        let mut seed = [0u8; 16];
-        // getrandom only fails if the OS has no entropy source; fall back to the clock.
-        if getrandom::getrandom(&mut seed).is_err() {
-            let t = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default();
-            seed[..16].copy_from_slice(&t.as_nanos().to_le_bytes());
-        }
-        let s0 = u64::from_le_bytes(seed[..8].try_into().unwrap()) | 1;
-        // Top bit set: the ports word (40 bits) XOR s1 is never 0, which would make
-        // the product 0 for every address.
-        let s1 = u64::from_le_bytes(seed[8..].try_into().unwrap()) | 1 | (1 << 63);
-        Self::with_seed(capacity, [s0, s1])
+        Self::with_seed(capacity, random_seed())
+    }
+
+    /// [`new`](Self::new), or the error of the table's mapping.
+    pub fn try_new(capacity: usize) -> std::io::Result<Self> {
+        Self::try_with_seed(capacity, random_seed())
     }
 
     pub fn with_seed(capacity: usize, seed: [u64; 2]) -> Self {
+        let t = Self::try_with_seed(capacity, seed);
+        t.unwrap_or_else(|e| panic!("cannot map a flow table for {capacity} flows: {e}"))
+    }
+
+    fn try_with_seed(capacity: usize, seed: [u64; 2]) -> std::io::Result<Self> {
         let entries = capacity.clamp(2 * WAYS, MAX_CAPACITY).next_power_of_two();
         // An anonymous mapping of untouched zero pages (mem::Table), whose pages may be
         // huge (TLB misses dominate random lookups in a big table otherwise): resident
         // as it is used, or all at once by `populate` (drlb's workers).
-        let groups = crate::mem::Table::<Group>::zeroed(entries / WAYS);
-        FlowTable {
+        let groups = crate::mem::Table::<Group>::try_zeroed(entries / WAYS)?;
+        Ok(FlowTable {
             group_mask: groups.len() - 1,
             seed,
             sweep_next: 0,
@@ -555,7 +569,7 @@ impl FlowTable {
             owners: vec![0; super::snapshot::MAX_SLOTS].into_boxed_slice(),
             stats: FlowStats::default(),
             conns: ConnRow::private(),
-        }
+        })
     }
 
     /// The table, keeping its connection counts in `row` (a worker's row of the counts
