@@ -504,7 +504,9 @@ impl Manager {
                 failed_reloads: self.failed_reloads,
             },
             version: env!("CARGO_PKG_VERSION").to_string(),
-            flows_per_worker: self.state.cfg.dataplane.flow_capacity.next_power_of_two(),
+            flows_per_worker: crate::lb::flow::FlowTable::entries_for(
+                self.state.cfg.dataplane.flow_capacity,
+            ),
             generation: self.links.writer.current().generation,
             services,
             port: self.port.map(port_health),

@@ -31,6 +31,7 @@ use crate::dpdk::mempool::Mempool;
 use crate::dpdk::port::{self, PortInfo, PortStats, RxQueue, Started, TxQueue};
 use crate::dpdk::{self, eal, mbuf};
 use crate::kernel;
+use crate::lb::flow::{FlowTable, ENTRY_BYTES};
 use crate::observe::{metrics, telemetry};
 use crate::sync::{epoch, spsc};
 use crate::wire::Mac;
@@ -188,15 +189,16 @@ pub fn bring_up(plan: &Plan) -> Result<Dataplane, StartError> {
             .map_err(|err| StartError::Mempool { err, mbufs, room, no_huge })?,
     );
     // A vdev has no node; a device on one wants its workers there.
-    let nodes: Vec<(u32, u32)> = lcores.iter().map(|&l| (l, eal.lcore_socket(l))).collect();
-    for (lcore, node) in info.socket.map(|p| remote_lcores(p, &nodes)).unwrap_or_default() {
-        let port_node = info.socket.unwrap_or_default();
-        log::warn!(
-            "worker lcore {lcore} is on NUMA node {node}, port {pid} ({}) on node \
-             {port_node}: every packet crosses between the nodes; give drlb worker lcores \
-             on node {port_node} (-l)",
-            info.name
-        );
+    if let Some(port_node) = info.socket {
+        let nodes: Vec<(u32, u32)> = lcores.iter().map(|&l| (l, eal.lcore_socket(l))).collect();
+        for (lcore, node) in remote_lcores(port_node, &nodes) {
+            log::warn!(
+                "worker lcore {lcore} is on NUMA node {node}, port {pid} ({}) on node \
+                 {port_node}: every packet crosses between the nodes; give drlb worker \
+                 lcores on node {port_node} (-l)",
+                info.name
+            );
+        }
     }
     let desc = plan.args.descriptors;
     let port = port::Port::configure(&info, nq as u16, &pool, desc, desc, mtu)
@@ -340,7 +342,7 @@ pub fn spawn_workers(
     // A worker's flow table that cannot be mapped or made resident.
     let table_err = |worker, err| StartError::FlowTable {
         worker,
-        mib: (flow_capacity.next_power_of_two() * crate::lb::flow::ENTRY_BYTES) >> 20,
+        mib: (FlowTable::entries_for(flow_capacity) * ENTRY_BYTES) >> 20,
         capacity: flow_capacity,
         err,
     };
@@ -474,9 +476,9 @@ pub fn run(eal_args: Vec<String>, args: cli::Args) -> Result<Summary, StartError
         dp.lcores.len(),
         dp.lcores,
         dp.port.rss(),
-        flow_capacity.next_power_of_two(),
-        crate::lb::flow::ENTRY_BYTES,
-        (flow_capacity.next_power_of_two() * crate::lb::flow::ENTRY_BYTES) >> 10,
+        FlowTable::entries_for(flow_capacity),
+        ENTRY_BYTES,
+        (FlowTable::entries_for(flow_capacity) * ENTRY_BYTES) >> 10,
         dpdk::version()
     );
     if let Ok(text) = std::fs::read_to_string(crate::mem::THP_ENABLED) {

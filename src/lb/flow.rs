@@ -553,8 +553,14 @@ impl FlowTable {
         t.unwrap_or_else(|e| panic!("cannot map a flow table for {capacity} flows: {e}"))
     }
 
+    /// The entries of a table made for `capacity` flows: rounded up to a power of two,
+    /// within 8 ..= [`MAX_CAPACITY`]; [`ENTRY_BYTES`] each.
+    pub fn entries_for(capacity: usize) -> usize {
+        capacity.clamp(2 * WAYS, MAX_CAPACITY).next_power_of_two()
+    }
+
     fn try_with_seed(capacity: usize, seed: [u64; 2]) -> std::io::Result<Self> {
-        let entries = capacity.clamp(2 * WAYS, MAX_CAPACITY).next_power_of_two();
+        let entries = Self::entries_for(capacity);
         // An anonymous mapping of untouched zero pages (mem::Table), whose pages may be
         // huge (TLB misses dominate random lookups in a big table otherwise): resident
         // as it is used, or all at once by `populate` (drlb's workers).
