@@ -55,6 +55,14 @@ pub enum StartError {
          rounded up to a power of two) or free memory."
     )]
     FlowTable { worker: usize, mib: usize, capacity: usize, err: std::io::Error },
+    #[error(
+        "the flow tables need {} MiB ({workers} worker(s) × {each_mib} MiB for \
+         dataplane.flow_capacity = {capacity}) and the host has {available_mib} MiB available \
+         (MemAvailable in /proc/meminfo). Lower dataplane.flow_capacity (16 bytes a flow, \
+         rounded up to a power of two), run fewer workers (-l) or free memory.",
+        workers * each_mib
+    )]
+    TablesTooBig { workers: usize, each_mib: usize, capacity: usize, available_mib: u64 },
     #[error("{0}")]
     Telemetry(String),
     #[error("cannot start the metrics thread: {0}")]

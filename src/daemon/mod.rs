@@ -106,9 +106,39 @@ fn remote_lcores(port: u32, lcores: &[(u32, u32)]) -> Vec<(u32, u32)> {
     lcores.iter().copied().filter(|&(_, node)| node != port).collect()
 }
 
+/// The number after `key` (`"MemAvailable:"`, say) in `/proc/meminfo`'s text.
+fn meminfo_value(text: &str, key: &str) -> Option<u64> {
+    text.lines().find(|l| l.starts_with(key))?.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn meminfo(key: &str) -> Option<u64> {
+    meminfo_value(&std::fs::read_to_string("/proc/meminfo").ok()?, key)
+}
+
 fn free_hugepages() -> Option<u64> {
-    let m = std::fs::read_to_string("/proc/meminfo").ok()?;
-    m.lines().find(|l| l.starts_with("HugePages_Free:"))?.split_whitespace().nth(1)?.parse().ok()
+    meminfo("HugePages_Free:")
+}
+
+/// The workers' flow tables (`workers` × `each` bytes) against the memory the host
+/// has available (`available_kb`, MemAvailable): the error to start with when they do
+/// not fit. Making them resident would otherwise push the host into reclaim and its OOM
+/// killer, which may pick another process.
+fn tables_fit(
+    workers: usize,
+    each: usize,
+    capacity: usize,
+    available_kb: Option<u64>,
+) -> Result<(), StartError> {
+    let (need, avail) = ((workers * each) as u64, available_kb.unwrap_or(u64::MAX / 1024) * 1024);
+    if need <= avail {
+        return Ok(());
+    }
+    Err(StartError::TablesTooBig {
+        workers,
+        each_mib: each >> 20,
+        capacity,
+        available_mib: avail >> 20,
+    })
 }
 
 /// Starts EAL and the port: one RX and one TX queue per worker lcore.
@@ -388,7 +418,9 @@ pub fn spawn_workers(
         built.push((index, lcore, w));
     }
     // Every worker's flow table resident, on its worker's node, before any worker starts:
-    // no insert stalls on a page fault, and a table that does not fit fails here.
+    // no insert stalls on a page fault, and tables that do not fit fail here.
+    let each = FlowTable::entries_for(flow_capacity) * ENTRY_BYTES;
+    tables_fit(built.len(), each, flow_capacity, meminfo("MemAvailable:"))?;
     for (worker, lcore, w) in &mut built {
         let node = Some(dp.eal.lcore_socket(*lcore));
         w.populate_flows(node).map_err(|err| table_err(*worker, err))?;
@@ -571,6 +603,25 @@ pub fn shutdown(dp: Dataplane, workers: Workers, mgr: &Manager) -> Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tables_that_the_host_cannot_hold_fail_the_start() {
+        let text = "MemTotal:       24683520 kB\nMemFree:        20406404 kB\n\
+                    MemAvailable:   22129388 kB\nHugePages_Free:     1024\n";
+        assert_eq!(meminfo_value(text, "MemAvailable:"), Some(22129388));
+        assert_eq!(meminfo_value(text, "HugePages_Free:"), Some(1024));
+        assert_eq!(meminfo_value(text, "Nope:"), None);
+        let gib = 1 << 30;
+        assert!(tables_fit(2, gib, 1 << 26, Some(3 << 20)).is_ok(), "2 GiB of 3");
+        let err = tables_fit(4, 2 * gib, 1 << 27, Some(5 << 20)).unwrap_err().to_string();
+        assert!(
+            err.contains(
+                "8192 MiB (4 worker(s) × 2048 MiB for dataplane.flow_capacity = 134217728)"
+            ) && err.contains("5120 MiB available"),
+            "{err}"
+        );
+        assert!(tables_fit(64, 2 * gib, 1 << 27, None).is_ok(), "no MemAvailable: no check");
+    }
 
     #[test]
     fn remote_lcores_are_those_off_the_ports_node() {
