@@ -129,8 +129,8 @@ fn tables_fit(
     capacity: usize,
     available_kb: Option<u64>,
 ) -> Result<(), StartError> {
-    let (need, avail) = ((workers * each) as u64, available_kb.unwrap_or(u64::MAX / 1024) * 1024);
-    if need <= avail {
+    let Some(avail) = available_kb.map(|kb| kb * 1024) else { return Ok(()) };
+    if (workers * each) as u64 <= avail {
         return Ok(());
     }
     Err(StartError::TablesTooBig {
@@ -370,9 +370,10 @@ pub fn spawn_workers(
     let queues = std::mem::take(&mut dp.queues);
     let mut built = Vec::with_capacity(nq);
     // A worker's flow table that cannot be mapped or made resident.
+    let each = FlowTable::bytes_for(flow_capacity);
     let table_err = |worker, err| StartError::FlowTable {
         worker,
-        mib: (FlowTable::entries_for(flow_capacity) * ENTRY_BYTES) >> 20,
+        mib: each >> 20,
         capacity: flow_capacity,
         err,
     };
@@ -419,7 +420,6 @@ pub fn spawn_workers(
     }
     // Every worker's flow table resident, on its worker's node, before any worker starts:
     // no insert stalls on a page fault, and tables that do not fit fail here.
-    let each = FlowTable::entries_for(flow_capacity) * ENTRY_BYTES;
     tables_fit(built.len(), each, flow_capacity, meminfo("MemAvailable:"))?;
     for (worker, lcore, w) in &mut built {
         let node = Some(dp.eal.lcore_socket(*lcore));
@@ -510,7 +510,7 @@ pub fn run(eal_args: Vec<String>, args: cli::Args) -> Result<Summary, StartError
         dp.port.rss(),
         FlowTable::entries_for(flow_capacity),
         ENTRY_BYTES,
-        (FlowTable::entries_for(flow_capacity) * ENTRY_BYTES) >> 10,
+        FlowTable::bytes_for(flow_capacity) >> 10,
         dpdk::version()
     );
     if let Ok(text) = std::fs::read_to_string(crate::mem::THP_ENABLED) {

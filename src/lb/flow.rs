@@ -559,6 +559,11 @@ impl FlowTable {
         capacity.clamp(2 * WAYS, MAX_CAPACITY).next_power_of_two()
     }
 
+    /// The bytes of a table made for `capacity` flows ([`entries_for`](Self::entries_for)).
+    pub fn bytes_for(capacity: usize) -> usize {
+        Self::entries_for(capacity) * ENTRY_BYTES
+    }
+
     fn try_with_seed(capacity: usize, seed: [u64; 2]) -> std::io::Result<Self> {
         let entries = Self::entries_for(capacity);
         // An anonymous mapping of untouched zero pages (mem::Table), whose pages may be
