@@ -307,9 +307,6 @@ fn a_flow_table_that_cannot_be_mapped_names_flow_capacity() {
         ) && line.contains("Lower dataplane.flow_capacity"),
         "{line}"
     );
-    assert!(
-        !std::path::Path::new("/var/run/dpdk").join(&prefix).exists(),
-        "runtime directory left"
-    );
+    assert_no_dpdk_files(&prefix);
     let _ = std::fs::remove_dir_all(dir);
 }
