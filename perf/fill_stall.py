@@ -15,7 +15,6 @@ times; the output is the record (perf/results/fill_stall.txt).
 """
 import argparse
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -36,10 +35,10 @@ def longest_loop_ns(binary, pcap, cfg, secs):
     except subprocess.TimeoutExpired:
         p.send_signal(2)
         out, err = p.communicate(timeout=60)
-    got = dict(re.findall(r"^counter (\w+) (\d+)$", out, re.M))
+    got = harness.counters_of(out)
     if p.returncode != 0 or "longest_loop_ns" not in got:
         raise SystemExit(f"{binary} exited {p.returncode} without its counters:\n{err[-2000:]}")
-    return int(got["longest_loop_ns"]), int(got.get("new_flows", 0))
+    return got["longest_loop_ns"], got.get("new_flows", 0)
 
 
 def main():

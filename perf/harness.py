@@ -155,6 +155,11 @@ def pcap(flows, size, tag="", ppf=2, ack_only=False, interleave=True):
     return p
 
 
+def counters_of(out):
+    """The `counter NAME VALUE` lines drlb prints at exit, as a dict."""
+    return {m[0]: int(m[1]) for m in re.findall(r"^counter (\S+) (\d+)$", out, re.M)}
+
+
 def run_drlb(eal, cfg, secs, warm, extra=(), during=None, netns=None, metric="rx_pps", drlb=None):
     """Runs drlb (this tree's build, or the binary `drlb`) until it has printed warm + secs
     stats lines (one a second) after its control socket came up; returns (per-second
@@ -186,7 +191,7 @@ def run_drlb(eal, cfg, secs, warm, extra=(), during=None, netns=None, metric="rx
     errf.close()
     err = log()
     pps = [int(m) for m in re.findall(metric + r"=(\d+)", err)]
-    counters = {m[0]: int(m[1]) for m in re.findall(r"^counter (\S+) (\d+)$", out, re.M)}
+    counters = counters_of(out)
     if p.returncode != 0 or not counters:
         raise RuntimeError(f"drlb failed ({p.returncode}): {err[-2000:]}")
     return pps[warm:warm + secs] if not during else pps, counters, err
@@ -541,7 +546,7 @@ def memif_pair(gen_args, drlb_cfg, secs, warm=1.0):
     shutil.rmtree(d, ignore_errors=True)
     if not line:
         raise RuntimeError(f"drlb-pktgen: {gerr[-1500:]}\ndrlb: {err[-1500:]}")
-    counters = {m[0]: int(m[1]) for m in re.findall(r"^counter (\S+) (\d+)$", out, re.M)}
+    counters = counters_of(out)
     counters["cpu_cores"] = round(cores, 2)
     return json.loads(line), counters
 
@@ -711,7 +716,7 @@ def stage_soak(a, res):
     err = errf.read()
     errf.close()
     shutil.rmtree(d, ignore_errors=True)
-    c = {m[0]: int(m[1]) for m in re.findall(r"^counter (\S+) (\d+)$", out, re.M)}
+    c = counters_of(out)
     if not gline:
         raise RuntimeError(f"drlb-pktgen: {gerr[-1500:]}\ndrlb: {err[-1500:]}")
     gen = json.loads(gline)
