@@ -300,8 +300,9 @@ def tx_packets(prefix):
         return None
 
 
-def telemetry_tx_rate(cmd, prefix, secs, stdin=None):
-    """TX packets a second of the DPDK process `cmd` over `secs` after a warm-up."""
+def telemetry_tx_rate(cmd, prefix, secs, stdin=None, during=None):
+    """TX packets a second of the DPDK process `cmd` over `secs` after a warm-up;
+    `during(secs)`, when given, runs in the window in place of the sleep (a profiler)."""
     p = subprocess.Popen(cmd, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -312,7 +313,7 @@ def telemetry_tx_rate(cmd, prefix, secs, stdin=None):
             time.sleep(0.5)
         time.sleep(4)
         a, t0 = tx_packets(prefix), time.time()
-        time.sleep(secs)
+        (during or time.sleep)(secs)
         b, t1 = tx_packets(prefix), time.time()
         return (b - a) / (t1 - t0)
     finally:
@@ -321,18 +322,19 @@ def telemetry_tx_rate(cmd, prefix, secs, stdin=None):
         shutil.rmtree(f"/var/run/dpdk/{prefix}", ignore_errors=True)
 
 
-def drlb_tx_rate(binary, eal, cfg, mbufs, secs):
+def drlb_tx_rate(binary, eal, cfg, mbufs, secs, during=None):
     """The TX rate of drlb `binary` on an e2e case (`harness.e2e_case`'s EAL arguments,
     config and mbufs)."""
     pre = f"txdr{os.getpid()}"
-    return telemetry_tx_rate([binary, *eal("0-1", pre), "--", "--config", cfg, "--mbufs", str(mbufs)], pre, secs)
+    return telemetry_tx_rate([binary, *eal("0-1", pre), "--", "--config", cfg, "--mbufs", str(mbufs)], pre, secs,
+                             during=during)
 
 
-def testpmd_tx_rate(eal, mbufs, secs):
+def testpmd_tx_rate(eal, mbufs, secs, during=None):
     """The TX rate of testpmd macswap on an e2e case, as `drlb_tx_rate`."""
     pre = f"txtp{os.getpid()}"
     return telemetry_tx_rate(["dpdk-testpmd", *eal("0-1", pre), "--", "--forward-mode=macswap", "--port-topology=loop",
-                 f"--total-num-mbufs={mbufs}", "--auto-start"], pre, secs, stdin=True)
+                 f"--total-num-mbufs={mbufs}", "--auto-start"], pre, secs, stdin=True, during=during)
 
 
 def paired_ab(a):
