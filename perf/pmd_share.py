@@ -19,7 +19,11 @@ pcap, config, mbufs, EAL arguments) with this tree's release build; the sampling
 both processes a little, so its rates are not the harness's. Nothing is written to
 results.json; the output is the record (perf/results/pmd_share.txt).
 
-    python3 perf/pmd_share.py [--flows 65536,1024] [--rounds 3] [--secs 8]
+    python3 perf/pmd_share.py [--flows 65536,1024] [--rounds 3] [--secs 8] [--capacity N]
+
+--capacity sets drlb's flow_capacity (the e2e stage's is twice the flows): the same pcap
+and the same replay beside a table whose flows are spread over more lines, to see
+whether the PMD's slowdown inside drlb follows the lines drlb's table touches.
 """
 import argparse
 import os
@@ -61,6 +65,7 @@ def main():
     ap.add_argument("--flows", default="65536,1024")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--secs", type=int, default=8)
+    ap.add_argument("--capacity", type=int, help="drlb's flow_capacity (default: the e2e stage's, 2 x flows)")
     a = ap.parse_args()
     os.makedirs(harness.OUT, exist_ok=True)
     subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=harness.ROOT, check=True)
@@ -73,6 +78,9 @@ def main():
     try:
         for flows in [int(x) for x in a.flows.split(",")]:
             _, cfg, eal, mbufs = harness.e2e_case(flows, 60, "established", 1)
+            if a.capacity:
+                cfg = harness.bench_config(os.path.join(harness.OUT, "pmd_share.toml"), flows,
+                                           capacity=a.capacity, service_extra='mid_flow = "schedule"')
             rows = {"drlb": [], "testpmd": []}
             for r in range(a.rounds):
                 for kind in ("drlb", "testpmd"):
@@ -91,7 +99,7 @@ def main():
                       f"{t[0] / TARGET - t[1] - t[3]:.1f} for {TARGET} at testpmd's pmd time", flush=True)
             med = {k: [statistics.median(x[i] for x in v) for i in range(4)] for k, v in rows.items()}
             d, t = med["drlb"], med["testpmd"]
-            print(f"{flows} flows, medians of {a.rounds} rounds: drlb {d[0]:.1f} ns a packet (pmd {d[1]:.1f}, "
+            print(f"{flows} flows{f', flow_capacity {a.capacity}' if a.capacity else ''}, medians of {a.rounds} rounds: drlb {d[0]:.1f} ns a packet (pmd {d[1]:.1f}, "
                   f"own {d[2]:.1f}, other {d[3]:.1f}); testpmd {t[0]:.1f} (pmd {t[1]:.1f}, own {t[2]:.1f}, "
                   f"other {t[3]:.1f})")
             print(f"{flows} flows: for {TARGET} of testpmd drlb may spend {t[0] / TARGET:.1f} ns a packet, "
